@@ -1,0 +1,28 @@
+//! The collector's HTTP contract: request and response bodies, and the rules a report must meet.
+
+mod metrics;
+mod report;
+mod views;
+
+pub use metrics::{MetricValue, Metrics, Number};
+pub use report::{
+    RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,
+};
+pub use views::{
+    AgentOverview, AgentsResponse, DailySummary, ErrorBody, ErrorDetail, IngestResponse,
+    MetricPage, MetricPoint, RunDetail, RunPage, RunView, SummariesResponse,
+};
+
+/// Limits every report must respect; the collector refuses anything beyond them.
+pub mod limits {
+    /// Longest agent name, in characters.
+    pub const AGENT_NAME_MAX_CHARS: usize = 100;
+    /// Longest metric name, in characters.
+    pub const METRIC_NAME_MAX_CHARS: usize = 200;
+    /// Most metrics one run may carry.
+    pub const MAX_METRICS_PER_RUN: usize = 1000;
+    /// Longest number literal, in characters (`0.1`, `-12e3`).
+    pub const NUMBER_MAX_CHARS: usize = 64;
+    /// Longest `host` value, in characters.
+    pub const HOST_MAX_CHARS: usize = 255;
+}

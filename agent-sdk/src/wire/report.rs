@@ -1,0 +1,285 @@
+//! The report a finished run sends to `POST /metrics`, and the rules it must meet.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use validator::{Validate, ValidationError};
+
+use super::limits::{
+    AGENT_NAME_MAX_CHARS, HOST_MAX_CHARS, MAX_METRICS_PER_RUN, METRIC_NAME_MAX_CHARS,
+    NUMBER_MAX_CHARS,
+};
+use super::{MetricValue, Metrics};
+
+/// One finished run of an agent, as posted to `POST /metrics`.
+///
+/// Compatible with the original design's curl example: only `agent_name`, `started_at` and
+/// `finished_at` are required. Checks that need the clock (order and future timestamps) are the
+/// collector's; everything else is in [`Validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+pub struct RunReport {
+    #[validate(custom(function = "validate_agent_name"))]
+    pub agent_name: String,
+    #[serde(default)]
+    #[validate(custom(function = "validate_metrics"))]
+    pub metrics: Metrics,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `null` for a successful run; the error message of a failed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(custom(function = "validate_no_nul"))]
+    pub error: Option<String>,
+    /// Idempotency key: a report with a key the collector has seen is stored only once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_key: Option<Uuid>,
+    /// What started the run; `api` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<RunTrigger>,
+    /// The cron slot this run belongs to, for scheduled runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The machine that ran the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(custom(function = "validate_host"))]
+    pub host: Option<String>,
+}
+
+impl RunReport {
+    pub fn status(&self) -> RunStatus {
+        if self.error.is_some() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Success
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunTrigger {
+    /// Fired by a cron schedule.
+    Schedule,
+    /// Started by hand (`scheduler run`, the status page's button).
+    Manual,
+    /// Pushed by another client (curl, a script).
+    Api,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::Manual => "manual",
+            Self::Api => "api",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "schedule" => Some(Self::Schedule),
+            "manual" => Some(Self::Manual),
+            "api" => Some(Self::Api),
+            _ => None,
+        }
+    }
+}
+
+/// The state of a run as stored in `agent_runs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Success,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "running" => Some(Self::Running),
+            "success" => Some(Self::Success),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(code: &'static str, message: String) -> ValidationError {
+    ValidationError::new(code).with_message(Cow::Owned(message))
+}
+
+/// An agent name: 1–100 characters of `[A-Za-z0-9_.-]`.
+pub fn validate_agent_name(name: &str) -> Result<(), ValidationError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > AGENT_NAME_MAX_CHARS {
+        return Err(invalid(
+            "length",
+            format!("must be 1 to {AGENT_NAME_MAX_CHARS} characters long, got {chars}"),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(invalid(
+            "charset",
+            format!("may contain only letters, digits, `_`, `.` and `-`; found {bad:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A metric name: 1–200 characters, no control characters.
+pub fn validate_metric_name(name: &str) -> Result<(), ValidationError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > METRIC_NAME_MAX_CHARS {
+        return Err(invalid(
+            "length",
+            format!(
+                "metric names must be 1 to {METRIC_NAME_MAX_CHARS} characters long, got {chars}"
+            ),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            "charset",
+            "metric names may not contain control characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// At most [`MAX_METRICS_PER_RUN`] metrics, each with a valid name and a storable value.
+pub fn validate_metrics(metrics: &Metrics) -> Result<(), ValidationError> {
+    if metrics.len() > MAX_METRICS_PER_RUN {
+        return Err(invalid(
+            "too_many",
+            format!(
+                "at most {MAX_METRICS_PER_RUN} metrics per run, got {}",
+                metrics.len()
+            ),
+        ));
+    }
+    for (name, value) in metrics {
+        let naming = |e: ValidationError| {
+            let mut e = e;
+            e.add_param(Cow::Borrowed("metric"), name);
+            e
+        };
+        validate_metric_name(name).map_err(naming)?;
+        match value {
+            MetricValue::Number(n) => validate_number(name, n.as_str()).map_err(naming)?,
+            MetricValue::Text(text) if text.contains('\0') => {
+                return Err(naming(invalid(
+                    "charset",
+                    format!("metric `{name}`: text may not contain NUL characters"),
+                )));
+            }
+            MetricValue::Text(_) | MetricValue::Bool(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Numbers are stored exactly, so they must fit a finite `f64` range and a bounded literal.
+fn validate_number(name: &str, literal: &str) -> Result<(), ValidationError> {
+    if literal.len() > NUMBER_MAX_CHARS {
+        return Err(invalid(
+            "range",
+            format!("metric `{name}`: number literal longer than {NUMBER_MAX_CHARS} characters"),
+        ));
+    }
+    let value: f64 = literal.parse().unwrap_or(f64::INFINITY);
+    let underflows = value == 0.0
+        && literal.bytes().any(|b| matches!(b, b'1'..=b'9'))
+        && !mantissa_is_zero(literal);
+    if !value.is_finite() || underflows {
+        return Err(invalid(
+            "range",
+            format!("metric `{name}`: {literal} is outside the storable range (about ±1.8e308)"),
+        ));
+    }
+    Ok(())
+}
+
+fn mantissa_is_zero(literal: &str) -> bool {
+    let mantissa = literal.split(['e', 'E']).next().unwrap_or(literal);
+    !mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'))
+}
+
+fn validate_host(host: &str) -> Result<(), ValidationError> {
+    let chars = host.chars().count();
+    if chars > HOST_MAX_CHARS {
+        return Err(invalid(
+            "length",
+            format!("must be at most {HOST_MAX_CHARS} characters long, got {chars}"),
+        ));
+    }
+    validate_no_nul(host)
+}
+
+fn validate_no_nul(text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        return Err(invalid(
+            "charset",
+            "may not contain NUL characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names() {
+        for good in ["a", "mi_agente", "Agent-1.v2", &"x".repeat(100)] {
+            assert!(validate_agent_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "has space", "ü", "a/b", "a;drop", &"x".repeat(101)] {
+            assert!(validate_agent_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_in_and_out_of_range() {
+        for good in [
+            "0",
+            "-0.0",
+            "0.1",
+            "1e308",
+            "1e-300",
+            "0e999",
+            "9007199254740993",
+        ] {
+            assert!(validate_number("m", good).is_ok(), "{good}");
+        }
+        for bad in ["1e309", "-1e400", "1e-400", &format!("1{}", "0".repeat(70))] {
+            assert!(validate_number("m", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn original_curl_example_parses_and_validates() {
+        let report: RunReport = serde_json::from_str(
+            r#"{"agent_name":"test","metrics":{"x":1},"started_at":"2026-02-19T10:00:00Z",
+                "finished_at":"2026-02-19T10:00:01Z","error":null}"#,
+        )
+        .unwrap();
+        report.validate().unwrap();
+        assert_eq!(report.status(), RunStatus::Success);
+        assert_eq!(report.run_key, None);
+    }
+}

@@ -1,0 +1,121 @@
+//! Response bodies of the collector's API.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{MetricValue, RunStatus, RunTrigger};
+
+/// `POST /metrics`: `201` for a new run, `200` for a `run_key` seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestResponse {
+    pub run_id: i64,
+}
+
+/// Every error the collector answers: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `validation_failed`, `unauthorized`, `not_found`, ...
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// Which fields failed and why; `null` when there is nothing more to say.
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// One row of `agent_runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: i64,
+    pub run_key: Option<Uuid>,
+    pub agent_name: String,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub error_message: Option<String>,
+    pub trigger: Option<RunTrigger>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub host: Option<String>,
+    pub metric_count: i32,
+    pub received_at: DateTime<Utc>,
+}
+
+/// `GET /runs/{id}`: the run and its metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub metrics: Vec<MetricPoint>,
+}
+
+/// `GET /runs`: newest first; pass `next_cursor` back as `cursor` for the next page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPage {
+    pub runs: Vec<RunView>,
+    pub next_cursor: Option<String>,
+}
+
+/// One row of `agent_metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub id: i64,
+    pub run_id: i64,
+    pub agent_name: String,
+    pub metric_name: String,
+    pub value: MetricValue,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// `GET /metrics`: newest first; pass `next_cursor` back as `cursor` for the next page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPage {
+    pub metrics: Vec<MetricPoint>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /agents`: one entry per agent that has reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentsResponse {
+    pub agents: Vec<AgentOverview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentOverview {
+    pub agent_name: String,
+    pub last_run_at: DateTime<Utc>,
+    pub last_status: RunStatus,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub runs_today: i64,
+    pub failures_today: i64,
+    pub runs_7d: i64,
+    pub failures_7d: i64,
+}
+
+/// `GET /summaries`: one row of `agent_daily_summaries` (per agent and UTC day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailySummary {
+    pub agent_name: String,
+    pub day: NaiveDate,
+    pub run_count: i64,
+    pub success_count: i64,
+    pub failure_count: i64,
+    pub total_duration_ms: i64,
+    pub min_duration_ms: Option<i64>,
+    pub max_duration_ms: Option<i64>,
+    pub avg_duration_ms: Option<f64>,
+    pub last_run_at: DateTime<Utc>,
+    pub last_status: RunStatus,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummariesResponse {
+    pub summaries: Vec<DailySummary>,
+}

@@ -1,0 +1,281 @@
+//! Bearer tokens: HS256 JWTs signed with `COLLECTOR_SECRET_KEY`, carrying a scope and an
+//! optional list of the agents the holder may write or read.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SecretKey;
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /metrics`.
+    Ingest,
+    /// The read endpoints.
+    Read,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ingest" => Ok(Self::Ingest),
+            "read" => Ok(Self::Read),
+            other => Err(format!("unknown scope {other:?}; expected ingest or read")),
+        }
+    }
+}
+
+/// An agent name, or a prefix ending in `*` (`billing_*`; `*` alone allows every agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl AgentPattern {
+    pub fn matches(&self, agent: &str) -> bool {
+        match self {
+            Self::Exact(name) => name == agent,
+            Self::Prefix(prefix) => agent.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+impl FromStr for AgentPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (body, is_prefix) = match s.strip_suffix('*') {
+            Some(prefix) => (prefix, true),
+            None => (s, false),
+        };
+        let valid = body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid || (body.is_empty() && !is_prefix) || body.len() > 100 {
+            return Err(format!(
+                "invalid agent pattern {s:?}: an agent name, or a prefix followed by `*`"
+            ));
+        }
+        Ok(if is_prefix {
+            Self::Prefix(body.to_owned())
+        } else {
+            Self::Exact(body.to_owned())
+        })
+    }
+}
+
+impl fmt::Display for AgentPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(name) => f.write_str(name),
+            Self::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
+/// The claims of a collector token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Who holds the token (a scheduler, a script), for logs.
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Space-separated scopes, as in OAuth 2: `ingest`, `read` or `ingest read`.
+    pub scope: String,
+    /// Agents the token is limited to; absent means every agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+}
+
+/// A verified token: who, what it may do, and for which agents.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub subject: String,
+    scopes: Vec<Scope>,
+    agents: Option<Vec<AgentPattern>>,
+}
+
+impl Grant {
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn allows_agent(&self, agent: &str) -> bool {
+        self.agents
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(agent)))
+    }
+
+    /// `None` when the token covers every agent.
+    pub fn agent_patterns(&self) -> Option<&[AgentPattern]> {
+        self.agents.as_deref()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{}", describe(.0))]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("invalid token claims: {0}")]
+    Claims(String),
+}
+
+/// Says what is wrong with a token without echoing it.
+fn describe(err: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidSignature => "the token's signature does not match",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "the token's algorithm is not allowed (HS256 only)"
+        }
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (sub, exp)",
+        _ => "the token is malformed",
+    }
+}
+
+/// Signs and verifies tokens with one secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &SecretKey) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Issues a token for `subject`, valid for `ttl`.
+    pub fn issue(
+        &self,
+        subject: &str,
+        scopes: &[Scope],
+        agents: Option<&[AgentPattern]>,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            sub: subject.to_owned(),
+            exp: now.saturating_add(ttl),
+            iat: Some(now),
+            nbf: None,
+            scope: scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            agents: agents.map(|patterns| patterns.iter().map(ToString::to_string).collect()),
+        };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims (tests use it for expired and not-yet-valid tokens).
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Grant, TokenError> {
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
+        let scopes = claims
+            .scope
+            .split_whitespace()
+            .map(Scope::from_str)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TokenError::Claims)?;
+        let agents = claims
+            .agents
+            .map(|list| {
+                list.iter()
+                    .map(|p| p.parse())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(TokenError::Claims)?;
+        Ok(Grant {
+            subject: claims.sub,
+            scopes,
+            agents,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&SecretKey::parse("k".repeat(32)).unwrap())
+    }
+
+    #[test]
+    fn issued_token_verifies_with_its_grant() {
+        let keys = keys();
+        let patterns = ["billing_*".parse().unwrap(), "hello".parse().unwrap()];
+        let token = keys
+            .issue(
+                "ci",
+                &[Scope::Ingest],
+                Some(&patterns),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let grant = keys.verify(&token).unwrap();
+        assert_eq!(grant.subject, "ci");
+        assert!(grant.has_scope(Scope::Ingest));
+        assert!(!grant.has_scope(Scope::Read));
+        assert!(grant.allows_agent("billing_daily"));
+        assert!(grant.allows_agent("hello"));
+        assert!(!grant.allows_agent("hello2"));
+        assert!(!grant.allows_agent("other"));
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!("*".parse(), Ok(AgentPattern::Prefix(String::new())));
+        assert!("a b".parse::<AgentPattern>().is_err());
+        assert!("".parse::<AgentPattern>().is_err());
+        assert!("a*b".parse::<AgentPattern>().is_err());
+    }
+
+    #[test]
+    fn other_key_is_refused() {
+        let token = keys()
+            .issue("ci", &[Scope::Read], None, Duration::from_secs(60))
+            .unwrap();
+        let other = TokenKeys::new(&SecretKey::parse("o".repeat(32)).unwrap());
+        assert!(other.verify(&token).is_err());
+    }
+}

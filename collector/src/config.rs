@@ -1,0 +1,270 @@
+//! Settings read from the environment, each checked at start-up with a one-line error.
+//!
+//! Configuration comes only from the environment (never flags), so that secrets do not show up
+//! in `ps` output or shell history, and `.env.example` is the complete list.
+
+use std::env::{self, VarError};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Every variable the collector reads. `.env.example` must document each of them.
+pub const ENV_VARS: &[&str] = &[
+    DATABASE_URL,
+    DATABASE_MAX_CONNECTIONS,
+    DATABASE_ACQUIRE_TIMEOUT,
+    COLLECTOR_SECRET_KEY,
+    COLLECTOR_ADDR,
+    COLLECTOR_BODY_LIMIT,
+    COLLECTOR_REQUEST_TIMEOUT,
+    WEBAPP_READONLY_PASSWORD,
+    RUST_LOG,
+    LOG_FORMAT,
+];
+
+pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
+pub const DATABASE_ACQUIRE_TIMEOUT: &str = "DATABASE_ACQUIRE_TIMEOUT";
+pub const COLLECTOR_SECRET_KEY: &str = "COLLECTOR_SECRET_KEY";
+pub const COLLECTOR_ADDR: &str = "COLLECTOR_ADDR";
+pub const COLLECTOR_BODY_LIMIT: &str = "COLLECTOR_BODY_LIMIT";
+pub const COLLECTOR_REQUEST_TIMEOUT: &str = "COLLECTOR_REQUEST_TIMEOUT";
+pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
+pub const RUST_LOG: &str = "RUST_LOG";
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
+
+/// The value `.env.example` ships for `COLLECTOR_SECRET_KEY`; the collector refuses to run with it.
+pub const PLACEHOLDER_SECRET_KEY: &str = "change-me-run-openssl-rand-hex-32";
+/// The value `.env.example` ships for passwords; refused like the secret key.
+pub const PLACEHOLDER_PASSWORD: &str = "change-me";
+
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set{1}")]
+    Missing(&'static str, &'static str),
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// What `collector serve` needs.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub database: DatabaseConfig,
+    pub secret_key: SecretKey,
+    pub addr: SocketAddr,
+    pub http: HttpConfig,
+}
+
+impl ServeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env()?,
+            secret_key: SecretKey::from_env()?,
+            addr: parse_or(
+                COLLECTOR_ADDR,
+                "0.0.0.0:8000".parse().expect("valid default"),
+            )?,
+            http: HttpConfig::from_env()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// A request still running after this long is answered 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let default = Self::default();
+        Ok(Self {
+            body_limit: parse_or(COLLECTOR_BODY_LIMIT, default.body_limit)?,
+            request_timeout: duration_or(COLLECTOR_REQUEST_TIMEOUT, default.request_timeout)?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let url = required(
+            DATABASE_URL,
+            " (e.g. postgres://agent_platform:password@localhost:5432/agent_metrics_db)",
+        )?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                var: DATABASE_URL,
+                reason: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        Ok(Self {
+            url: url.into(),
+            max_connections: parse_or(DATABASE_MAX_CONNECTIONS, 10)?,
+            acquire_timeout: duration_or(DATABASE_ACQUIRE_TIMEOUT, Duration::from_secs(5))?,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+}
+
+/// The HMAC key that signs and verifies bearer tokens. Never printed.
+#[derive(Clone)]
+pub struct SecretKey(SecretString);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+impl SecretKey {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let value = required(
+            COLLECTOR_SECRET_KEY,
+            " (generate one with: openssl rand -hex 32)",
+        )?;
+        Self::parse(value).map_err(|reason| ConfigError::Invalid {
+            var: COLLECTOR_SECRET_KEY,
+            reason,
+        })
+    }
+
+    /// At least 32 bytes, and not the `.env.example` placeholder.
+    pub fn parse(value: String) -> Result<Self, String> {
+        if value == PLACEHOLDER_SECRET_KEY {
+            return Err(
+                "still the .env.example placeholder; generate one with: openssl rand -hex 32"
+                    .into(),
+            );
+        }
+        if value.len() < MIN_SECRET_KEY_BYTES {
+            return Err(format!(
+                "{} bytes long, at least {MIN_SECRET_KEY_BYTES} are needed (generate one with: openssl rand -hex 32)",
+                value.len()
+            ));
+        }
+        Ok(Self(value.into()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.expose_secret().as_bytes()
+    }
+}
+
+/// `LOG_FORMAT`: `text` for people (the default), `json` for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match optional(LOG_FORMAT)?.as_deref() {
+            None | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(ConfigError::Invalid {
+                var: LOG_FORMAT,
+                reason: format!("{other:?}; expected \"json\" or \"text\""),
+            }),
+        }
+    }
+}
+
+/// `WEBAPP_READONLY_PASSWORD`, for `collector grant-readonly`.
+pub fn readonly_password() -> Result<SecretString, ConfigError> {
+    let value = required(WEBAPP_READONLY_PASSWORD, " (the read-only role's password)")?;
+    if value == PLACEHOLDER_PASSWORD || value.len() < 12 {
+        return Err(ConfigError::Invalid {
+            var: WEBAPP_READONLY_PASSWORD,
+            reason: "use a real password of at least 12 characters".into(),
+        });
+    }
+    Ok(value.into())
+}
+
+fn optional(var: &'static str) -> Result<Option<String>, ConfigError> {
+    match env::var(var) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(VarError::NotPresent) => Ok(None),
+        Err(VarError::NotUnicode(_)) => Err(ConfigError::Invalid {
+            var,
+            reason: "not valid UTF-8".into(),
+        }),
+    }
+}
+
+fn required(var: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+    optional(var)?.ok_or(ConfigError::Missing(var, hint))
+}
+
+fn parse_or<T>(var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match optional(var)? {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e| ConfigError::Invalid {
+            var,
+            reason: format!("{value:?}: {e}"),
+        }),
+    }
+}
+
+fn duration_or(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match optional(var)? {
+        None => Ok(default),
+        Some(value) => humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
+            var,
+            reason: format!("{value:?}: {e} (e.g. 5s, 2m)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_key_rules() {
+        assert!(SecretKey::parse("x".repeat(31)).is_err());
+        assert!(SecretKey::parse("x".repeat(32)).is_ok());
+        let placeholder = SecretKey::parse(PLACEHOLDER_SECRET_KEY.into()).unwrap_err();
+        assert!(placeholder.contains("placeholder"), "{placeholder}");
+    }
+
+    #[test]
+    fn secret_key_never_prints() {
+        let key = SecretKey::parse("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".into()).unwrap();
+        assert!(!format!("{key:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,56 @@
+//! `POST /metrics`: one run report in, one stored run out.
+
+use agent_sdk::wire::{IngestResponse, RunReport};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use crate::auth::Scope;
+use crate::domain::NewRun;
+use crate::store::Stored;
+
+/// `201 {"run_id"}` for a new run; `200` with the same id when its `run_key` was stored before.
+#[tracing::instrument(name = "ingest", skip_all, fields(agent, run_id))]
+pub(super) async fn post_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(report): ApiJson<RunReport>,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    caller.require(Scope::Ingest)?;
+    let run = NewRun::parse(report, Utc::now()).map_err(|e| ApiError::validation(&e))?;
+    caller.require_agent(run.agent_name.as_str())?;
+    tracing::Span::current().record("agent", run.agent_name.as_str());
+
+    let stored = state
+        .store
+        .store_runs(std::slice::from_ref(&run))
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("the store returned no outcome for one run"))?;
+
+    tracing::Span::current().record("run_id", stored.run_id());
+    let status = match stored {
+        Stored::Created(_) => {
+            metrics::counter!("collector_runs_stored_total", "status" => run.status.as_str())
+                .increment(1);
+            metrics::counter!("collector_metrics_stored_total").increment(run.metrics.len() as u64);
+            StatusCode::CREATED
+        }
+        Stored::Existing(_) => {
+            metrics::counter!("collector_runs_duplicate_total").increment(1);
+            tracing::info!(run_key = %run.run_key, "run_key seen before: nothing written");
+            StatusCode::OK
+        }
+    };
+    Ok((
+        status,
+        Json(IngestResponse {
+            run_id: stored.run_id(),
+        }),
+    ))
+}

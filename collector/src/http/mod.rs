@@ -1,0 +1,139 @@
+//! The HTTP API: one router, one middleware stack, one error shape.
+
+mod auth;
+mod error;
+mod extract;
+mod health;
+mod ingest;
+mod params;
+pub mod prometheus;
+mod reads;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use error::ApiError;
+pub use extract::parse_json;
+
+use crate::auth::TokenKeys;
+use crate::config::HttpConfig;
+use crate::store::Store;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+pub struct App {
+    pub store: Store,
+    pub tokens: TokenKeys,
+    pub prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(store: Store, tokens: TokenKeys) -> Self {
+        Self(Arc::new(App {
+            store,
+            tokens,
+            prometheus: prometheus::handle(),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The whole API with its middleware, ready to serve.
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    let request_timeout = config.request_timeout;
+    Router::new()
+        .route(
+            "/metrics",
+            get(reads::list_metrics).post(ingest::post_metrics),
+        )
+        .route("/runs", get(reads::list_runs))
+        .route("/runs/{id}", get(reads::get_run))
+        .route("/agents", get(reads::list_agents))
+        .route("/summaries", get(reads::list_summaries))
+        .route("/health", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/prometheus", get(prometheus::render))
+        .route_layer(middleware::from_fn(prometheus::track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let request_id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                uri = %req.uri().path(),
+                                request_id,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(|_panic| {
+                    ApiError::Internal(anyhow::anyhow!("a request handler panicked"))
+                        .into_response()
+                }))
+                .layer(middleware::from_fn(move |req: Request, next: Next| {
+                    with_timeout(request_timeout, req, next)
+                })),
+        )
+        .with_state(state)
+}
+
+/// A request that outlives `timeout` is dropped (rolling back any open transaction) and
+/// answered 503, so a client never hangs on us.
+async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request did not complete within {timeout:?}; retry later"),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::client(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}

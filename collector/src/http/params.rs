@@ -1,0 +1,76 @@
+//! Parsing of query parameters shared by the read endpoints; each failure names its parameter.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::error::ApiError;
+use crate::domain::AgentName;
+use crate::store::Cursor;
+
+pub(super) const DEFAULT_LIMIT: u64 = 100;
+pub(super) const MAX_LIMIT: u64 = 1000;
+
+pub(super) fn limit(value: Option<u64>) -> Result<u64, ApiError> {
+    match value.unwrap_or(DEFAULT_LIMIT) {
+        limit @ 1..=MAX_LIMIT => Ok(limit),
+        other => Err(ApiError::bad_param(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}, got {other}"),
+        )),
+    }
+}
+
+pub(super) fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::bad_param(
+                        field,
+                        format!("{e}; expected RFC 3339, e.g. 2026-02-19T10:00:00Z"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+pub(super) fn date(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<NaiveDate>()
+                .map_err(|e| ApiError::bad_param(field, format!("{e}; expected YYYY-MM-DD")))
+        })
+        .transpose()
+}
+
+pub(super) fn agent_name(value: Option<&str>) -> Result<Option<AgentName>, ApiError> {
+    value
+        .map(|v| {
+            AgentName::parse(v).map_err(|e| {
+                ApiError::bad_param(
+                    "agent_name",
+                    e.message.map(|m| m.into_owned()).unwrap_or_default(),
+                )
+            })
+        })
+        .transpose()
+}
+
+pub(super) fn cursor(value: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|e: &str| ApiError::bad_param("cursor", e))
+        })
+        .transpose()
+}
+
+/// `from` must come before `to`.
+pub(super) fn range<T: PartialOrd>(from: Option<T>, to: Option<T>) -> Result<(), ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => {
+            Err(ApiError::bad_param("from", "must not be after `to`"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,64 @@
+//! `GET /prometheus`: request counts and latencies, runs stored by status, pool usage.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide recorder (the `metrics` macros need a global one), installed once.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            {
+                Ok(builder) => builder,
+                Err(err) => unreachable!("latency buckets are not empty: {err}"),
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed: /prometheus stays empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let (open, idle, max) = state.store.pool_usage();
+    metrics::gauge!("collector_db_pool_connections", "state" => "open").set(f64::from(open));
+    metrics::gauge!("collector_db_pool_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("collector_db_pool_max_connections").set(f64::from(max));
+    state.prometheus.run_upkeep();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+}
+
+/// Counts every routed request and times it, labelled by route template (not raw path, so
+/// `/runs/{id}` stays one series).
+pub(super) async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let path = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "path" => path)
+        .record(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,188 @@
+//! The read endpoints (scope `read`): runs, metrics, agents and daily summaries.
+
+use agent_sdk::wire::{
+    AgentsResponse, MetricPage, RunDetail, RunPage, RunStatus, SummariesResponse,
+};
+use axum::Json;
+use axum::extract::State;
+use chrono::{Days, Utc};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
+use super::params;
+use crate::auth::Scope;
+use crate::store::{MetricFilter, RunFilter, SummaryFilter};
+
+/// The longest date range `GET /summaries` serves in one answer.
+const MAX_SUMMARY_DAYS: u64 = 366;
+/// `GET /summaries` without `from`: this many days up to `to`.
+const DEFAULT_SUMMARY_DAYS: u64 = 30;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunsQuery {
+    agent_name: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /runs`: newest first, keyset-paginated.
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<RunsQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent_name = params::agent_name(query.agent_name.as_deref())?;
+    if let Some(agent) = &agent_name {
+        caller.require_agent(agent.as_str())?;
+    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_param(
+                    "status",
+                    format!("{s:?}; expected running, success or failed"),
+                )
+            })
+        })
+        .transpose()?;
+    let from = params::time("from", query.from.as_deref())?;
+    let to = params::time("to", query.to.as_deref())?;
+    params::range(from, to)?;
+    let filter = RunFilter {
+        agent_name,
+        status,
+        from,
+        to,
+        cursor: params::cursor(query.cursor.as_deref())?,
+        limit: params::limit(query.limit)?,
+        access: caller.access(),
+    };
+    Ok(Json(state.store.list_runs(&filter).await?))
+}
+
+/// `GET /runs/{id}`: one run with its metrics.
+#[tracing::instrument(skip_all, fields(id))]
+pub(super) async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RunDetail>, ApiError> {
+    caller.require(Scope::Read)?;
+    tracing::Span::current().record("id", id);
+    let not_found = || ApiError::not_found(format!("no run with id {id}"));
+    let run = state.store.get_run(id).await?.ok_or_else(not_found)?;
+    // A token limited to other agents learns nothing about this run, not even that it exists.
+    if !caller.0.allows_agent(&run.run.agent_name) {
+        return Err(not_found());
+    }
+    Ok(Json(run))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsQuery {
+    agent_name: Option<String>,
+    metric_name: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /metrics`: metric values, newest first, keyset-paginated.
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<MetricsQuery>,
+) -> Result<Json<MetricPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent_name = params::agent_name(query.agent_name.as_deref())?;
+    if let Some(agent) = &agent_name {
+        caller.require_agent(agent.as_str())?;
+    }
+    if let Some(name) = &query.metric_name {
+        agent_sdk::wire::validate_metric_name(name).map_err(|e| {
+            ApiError::bad_param(
+                "metric_name",
+                e.message.map(|m| m.into_owned()).unwrap_or_default(),
+            )
+        })?;
+    }
+    let from = params::time("from", query.from.as_deref())?;
+    let to = params::time("to", query.to.as_deref())?;
+    params::range(from, to)?;
+    let filter = MetricFilter {
+        agent_name,
+        metric_name: query.metric_name,
+        from,
+        to,
+        cursor: params::cursor(query.cursor.as_deref())?,
+        limit: params::limit(query.limit)?,
+        access: caller.access(),
+    };
+    Ok(Json(state.store.list_metrics(&filter).await?))
+}
+
+/// `GET /agents`: per agent, its last run and recent counts.
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_agents(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<AgentsResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let today = Utc::now().date_naive();
+    let agents = state.store.agents_overview(today, &caller.access()).await?;
+    Ok(Json(AgentsResponse { agents }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SummariesQuery {
+    agent_name: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /summaries`: daily summaries per agent over a date range (default: the last 30 days).
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_summaries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SummariesQuery>,
+) -> Result<Json<SummariesResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent_name = params::agent_name(query.agent_name.as_deref())?;
+    if let Some(agent) = &agent_name {
+        caller.require_agent(agent.as_str())?;
+    }
+    let to = params::date("to", query.to.as_deref())?.unwrap_or_else(|| Utc::now().date_naive());
+    let from = params::date("from", query.from.as_deref())?
+        .unwrap_or_else(|| to - Days::new(DEFAULT_SUMMARY_DAYS - 1));
+    params::range(Some(from), Some(to))?;
+    if (to - from).num_days() >= MAX_SUMMARY_DAYS as i64 {
+        return Err(ApiError::bad_param(
+            "from",
+            format!("the range may span at most {MAX_SUMMARY_DAYS} days"),
+        ));
+    }
+    let filter = SummaryFilter {
+        agent_name,
+        from,
+        to,
+        access: caller.access(),
+    };
+    let summaries = state.store.daily_summaries(&filter).await?;
+    Ok(Json(SummariesResponse { summaries }))
+}

@@ -1,0 +1,125 @@
+//! `collector`: serve (default), migrate, token, grant-readonly. Settings come from the
+//! environment (see `.env.example`); a missing or bad one stops start-up with one line.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use collector::auth::{AgentPattern, Scope, TokenKeys};
+use collector::config::{self, DatabaseConfig, LogFormat, SecretKey, ServeConfig};
+use collector::http::AppState;
+use collector::startup::{self, Application};
+use collector::store::{self, RoleName, Store};
+use collector::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "collector",
+    version,
+    about = "Stores agent runs and metrics in PostgreSQL and serves them over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default); applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a bearer token signed with COLLECTOR_SECRET_KEY.
+    Token {
+        /// Who will use the token (a scheduler, a script), for logs.
+        #[arg(long)]
+        sub: String,
+        /// What the token allows; repeat for both.
+        #[arg(long = "scope", value_name = "ingest|read", default_value = "ingest")]
+        scopes: Vec<Scope>,
+        /// Limit the token to an agent, or to a prefix ending in `*`; repeatable.
+        #[arg(long = "agent", value_name = "PATTERN")]
+        agents: Vec<AgentPattern>,
+        /// How long the token is valid (e.g. 30d, 12h).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Create or update the dashboard's read-only role (password from WEBAPP_READONLY_PASSWORD).
+    GrantReadonly {
+        #[arg(long, default_value = "webapp_readonly", value_parser = RoleName::parse)]
+        role: RoleName,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("collector: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::from_env()?);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Migrate => {
+            let store = Store::connect_lazy(&DatabaseConfig::from_env()?)
+                .context("DATABASE_URL is invalid")?;
+            startup::migrate_when_reachable(&store).await?;
+            let latest = store::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+            tracing::info!(version = latest, "database schema is up to date");
+            store.close().await;
+            Ok(())
+        }
+        Command::Token {
+            sub,
+            scopes,
+            agents,
+            ttl,
+        } => {
+            let keys = TokenKeys::new(&SecretKey::from_env()?);
+            let agents = (!agents.is_empty()).then_some(agents.as_slice());
+            let token = keys
+                .issue(&sub, &scopes, agents, ttl)
+                .context("signing the token")?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::GrantReadonly { role } => {
+            let store = Store::connect_lazy(&DatabaseConfig::from_env()?)
+                .context("DATABASE_URL is invalid")?;
+            let password = config::readonly_password()?;
+            store::grant_readonly(&store, &role, &password)
+                .await
+                .with_context(|| format!("granting read-only access to {role}"))?;
+            tracing::info!(%role, "read-only role ready: CONNECT, USAGE and SELECT, now and on future tables");
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = ServeConfig::from_env()?;
+    let store = Store::connect_lazy(&config.database).context("DATABASE_URL is invalid")?;
+    startup::migrate_when_reachable(&store).await?;
+    let state = AppState::new(store.clone(), TokenKeys::new(&config.secret_key));
+    let app = Application::bind(config.addr, state, &config.http).await?;
+    tracing::info!(addr = %app.local_addr()?, "collector listening");
+    app.run_until(startup::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    store.close().await;
+    tracing::info!("collector stopped");
+    Ok(())
+}

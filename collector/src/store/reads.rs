@@ -1,0 +1,569 @@
+//! The read endpoints' queries, built with sea-query from the request's filters.
+
+use std::fmt;
+use std::str::FromStr;
+
+use agent_sdk::wire::{
+    AgentOverview, DailySummary, MetricPage, MetricPoint, MetricValue, Number, RunDetail, RunPage,
+    RunStatus, RunTrigger, RunView,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_query::{
+    Condition, Expr, ExprTrait, LikeExpr, Order, PostgresQueryBuilder, Query, SelectStatement,
+};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::{AssertSqlSafe, FromRow};
+use uuid::Uuid;
+
+use super::Store;
+use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns};
+use crate::auth::AgentPattern;
+use crate::domain::AgentName;
+
+/// Which agents a caller may see: every agent, or those matching the token's patterns.
+#[derive(Debug, Clone, Default)]
+pub struct AgentAccess(Option<Vec<AgentPattern>>);
+
+impl AgentAccess {
+    pub fn new(patterns: Option<&[AgentPattern]>) -> Self {
+        Self(patterns.map(<[AgentPattern]>::to_vec))
+    }
+
+    /// The SQL condition on `column`, or `None` when every agent is visible.
+    fn condition<C>(&self, column: C) -> Option<Condition>
+    where
+        C: sea_query::IntoColumnRef + Copy,
+    {
+        let patterns = self.0.as_ref()?;
+        let mut any = Condition::any();
+        for pattern in patterns {
+            any = any.add(match pattern {
+                AgentPattern::Exact(name) => Expr::col(column).eq(name.as_str()),
+                AgentPattern::Prefix(prefix) => {
+                    // `_` is common in agent names and a LIKE wildcard: escape it.
+                    let escaped = prefix
+                        .replace('\\', "\\\\")
+                        .replace('_', "\\_")
+                        .replace('%', "\\%");
+                    Expr::col(column).like(LikeExpr::new(format!("{escaped}%")).escape('\\'))
+                }
+            });
+        }
+        // An empty list allows nothing.
+        Some(if patterns.is_empty() {
+            Condition::all().add(Expr::cust("false"))
+        } else {
+            any
+        })
+    }
+}
+
+/// A keyset position: the (time, id) of the last row of the previous page. Printed as
+/// `<microseconds since epoch>_<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.at.timestamp_micros(), self.id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const BAD: &str = "not a cursor returned by this API";
+        let (micros, id) = s.split_once('_').ok_or(BAD)?;
+        let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| BAD)?).ok_or(BAD)?;
+        Ok(Self {
+            at,
+            id: id.parse().map_err(|_| BAD)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub agent_name: Option<AgentName>,
+    pub status: Option<RunStatus>,
+    /// Inclusive lower bound on `started_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `started_at`.
+    pub to: Option<DateTime<Utc>>,
+    pub cursor: Option<Cursor>,
+    pub limit: u64,
+    pub access: AgentAccess,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricFilter {
+    pub agent_name: Option<AgentName>,
+    pub metric_name: Option<String>,
+    /// Inclusive lower bound on `recorded_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `recorded_at`.
+    pub to: Option<DateTime<Utc>>,
+    pub cursor: Option<Cursor>,
+    pub limit: u64,
+    pub access: AgentAccess,
+}
+
+#[derive(Debug, Clone)]
+pub struct SummaryFilter {
+    pub agent_name: Option<AgentName>,
+    /// Inclusive.
+    pub from: NaiveDate,
+    /// Inclusive.
+    pub to: NaiveDate,
+    pub access: AgentAccess,
+}
+
+#[derive(FromRow)]
+struct RunRow {
+    id: i64,
+    run_key: Option<Uuid>,
+    agent_name: String,
+    status: String,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    error_message: Option<String>,
+    trigger: String,
+    scheduled_for: Option<DateTime<Utc>>,
+    host: Option<String>,
+    metric_count: i32,
+    received_at: DateTime<Utc>,
+}
+
+impl TryFrom<RunRow> for RunView {
+    type Error = sqlx::Error;
+
+    fn try_from(row: RunRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: row.id,
+            run_key: row.run_key,
+            agent_name: row.agent_name,
+            status: parse_status(&row.status)?,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            duration_ms: row.duration_ms,
+            error_message: row.error_message,
+            trigger: RunTrigger::parse(&row.trigger),
+            scheduled_for: row.scheduled_for,
+            host: row.host,
+            metric_count: row.metric_count,
+            received_at: row.received_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct MetricRow {
+    id: i64,
+    run_id: i64,
+    agent_name: String,
+    metric_name: String,
+    metric_value: Option<String>,
+    metric_text: Option<String>,
+    recorded_at: DateTime<Utc>,
+}
+
+impl TryFrom<MetricRow> for MetricPoint {
+    type Error = sqlx::Error;
+
+    fn try_from(row: MetricRow) -> Result<Self, Self::Error> {
+        let value = match (row.metric_value, row.metric_text) {
+            (Some(numeric), _) => Number::from_literal_checked(numeric)
+                .map(MetricValue::Number)
+                .ok_or_else(|| decode_error("metric_value is not a finite number"))?,
+            (None, Some(text)) => MetricValue::Text(text),
+            (None, None) => return Err(decode_error("metric has neither value nor text")),
+        };
+        Ok(Self {
+            id: row.id,
+            run_id: row.run_id,
+            agent_name: row.agent_name,
+            metric_name: row.metric_name,
+            value,
+            recorded_at: row.recorded_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct AgentRow {
+    agent_name: String,
+    last_run_at: DateTime<Utc>,
+    last_status: String,
+    last_success_at: Option<DateTime<Utc>>,
+    runs_today: i64,
+    failures_today: i64,
+    runs_7d: i64,
+    failures_7d: i64,
+}
+
+#[derive(FromRow)]
+struct SummaryRow {
+    agent_name: String,
+    day: NaiveDate,
+    run_count: i64,
+    success_count: i64,
+    failure_count: i64,
+    total_duration_ms: i64,
+    min_duration_ms: Option<i64>,
+    max_duration_ms: Option<i64>,
+    avg_duration_ms: Option<f64>,
+    last_run_at: DateTime<Utc>,
+    last_status: String,
+    last_success_at: Option<DateTime<Utc>>,
+}
+
+fn decode_error(message: &str) -> sqlx::Error {
+    sqlx::Error::Decode(message.into())
+}
+
+fn parse_status(status: &str) -> Result<RunStatus, sqlx::Error> {
+    RunStatus::parse(status).ok_or_else(|| decode_error("unknown run status"))
+}
+
+fn run_columns(select: &mut SelectStatement) -> &mut SelectStatement {
+    select.columns([
+        AgentRuns::Id,
+        AgentRuns::RunKey,
+        AgentRuns::AgentName,
+        AgentRuns::Status,
+        AgentRuns::StartedAt,
+        AgentRuns::FinishedAt,
+        AgentRuns::DurationMs,
+        AgentRuns::ErrorMessage,
+        AgentRuns::Trigger,
+        AgentRuns::ScheduledFor,
+        AgentRuns::Host,
+        AgentRuns::MetricCount,
+        AgentRuns::ReceivedAt,
+    ])
+}
+
+fn metric_columns(select: &mut SelectStatement) -> &mut SelectStatement {
+    select
+        .columns([
+            AgentMetrics::Id,
+            AgentMetrics::RunId,
+            AgentMetrics::AgentName,
+            AgentMetrics::MetricName,
+        ])
+        // NUMERIC as text keeps every digit; it is a JSON number literal as it stands.
+        .expr_as(
+            Expr::col(AgentMetrics::MetricValue).cast_as("text"),
+            "metric_value",
+        )
+        .columns([AgentMetrics::MetricText, AgentMetrics::RecordedAt])
+}
+
+/// `(time, id) < (cursor.at, cursor.id)`, matching the `(time desc, id desc)` indexes.
+fn before_cursor<C: sea_query::IntoColumnRef>(time: C, id: C, cursor: Cursor) -> Expr {
+    Expr::tuple([Expr::col(time), Expr::col(id)])
+        .lt(Expr::tuple([Expr::val(cursor.at), Expr::val(cursor.id)]))
+}
+
+impl Store {
+    /// Runs, newest `started_at` first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage, sqlx::Error> {
+        let mut select = Query::select();
+        run_columns(&mut select)
+            .from(AgentRuns::Table)
+            .and_where_option(
+                filter
+                    .agent_name
+                    .as_ref()
+                    .map(|a| Expr::col(AgentRuns::AgentName).eq(a.as_str())),
+            )
+            .and_where_option(
+                filter
+                    .status
+                    .map(|s| Expr::col(AgentRuns::Status).eq(s.as_str())),
+            )
+            .and_where_option(filter.from.map(|t| Expr::col(AgentRuns::StartedAt).gte(t)))
+            .and_where_option(filter.to.map(|t| Expr::col(AgentRuns::StartedAt).lt(t)))
+            .and_where_option(
+                filter
+                    .cursor
+                    .map(|c| before_cursor(AgentRuns::StartedAt, AgentRuns::Id, c)),
+            )
+            .order_by(AgentRuns::StartedAt, Order::Desc)
+            .order_by(AgentRuns::Id, Order::Desc)
+            .limit(filter.limit + 1);
+        if let Some(access) = filter.access.condition(AgentRuns::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<RunRow> = self.fetch(&select).await?;
+        let (runs, next_cursor) = paginate(rows, filter.limit, |r| Cursor {
+            at: r.started_at,
+            id: r.id,
+        });
+        Ok(RunPage {
+            runs: runs
+                .into_iter()
+                .map(RunView::try_from)
+                .collect::<Result<_, _>>()?,
+            next_cursor,
+        })
+    }
+
+    /// One run and its metrics, in the order they were reported.
+    pub async fn get_run(&self, id: i64) -> Result<Option<RunDetail>, sqlx::Error> {
+        let mut select = Query::select();
+        run_columns(&mut select)
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::Id).eq(id));
+        let Some(row) = self.fetch::<RunRow>(&select).await?.pop() else {
+            return Ok(None);
+        };
+        let mut select = Query::select();
+        metric_columns(&mut select)
+            .from(AgentMetrics::Table)
+            .and_where(Expr::col(AgentMetrics::RunId).eq(id))
+            .order_by(AgentMetrics::Id, Order::Asc);
+        let metrics = self
+            .fetch::<MetricRow>(&select)
+            .await?
+            .into_iter()
+            .map(MetricPoint::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Some(RunDetail {
+            run: row.try_into()?,
+            metrics,
+        }))
+    }
+
+    /// Metric values, newest `recorded_at` first.
+    pub async fn list_metrics(&self, filter: &MetricFilter) -> Result<MetricPage, sqlx::Error> {
+        let mut select = Query::select();
+        metric_columns(&mut select)
+            .from(AgentMetrics::Table)
+            .and_where_option(
+                filter
+                    .agent_name
+                    .as_ref()
+                    .map(|a| Expr::col(AgentMetrics::AgentName).eq(a.as_str())),
+            )
+            .and_where_option(
+                filter
+                    .metric_name
+                    .as_ref()
+                    .map(|m| Expr::col(AgentMetrics::MetricName).eq(m.as_str())),
+            )
+            .and_where_option(
+                filter
+                    .from
+                    .map(|t| Expr::col(AgentMetrics::RecordedAt).gte(t)),
+            )
+            .and_where_option(filter.to.map(|t| Expr::col(AgentMetrics::RecordedAt).lt(t)))
+            .and_where_option(
+                filter
+                    .cursor
+                    .map(|c| before_cursor(AgentMetrics::RecordedAt, AgentMetrics::Id, c)),
+            )
+            .order_by(AgentMetrics::RecordedAt, Order::Desc)
+            .order_by(AgentMetrics::Id, Order::Desc)
+            .limit(filter.limit + 1);
+        if let Some(access) = filter.access.condition(AgentMetrics::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<MetricRow> = self.fetch(&select).await?;
+        let (rows, next_cursor) = paginate(rows, filter.limit, |m| Cursor {
+            at: m.recorded_at,
+            id: m.id,
+        });
+        Ok(MetricPage {
+            metrics: rows
+                .into_iter()
+                .map(MetricPoint::try_from)
+                .collect::<Result<_, _>>()?,
+            next_cursor,
+        })
+    }
+
+    /// Per agent: its last run, last success, and run and failure counts today and over the
+    /// last seven UTC days (today included). Read from the daily summaries only.
+    pub async fn agents_overview(
+        &self,
+        today: NaiveDate,
+        access: &AgentAccess,
+    ) -> Result<Vec<AgentOverview>, sqlx::Error> {
+        let week_start = today - chrono::Days::new(6);
+        let mut select = Query::select();
+        select
+            .column(AgentDailySummaries::AgentName)
+            .expr_as(
+                Expr::col(AgentDailySummaries::LastRunAt).max(),
+                "last_run_at",
+            )
+            .expr_as(
+                Expr::cust("(array_agg(last_status order by last_run_at desc))[1]"),
+                "last_status",
+            )
+            .expr_as(
+                Expr::col(AgentDailySummaries::LastSuccessAt).max(),
+                "last_success_at",
+            )
+            .expr_as(
+                Expr::cust_with_values(
+                    "coalesce(sum(run_count) filter (where day = $1), 0)::bigint",
+                    [today],
+                ),
+                "runs_today",
+            )
+            .expr_as(
+                Expr::cust_with_values(
+                    "coalesce(sum(failure_count) filter (where day = $1), 0)::bigint",
+                    [today],
+                ),
+                "failures_today",
+            )
+            .expr_as(
+                Expr::cust_with_values(
+                    "coalesce(sum(run_count) filter (where day >= $1), 0)::bigint",
+                    [week_start],
+                ),
+                "runs_7d",
+            )
+            .expr_as(
+                Expr::cust_with_values(
+                    "coalesce(sum(failure_count) filter (where day >= $1), 0)::bigint",
+                    [week_start],
+                ),
+                "failures_7d",
+            )
+            .from(AgentDailySummaries::Table)
+            .group_by_col(AgentDailySummaries::AgentName)
+            .order_by(AgentDailySummaries::AgentName, Order::Asc);
+        if let Some(access) = access.condition(AgentDailySummaries::AgentName) {
+            select.cond_where(access);
+        }
+        self.fetch::<AgentRow>(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(AgentOverview {
+                    agent_name: row.agent_name,
+                    last_run_at: row.last_run_at,
+                    last_status: parse_status(&row.last_status)?,
+                    last_success_at: row.last_success_at,
+                    runs_today: row.runs_today,
+                    failures_today: row.failures_today,
+                    runs_7d: row.runs_7d,
+                    failures_7d: row.failures_7d,
+                })
+            })
+            .collect()
+    }
+
+    /// Daily summaries in a date range, newest day first.
+    pub async fn daily_summaries(
+        &self,
+        filter: &SummaryFilter,
+    ) -> Result<Vec<DailySummary>, sqlx::Error> {
+        let mut select = Query::select();
+        select
+            .columns([
+                AgentDailySummaries::AgentName,
+                AgentDailySummaries::Day,
+                AgentDailySummaries::RunCount,
+                AgentDailySummaries::SuccessCount,
+                AgentDailySummaries::FailureCount,
+                AgentDailySummaries::TotalDurationMs,
+                AgentDailySummaries::MinDurationMs,
+                AgentDailySummaries::MaxDurationMs,
+            ])
+            .expr_as(
+                Expr::cust("total_duration_ms::float8 / nullif(run_count, 0)"),
+                "avg_duration_ms",
+            )
+            .columns([
+                AgentDailySummaries::LastRunAt,
+                AgentDailySummaries::LastStatus,
+                AgentDailySummaries::LastSuccessAt,
+            ])
+            .from(AgentDailySummaries::Table)
+            .and_where(Expr::col(AgentDailySummaries::Day).gte(filter.from))
+            .and_where(Expr::col(AgentDailySummaries::Day).lte(filter.to))
+            .and_where_option(
+                filter
+                    .agent_name
+                    .as_ref()
+                    .map(|a| Expr::col(AgentDailySummaries::AgentName).eq(a.as_str())),
+            )
+            .order_by(AgentDailySummaries::Day, Order::Desc)
+            .order_by(AgentDailySummaries::AgentName, Order::Asc);
+        if let Some(access) = filter.access.condition(AgentDailySummaries::AgentName) {
+            select.cond_where(access);
+        }
+        self.fetch::<SummaryRow>(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(DailySummary {
+                    agent_name: row.agent_name,
+                    day: row.day,
+                    run_count: row.run_count,
+                    success_count: row.success_count,
+                    failure_count: row.failure_count,
+                    total_duration_ms: row.total_duration_ms,
+                    min_duration_ms: row.min_duration_ms,
+                    max_duration_ms: row.max_duration_ms,
+                    avg_duration_ms: row.avg_duration_ms,
+                    last_run_at: row.last_run_at,
+                    last_status: parse_status(&row.last_status)?,
+                    last_success_at: row.last_success_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn fetch<T>(&self, select: &SelectStatement) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
+        sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+            .fetch_all(&self.pool)
+            .await
+    }
+}
+
+/// Splits the extra row fetched beyond `limit` off into a cursor for the next page.
+fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: u64,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(|last| cursor_of(last).to_string());
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips() {
+        let cursor = Cursor {
+            at: "2026-02-19T10:00:00.123456Z".parse().unwrap(),
+            id: 42,
+        };
+        assert_eq!(cursor.to_string().parse::<Cursor>(), Ok(cursor));
+        assert!("nonsense".parse::<Cursor>().is_err());
+        assert!("1_x".parse::<Cursor>().is_err());
+    }
+}

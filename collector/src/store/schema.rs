@@ -1,0 +1,49 @@
+//! Table and column identifiers for sea-query, named as in `migrations/postgres`.
+
+use sea_query::Iden;
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AgentRuns {
+    Table,
+    Id,
+    RunKey,
+    AgentName,
+    StartedAt,
+    FinishedAt,
+    Status,
+    ErrorMessage,
+    DurationMs,
+    Trigger,
+    ScheduledFor,
+    Host,
+    MetricCount,
+    ReceivedAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AgentMetrics {
+    Table,
+    Id,
+    RunId,
+    AgentName,
+    MetricName,
+    MetricValue,
+    MetricText,
+    RecordedAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AgentDailySummaries {
+    Table,
+    AgentName,
+    Day,
+    RunCount,
+    SuccessCount,
+    FailureCount,
+    TotalDurationMs,
+    MinDurationMs,
+    MaxDurationMs,
+    LastRunAt,
+    LastStatus,
+    LastSuccessAt,
+}

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use validator::{Validate, ValidationError};
+use validator::{Validate, ValidationError, ValidationErrors};
 
 use super::limits::{
     AGENT_NAME_MAX_CHARS, HOST_MAX_CHARS, MAX_METRICS_PER_RUN, METRIC_NAME_MAX_CHARS,
@@ -16,14 +16,15 @@ use super::{MetricValue, Metrics};
 /// One finished run of an agent, as posted to `POST /metrics`.
 ///
 /// Compatible with the original design's curl example: only `agent_name`, `started_at` and
-/// `finished_at` are required. Checks that need the clock (order and future timestamps) are the
-/// collector's; everything else is in [`Validate`].
+/// `finished_at` are required. [`RunReport::check`] applies every rule that needs no clock;
+/// the collector adds the time rules (order, future timestamps).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 pub struct RunReport {
     #[validate(custom(function = "validate_agent_name"))]
     pub agent_name: String,
+    /// Checked by [`validate_metrics`] in [`RunReport::check`], not by the derive: validator
+    /// copies a field's value into its error, which a metrics map must not cost.
     #[serde(default)]
-    #[validate(custom(function = "validate_metrics"))]
     pub metrics: Metrics,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -47,6 +48,19 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Every rule that needs no clock, each failure keyed by its field.
+    pub fn check(&self) -> Result<(), ValidationErrors> {
+        let mut errors = self.validate().err().unwrap_or_default();
+        if let Err(error) = validate_metrics(&self.metrics) {
+            errors.add("metrics", error);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     pub fn status(&self) -> RunStatus {
         if self.error.is_some() {
             RunStatus::Failed
@@ -272,13 +286,25 @@ mod tests {
     }
 
     #[test]
+    fn check_names_the_metric_without_panicking_on_huge_numbers() {
+        let report: RunReport = serde_json::from_str(
+            r#"{"agent_name":"a","metrics":{"huge":1e400},"started_at":"2026-02-19T10:00:00Z",
+                "finished_at":"2026-02-19T10:00:01Z"}"#,
+        )
+        .unwrap();
+        let errors = report.check().unwrap_err();
+        let metric_errors = &errors.field_errors()["metrics"];
+        assert_eq!(metric_errors[0].params["metric"], "huge");
+    }
+
+    #[test]
     fn original_curl_example_parses_and_validates() {
         let report: RunReport = serde_json::from_str(
             r#"{"agent_name":"test","metrics":{"x":1},"started_at":"2026-02-19T10:00:00Z",
                 "finished_at":"2026-02-19T10:00:01Z","error":null}"#,
         )
         .unwrap();
-        report.validate().unwrap();
+        report.check().unwrap();
         assert_eq!(report.status(), RunStatus::Success);
         assert_eq!(report.run_key, None);
     }

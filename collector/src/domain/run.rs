@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use agent_sdk::wire::{self, MetricValue, RunReport, RunStatus, RunTrigger};
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
-use validator::{Validate, ValidationError, ValidationErrors};
+use validator::{ValidationError, ValidationErrors};
 
 /// How far in the future a timestamp may be (clock skew between hosts), before it is refused.
 pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::days(1);
@@ -69,10 +69,7 @@ pub struct NewRun {
 impl NewRun {
     /// Checks `report` against every rule; `now` bounds how far in the future timestamps may be.
     pub fn parse(report: RunReport, now: DateTime<Utc>) -> Result<Self, ValidationErrors> {
-        let mut errors = match report.validate() {
-            Ok(()) => ValidationErrors::new(),
-            Err(errors) => errors,
-        };
+        let mut errors = report.check().err().unwrap_or_default();
         if report.finished_at < report.started_at {
             errors.add(
                 "finished_at",

@@ -70,8 +70,19 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Malformed JSON is 400; well-formed JSON of the wrong shape is 422 naming the field.
+/// Malformed JSON is 400; well-formed JSON of the wrong shape is 422 naming the field. Every
+/// body of this API is a JSON object (serde would otherwise read a struct from an array).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b) if *b != b'{') {
+        // Still report malformed JSON as such.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| json_error(&e, "."))?;
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|err| json_error(err.inner(), &err.path().to_string()))?;

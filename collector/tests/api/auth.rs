@@ -1,0 +1,160 @@
+//! Bearer tokens: each way a token can be wrong gets 401 or 403, and writes nothing.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use collector::auth::{Claims, Scope, TokenKeys};
+use collector::config::SecretKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::{SECRET, TestApp, error_code, report};
+
+fn claims(exp_offset: i64) -> Claims {
+    Claims {
+        sub: "tester".into(),
+        exp: Utc::now().timestamp() + exp_offset,
+        iat: None,
+        nbf: None,
+        scope: "ingest read".into(),
+        agents: None,
+    }
+}
+
+fn unsigned(payload: serde_json::Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(payload.to_string());
+    format!("{header}.{body}.")
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn bad_tokens_are_401_and_write_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let keys = &app.keys;
+    let other_key =
+        TokenKeys::new(&SecretKey::parse("another-secret-another-secret-0123".into()).unwrap());
+    let mut not_yet = claims(3600);
+    not_yet.nbf = Some(Utc::now().timestamp() + 600);
+    let hs384 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS384),
+        &claims(3600),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let no_sub = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"exp": Utc::now().timestamp() + 3600, "scope": "ingest"}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let unknown_scope = keys
+        .sign(&Claims {
+            scope: "admin".into(),
+            ..claims(3600)
+        })
+        .unwrap();
+
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no header", None),
+        ("not bearer", Some(format!("Basic {}", app.token))),
+        ("garbage", Some("Bearer not-a-jwt".into())),
+        ("empty bearer", Some("Bearer ".into())),
+        (
+            "wrong key",
+            Some(format!("Bearer {}", other_key.sign(&claims(3600)).unwrap())),
+        ),
+        (
+            "expired",
+            Some(format!("Bearer {}", keys.sign(&claims(-3600)).unwrap())),
+        ),
+        (
+            "not yet valid",
+            Some(format!("Bearer {}", keys.sign(&not_yet).unwrap())),
+        ),
+        (
+            "alg none",
+            Some(format!("Bearer {}", unsigned(json!(claims(3600))))),
+        ),
+        ("HS384", Some(format!("Bearer {hs384}"))),
+        ("missing sub", Some(format!("Bearer {no_sub}"))),
+        ("unknown scope", Some(format!("Bearer {unknown_scope}"))),
+    ];
+    for (case, header) in cases {
+        let mut request = app
+            .client
+            .post(app.url("/metrics"))
+            .header("content-type", "application/json")
+            .body(report("authz").to_string());
+        if let Some(header) = header {
+            request = request.header("authorization", header);
+        }
+        let response = request.send().await.unwrap();
+        let challenge = response.headers().get("www-authenticate").cloned();
+        let (status, body) = crate::helpers::into_json(response).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_eq!(error_code(&body), "unauthorized", "{case}");
+        assert!(challenge.is_some(), "{case}: 401 carries WWW-Authenticate");
+        assert!(
+            !body.to_string().contains(SECRET),
+            "{case}: the secret never leaks"
+        );
+    }
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn wrong_scope_is_403(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let read_only = app.token_for(&[Scope::Read], None);
+    let ingest_only = app.token_for(&[Scope::Ingest], None);
+
+    let (status, body) = app
+        .post_raw(
+            &report("scoped").to_string(),
+            "application/json",
+            Some(&read_only),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(error_code(&body), "forbidden");
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+
+    for path in ["/runs", "/metrics", "/agents", "/summaries", "/runs/1"] {
+        let (status, _) = app.get_with(path, Some(&ingest_only)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let (status, _) = app.get_with(path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn agent_allow_list_admits_exact_names_and_prefixes_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let token = app.token_for(&[Scope::Ingest], Some(&["hello", "billing_*"]));
+
+    for (agent, expected) in [
+        ("hello", StatusCode::CREATED),
+        ("billing_daily", StatusCode::CREATED),
+        ("hello2", StatusCode::FORBIDDEN),
+        ("billingXdaily", StatusCode::FORBIDDEN),
+        ("other", StatusCode::FORBIDDEN),
+    ] {
+        let (status, body) = app
+            .post_raw(&report(agent).to_string(), "application/json", Some(&token))
+            .await;
+        assert_eq!(status, expected, "{agent}: {body}");
+    }
+    let (runs, ..) = app.row_counts().await;
+    assert_eq!(runs, 2);
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn health_needs_no_token(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for path in ["/health", "/health/ready"] {
+        let (status, body) = app.get_with(path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+}

@@ -1,0 +1,292 @@
+//! The real `collector` binary: start-up checks, `token`, `migrate`, and `serve` with a
+//! graceful SIGTERM.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::process::Command;
+
+use crate::helpers::{SECRET, TestApp, database_url, report};
+
+const BIN: &str = env!("CARGO_BIN_EXE_collector");
+
+/// The `.env.example` value of `name`.
+fn env_example(name: &str) -> String {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} is not in .env.example"))
+        .to_owned()
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_variable_stops_start_up_with_one_line() {
+    let url = "postgres://u:p@127.0.0.1:1/db";
+    let placeholder = env_example("COLLECTOR_SECRET_KEY");
+    let short = "too-short-secret";
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("COLLECTOR_SECRET_KEY", SECRET)],
+            "DATABASE_URL is not set",
+        ),
+        (
+            vec![("DATABASE_URL", url)],
+            "COLLECTOR_SECRET_KEY is not set",
+        ),
+        (
+            vec![("DATABASE_URL", url), ("COLLECTOR_SECRET_KEY", short)],
+            "COLLECTOR_SECRET_KEY is invalid",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", &placeholder),
+            ],
+            "placeholder",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", "mysql://x"),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+            ],
+            "DATABASE_URL is invalid",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("COLLECTOR_ADDR", "nowhere"),
+            ],
+            "COLLECTOR_ADDR is invalid",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("LOG_FORMAT", "xml"),
+            ],
+            "LOG_FORMAT is invalid",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("COLLECTOR_BODY_LIMIT", "1MB"),
+            ],
+            "COLLECTOR_BODY_LIMIT is invalid",
+        ),
+    ];
+    for (env, expected) in cases {
+        let (ok, _, stderr) = run(&["serve"], &env).await;
+        assert!(!ok, "{env:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(
+            !stderr.contains(short) && !stderr.contains(SECRET),
+            "secrets never printed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn env_example_lists_every_variable_and_the_refused_placeholder() {
+    assert_eq!(
+        env_example("COLLECTOR_SECRET_KEY"),
+        collector::config::PLACEHOLDER_SECRET_KEY
+    );
+    for var in collector::config::ENV_VARS {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example"))
+            .unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{var}=")) || l.starts_with(&format!("# {var}="))),
+            "{var} is not documented in .env.example"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn token_prints_a_token_the_server_accepts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (ok, stdout, stderr) = run(
+        &["token", "--sub", "ci", "--agent", "hello", "--ttl", "1h"],
+        &[("COLLECTOR_SECRET_KEY", SECRET)],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let token = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "only the token on stdout");
+
+    let (status, _) = app
+        .post_raw(
+            &report("hello").to_string(),
+            "application/json",
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app
+        .post_raw(
+            &report("other").to_string(),
+            "application/json",
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get_with("/runs", Some(token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "ingest is the default scope");
+
+    let (ok, _, stderr) = run(
+        &["token", "--sub", "ci", "--scope", "admin"],
+        &[("COLLECTOR_SECRET_KEY", SECRET)],
+    )
+    .await;
+    assert!(!ok && stderr.contains("unknown scope"), "{stderr}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_applies_the_schema(pool: PgPool) {
+    let url = database_url(&pool).await;
+    let (ok, _, stderr) = run(&["migrate"], &[("DATABASE_URL", &url)]).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["migrate"], &[("DATABASE_URL", &url)]).await;
+    assert!(ok, "a second run is a no-op: {stderr}");
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_name in
+         ('agent_runs', 'agent_metrics', 'agent_daily_summaries', 'agent_metric_daily_summaries')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 4);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `serve` migrates an empty database, serves, and on SIGTERM lets a request that is still
+/// running finish — here one blocked on a row lock the test holds — before exiting 0.
+#[sqlx::test(migrations = false)]
+async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("COLLECTOR_SECRET_KEY", SECRET)
+        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = client.get(format!("{base}/health/ready")).send().await;
+        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "collector did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = TestApp::spawn(pool.clone()).await.token;
+
+    // Hold the run_key's unique slot in an open transaction: the collector's insert waits on it.
+    let run_key = uuid::Uuid::new_v4();
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("insert into agent_runs (run_key, agent_name, started_at, status) values ($1, 'blocker', now(), 'running')")
+        .bind(run_key)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut body = report("graceful");
+    body["run_key"] = json!(run_key);
+    let in_flight = tokio::spawn({
+        let (client, url, token) = (client.clone(), format!("{base}/metrics"), token.clone());
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    // Wait until the collector's insert is actually waiting on our lock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where application_name = 'collector' and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the database"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still finishing the request in flight"
+    );
+    blocker.rollback().await.unwrap();
+
+    let status = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the in-flight request completed"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit code 0 after SIGTERM: {exit:?}");
+    let metrics: i64 = sqlx::query_scalar("select count(*) from agent_metrics m join agent_runs r on r.id = m.run_id where r.run_key = $1")
+        .bind(run_key)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(metrics, 3, "the run was stored whole");
+}

@@ -1,0 +1,182 @@
+//! Liveness, readiness through a database outage, Prometheus, request ids.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use collector::config::HttpConfig;
+use collector::store::Store;
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::AbortHandle;
+
+use crate::helpers::{TestApp, error_code, report};
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (refusing new connections and
+/// dropping open ones) and restore: the database "goes away" without touching the server.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let (accept_up, accept_connections) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    continue; // dropped: connection closed at once
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                accept_connections.lock().await.push(task.abort_handle());
+            }
+        });
+        Self {
+            port,
+            up,
+            connections,
+        }
+    }
+
+    async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().await.drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn ready_status(app: &TestApp) -> StatusCode {
+    app.get_with("/health/ready", None).await.0
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn an_outage_is_503_with_retry_after_and_ingestion_resumes_without_restart(pool: PgPool) {
+    let options = pool.connect_options();
+    let proxy = Proxy::start(format!("{}:{}", options.get_host(), options.get_port())).await;
+    let through_proxy = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.port));
+    let app = TestApp::spawn_on_store(Store::new(through_proxy), pool, HttpConfig::default()).await;
+
+    assert_eq!(ready_status(&app).await, StatusCode::OK);
+    assert_eq!(
+        app.post_report(&report("outage")).await.0,
+        StatusCode::CREATED
+    );
+
+    proxy.cut().await;
+    let started = Instant::now();
+    assert_eq!(ready_status(&app).await, StatusCode::SERVICE_UNAVAILABLE);
+    let response = app
+        .client
+        .post(app.url("/metrics"))
+        .bearer_auth(&app.token)
+        .json(&report("outage"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let (status, body) = crate::helpers::into_json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "unavailable");
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "no internals in the body: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered, not hung"
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready_status(&app).await != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "ready again after the database returns"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.post_report(&report("outage")).await.0,
+        StatusCode::CREATED
+    );
+    let (runs, ..) = app.row_counts().await;
+    assert_eq!(runs, 2, "the refused report was not half-written");
+}
+
+#[sqlx::test(migrations = false)]
+async fn not_ready_before_migrations(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (status, body) = app.get_with("/health/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not migrated"),
+        "{body}"
+    );
+    assert_eq!(app.get_with("/health", None).await.0, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn prometheus_reports_requests_runs_and_pool(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.post_report(&report("prom")).await;
+
+    let text = app
+        .client
+        .get(app.url("/prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    for expected in [
+        r#"collector_runs_stored_total{status="success"}"#,
+        r#"http_requests_total{method="POST",path="/metrics",status="201"}"#,
+        "http_request_duration_seconds_bucket",
+        r#"collector_db_pool_connections{state="idle"}"#,
+        "collector_db_pool_max_connections",
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn request_ids_are_generated_or_passed_through(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let generated = app.client.get(app.url("/health")).send().await.unwrap();
+    assert!(generated.headers().contains_key("x-request-id"));
+    let passed = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(passed.headers()["x-request-id"], "abc-123");
+}

@@ -1,0 +1,209 @@
+//! Starting a collector for a test, and the requests and queries tests share.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use collector::auth::{AgentPattern, Scope, TokenKeys};
+use collector::config::{HttpConfig, LogFormat, SecretKey};
+use collector::http::AppState;
+use collector::startup::Application;
+use collector::store::Store;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+pub(crate) const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+pub(crate) struct TestApp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: reqwest::Client,
+    pub(crate) pool: PgPool,
+    pub(crate) keys: TokenKeys,
+    /// Ingest + read, every agent.
+    pub(crate) token: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            collector::telemetry::init(LogFormat::Text);
+        }
+    });
+}
+
+impl TestApp {
+    pub(crate) async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, HttpConfig::default()).await
+    }
+
+    pub(crate) async fn spawn_with(pool: PgPool, http: HttpConfig) -> Self {
+        Self::spawn_on_store(Store::new(pool.clone()), pool, http).await
+    }
+
+    /// A collector whose store is `store` (tests point it at a proxy they can cut), while the
+    /// test itself inspects the database through `pool`.
+    pub(crate) async fn spawn_on_store(store: Store, pool: PgPool, http: HttpConfig) -> Self {
+        init_logs();
+        let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
+        let state = AppState::new(store, keys.clone());
+        let app = Application::bind("127.0.0.1:0".parse().unwrap(), state, &http)
+            .await
+            .unwrap();
+        let addr = app.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let token = keys
+            .issue(
+                "test",
+                &[Scope::Ingest, Scope::Read],
+                None,
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            pool,
+            keys,
+            token,
+            _shutdown: tx,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub(crate) fn token_for(&self, scopes: &[Scope], agents: Option<&[&str]>) -> String {
+        let patterns: Option<Vec<AgentPattern>> =
+            agents.map(|list| list.iter().map(|p| p.parse().unwrap()).collect());
+        self.keys
+            .issue(
+                "test",
+                scopes,
+                patterns.as_deref(),
+                Duration::from_secs(600),
+            )
+            .unwrap()
+    }
+
+    /// POSTs `body` as JSON to /metrics with the all-powerful token.
+    pub(crate) async fn post_report(&self, body: &Value) -> (StatusCode, Value) {
+        self.post_raw(&body.to_string(), "application/json", Some(&self.token))
+            .await
+    }
+
+    pub(crate) async fn post_raw(
+        &self,
+        body: &str,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(self.url("/metrics"))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_json(request.send().await.unwrap()).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.get_with(path, Some(&self.token)).await
+    }
+
+    pub(crate) async fn get_with(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_json(request.send().await.unwrap()).await
+    }
+
+    /// Rows in each table the write path touches: (runs, metrics, summaries, metric summaries).
+    pub(crate) async fn row_counts(&self) -> (i64, i64, i64, i64) {
+        sqlx::query_as(
+            "select (select count(*) from agent_runs), (select count(*) from agent_metrics),
+                    (select count(*) from agent_daily_summaries),
+                    (select count(*) from agent_metric_daily_summaries)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+}
+
+pub(crate) async fn into_json(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
+}
+
+/// The field named by the first entry of an error body's details.
+pub(crate) fn error_field(body: &Value) -> &str {
+    body["error"]["details"]["fields"][0]["field"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// Every field named by an error body's details.
+pub(crate) fn error_fields(body: &Value) -> Vec<String> {
+    body["error"]["details"]["fields"]
+        .as_array()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|f| f["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// A valid report for `agent` that started at `started_at` and ran `seconds`.
+pub(crate) fn report_at(agent: &str, started_at: DateTime<Utc>, seconds: i64) -> Value {
+    json!({
+        "agent_name": agent,
+        "metrics": {"items": 42, "ratio": 0.1, "status": "ok"},
+        "started_at": started_at.to_rfc3339(),
+        "finished_at": (started_at + chrono::TimeDelta::seconds(seconds)).to_rfc3339(),
+        "error": null,
+    })
+}
+
+/// A valid report that finished a minute ago.
+pub(crate) fn report(agent: &str) -> Value {
+    report_at(agent, Utc::now() - chrono::TimeDelta::seconds(60), 5)
+}
+
+/// The database URL of the test's own database (for child processes).
+pub(crate) async fn database_url(pool: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for sqlx::test");
+    let (prefix, rest) = base.rsplit_once('/').unwrap();
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{prefix}/{name}{query}")
+}

@@ -1,0 +1,356 @@
+//! POST /metrics: what is stored, exactly once, with its summaries.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, report, report_at};
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn the_original_curl_example_is_stored(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let body = r#"{"agent_name":"test","metrics":{"x":1},"started_at":"2026-02-19T10:00:00Z","finished_at":"2026-02-19T10:00:01Z","error":null}"#;
+
+    let (status, response) = app
+        .post_raw(body, "application/json", Some(&app.token))
+        .await;
+
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    let run_id = response["run_id"].as_i64().unwrap();
+    let (agent, status, duration, key): (String, String, i64, Option<Uuid>) = sqlx::query_as(
+        "select agent_name, status, duration_ms, run_key from agent_runs where id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (agent.as_str(), status.as_str(), duration),
+        ("test", "success", 1000)
+    );
+    assert!(
+        key.is_some(),
+        "a run_key is generated when the client sends none"
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn values_are_stored_exactly_as_written(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let body = r#"{"agent_name":"exact","started_at":"2026-02-19T10:00:00Z","finished_at":"2026-02-19T10:00:45Z",
+        "metrics":{"tenth":0.1,"big":9007199254740993,"max_safe":9007199254740992,"neg":-12.50,
+                   "exp":1.5e3,"yes":true,"no":false,"text":"ok","unicode":"ñandú ✓","sqlish":"'); drop table agent_runs; --"}}"#;
+
+    let (status, response) = app
+        .post_raw(body, "application/json", Some(&app.token))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "select metric_name, metric_value::text, metric_text from agent_metrics order by id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, Option<String>, Option<String>)> = [
+        ("tenth", Some("0.1"), None),
+        ("big", Some("9007199254740993"), None),
+        ("max_safe", Some("9007199254740992"), None),
+        ("neg", Some("-12.50"), None),
+        ("exp", Some("1500"), None),
+        ("yes", Some("1"), None),
+        ("no", Some("0"), None),
+        ("text", None, Some("ok")),
+        ("unicode", None, Some("ñandú ✓")),
+        ("sqlish", None, Some("'); drop table agent_runs; --")),
+    ]
+    .into_iter()
+    .map(|(n, v, t)| (n.to_owned(), v.map(str::to_owned), t.map(str::to_owned)))
+    .collect();
+    assert_eq!(rows, expected);
+
+    // Read back through the API, numbers come out as the same JSON literals.
+    let run_id = response["run_id"].as_i64().unwrap();
+    let (_, detail) = app.get(&format!("/runs/{run_id}")).await;
+    let raw = detail.to_string();
+    assert!(raw.contains(r#""value":0.1"#), "{raw}");
+    assert!(raw.contains(r#""value":9007199254740993"#), "{raw}");
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_repeated_run_key_returns_the_same_run_and_writes_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut body = report("idem");
+    body["run_key"] = json!(Uuid::new_v4());
+
+    let (first, created) = app.post_report(&body).await;
+    let counts = app.row_counts().await;
+    let (second, repeated) = app.post_report(&body).await;
+
+    assert_eq!(first, StatusCode::CREATED);
+    assert_eq!(second, StatusCode::OK);
+    assert_eq!(created["run_id"], repeated["run_id"]);
+    assert_eq!(
+        app.row_counts().await,
+        counts,
+        "nothing written the second time"
+    );
+    let runs: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 1, "the summary counts the run once");
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn ten_identical_posts_at_once_store_one_run(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut body = report("race");
+    body["run_key"] = json!(Uuid::new_v4());
+    let body = body.to_string();
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(10));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url, token, body, barrier) = (
+                app.client.clone(),
+                app.url("/metrics"),
+                app.token.clone(),
+                body.clone(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                crate::helpers::into_json(response).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let repeated = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, repeated), (1, 9), "{results:?}");
+    let ids: std::collections::HashSet<_> =
+        results.iter().map(|(_, b)| b["run_id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "every answer names the same run: {ids:?}");
+    let (runs, metrics, _, _) = app.row_counts().await;
+    assert_eq!((runs, metrics), (1, 3));
+    let counted: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 1);
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_failed_run_is_stored_with_its_error(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut body = report("breaks");
+    body["error"] = json!("connection refused by upstream");
+
+    let (status, response) = app.post_report(&body).await;
+
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    let (state, message): (String, Option<String>) =
+        sqlx::query_as("select status, error_message from agent_runs")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "failed");
+    assert_eq!(message.as_deref(), Some("connection refused by upstream"));
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn daily_summaries_and_metric_aggregates_across_two_utc_days(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // Day 1: two successes (10 s, 30 s) and a failure (20 s); day 2: one success (5 s).
+    // The failure starts last on day 1, so it is day 1's last status.
+    let runs = [
+        (
+            "2026-03-01T08:00:00Z",
+            10,
+            None,
+            json!({"items": 1, "ratio": 0.1, "label": "a"}),
+        ),
+        (
+            "2026-03-01T12:00:00Z",
+            30,
+            None,
+            json!({"items": 2, "ratio": 0.2, "label": "b"}),
+        ),
+        (
+            "2026-03-01T23:59:50Z",
+            20,
+            Some("boom"),
+            json!({"items": 4}),
+        ),
+        (
+            "2026-03-02T00:30:00Z",
+            5,
+            None,
+            json!({"items": 10, "ok": true}),
+        ),
+    ];
+    for (start, seconds, error, metrics) in runs {
+        let mut body = report_at("daily", at(start), seconds);
+        body["metrics"] = metrics;
+        body["error"] = json!(error);
+        let (status, response) = app.post_report(&body).await;
+        assert_eq!(status, StatusCode::CREATED, "{response}");
+    }
+    // Another agent the same day must not mix in.
+    app.post_report(&report_at("other", at("2026-03-01T09:00:00Z"), 1))
+        .await;
+
+    type SummaryRow = (
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        DateTime<Utc>,
+        String,
+        Option<DateTime<Utc>>,
+    );
+    let summaries: Vec<SummaryRow> = sqlx::query_as(
+        "select day::text, run_count, success_count, failure_count, total_duration_ms,
+                min_duration_ms, max_duration_ms, last_run_at, last_status, last_success_at
+         from agent_daily_summaries where agent_name = 'daily' order by day",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        summaries,
+        vec![
+            (
+                "2026-03-01".into(),
+                3,
+                2,
+                1,
+                60_000,
+                Some(10_000),
+                Some(30_000),
+                at("2026-03-01T23:59:50Z"),
+                "failed".into(),
+                Some(at("2026-03-01T12:00:00Z")),
+            ),
+            (
+                "2026-03-02".into(),
+                1,
+                1,
+                0,
+                5_000,
+                Some(5_000),
+                Some(5_000),
+                at("2026-03-02T00:30:00Z"),
+                "success".into(),
+                Some(at("2026-03-02T00:30:00Z")),
+            ),
+        ]
+    );
+
+    // Metrics are dated by recorded_at (the run's finish): the 23:59:50 + 20 s run lands on day 2.
+    let aggregates: Vec<(String, String, i64, String, String, String, String)> = sqlx::query_as(
+        "select day::text, metric_name, value_count, value_sum::text, value_min::text,
+                value_max::text, last_value::text
+         from agent_metric_daily_summaries where agent_name = 'daily' order by day, metric_name",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, String, i64, String, String, String, String)> = [
+        ("2026-03-01", "items", 2, "3", "1", "2", "2"),
+        ("2026-03-01", "ratio", 2, "0.3", "0.1", "0.2", "0.2"),
+        ("2026-03-02", "items", 2, "14", "4", "10", "10"),
+        ("2026-03-02", "ok", 1, "1", "1", "1", "1"),
+    ]
+    .into_iter()
+    .map(|(d, n, c, s, mi, ma, l)| {
+        (
+            d.into(),
+            n.into(),
+            c,
+            s.into(),
+            mi.into(),
+            ma.into(),
+            l.into(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        aggregates, expected,
+        "text metrics are not aggregated; 0.1 + 0.2 is exactly 0.3"
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_late_report_does_not_overwrite_the_last_status(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let now = Utc::now() - TimeDelta::minutes(10);
+    app.post_report(&report_at("late", now, 1)).await;
+    // Delivered afterwards from a spool, but it started earlier.
+    let mut earlier = report_at("late", now - TimeDelta::minutes(5), 1);
+    earlier["error"] = json!("old failure");
+    app.post_report(&earlier).await;
+
+    let (status, last): (String, DateTime<Utc>) = sqlx::query_as(
+        "select last_status, last_run_at from agent_daily_summaries where agent_name = 'late'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "success");
+    assert_eq!(last.timestamp(), now.timestamp());
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn the_store_deduplicates_within_one_batch(pool: PgPool) {
+    use collector::domain::NewRun;
+    use collector::store::{Store, Stored};
+
+    let store = Store::new(pool.clone());
+    let mut body = report("batch");
+    body["run_key"] = json!(Uuid::new_v4());
+    let run = NewRun::parse(serde_json::from_value(body).unwrap(), Utc::now()).unwrap();
+    let other =
+        NewRun::parse(serde_json::from_value(report("batch")).unwrap(), Utc::now()).unwrap();
+
+    let outcomes = store
+        .store_runs(&[run.clone(), other, run.clone()])
+        .await
+        .unwrap();
+
+    assert!(matches!(outcomes[0], Stored::Created(_)));
+    assert!(matches!(outcomes[1], Stored::Created(_)));
+    assert_eq!(outcomes[2], Stored::Existing(outcomes[0].run_id()));
+    let again = store.store_runs(&[run]).await.unwrap();
+    assert_eq!(again, vec![Stored::Existing(outcomes[0].run_id())]);
+    let runs: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 2);
+}

@@ -1,0 +1,15 @@
+//! The collector's integration tests: a real server on a random port, a fresh PostgreSQL
+//! database per test (`sqlx::test`), real HTTP. One test binary keeps link times down.
+
+// A failed unwrap is a failed test, helpers included.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod cli;
+mod health;
+mod helpers;
+mod ingest;
+mod readonly;
+mod reads;
+mod schema;
+mod validation;

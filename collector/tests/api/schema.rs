@@ -1,0 +1,84 @@
+//! The schema as the dashboard's contract: migrations, the original debugging queries, indexes.
+
+use collector::store::{MIGRATOR, Store};
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, report};
+
+#[sqlx::test(migrations = false)]
+async fn replicas_migrating_at_once_are_safe(pool: PgPool) {
+    let migrations = (0..5).map(|_| {
+        let store = Store::new(pool.clone());
+        tokio::spawn(async move { store.migrate().await })
+    });
+    for migration in migrations {
+        migration.await.unwrap().unwrap();
+    }
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, MIGRATOR.iter().count() as i64);
+    Store::new(pool).check_ready().await.unwrap();
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn the_original_debugging_queries_run_as_written(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.post_report(&report("mi_agente")).await;
+
+    let runs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT agent_name, status, started_at, error_message FROM agent_runs ORDER BY started_at DESC LIMIT 20;",
+    )
+    .fetch_all(&pool)
+    .await
+    .map(|rows: Vec<(String, String, chrono::DateTime<chrono::Utc>, Option<String>)>| {
+        rows.into_iter().map(|(a, s, ..)| (a, s)).collect()
+    })
+    .unwrap();
+    assert_eq!(runs, [("mi_agente".to_owned(), "success".to_owned())]);
+
+    let metrics: Vec<(String, Option<sqlx::types::Text<String>>, Option<String>)> = sqlx::query_as(
+        "SELECT metric_name, metric_value::text, metric_text FROM agent_metrics WHERE agent_name='mi_agente' ORDER BY recorded_at DESC LIMIT 20;",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(metrics.len(), 3);
+    // And exactly as written in the original (NUMERIC column, no cast) it runs too.
+    sqlx::raw_sql(
+        "SELECT metric_name, metric_value, metric_text FROM agent_metrics WHERE agent_name='mi_agente' ORDER BY recorded_at DESC LIMIT 20;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+/// With sequential scans disabled, each dashboard query must still find an index to use: the
+/// indexes exist for it (on real volumes the planner picks them by itself).
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn dashboard_queries_have_indexes(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("set enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for query in [
+        "SELECT * FROM agent_runs ORDER BY started_at DESC LIMIT 20",
+        "SELECT * FROM agent_runs WHERE agent_name = 'a' ORDER BY started_at DESC LIMIT 20",
+        "SELECT * FROM agent_runs WHERE status = 'failed' ORDER BY started_at DESC LIMIT 20",
+        "SELECT * FROM agent_metrics WHERE agent_name = 'a' ORDER BY recorded_at DESC LIMIT 20",
+        "SELECT * FROM agent_metrics WHERE agent_name = 'a' AND metric_name = 'm' ORDER BY recorded_at DESC LIMIT 100",
+        "SELECT * FROM agent_metrics WHERE run_id = 1",
+        "SELECT * FROM agent_daily_summaries WHERE day BETWEEN '2026-01-01' AND '2026-01-31'",
+        "SELECT * FROM agent_daily_summaries WHERE agent_name = 'a' AND day >= '2026-01-01'",
+        "SELECT * FROM agent_metric_daily_summaries WHERE agent_name = 'a' AND metric_name = 'm' AND day >= '2026-01-01'",
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("explain {query}")))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index"), "{query}\n{plan}");
+    }
+}

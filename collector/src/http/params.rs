@@ -19,7 +19,17 @@ pub(super) fn limit(value: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-pub(super) fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// Optional bounds of a time range: `from` inclusive, `to` exclusive.
+pub(super) type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `from` (inclusive) and `to` (exclusive), `from` not after `to`.
+pub(super) fn time_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, ApiError> {
+    let (from, to) = (time("from", from)?, time("to", to)?);
+    range(from, to)?;
+    Ok((from, to))
+}
+
+fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(v)

@@ -14,12 +14,22 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::params;
 use crate::auth::Scope;
+use crate::domain::AgentName;
 use crate::store::{MetricFilter, RunFilter, SummaryFilter};
 
 /// The longest date range `GET /summaries` serves in one answer.
 const MAX_SUMMARY_DAYS: u64 = 366;
 /// `GET /summaries` without `from`: this many days up to `to`.
 const DEFAULT_SUMMARY_DAYS: u64 = 30;
+
+/// The `agent_name` filter, which the caller's token must cover.
+fn agent_filter(caller: &Caller, value: Option<&str>) -> Result<Option<AgentName>, ApiError> {
+    let agent_name = params::agent_name(value)?;
+    if let Some(agent) = &agent_name {
+        caller.require_agent(agent.as_str())?;
+    }
+    Ok(agent_name)
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,10 +50,7 @@ pub(super) async fn list_runs(
     ApiQuery(query): ApiQuery<RunsQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
     caller.require(Scope::Read)?;
-    let agent_name = params::agent_name(query.agent_name.as_deref())?;
-    if let Some(agent) = &agent_name {
-        caller.require_agent(agent.as_str())?;
-    }
+    let agent_name = agent_filter(&caller, query.agent_name.as_deref())?;
     let status = query
         .status
         .as_deref()
@@ -56,9 +63,7 @@ pub(super) async fn list_runs(
             })
         })
         .transpose()?;
-    let from = params::time("from", query.from.as_deref())?;
-    let to = params::time("to", query.to.as_deref())?;
-    params::range(from, to)?;
+    let (from, to) = params::time_range(query.from.as_deref(), query.to.as_deref())?;
     let filter = RunFilter {
         agent_name,
         status,
@@ -108,10 +113,7 @@ pub(super) async fn list_metrics(
     ApiQuery(query): ApiQuery<MetricsQuery>,
 ) -> Result<Json<MetricPage>, ApiError> {
     caller.require(Scope::Read)?;
-    let agent_name = params::agent_name(query.agent_name.as_deref())?;
-    if let Some(agent) = &agent_name {
-        caller.require_agent(agent.as_str())?;
-    }
+    let agent_name = agent_filter(&caller, query.agent_name.as_deref())?;
     if let Some(name) = &query.metric_name {
         agent_sdk::wire::validate_metric_name(name).map_err(|e| {
             ApiError::bad_param(
@@ -120,9 +122,7 @@ pub(super) async fn list_metrics(
             )
         })?;
     }
-    let from = params::time("from", query.from.as_deref())?;
-    let to = params::time("to", query.to.as_deref())?;
-    params::range(from, to)?;
+    let (from, to) = params::time_range(query.from.as_deref(), query.to.as_deref())?;
     let filter = MetricFilter {
         agent_name,
         metric_name: query.metric_name,
@@ -163,10 +163,7 @@ pub(super) async fn list_summaries(
     ApiQuery(query): ApiQuery<SummariesQuery>,
 ) -> Result<Json<SummariesResponse>, ApiError> {
     caller.require(Scope::Read)?;
-    let agent_name = params::agent_name(query.agent_name.as_deref())?;
-    if let Some(agent) = &agent_name {
-        caller.require_agent(agent.as_str())?;
-    }
+    let agent_name = agent_filter(&caller, query.agent_name.as_deref())?;
     let to = params::date("to", query.to.as_deref())?.unwrap_or_else(|| Utc::now().date_naive());
     let from = params::date("from", query.from.as_deref())?
         .unwrap_or_else(|| to - Days::new(DEFAULT_SUMMARY_DAYS - 1));

@@ -1,7 +1,56 @@
 //! The agent platform's SDK.
 //!
-//! [`wire`] is the collector's JSON contract: the one definition of every type that crosses the
-//! HTTP boundary. It pulls no HTTP client, so the collector depends on it too and the two cannot
-//! drift apart.
+//! - [`wire`]: the collector's JSON contract, the one definition of every type that crosses the
+//!   HTTP boundary. Always available; pulls no HTTP client, so the collector uses it too.
+//! - `runtime` (default feature): the [`Agent`] trait, [`register_agent!`], [`RunContext`] and
+//!   [`execute`], which runs an agent and turns any outcome into a [`wire::RunReport`].
+//! - `client` feature: [`client::Deliverer`], which delivers reports to the collector with
+//!   retries and keeps undelivered ones in a disk spool.
+//!
+//! An agent crate:
+//!
+//! ```ignore
+//! use agent_sdk::{Agent, RunContext, RunResult, async_trait, register_agent, wire::Metrics};
+//!
+//! struct Hello;
+//!
+//! #[async_trait]
+//! impl Agent for Hello {
+//!     fn name(&self) -> &'static str { "hello" }
+//!     async fn run(&self, _ctx: &RunContext) -> RunResult {
+//!         Ok(Metrics::from([("greetings", 1)]))
+//!     }
+//! }
+//!
+//! register_agent!(Hello);
+//! ```
 
 pub mod wire;
+
+#[cfg(feature = "runtime")]
+mod agent;
+#[cfg(feature = "runtime")]
+mod context;
+#[cfg(feature = "runtime")]
+mod execute;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+#[cfg(feature = "runtime")]
+pub use agent::{
+    Agent, AgentError, AgentRegistration, DuplicateAgent, NoSuchAgent, Registry, RunResult,
+};
+#[cfg(feature = "runtime")]
+pub use context::RunContext;
+#[cfg(feature = "runtime")]
+pub use execute::{CANCEL_GRACE, execute, hostname};
+
+// Re-exported so that agent crates need no direct dependency on them (and their versions match).
+#[cfg(feature = "runtime")]
+pub use anyhow;
+#[cfg(feature = "runtime")]
+pub use async_trait::async_trait;
+#[doc(hidden)]
+#[cfg(feature = "runtime")]
+pub use inventory;

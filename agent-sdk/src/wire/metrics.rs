@@ -116,6 +116,27 @@ impl MetricValue {
     }
 }
 
+/// A finite float is a number; NaN and infinities, which JSON cannot carry, become the text
+/// `"NaN"`, `"inf"` or `"-inf"` rather than being lost.
+impl From<f64> for MetricValue {
+    fn from(value: f64) -> Self {
+        match Number::from_f64(value) {
+            Some(number) => Self::Number(number),
+            None => Self::Text(value.to_string()),
+        }
+    }
+}
+
+impl From<f32> for MetricValue {
+    fn from(value: f32) -> Self {
+        // Through its shortest decimal form, so 0.1f32 stays 0.1.
+        value
+            .to_string()
+            .parse::<f64>()
+            .map_or_else(|_| Self::Text(value.to_string()), Self::from)
+    }
+}
+
 impl From<bool> for MetricValue {
     fn from(value: bool) -> Self {
         Self::Bool(value)

@@ -1,0 +1,134 @@
+//! Delivery of run reports to the collector: retries with backoff and jitter, and a disk spool
+//! for what cannot be delivered now, redelivered oldest first (also after a restart).
+//! Redelivery is safe: each report carries a `run_key`, which the collector stores once.
+
+mod http;
+mod spool;
+
+pub use http::{CollectorClient, Delivered, RetryPolicy, SendError, install_crypto_provider};
+pub use spool::{Spool, SpoolError};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::wire::RunReport;
+
+/// What became of a report handed to [`Deliverer::deliver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored by the collector (`created` is false for a `run_key` it had already).
+    Delivered { run_id: i64, created: bool },
+    /// Undeliverable for now: written to the spool for redelivery.
+    Spooled,
+    /// Refused by the collector (a 4xx other than 408/429): kept in `spool/rejected/`.
+    Rejected { status: u16, reason: String },
+}
+
+/// A client and its spool: deliver now if possible, keep for later otherwise.
+#[derive(Clone)]
+pub struct Deliverer {
+    client: CollectorClient,
+    spool: Spool,
+    spooled: Arc<Notify>,
+}
+
+impl Deliverer {
+    pub fn new(client: CollectorClient, spool: Spool) -> Self {
+        Self {
+            client,
+            spool,
+            spooled: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Delivers `report` with retries; if the collector stays unreachable the report goes to
+    /// the spool. Fails only when the spool cannot be written either.
+    pub async fn deliver(&self, report: &RunReport) -> Result<Outcome, SpoolError> {
+        match self.client.deliver(report).await {
+            Ok(Delivered { run_id, created }) => Ok(Outcome::Delivered { run_id, created }),
+            Err(SendError::Rejected { status, body }) => {
+                tracing::error!(
+                    agent = %report.agent_name, status, response = %body,
+                    "the collector refused the report; kept in the spool's rejected/ folder"
+                );
+                self.spool.reject(report, status, &body).await?;
+                Ok(Outcome::Rejected {
+                    status,
+                    reason: body,
+                })
+            }
+            Err(SendError::Retryable(why)) => {
+                tracing::warn!(agent = %report.agent_name, error = %why, "collector unreachable; report spooled for redelivery");
+                self.spool.store(report).await?;
+                self.spooled.notify_one();
+                Ok(Outcome::Spooled)
+            }
+        }
+    }
+
+    /// One redelivery pass over the spool, oldest first. Stops at the first report that still
+    /// cannot be delivered (the collector is down: the rest would fail too). Returns how many
+    /// reports left the spool.
+    pub async fn redeliver_once(&self) -> Result<usize, SpoolError> {
+        let mut done = 0;
+        for entry in self.spool.pending().await? {
+            let report = match self.spool.load(&entry).await {
+                Ok(report) => report,
+                Err(err) => {
+                    tracing::error!(file = %entry.display(), error = %err, "unreadable spool file moved to rejected/");
+                    self.spool.reject_file(&entry, &err.to_string()).await?;
+                    continue;
+                }
+            };
+            match self.client.send(&report).await {
+                Ok(_) => {
+                    self.spool.remove(&entry).await?;
+                    done += 1;
+                }
+                Err(SendError::Rejected { status, body }) => {
+                    tracing::error!(file = %entry.display(), status, response = %body, "the collector refused a spooled report; moved to rejected/");
+                    self.spool
+                        .reject_file(&entry, &format!("{status}: {body}"))
+                        .await?;
+                }
+                Err(SendError::Retryable(why)) => {
+                    tracing::debug!(error = %why, "collector still unreachable; redelivery later");
+                    break;
+                }
+            }
+        }
+        if done > 0 {
+            tracing::info!(delivered = done, "spooled reports redelivered");
+        }
+        Ok(done)
+    }
+
+    /// Redelivers the spool until `stop` resolves: at start (reports left by an earlier
+    /// process), whenever a report is spooled, and every `every` in between.
+    pub async fn redeliver_until(
+        &self,
+        every: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(err) = self.redeliver_once().await {
+                tracing::error!(error = %err, "spool redelivery failed");
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(every) => {}
+                () = self.spooled.notified() => {
+                    // Give the collector a moment: it has just failed.
+                    tokio::time::sleep(every.min(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+}

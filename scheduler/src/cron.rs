@@ -1,0 +1,270 @@
+//! Cron expressions evaluated in an IANA time zone, correctly across DST changes.
+//!
+//! Candidates are found on the local wall clock (croner, on naive local times), then placed on
+//! the UTC time line:
+//! - a wall-clock time that occurs twice (clocks going back) fires once, at its first
+//!   occurrence — unless the hour field is `*`, in which case the job follows real time and
+//!   fires in both of the repeated hours, as an hourly job should;
+//! - a wall-clock time that does not exist (clocks going forward) fires at the instant the
+//!   wall clock would have shown it with the offset before the change (02:30 → 03:30 when
+//!   02:00 jumps to 03:00), so a daily job is not lost; hour-`*` jobs skip the missing hour.
+//!
+//! tokio-cron-scheduler 0.15 is not used for this: it captures a time zone's UTC offset when a
+//! job is created and applies that fixed offset to every later fire (src/scheduler.rs:183,
+//! src/job/mod.rs:222), so fires drift by an hour after a DST change; and it polls every 500 ms.
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::CronParser;
+
+/// A bound on the search; an hour of per-second candidates fits.
+const MAX_CANDIDATES: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    expression: String,
+    cron: Cron,
+    timezone: Tz,
+    hour_is_wildcard: bool,
+}
+
+impl CronSchedule {
+    /// `expression` has 5 fields (minute hour day month weekday) or 6 (seconds first).
+    pub fn parse(expression: &str, timezone: Tz) -> Result<Self, String> {
+        let fields: Vec<&str> = expression.split_whitespace().collect();
+        let hour_field = match fields.len() {
+            5 => fields[1],
+            6 => fields[2],
+            n => {
+                return Err(format!(
+                    "{expression:?} has {n} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)"
+                ));
+            }
+        };
+        let cron = CronParser::new()
+            .parse(expression)
+            .map_err(|e| format!("invalid cron expression {expression:?}: {e}"))?;
+        Ok(Self {
+            expression: expression.to_owned(),
+            cron,
+            timezone,
+            hour_is_wildcard: hour_field == "*",
+        })
+    }
+
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    /// The first fire strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local_after = after.with_timezone(&self.timezone).naive_local();
+        // Near a transition, an instant after `after` can belong to an earlier wall-clock time
+        // (the repeated hour comes round again; a time moved past a gap): look back by the
+        // size of any change within three hours, which is zero nearly always.
+        let offset = |t: DateTime<Utc>| {
+            t.with_timezone(&self.timezone)
+                .offset()
+                .fix()
+                .local_minus_utc()
+        };
+        let window = TimeDelta::hours(3);
+        let shift = (offset(after) - offset(after - window))
+            .abs()
+            .max((offset(after) - offset(after + window)).abs());
+        let mut cursor = local_after - TimeDelta::seconds(i64::from(shift));
+        let mut best: Option<DateTime<Utc>> = None;
+        for _ in 0..MAX_CANDIDATES {
+            let candidate = self.next_wall_clock(cursor)?;
+            let instants = self.instants(candidate);
+            // First occurrences grow with the wall clock: once past `best`, nothing later wins.
+            if let (Some(best), Some(first)) = (best, instants.first())
+                && *first > best
+            {
+                break;
+            }
+            for instant in instants {
+                if instant > after && best.is_none_or(|b| instant < b) {
+                    best = Some(instant);
+                }
+            }
+            cursor = candidate;
+        }
+        best
+    }
+
+    /// The next `n` fires after `after`.
+    pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let mut fires = Vec::with_capacity(n);
+        let mut cursor = after;
+        while fires.len() < n {
+            let Some(next) = self.next_after(cursor) else {
+                break;
+            };
+            fires.push(next);
+            cursor = next;
+        }
+        fires
+    }
+
+    /// The next wall-clock time the pattern matches, after `cursor` (croner on naive times).
+    fn next_wall_clock(&self, cursor: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.cron
+            .find_next_occurrence(&Utc.from_utc_datetime(&cursor), false)
+            .ok()
+            .map(|t| t.naive_utc())
+    }
+
+    /// The instants at which wall-clock time `local` fires.
+    fn instants(&self, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+        match self.timezone.from_local_datetime(&local) {
+            LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+            LocalResult::Ambiguous(first, second) if self.hour_is_wildcard => {
+                vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
+            }
+            LocalResult::Ambiguous(first, _) => vec![first.with_timezone(&Utc)],
+            LocalResult::None if self.hour_is_wildcard => vec![],
+            LocalResult::None => {
+                // The offset in force just before the gap places the missing time after it.
+                let before = local - TimeDelta::hours(3);
+                match self.timezone.from_local_datetime(&before) {
+                    LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
+                        let offset = t.offset().fix();
+                        offset
+                            .from_local_datetime(&local)
+                            .single()
+                            .map(|t| vec![t.with_timezone(&Utc)])
+                            .unwrap_or_default()
+                    }
+                    LocalResult::None => vec![],
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn madrid(expression: &str) -> CronSchedule {
+        CronSchedule::parse(expression, chrono_tz::Europe::Madrid).unwrap()
+    }
+
+    fn fires(schedule: &CronSchedule, after: &str, n: usize) -> Vec<String> {
+        schedule
+            .upcoming(utc(after), n)
+            .into_iter()
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn daily_0230_madrid_on_the_spring_forward_day_fires_once_after_the_gap() {
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that day.
+        assert_eq!(
+            fires(&madrid("30 2 * * *"), "2026-03-27T12:00:00Z", 4),
+            [
+                "2026-03-28T01:30:00Z", // 02:30 CET
+                "2026-03-29T01:30:00Z", // 03:30 CEST, once, right after the gap
+                "2026-03-30T00:30:00Z", // 02:30 CEST
+                "2026-03-31T00:30:00Z",
+            ]
+        );
+    }
+
+    #[test]
+    fn daily_0230_madrid_on_the_fall_back_day_fires_once() {
+        // 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:30 happens twice.
+        assert_eq!(
+            fires(&madrid("30 2 * * *"), "2026-10-23T12:00:00Z", 4),
+            [
+                "2026-10-24T00:30:00Z", // 02:30 CEST
+                "2026-10-25T00:30:00Z", // the first 02:30 (CEST) only
+                "2026-10-26T01:30:00Z", // 02:30 CET
+                "2026-10-27T01:30:00Z",
+            ]
+        );
+    }
+
+    #[test]
+    fn hourly_job_fires_every_real_hour_across_the_repeated_hour() {
+        assert_eq!(
+            fires(&madrid("0 * * * *"), "2026-10-24T22:30:00Z", 5),
+            [
+                "2026-10-24T23:00:00Z", // 01:00 CEST
+                "2026-10-25T00:00:00Z", // 02:00 CEST
+                "2026-10-25T01:00:00Z", // 02:00 CET, the repeated hour
+                "2026-10-25T02:00:00Z", // 03:00 CET
+                "2026-10-25T03:00:00Z",
+            ]
+        );
+    }
+
+    #[test]
+    fn hourly_job_skips_the_missing_hour_without_firing_twice() {
+        assert_eq!(
+            fires(&madrid("0 * * * *"), "2026-03-28T23:30:00Z", 4),
+            [
+                "2026-03-29T00:00:00Z", // 01:00 CET
+                "2026-03-29T01:00:00Z", // 03:00 CEST (02:00 does not exist)
+                "2026-03-29T02:00:00Z", // 04:00 CEST
+                "2026-03-29T03:00:00Z",
+            ]
+        );
+    }
+
+    #[test]
+    fn six_fields_have_seconds_and_utc_is_plain() {
+        let every_second = CronSchedule::parse("* * * * * *", chrono_tz::UTC).unwrap();
+        assert_eq!(
+            fires(&every_second, "2026-01-01T00:00:00Z", 2),
+            ["2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"]
+        );
+        let five = CronSchedule::parse("*/15 * * * *", chrono_tz::UTC).unwrap();
+        assert_eq!(
+            fires(&five, "2026-01-01T00:07:00Z", 2),
+            ["2026-01-01T00:15:00Z", "2026-01-01T00:30:00Z"]
+        );
+    }
+
+    #[test]
+    fn every_second_across_a_transition_stays_one_second_apart() {
+        let every_second = madrid("* * * * * *");
+        let fires = every_second.upcoming(utc("2026-10-25T00:59:58Z"), 4);
+        let gaps: Vec<i64> = fires
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_seconds())
+            .collect();
+        assert_eq!(gaps, [1, 1, 1], "{fires:?}");
+    }
+
+    #[test]
+    fn bad_expressions_say_why() {
+        assert!(
+            CronSchedule::parse("* * *", chrono_tz::UTC)
+                .unwrap_err()
+                .contains("3 fields")
+        );
+        assert!(
+            CronSchedule::parse("61 * * * *", chrono_tz::UTC)
+                .unwrap_err()
+                .contains("invalid cron")
+        );
+        assert!(
+            CronSchedule::parse("0 0 31 2 *", chrono_tz::UTC)
+                .unwrap()
+                .next_after(utc("2026-01-01T00:00:00Z"))
+                .is_none()
+        );
+    }
+}

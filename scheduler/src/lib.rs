@@ -1,2 +1,41 @@
-//! The scheduler: runs registered agents on cron schedules and delivers their reports.
+//! The scheduler: runs registered agents on cron schedules and delivers every report to the
+//! collector. It never touches the database.
+
 pub mod cron;
+pub mod engine;
+pub mod schedule;
+pub mod settings;
+pub mod status;
+
+// Every agent crate. A crate nothing references is dropped by the linker, and its
+// `register_agent!` with it; `make new-agent` adds a line here (and a test checks that every
+// crate under agents/ is registered).
+use command as _;
+use hello as _;
+use http_probe as _;
+
+/// Every agent linked into this binary.
+pub fn registry() -> Result<agent_sdk::Registry, agent_sdk::DuplicateAgent> {
+    agent_sdk::Registry::from_inventory()
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,1 +1,275 @@
-fn main() {}
+//! `scheduler`: serve (default), list, check, run. Settings come from the environment.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent_sdk::client::{CollectorClient, Deliverer, Outcome, Spool};
+use agent_sdk::wire::RunStatus;
+use agent_sdk::{RunContext, execute};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use scheduler::engine::Engine;
+use scheduler::schedule::{self, Job};
+use scheduler::settings::{Settings, init_logging};
+use scheduler::status::{self, StatusState};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scheduler",
+    version,
+    about = "Runs agents on cron schedules and delivers their reports to the collector"
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every enabled job on its schedule (the default), with the status server.
+    Serve,
+    /// Show agents, schedules and their next fire times.
+    List,
+    /// Validate the schedule file and exit (non-zero on any problem).
+    Check,
+    /// Run one job or agent once now, print its metrics, and push the report.
+    ///
+    /// Exit status: 0 when the run succeeded and was delivered (or --no-push), 1 when the run
+    /// failed, 2 when the report could not be delivered (it is in the spool).
+    Run {
+        /// A job from the schedule file, or a registered agent.
+        name: String,
+        /// Override or add a parameter; VALUE is JSON when it parses as JSON, else text.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, Value)>,
+        /// Print the result without sending it to the collector.
+        #[arg(long)]
+        no_push: bool,
+    },
+}
+
+fn parse_param(text: &str) -> Result<(String, Value), String> {
+    let (key, value) = text.split_once('=').ok_or("expected KEY=VALUE")?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("scheduler: error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = cli.settings;
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await.map(|()| ExitCode::SUCCESS),
+            Command::List => list(&settings).map(|()| ExitCode::SUCCESS),
+            Command::Check => load_jobs(&settings).map(|jobs| {
+                println!(
+                    "{}: ok, {} jobs",
+                    settings.schedules_file.display(),
+                    jobs.len()
+                );
+                ExitCode::SUCCESS
+            }),
+            Command::Run {
+                name,
+                params,
+                no_push,
+            } => run_once(&settings, &name, params, no_push).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("scheduler: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
+    let registry = scheduler::registry()?;
+    if !settings.schedules_file.exists() {
+        tracing::warn!(file = %settings.schedules_file.display(), "no schedule file: agents run on their default schedules");
+    }
+    // Each problem is already one line naming the file and the agent.
+    schedule::load(&settings.schedules_file, &registry)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
+    let Some(token) = settings.collector_token.clone() else {
+        bail!("COLLECTOR_TOKEN is not set (create one with: collector token --sub scheduler)");
+    };
+    let spool = Spool::open(&settings.spool_dir)
+        .with_context(|| format!("SPOOL_DIR {} is not usable", settings.spool_dir.display()))?;
+    let client = CollectorClient::new(&settings.collector_url, Some(token))
+        .context("building the HTTP client")?;
+    Ok(Deliverer::new(client, spool))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let jobs = load_jobs(&settings)?;
+    let deliverer = deliverer(&settings)?;
+    let prometheus = status::prometheus_handle();
+    let engine = Engine::new(
+        jobs,
+        deliverer.clone(),
+        settings.max_concurrent_runs as usize,
+    );
+    engine
+        .start()
+        .await
+        .context("preparing the scheduler's state in SPOOL_DIR")?;
+
+    let stop_redelivery = CancellationToken::new();
+    let redelivery = tokio::spawn({
+        let (deliverer, stop) = (deliverer.clone(), stop_redelivery.clone());
+        async move {
+            deliverer
+                .redeliver_until(Duration::from_secs(10), stop.cancelled_owned())
+                .await
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on SCHEDULER_ADDR {}", settings.addr))?;
+    let stop_status = CancellationToken::new();
+    let server = tokio::spawn({
+        let router = status::router(StatusState {
+            engine: engine.clone(),
+            spool: deliverer.spool().clone(),
+            trigger_token: settings.trigger_token.clone(),
+            prometheus,
+        });
+        let stop = stop_status.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    tracing::info!(addr = %settings.addr, collector = %settings.collector_url, jobs = engine.statuses().len(), "scheduler running");
+
+    scheduler::shutdown_signal().await;
+    tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new runs; waiting for running ones");
+    engine.shutdown(settings.shutdown_grace).await;
+    stop_redelivery.cancel();
+    let _ = redelivery.await;
+    stop_status.cancel();
+    let _ = server.await;
+    let left = deliverer.spool().depth().await.unwrap_or(0);
+    tracing::info!(spooled = left, "scheduler stopped");
+    Ok(())
+}
+
+fn list(settings: &Settings) -> anyhow::Result<()> {
+    let jobs = load_jobs(settings)?;
+    let registry = scheduler::registry()?;
+    let now = chrono::Utc::now();
+    println!(
+        "{:<24} {:<12} {:<18} {:<16} {:<8} next fires (UTC)",
+        "job", "agent", "cron", "timezone", "enabled"
+    );
+    for job in &jobs {
+        let next: Vec<String> = job
+            .cron
+            .upcoming(now, 3)
+            .iter()
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .collect();
+        println!(
+            "{:<24} {:<12} {:<18} {:<16} {:<8} {}",
+            job.name,
+            job.agent.name(),
+            job.cron.expression(),
+            job.cron.timezone().name(),
+            job.enabled,
+            next.join(", ")
+        );
+    }
+    let unscheduled: Vec<&str> = registry
+        .names()
+        .filter(|n| !jobs.iter().any(|j| j.agent.name() == *n))
+        .collect();
+    if !unscheduled.is_empty() {
+        println!(
+            "\nregistered, not scheduled (run with `scheduler run <agent>`): {}",
+            unscheduled.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn run_once(
+    settings: &Settings,
+    name: &str,
+    overrides: Vec<(String, Value)>,
+    no_push: bool,
+) -> anyhow::Result<ExitCode> {
+    let jobs = load_jobs(settings)?;
+    let (agent, mut params, timeout) = match jobs.into_iter().find(|j| j.name == name) {
+        Some(job) => (job.agent, job.params, job.timeout),
+        None => (
+            scheduler::registry()?.get(name)?,
+            Map::new(),
+            Duration::from_secs(300),
+        ),
+    };
+    params.extend(overrides);
+    let deliverer = if no_push {
+        None
+    } else {
+        Some(deliverer(settings)?)
+    };
+
+    let ctx = RunContext::new(name).with_params(params);
+    let report = execute(agent, ctx, Some(timeout)).await;
+    let duration_ms = (report.finished_at - report.started_at).num_milliseconds();
+    let printed = json!({
+        "agent": report.agent_name,
+        "status": report.status(),
+        "duration_ms": duration_ms,
+        "error": report.error,
+        "run_key": report.run_key,
+        "metrics": report.metrics,
+    });
+    println!("{}", serde_json::to_string_pretty(&printed)?);
+
+    let delivered = match &deliverer {
+        None => true,
+        Some(deliverer) => match deliverer.deliver(&report).await? {
+            Outcome::Delivered { run_id, .. } => {
+                eprintln!("delivered: run {run_id}");
+                true
+            }
+            Outcome::Spooled => {
+                eprintln!(
+                    "not delivered: the collector is unreachable; the report is in {}",
+                    settings.spool_dir.display()
+                );
+                false
+            }
+            Outcome::Rejected { status, reason } => {
+                eprintln!("not delivered: the collector refused it ({status}): {reason}");
+                false
+            }
+        },
+    };
+    Ok(match (report.status(), delivered) {
+        (_, false) => ExitCode::from(2),
+        (RunStatus::Success, true) => ExitCode::SUCCESS,
+        (_, true) => ExitCode::FAILURE,
+    })
+}

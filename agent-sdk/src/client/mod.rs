@@ -50,7 +50,22 @@ impl Deliverer {
     /// Delivers `report` with retries; if the collector stays unreachable the report goes to
     /// the spool. Fails only when the spool cannot be written either.
     pub async fn deliver(&self, report: &RunReport) -> Result<Outcome, SpoolError> {
-        match self.client.deliver(report).await {
+        let sent = self.client.deliver(report).await;
+        self.settle(report, sent).await
+    }
+
+    /// One attempt, then the spool: for shutdown, when backing off would hold up the exit.
+    pub async fn deliver_once(&self, report: &RunReport) -> Result<Outcome, SpoolError> {
+        let sent = self.client.send(report).await;
+        self.settle(report, sent).await
+    }
+
+    async fn settle(
+        &self,
+        report: &RunReport,
+        sent: Result<Delivered, SendError>,
+    ) -> Result<Outcome, SpoolError> {
+        match sent {
             Ok(Delivered { run_id, created }) => Ok(Outcome::Delivered { run_id, created }),
             Err(SendError::Rejected { status, body }) => {
                 tracing::error!(

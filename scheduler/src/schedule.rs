@@ -1,0 +1,385 @@
+//! The schedule file: one `[agents.<name>]` table per scheduled job.
+//!
+//! ```toml
+//! [agents.hello]
+//! cron = "*/5 * * * *"          # 5 fields, or 6 with seconds first
+//! timezone = "Europe/Madrid"    # IANA; default UTC
+//! timeout = "30s"               # default 5m
+//! concurrency_policy = "forbid" # forbid (default) | allow | replace
+//! misfire_policy = "run_once"   # run_once (default) | skip
+//! retries = 2                   # default 0
+//! retry_backoff = "10s"         # doubles after each retry; default 30s
+//! enabled = true
+//! params = { name = "Ada" }
+//!
+//! [agents.python_example]       # any name; `agent` says which registered agent runs
+//! agent = "command"
+//! cron = "0 * * * *"
+//! params = { program = "python3", args = ["agents/python/example.py"] }
+//! ```
+//!
+//! A registered agent with a default schedule and no table runs on that default (UTC).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_sdk::{Agent, Registry};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::cron::CronSchedule;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyPolicy {
+    /// Skip a tick while the previous run is still going (and count the skip).
+    #[default]
+    Forbid,
+    /// Let runs overlap.
+    Allow,
+    /// Cancel the running one and start the new one.
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MisfirePolicy {
+    /// After downtime, run once for the ticks that were missed.
+    #[default]
+    RunOnce,
+    /// After downtime, wait for the next tick.
+    Skip,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+
+/// One scheduled job, checked.
+#[derive(Clone)]
+pub struct Job {
+    /// What its runs are reported as (`agent_name`).
+    pub name: String,
+    pub agent: Arc<dyn Agent>,
+    pub cron: CronSchedule,
+    pub timeout: Duration,
+    pub concurrency: ConcurrencyPolicy,
+    pub misfire: MisfirePolicy,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    pub enabled: bool,
+    pub params: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("agent", &self.agent.name())
+            .field("cron", &self.cron.expression())
+            .field("timezone", &self.cron.timezone())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    #[serde(default)]
+    agents: BTreeMap<String, EntryToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryToml {
+    agent: Option<String>,
+    cron: Option<String>,
+    timezone: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    concurrency_policy: ConcurrencyPolicy,
+    #[serde(default)]
+    misfire_policy: MisfirePolicy,
+    #[serde(default)]
+    retries: u32,
+    retry_backoff: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    params: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Every problem in a schedule file, one line each: `<file>: agents.<name>: <problem>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleErrors(pub Vec<String>);
+
+impl std::fmt::Display for ScheduleErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ScheduleErrors {}
+
+/// Reads `path` (a missing file is no schedule at all) and resolves it against `registry`.
+pub fn load(path: &Path, registry: &Registry) -> Result<Vec<Job>, ScheduleErrors> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ScheduleErrors(vec![format!("{file}: cannot read: {e}")])),
+    };
+    parse(&file, text.as_deref(), registry)
+}
+
+/// Parses schedule `text` (named `file` in errors); `None` means no file.
+pub fn parse(
+    file: &str,
+    text: Option<&str>,
+    registry: &Registry,
+) -> Result<Vec<Job>, ScheduleErrors> {
+    let entries = match text {
+        None => BTreeMap::new(),
+        Some(text) => {
+            toml::from_str::<FileToml>(text)
+                .map_err(|e| {
+                    let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                    ScheduleErrors(vec![format!("{file}{at}: {}", e.message().trim())])
+                })?
+                .agents
+        }
+    };
+
+    let mut jobs = Vec::new();
+    let mut errors = Vec::new();
+    for (name, entry) in &entries {
+        match job_from_entry(name, entry, registry) {
+            Ok(job) => jobs.push(job),
+            Err(problem) => errors.push(format!("{file}: agents.{name}: {problem}")),
+        }
+    }
+    // Agents with a default schedule and no table of their own.
+    let scheduled_agents: Vec<&str> = entries
+        .iter()
+        .map(|(name, entry)| entry.agent.as_deref().unwrap_or(name))
+        .collect();
+    for agent in registry.iter() {
+        let (Some(cron), false) = (
+            agent.default_schedule(),
+            scheduled_agents.contains(&agent.name()) || entries.contains_key(agent.name()),
+        ) else {
+            continue;
+        };
+        match CronSchedule::parse(cron, chrono_tz::UTC) {
+            Ok(cron) => jobs.push(Job {
+                name: agent.name().to_owned(),
+                agent: agent.clone(),
+                cron,
+                timeout: DEFAULT_TIMEOUT,
+                concurrency: ConcurrencyPolicy::default(),
+                misfire: MisfirePolicy::default(),
+                retries: 0,
+                retry_backoff: DEFAULT_RETRY_BACKOFF,
+                enabled: true,
+                params: Map::new(),
+            }),
+            Err(problem) => errors.push(format!(
+                "agent {}: default schedule: {problem}",
+                agent.name()
+            )),
+        }
+    }
+    if errors.is_empty() {
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(jobs)
+    } else {
+        Err(ScheduleErrors(errors))
+    }
+}
+
+fn job_from_entry(name: &str, entry: &EntryToml, registry: &Registry) -> Result<Job, String> {
+    agent_sdk::wire::validate_agent_name(name).map_err(|e| {
+        format!(
+            "the name is not a valid agent name: {}",
+            e.message.unwrap_or_default()
+        )
+    })?;
+    let agent = registry
+        .get(entry.agent.as_deref().unwrap_or(name))
+        .map_err(|e| e.to_string())?;
+    let timezone = match &entry.timezone {
+        None => chrono_tz::UTC,
+        Some(tz) => Tz::from_str(tz).map_err(|_| {
+            format!("unknown time zone {tz:?} (an IANA name such as Europe/Madrid)")
+        })?,
+    };
+    let expression = entry
+        .cron
+        .as_deref()
+        .or(agent.default_schedule())
+        .ok_or("no `cron` and the agent has no default schedule")?;
+    let cron = CronSchedule::parse(expression, timezone)?;
+    let duration = |field: &str, value: &Option<String>, default: Duration| match value {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| format!("{field} {text:?}: {e} (e.g. 30s, 5m)"))
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err(format!("{field} must be more than zero"))
+                } else {
+                    Ok(d)
+                }
+            }),
+    };
+    let params = match serde_json::to_value(&entry.params) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) | Err(_) => return Err("params must be a table".into()),
+    };
+    Ok(Job {
+        name: name.to_owned(),
+        agent,
+        cron,
+        timeout: duration("timeout", &entry.timeout, DEFAULT_TIMEOUT)?,
+        concurrency: entry.concurrency_policy,
+        misfire: entry.misfire_policy,
+        retries: entry.retries,
+        retry_backoff: duration("retry_backoff", &entry.retry_backoff, DEFAULT_RETRY_BACKOFF)?,
+        enabled: entry.enabled,
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_sdk::wire::Metrics;
+    use agent_sdk::{RunContext, RunResult, async_trait};
+
+    struct Stub(&'static str, Option<&'static str>);
+
+    #[async_trait]
+    impl Agent for Stub {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn default_schedule(&self) -> Option<&'static str> {
+            self.1
+        }
+        async fn run(&self, _ctx: &RunContext) -> RunResult {
+            Ok(Metrics::new())
+        }
+    }
+
+    fn registry() -> Registry {
+        Registry::from_agents([
+            Arc::new(Stub("hello", Some("0 * * * * *"))) as Arc<dyn Agent>,
+            Arc::new(Stub("command", None)),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_full_entry_and_default_schedules() {
+        let jobs = parse(
+            "s.toml",
+            Some(
+                r#"
+                [agents.py]
+                agent = "command"
+                cron = "30 2 * * *"
+                timezone = "Europe/Madrid"
+                timeout = "90s"
+                concurrency_policy = "replace"
+                misfire_policy = "skip"
+                retries = 2
+                retry_backoff = "5s"
+                params = { program = "python3", args = ["x.py"] }
+                "#,
+            ),
+            &registry(),
+        )
+        .unwrap();
+        let names: Vec<_> = jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["hello", "py"], "hello runs on its default schedule");
+        let py = &jobs[1];
+        assert_eq!(py.agent.name(), "command");
+        assert_eq!(py.timeout, Duration::from_secs(90));
+        assert_eq!(py.concurrency, ConcurrencyPolicy::Replace);
+        assert_eq!(py.misfire, MisfirePolicy::Skip);
+        assert_eq!(py.params["args"], serde_json::json!(["x.py"]));
+        assert_eq!(jobs[0].concurrency, ConcurrencyPolicy::Forbid);
+        assert_eq!(jobs[0].misfire, MisfirePolicy::RunOnce);
+    }
+
+    #[test]
+    fn every_problem_is_one_line_naming_file_agent_and_problem() {
+        let errors = parse(
+            "schedules.toml",
+            Some(
+                r#"
+                [agents.ghost]
+                cron = "* * * * *"
+                [agents.bad_cron]
+                agent = "hello"
+                cron = "61 * * * *"
+                [agents.bad_tz]
+                agent = "hello"
+                timezone = "Mars/Olympus"
+                [agents.no_cron]
+                agent = "command"
+                "#,
+            ),
+            &registry(),
+        )
+        .unwrap_err();
+        let lines = errors.0;
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("schedules.toml: agents.bad_cron: invalid cron expression"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1]
+                .starts_with("schedules.toml: agents.bad_tz: unknown time zone \"Mars/Olympus\""),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with(
+                "schedules.toml: agents.ghost: no agent named `ghost`; known agents: command, hello"
+            ),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].starts_with("schedules.toml: agents.no_cron: no `cron`"),
+            "{}",
+            lines[3]
+        );
+    }
+
+    #[test]
+    fn typos_and_syntax_errors_are_caught() {
+        let typo = parse(
+            "s.toml",
+            Some("[agents.hello]\ncorn = \"* * * * *\"\n"),
+            &registry(),
+        )
+        .unwrap_err();
+        assert!(
+            typo.0[0].starts_with("s.toml (line 2): unknown field `corn`"),
+            "{typo}"
+        );
+        let broken = parse("s.toml", Some("[agents.hello\n"), &registry()).unwrap_err();
+        assert!(broken.0[0].starts_with("s.toml (line"), "{broken}");
+    }
+}

@@ -1,0 +1,93 @@
+//! The scheduler's settings: environment variables (or the same-named flags). It never reads a
+//! database variable: only the collector writes to the database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Every variable the scheduler reads. `.env.example` must document each of them.
+pub const ENV_VARS: &[&str] = &[
+    "COLLECTOR_URL",
+    "COLLECTOR_TOKEN",
+    "SCHEDULES_FILE",
+    "SPOOL_DIR",
+    "SCHEDULER_ADDR",
+    "MAX_CONCURRENT_RUNS",
+    "SHUTDOWN_GRACE",
+    "SCHEDULER_TRIGGER_TOKEN",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Where the collector listens.
+    #[arg(
+        long,
+        env = "COLLECTOR_URL",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
+    pub collector_url: String,
+    /// Bearer token with the `ingest` scope (`collector token --sub scheduler`).
+    #[arg(long, env = "COLLECTOR_TOKEN", hide_env_values = true, global = true)]
+    pub collector_token: Option<String>,
+    /// The schedule file (TOML). Without it, agents run on their default schedules.
+    #[arg(
+        long,
+        env = "SCHEDULES_FILE",
+        default_value = "schedules.toml",
+        global = true
+    )]
+    pub schedules_file: PathBuf,
+    /// Undelivered reports wait here; also holds the scheduler's state (last fires, runs in
+    /// progress). Keep it on a persistent volume.
+    #[arg(long, env = "SPOOL_DIR", default_value = "spool", global = true)]
+    pub spool_dir: PathBuf,
+    /// The status server (health, jobs, Prometheus, manual triggers).
+    #[arg(
+        long,
+        env = "SCHEDULER_ADDR",
+        default_value = "0.0.0.0:8001",
+        global = true
+    )]
+    pub addr: SocketAddr,
+    /// Most agent runs at once, across all agents.
+    #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_concurrent_runs: u32,
+    /// On SIGTERM, how long running agents may finish before they are cancelled.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_grace: Duration,
+    /// Bearer token that `POST /jobs/{agent}/run` requires; unset disables manual triggers.
+    #[arg(
+        long,
+        env = "SCHEDULER_TRIGGER_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub trigger_token: Option<String>,
+    /// `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, so that `scheduler run` and `list` print only results on stdout.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

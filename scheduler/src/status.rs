@@ -1,0 +1,131 @@
+//! The status server (Flower's job): health, jobs, Prometheus, and manual triggers.
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use crate::engine::{Engine, TriggerError};
+
+#[derive(Clone)]
+pub struct StatusState {
+    pub engine: Engine,
+    pub spool: agent_sdk::client::Spool,
+    pub trigger_token: Option<String>,
+    pub prometheus: PrometheusHandle,
+}
+
+pub fn router(state: StatusState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{agent}/run", post(trigger))
+        .route("/prometheus", get(prometheus))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into(), "details": null}});
+    (status, Json(body)).into_response()
+}
+
+/// 200 while the spool can be written; 503 saying why when it cannot (full, read-only).
+async fn health(State(state): State<StatusState>) -> Response {
+    let spool = state.spool.clone();
+    let writable = tokio::task::spawn_blocking(move || spool.check_writable()).await;
+    let depth = state.spool.depth().await.ok();
+    match writable {
+        Ok(Ok(())) => Json(json!({"status": "ok", "spool": {"dir": state.spool.dir(), "writable": true, "depth": depth}})).into_response(),
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "the spool cannot be written: undeliverable reports would be lost");
+            error(StatusCode::SERVICE_UNAVAILABLE, "spool_unwritable", format!("the spool cannot be written: {err}"))
+        }
+        Err(join) => error(StatusCode::SERVICE_UNAVAILABLE, "spool_unwritable", join.to_string()),
+    }
+}
+
+async fn jobs(State(state): State<StatusState>) -> impl IntoResponse {
+    Json(json!({"jobs": state.engine.statuses()}))
+}
+
+async fn trigger(
+    State(state): State<StatusState>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(expected) = &state.trigger_token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "disabled",
+            "manual triggers are disabled: set SCHEDULER_TRIGGER_TOKEN",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send `Authorization: Bearer <SCHEDULER_TRIGGER_TOKEN>`",
+        );
+    }
+    match state.engine.trigger(&agent) {
+        Ok(run_key) => (StatusCode::ACCEPTED, Json(json!({"run_key": run_key}))).into_response(),
+        Err(err @ TriggerError::NoSuchJob(_)) => {
+            error(StatusCode::NOT_FOUND, "not_found", err.to_string())
+        }
+        Err(err @ TriggerError::ShuttingDown) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            err.to_string(),
+        ),
+    }
+}
+
+async fn prometheus(State(state): State<StatusState>) -> impl IntoResponse {
+    if let Ok(depth) = state.spool.depth().await {
+        metrics::gauge!("scheduler_spool_depth").set(depth as f64);
+    }
+    state.prometheus.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The process-wide Prometheus recorder, installed once.
+pub fn prometheus_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = builder
+                .set_buckets_for_metric(
+                    Matcher::Full("scheduler_run_duration_seconds".into()),
+                    &[
+                        0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed: /prometheus stays empty");
+            }
+            handle
+        })
+        .clone()
+}

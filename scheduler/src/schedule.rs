@@ -150,7 +150,7 @@ pub fn parse(
         Some(text) => {
             toml::from_str::<FileToml>(text)
                 .map_err(|e| {
-                    let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
                     let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
                     ScheduleErrors(vec![format!("{file}{at}: {}", e.message().trim())])
                 })?

@@ -1,0 +1,147 @@
+//! Nothing lost, nothing counted twice: outages, spools and restarts.
+
+use std::time::Duration;
+
+use agent_sdk::client::Spool;
+use agent_sdk::wire::{Metrics, RunReport};
+use sqlx::PgPool;
+
+use crate::helpers::{Collector, SchedulerProcess, runs_of, spool_files, wait_for, write_schedule};
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn runs_during_a_collector_outage_are_stored_exactly_once(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let addr = collector.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let schedule = write_schedule(dir.path(), "[agents.hello]\ncron = \"* * * * * *\"\n");
+    let scheduler =
+        SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool).await;
+    wait_for("a first run", Duration::from_secs(10), || async {
+        runs_of(&pool, "hello").await >= 1
+    })
+    .await;
+
+    collector.stop().await;
+    wait_for(
+        "runs to be spooled while the collector is down",
+        Duration::from_secs(30),
+        || async { spool_files(&spool) >= 2 },
+    )
+    .await;
+    let during_outage = runs_of(&pool, "hello").await;
+
+    let _collector = Collector::start(&pool, Some(addr)).await;
+    wait_for("the spool to drain", Duration::from_secs(30), || async {
+        spool_files(&spool) == 0
+    })
+    .await;
+    assert!(runs_of(&pool, "hello").await >= during_outage + 2);
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+    assert_eq!(spool_files(&spool), 0, "nothing left undelivered");
+
+    // Every run the scheduler finished is stored, once.
+    let finished = logs
+        .lines()
+        .filter(|l| l.contains("\"run succeeded\""))
+        .count() as i64;
+    let (stored, distinct): (i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct run_key) from agent_runs where agent_name = 'hello'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((stored, distinct), (finished, finished), "{logs}");
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_restarted_scheduler_delivers_what_an_earlier_one_spooled(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let spool = Spool::open(&spool_dir).unwrap();
+    let now = chrono::Utc::now();
+    for i in 0..3 {
+        let report = RunReport {
+            agent_name: "left_behind".into(),
+            metrics: Metrics::from([("i", i)]),
+            started_at: now - chrono::TimeDelta::minutes(10 - i),
+            finished_at: now - chrono::TimeDelta::minutes(9 - i),
+            error: None,
+            run_key: Some(uuid::Uuid::new_v4()),
+            trigger: None,
+            scheduled_for: None,
+            host: None,
+        };
+        spool.store(&report).await.unwrap();
+    }
+    // One of them twice, as a crash between delivery and removal would leave it.
+    let first = spool.pending().await.unwrap()[0].clone();
+    std::fs::copy(
+        &first,
+        spool_dir.join("99999999999999999999-000000-copy.json"),
+    )
+    .unwrap();
+    assert_eq!(spool_files(&spool_dir), 4);
+
+    let schedule = write_schedule(dir.path(), "[agents.hello]\nenabled = false\n");
+    let scheduler =
+        SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool_dir).await;
+    wait_for("the spool to drain", Duration::from_secs(20), || async {
+        spool_files(&spool_dir) == 0
+    })
+    .await;
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+
+    assert_eq!(
+        runs_of(&pool, "left_behind").await,
+        3,
+        "the duplicate was stored once"
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_run_interrupted_by_a_killed_scheduler_is_reported_failed_on_restart(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let schedule = write_schedule(
+        dir.path(),
+        "[agents.long_job]\nagent = \"command\"\ncron = \"* * * * * *\"\nparams = { program = \"sleep\", args = [\"20\"] }\n",
+    );
+    let mut scheduler =
+        SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool).await;
+    let running = spool.join("state").join("running");
+    wait_for("a run in progress", Duration::from_secs(10), || async {
+        std::fs::read_dir(&running)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    })
+    .await;
+    scheduler.child.kill().await.unwrap(); // SIGKILL: no chance to clean up
+
+    let disabled = write_schedule(
+        dir.path(),
+        "[agents.long_job]\nagent = \"command\"\ncron = \"* * * * *\"\nenabled = false\nparams = { program = \"true\" }\n",
+    );
+    let scheduler =
+        SchedulerProcess::start(&collector.url(), &collector.token, &disabled, &spool).await;
+    wait_for("the interrupted run", Duration::from_secs(10), || async {
+        runs_of(&pool, "long_job").await >= 1
+    })
+    .await;
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+    let error: String = sqlx::query_scalar(
+        "select error_message from agent_runs where agent_name = 'long_job' limit 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        error.starts_with("interrupted: the scheduler stopped during the run"),
+        "{error}"
+    );
+}

@@ -1,0 +1,191 @@
+//! The engine in process, with agents that exist only in this test binary.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use agent_sdk::client::{CollectorClient, Deliverer, Spool};
+use agent_sdk::wire::Metrics;
+use agent_sdk::{Agent, Registry, RunContext, RunResult, async_trait};
+use scheduler::engine::Engine;
+use scheduler::schedule;
+use sqlx::PgPool;
+
+use crate::helpers::{Collector, outcomes, runs_of, wait_for};
+
+struct Panics;
+
+#[async_trait]
+impl Agent for Panics {
+    fn name(&self) -> &'static str {
+        "panics"
+    }
+    async fn run(&self, _ctx: &RunContext) -> RunResult {
+        let items: Vec<u32> = Vec::new();
+        Ok(Metrics::from([("first", items[0])]))
+    }
+}
+
+/// Sleeps `secs` seconds (a parameter), counting how many of its runs overlap.
+#[derive(Default)]
+struct Slow {
+    running: AtomicUsize,
+    max_overlap: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Agent for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    async fn run(&self, ctx: &RunContext) -> RunResult {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_overlap.fetch_max(now, Ordering::SeqCst);
+        let secs: f64 = ctx.param("secs")?.unwrap_or(1.0);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs_f64(secs)) => {}
+            () = ctx.cancelled() => {}
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(Metrics::from([("slept", secs)]))
+    }
+}
+
+fn engine(
+    collector: &Collector,
+    registry: &Registry,
+    toml: &str,
+    spool: &std::path::Path,
+) -> Engine {
+    let jobs = schedule::parse("test.toml", Some(toml), registry).unwrap();
+    let client = CollectorClient::new(&collector.url(), Some(collector.token.clone())).unwrap();
+    Engine::new(jobs, Deliverer::new(client, Spool::open(spool).unwrap()), 4)
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_panicking_agent_is_stored_failed_and_the_scheduler_goes_on(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([
+        Arc::new(Panics) as Arc<dyn Agent>,
+        Arc::new(Slow::default()),
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.panics]\ncron = \"* * * * * *\"\n[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 0.01 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+
+    wait_for(
+        "two panicking runs and a normal one",
+        Duration::from_secs(10),
+        || async { runs_of(&pool, "panics").await >= 2 && runs_of(&pool, "slow").await >= 1 },
+    )
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    let (status, error) = &outcomes(&pool, "panics").await[0];
+    assert_eq!(status, "failed");
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .starts_with("panicked: index out of bounds"),
+        "{error:?}"
+    );
+    assert!(
+        outcomes(&pool, "slow")
+            .await
+            .iter()
+            .all(|(s, _)| s == "success")
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn forbid_skips_a_tick_while_the_previous_run_goes_on(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let slow = Slow::default();
+    let max_overlap = slow.max_overlap.clone();
+    let registry = Registry::from_agents([Arc::new(slow) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 2.5 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+
+    wait_for("a finished run", Duration::from_secs(10), || async {
+        runs_of(&pool, "slow").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    let skipped = engine.statuses()[0].skipped_ticks;
+    assert!(
+        skipped >= 2,
+        "ticks during a 2.5 s run are skipped: {skipped}"
+    );
+    assert_eq!(
+        max_overlap.load(Ordering::SeqCst),
+        1,
+        "runs never overlapped"
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_timed_out_agent_is_stored_failed_with_its_timeout(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.slow]\ncron = \"* * * * * *\"\ntimeout = \"500ms\"\nparams = { secs = 30 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+
+    wait_for("a timed-out run", Duration::from_secs(10), || async {
+        runs_of(&pool, "slow").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    let (status, error) = &outcomes(&pool, "slow").await[0];
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("failed", Some("timed out after 500ms"))
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn shutdown_cancels_runs_past_the_grace_and_reports_them(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 60 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+    wait_for("a run in progress", Duration::from_secs(5), || async {
+        engine.statuses()[0].running == 1
+    })
+    .await;
+
+    engine.shutdown(Duration::from_millis(300)).await;
+
+    let (status, error) = &outcomes(&pool, "slow").await[0];
+    assert_eq!(status, "failed");
+    assert_eq!(
+        error.as_deref(),
+        Some("cancelled: the scheduler shut down before the run finished")
+    );
+}

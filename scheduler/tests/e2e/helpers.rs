@@ -1,0 +1,212 @@
+//! A collector to deliver to, a scheduler process to run, and queries on what was stored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use collector::auth::{Scope, TokenKeys};
+use collector::config::{HttpConfig, SecretKey};
+use collector::http::AppState;
+use collector::startup::Application;
+use collector::store::Store;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+const SECRET: &str = "scheduler-e2e-secret-scheduler-e2e-secret";
+
+/// A collector serving `pool` on `addr` until dropped.
+pub(crate) struct Collector {
+    pub(crate) addr: SocketAddr,
+    pub(crate) token: String,
+    _stop: oneshot::Sender<()>,
+    stopped: oneshot::Receiver<()>,
+}
+
+impl Collector {
+    /// On a free port, or on `addr` (to come back where clients expect it).
+    pub(crate) async fn start(pool: &PgPool, addr: Option<SocketAddr>) -> Self {
+        let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
+        let state = AppState::new(Store::new(pool.clone()), keys.clone());
+        let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        let app = Application::bind(addr, state, &HttpConfig::default())
+            .await
+            .unwrap();
+        let addr = app.local_addr().unwrap();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = app
+                .run_until(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            let _ = done.send(());
+        });
+        let token = keys
+            .issue(
+                "scheduler",
+                &[Scope::Ingest],
+                None,
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        Self {
+            addr,
+            token,
+            _stop: stop,
+            stopped,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits until the port is closed.
+    pub(crate) async fn stop(self) {
+        let Self { _stop, stopped, .. } = self;
+        drop(_stop);
+        let _ = stopped.await;
+    }
+}
+
+/// An HTTP client for the tests (reqwest needs rustls's provider installed first).
+pub(crate) fn http() -> reqwest::Client {
+    agent_sdk::client::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scheduler process with its own spool and schedule file.
+pub(crate) struct SchedulerProcess {
+    pub(crate) child: Child,
+    pub(crate) status_url: String,
+}
+
+pub(crate) fn write_schedule(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("schedules.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+impl SchedulerProcess {
+    pub(crate) async fn start(
+        collector_url: &str,
+        token: &str,
+        schedule: &Path,
+        spool: &Path,
+    ) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("COLLECTOR_URL", collector_url)
+            .env("COLLECTOR_TOKEN", token)
+            .env("SCHEDULES_FILE", schedule)
+            .env("SPOOL_DIR", spool)
+            .env("SCHEDULER_ADDR", format!("127.0.0.1:{port}"))
+            .env("SCHEDULER_TRIGGER_TOKEN", "trigger-secret")
+            .env("SHUTDOWN_GRACE", "5s")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut process = Self {
+            child,
+            status_url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = http();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client
+            .get(format!("{}/health", process.status_url))
+            .send()
+            .await
+            .is_err()
+        {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                let (_, logs) = process.terminate().await;
+                panic!("the scheduler exited at start ({status}):\n{logs}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler's status server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        process
+    }
+
+    /// SIGTERM, then the exit status and everything it logged.
+    pub(crate) async fn terminate(self) -> (std::process::ExitStatus, String) {
+        if let Some(pid) = self.child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await
+                .unwrap();
+        }
+        let output = tokio::time::timeout(Duration::from_secs(30), self.child.wait_with_output())
+            .await
+            .expect("the scheduler stops within 30 s of SIGTERM")
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `limit`.
+pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(crate) async fn runs_of(pool: &PgPool, agent: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from agent_runs where agent_name = $1")
+        .bind(agent)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// (status, error_message) of an agent's runs, oldest first.
+pub(crate) async fn outcomes(pool: &PgPool, agent: &str) -> Vec<(String, Option<String>)> {
+    sqlx::query_as(
+        "select status, error_message from agent_runs where agent_name = $1 order by started_at",
+    )
+    .bind(agent)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+pub(crate) fn spool_files(spool: &Path) -> usize {
+    std::fs::read_dir(spool)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,263 @@
+//! The real scheduler binary.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::helpers::{Collector, SchedulerProcess, outcomes, runs_of, wait_for, write_schedule};
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(
+        dir.path(),
+        "[agents.hello]\ncron = \"* * * * * *\"\nparams = { name = \"e2e\" }\n",
+    );
+    let scheduler = SchedulerProcess::start(
+        &collector.url(),
+        &collector.token,
+        &schedule,
+        &dir.path().join("spool"),
+    )
+    .await;
+
+    wait_for("two hello runs", Duration::from_secs(10), || async {
+        runs_of(&pool, "hello").await >= 2
+    })
+    .await;
+    let (status, logs) = scheduler.terminate().await;
+
+    assert!(status.success(), "exit status {status:?}\n{logs}");
+    let rows: Vec<(String, Option<chrono::DateTime<chrono::Utc>>, String)> = sqlx::query_as(
+        "select trigger, scheduled_for, status from agent_runs where agent_name = 'hello'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        rows.iter()
+            .all(|(trigger, slot, status)| trigger == "schedule"
+                && slot.is_some()
+                && status == "success"),
+        "{rows:?}"
+    );
+    let greeting: String = sqlx::query_scalar(
+        "select metric_text from agent_metrics where metric_name = 'greeting' limit 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(greeting, "hello, e2e", "params reach the agent");
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn command_failures_and_timeouts_are_stored_with_why(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(
+        dir.path(),
+        r#"
+        [agents.failing_command]
+        agent = "command"
+        cron = "* * * * * *"
+        params = { program = "sh", args = ["-c", "echo step one; echo disk full >&2; exit 3"] }
+
+        [agents.slow_command]
+        agent = "command"
+        cron = "* * * * * *"
+        timeout = "1s"
+        params = { program = "sleep", args = ["30"] }
+
+        [agents.python_example]
+        agent = "command"
+        cron = "* * * * * *"
+        params = { program = "python3", args = ["../agents/python/example.py"], input = { topic = "e2e" } }
+        "#,
+    );
+    let scheduler = SchedulerProcess::start(
+        &collector.url(),
+        &collector.token,
+        &schedule,
+        &dir.path().join("spool"),
+    )
+    .await;
+
+    wait_for("a run of each", Duration::from_secs(15), || async {
+        runs_of(&pool, "failing_command").await >= 1
+            && runs_of(&pool, "slow_command").await >= 1
+            && runs_of(&pool, "python_example").await >= 1
+    })
+    .await;
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+
+    let (state, error) = &outcomes(&pool, "failing_command").await[0];
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("failed", Some("sh exited with status 3: disk full"))
+    );
+    let (state, error) = &outcomes(&pool, "slow_command").await[0];
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("failed", Some("timed out after 1s"))
+    );
+    let (state, error) = &outcomes(&pool, "python_example").await[0];
+    assert_eq!((state.as_str(), error.as_deref()), ("success", None));
+    let summary: String = sqlx::query_scalar("select metric_text from agent_metrics where agent_name = 'python_example' and metric_name = 'summary' limit 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(summary, "3 findings about e2e");
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(
+        dir.path(),
+        "[agents.hello]\ncron = \"0 0 1 1 *\"\ntimezone = \"Europe/Madrid\"\n",
+    );
+    let scheduler = SchedulerProcess::start(
+        &collector.url(),
+        &collector.token,
+        &schedule,
+        &dir.path().join("spool"),
+    )
+    .await;
+    let client = crate::helpers::http();
+    let base = scheduler.status_url.clone();
+
+    let health: serde_json::Value = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["spool"]["writable"], true);
+
+    let refused = client
+        .post(format!("{base}/jobs/hello/run"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let missing = client
+        .post(format!("{base}/jobs/nope/run"))
+        .bearer_auth("trigger-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let accepted = client
+        .post(format!("{base}/jobs/hello/run"))
+        .bearer_auth("trigger-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    wait_for("the manual run", Duration::from_secs(10), || async {
+        runs_of(&pool, "hello").await == 1
+    })
+    .await;
+    let trigger: String = sqlx::query_scalar("select trigger from agent_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(trigger, "manual");
+
+    let jobs: serde_json::Value = client
+        .get(format!("{base}/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hello = &jobs["jobs"][0];
+    assert_eq!(hello["agent"], "hello");
+    assert_eq!(hello["schedule"], "0 0 1 1 *");
+    assert_eq!(hello["timezone"], "Europe/Madrid");
+    assert!(
+        hello["next_fire"]
+            .as_str()
+            .unwrap()
+            .contains("-12-31T23:00:00"),
+        "{hello}"
+    );
+    wait_for("the run's status", Duration::from_secs(5), || {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let jobs: serde_json::Value = client
+                .get(format!("{base}/jobs"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            jobs["jobs"][0]["last_run"]["status"] == "success"
+        }
+    })
+    .await;
+
+    let text = client
+        .get(format!("{base}/prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"scheduler_runs_total{agent="hello",status="success"} 1"#,
+        "scheduler_run_duration_seconds_bucket",
+        "scheduler_spool_depth 0",
+        r#"scheduler_last_success_timestamp_seconds{agent="hello"}"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn every_agent_crate_is_in_the_binary() {
+    let agents_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../agents");
+    let mut crates: Vec<String> = std::fs::read_dir(agents_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    crates.sort();
+    assert!(crates.len() >= 3, "{crates:?}");
+
+    let registered: Vec<String> = scheduler::registry()
+        .unwrap()
+        .names()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        registered, crates,
+        "each crate under agents/ registers the agent named like it"
+    );
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_scheduler"))
+        .arg("list")
+        .env("SCHEDULES_FILE", "/nonexistent/schedules.toml")
+        .output()
+        .await
+        .unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    for name in &crates {
+        assert!(
+            listed.contains(name.as_str()),
+            "`scheduler list` shows {name}:\n{listed}"
+        );
+    }
+}

@@ -37,3 +37,7 @@ token: ## Print a bearer token: make token SUB=name [SCOPE=ingest|read] [AGENT=p
 .PHONY: readonly-user
 readonly-user: ## Create or update the dashboard's read-only role (WEBAPP_READONLY_PASSWORD)
 	$(COLLECTOR) grant-readonly --role "$${ROLE:-webapp_readonly}"
+
+.PHONY: new-agent
+new-agent: ## Scaffold agents/NAME and wire it into the scheduler: make new-agent NAME=my_agent
+	@scripts/new-agent.sh "$(NAME)"

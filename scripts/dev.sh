@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make dev`: the collector on a local PostgreSQL, with a generated local secret, a ready token
-# and a curl line. Ctrl-C stops it cleanly (and the PostgreSQL it started, if it started one).
+# `make dev`: the platform on this machine: the collector on a local PostgreSQL, and the
+# scheduler running schedules.toml's agents against it, with a generated local secret, a ready
+# token and a curl line. Ctrl-C stops both cleanly (and the PostgreSQL it started, if any).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,15 +30,20 @@ fi
 export DATABASE_URL=$DEV_DATABASE_URL
 export COLLECTOR_ADDR=${COLLECTOR_ADDR:-127.0.0.1:8000}
 
-echo "building the collector…" >&2
-cargo build --quiet --release -p collector
-bin="$root/target/release/collector"
-token=$("$bin" token --sub dev --scope ingest --scope read --ttl 30d)
+echo "building the collector and the scheduler…" >&2
+cargo build --quiet -p collector -p scheduler
+bin="$root/target/debug"
+token=$("$bin/collector" token --sub dev --scope ingest --scope read --ttl 30d)
 
-"$bin" serve &
+"$bin/collector" serve &
 collector=$!
-trap 'kill -TERM $collector 2>/dev/null; wait $collector 2>/dev/null || true' EXIT
-trap 'exit 0' INT TERM
+scheduler=""
+stop_all() {
+  [ -n "$scheduler" ] && kill -TERM "$scheduler" 2>/dev/null && wait "$scheduler" 2>/dev/null
+  kill -TERM "$collector" 2>/dev/null && wait "$collector" 2>/dev/null
+  true
+}
+trap stop_all EXIT
 
 url="http://$COLLECTOR_ADDR"
 for _ in $(seq 1 100); do
@@ -46,9 +52,17 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
+export COLLECTOR_URL=$url
+export COLLECTOR_TOKEN=$("$bin/collector" token --sub dev-scheduler --scope ingest --ttl 30d)
+export SPOOL_DIR=${SPOOL_DIR:-$state/spool}
+export SCHEDULER_ADDR=${SCHEDULER_ADDR:-127.0.0.1:8001}
+"$bin/scheduler" serve &
+scheduler=$!
+
 cat <<INFO
 
   collector   $url   (ready: $url/health/ready, metrics: $url/prometheus)
+  scheduler   http://$SCHEDULER_ADDR/jobs   (runs ${SCHEDULES_FILE:-schedules.toml}; spool: $SPOOL_DIR)
   database    ${DATABASE_URL}
 
   export TOKEN=$token
@@ -62,4 +76,11 @@ cat <<INFO
   Ctrl-C stops everything.
 
 INFO
-wait $collector
+# Ctrl-C reaches both components (one process group): each stops cleanly and exits 0.
+first=0
+wait -n "$collector" "$scheduler" || first=$?
+stop_all
+if [ "$first" != 0 ]; then
+  echo "a component failed (exit $first); stopped the other" >&2
+  exit "$first"
+fi

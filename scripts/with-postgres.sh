@@ -106,14 +106,9 @@ trap stop EXIT
 log "started PostgreSQL ($("$bindir/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port"
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-# Ctrl-C reaches the command too: let it finish, then stop the cluster and pass its status on.
-"$@" &
-child=$!
+# The command runs in the foreground, so Ctrl-C reaches it; this script waits for it to finish,
+# then stops the cluster and passes its status on.
 trap ':' INT
-trap 'kill -TERM $child 2>/dev/null' TERM
-while :; do
-  status=0
-  wait "$child" || status=$?
-  kill -0 "$child" 2>/dev/null || break
-done
+status=0
+"$@" || status=$?
 exit "$status"

@@ -111,6 +111,11 @@ fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
     let Some(token) = settings.collector_token.clone() else {
         bail!("COLLECTOR_TOKEN is not set (create one with: collector token --sub scheduler)");
     };
+    if token.starts_with("change-me") {
+        bail!(
+            "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)"
+        );
+    }
     let spool = Spool::open(&settings.spool_dir)
         .with_context(|| format!("SPOOL_DIR {} is not usable", settings.spool_dir.display()))?;
     let client = CollectorClient::new(&settings.collector_url, Some(token))

@@ -91,3 +91,22 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, Command};
+
+    #[test]
+    fn env_vars_lists_every_variable_the_settings_read() {
+        let mut read: Vec<String> = Settings::augment_args(Command::new("scheduler"))
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        read.push("RUST_LOG".into()); // read by the log filter
+        read.sort();
+        let mut listed: Vec<String> = ENV_VARS.iter().map(|v| (*v).to_owned()).collect();
+        listed.sort();
+        assert_eq!(read, listed);
+    }
+}

@@ -261,3 +261,21 @@ async fn every_agent_crate_is_in_the_binary() {
         );
     }
 }
+
+#[test]
+fn env_example_documents_every_variable_the_scheduler_reads() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
+    for var in scheduler::settings::ENV_VARS {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{var}="))),
+            "{var} is not in .env.example"
+        );
+    }
+    assert!(
+        !scheduler::settings::ENV_VARS
+            .iter()
+            .any(|v| v.contains("DATABASE")),
+        "the scheduler never reads a database variable"
+    );
+}

@@ -14,11 +14,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
-/// Answers each POST /metrics with the next scripted (status, Retry-After); 201 when the
-/// script is empty. Records the run keys it received.
+/// A scripted answer: the status, and a `Retry-After` value.
+type Answer = (u16, Option<&'static str>);
+
+/// Answers each POST /metrics with the next scripted answer; 201 when the script is empty.
+/// Records the run keys it received.
 #[derive(Clone, Default)]
 struct Peer {
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     received: Arc<Mutex<Vec<String>>>,
 }
 
@@ -53,7 +56,7 @@ async fn serve_on(listener: tokio::net::TcpListener, peer: Peer) {
     tokio::spawn(async move { axum::serve(listener, app).await });
 }
 
-async fn peer(script: Vec<(u16, Option<&'static str>)>) -> (String, Peer) {
+async fn peer(script: Vec<Answer>) -> (String, Peer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let peer = Peer {

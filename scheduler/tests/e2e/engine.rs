@@ -189,3 +189,204 @@ async fn shutdown_cancels_runs_past_the_grace_and_reports_them(pool: PgPool) {
         Some("cancelled: the scheduler shut down before the run finished")
     );
 }
+
+/// Fails until its `fail_times` parameter is used up (counted across runs of this instance).
+#[derive(Default)]
+struct Flaky {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Agent for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    async fn run(&self, ctx: &RunContext) -> RunResult {
+        let fail_times: usize = ctx.param("fail_times")?.unwrap_or(0);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call < fail_times {
+            agent_sdk::anyhow::bail!("attempt {} failed", call + 1);
+        }
+        Ok(Metrics::from([("attempts", call + 1)]))
+    }
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn retries_report_one_run_with_the_final_outcome(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([Arc::new(Flaky::default()) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 2\nretry_backoff = \"50ms\"\nparams = { fail_times = 2 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+    engine.trigger("flaky").unwrap();
+    wait_for("the run", Duration::from_secs(10), || async {
+        runs_of(&pool, "flaky").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!(
+        outcomes(&pool, "flaky").await,
+        [("success".to_owned(), None)],
+        "two failures, then success: one run"
+    );
+    let attempts: String = sqlx::query_scalar(
+        "select metric_value::text from agent_metrics where metric_name = 'attempts'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, "3");
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn exhausted_retries_say_how_many_attempts(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([Arc::new(Flaky::default()) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 1\nretry_backoff = \"50ms\"\nparams = { fail_times = 10 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+    engine.trigger("flaky").unwrap();
+    wait_for("the run", Duration::from_secs(10), || async {
+        runs_of(&pool, "flaky").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!(
+        outcomes(&pool, "flaky").await,
+        [(
+            "failed".to_owned(),
+            Some("after 2 attempts: attempt 2 failed".to_owned())
+        )]
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.slow]\ncron = \"* * * * * *\"\nconcurrency_policy = \"replace\"\nparams = { secs = 60 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+    wait_for("a replaced run", Duration::from_secs(10), || async {
+        runs_of(&pool, "slow").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_millis(200)).await;
+
+    let (status, error) = &outcomes(&pool, "slow").await[0];
+    assert_eq!(status, "failed");
+    assert_eq!(
+        error.as_deref(),
+        Some("cancelled: replaced by a newer run (concurrency_policy = replace)")
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn max_concurrent_runs_holds_across_jobs(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let slow = Slow::default();
+    let max_overlap = slow.max_overlap.clone();
+    let registry = Registry::from_agents([Arc::new(slow) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Three jobs of one agent, overlapping allowed, one run at a time in all.
+    let jobs = schedule::parse(
+        "test.toml",
+        Some(
+            "[agents.a]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n\
+             [agents.b]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n\
+             [agents.c]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n",
+        ),
+        &registry,
+    )
+    .unwrap();
+    let client = CollectorClient::new(&collector.url(), Some(collector.token.clone())).unwrap();
+    let engine = Engine::new(
+        jobs,
+        Deliverer::new(client, Spool::open(dir.path()).unwrap()),
+        1,
+    );
+    engine.start().await.unwrap();
+    wait_for("runs of each job", Duration::from_secs(15), || async {
+        runs_of(&pool, "a").await >= 1
+            && runs_of(&pool, "b").await >= 1
+            && runs_of(&pool, "c").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!(
+        max_overlap.load(Ordering::SeqCst),
+        1,
+        "MAX_CONCURRENT_RUNS = 1"
+    );
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Daily jobs whose last recorded fire was three days ago: the scheduler was down since.
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let three_days_ago = (chrono::Utc::now() - chrono::TimeDelta::days(3))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    for job in ["catch_up", "skipper"] {
+        std::fs::write(
+            state.join(format!("{job}.last-fire")),
+            three_days_ago.to_rfc3339(),
+        )
+        .unwrap();
+    }
+    let engine = engine(
+        &collector,
+        &registry,
+        "[agents.catch_up]\nagent = \"slow\"\ncron = \"0 0 * * *\"\nparams = { secs = 0.01 }\n\
+         [agents.skipper]\nagent = \"slow\"\ncron = \"0 0 * * *\"\nmisfire_policy = \"skip\"\nparams = { secs = 0.01 }\n",
+        dir.path(),
+    );
+    engine.start().await.unwrap();
+    wait_for("the catch-up run", Duration::from_secs(10), || async {
+        runs_of(&pool, "catch_up").await >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    engine.shutdown(Duration::from_secs(5)).await;
+
+    let slots: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select scheduled_for from agent_runs where agent_name = 'catch_up'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let today = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert_eq!(slots, [today], "once, for the latest missed slot");
+    assert_eq!(
+        runs_of(&pool, "skipper").await,
+        0,
+        "misfire_policy = skip waits for the next tick"
+    );
+}

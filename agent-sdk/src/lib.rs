@@ -6,6 +6,7 @@
 //!   [`execute`], which runs an agent and turns any outcome into a [`wire::RunReport`].
 //! - `client` feature: [`client::Deliverer`], which delivers reports to the collector with
 //!   retries and keeps undelivered ones in a disk spool.
+//! - `telemetry` feature: logging and Prometheus set-up shared by the platform's services.
 //!
 //! An agent crate:
 //!
@@ -36,6 +37,9 @@ mod execute;
 
 #[cfg(feature = "client")]
 pub mod client;
+
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 #[cfg(feature = "runtime")]
 pub use agent::{

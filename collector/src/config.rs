@@ -177,25 +177,11 @@ impl SecretKey {
     }
 }
 
-/// `LOG_FORMAT`: `text` for people (the default), `json` for log collectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
+pub use agent_sdk::telemetry::LogFormat;
 
-impl LogFormat {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        match optional(LOG_FORMAT)?.as_deref() {
-            None | Some("text") => Ok(Self::Text),
-            Some("json") => Ok(Self::Json),
-            Some(other) => Err(ConfigError::Invalid {
-                var: LOG_FORMAT,
-                reason: format!("{other:?}; expected \"json\" or \"text\""),
-            }),
-        }
-    }
+/// `LOG_FORMAT`: `text` (the default) or `json`.
+pub fn log_format() -> Result<LogFormat, ConfigError> {
+    parse_or(LOG_FORMAT, LogFormat::Text)
 }
 
 /// `WEBAPP_READONLY_PASSWORD`, for `collector grant-readonly`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use collector::auth::{AgentPattern, Scope, TokenKeys};
-use collector::config::{self, DatabaseConfig, LogFormat, SecretKey, ServeConfig};
+use collector::config::{self, DatabaseConfig, SecretKey, ServeConfig};
 use collector::http::AppState;
 use collector::startup::{self, Application};
 use collector::store::{self, RoleName, Store};
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    telemetry::init(LogFormat::from_env()?);
+    telemetry::init(config::log_format()?);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => {

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use scheduler::engine::Engine;
 use scheduler::schedule::{self, Job};
-use scheduler::settings::{Settings, init_logging};
+use scheduler::settings::Settings;
 use scheduler::status::{self, StatusState};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +60,7 @@ fn parse_param(text: &str) -> Result<(String, Value), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.settings.log_format);
+    agent_sdk::telemetry::init_logging(cli.settings.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -1,14 +1,12 @@
 //! The status server (Flower's job): health, jobs, Prometheus, and manual triggers.
 
-use std::sync::OnceLock;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::engine::{Engine, TriggerError};
@@ -106,26 +104,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The process-wide Prometheus recorder, installed once.
+/// The process-wide Prometheus recorder, with buckets for run durations.
 pub fn prometheus_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            let builder = builder
-                .set_buckets_for_metric(
-                    Matcher::Full("scheduler_run_duration_seconds".into()),
-                    &[
-                        0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-                    ],
-                )
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("another metrics recorder is installed: /prometheus stays empty");
-            }
-            handle
-        })
-        .clone()
+    agent_sdk::telemetry::prometheus(&[(
+        "run_duration_seconds",
+        &[
+            0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+        ],
+    )])
 }

@@ -1,12 +1,11 @@
 //! `GET /prometheus`: request counts and latencies, runs stored by status, pool usage.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::AppState;
 
@@ -14,26 +13,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The process-wide recorder (the `metrics` macros need a global one), installed once.
+/// The process-wide recorder, with latency histograms for every `*_seconds` metric.
 pub fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            let builder = match builder
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-            {
-                Ok(builder) => builder,
-                Err(err) => unreachable!("latency buckets are not empty: {err}"),
-            };
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("another metrics recorder is installed: /prometheus stays empty");
-            }
-            handle
-        })
-        .clone()
+    agent_sdk::telemetry::prometheus(&[("_seconds", LATENCY_BUCKETS)])
 }
 
 pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {

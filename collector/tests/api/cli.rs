@@ -205,7 +205,7 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = client.get(format!("{base}/health/ready")).send().await;

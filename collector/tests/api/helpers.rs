@@ -69,7 +69,7 @@ impl TestApp {
             .unwrap();
         Self {
             addr,
-            client: reqwest::Client::new(),
+            client: http_client(),
             pool,
             keys,
             token,
@@ -140,6 +140,13 @@ impl TestApp {
         .await
         .unwrap()
     }
+}
+
+/// An HTTP client. reqwest is built with rustls and no bundled crypto provider: install ring's
+/// first, once per process.
+pub(crate) fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 pub(crate) async fn into_json(response: reqwest::Response) -> (StatusCode, Value) {

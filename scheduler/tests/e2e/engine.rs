@@ -51,33 +51,44 @@ impl Agent for Slow {
     }
 }
 
-fn engine(
-    collector: &Collector,
-    registry: &Registry,
-    toml: &str,
-    spool: &std::path::Path,
-) -> Engine {
-    let jobs = schedule::parse("test.toml", Some(toml), registry).unwrap();
-    let client = CollectorClient::new(&collector.url(), Some(collector.token.clone())).unwrap();
-    Engine::new(jobs, Deliverer::new(client, Spool::open(spool).unwrap()), 4)
+/// An engine running `toml`'s jobs over `agents`, delivering to a collector on `pool`.
+struct Running {
+    engine: Engine,
+    _collector: Collector,
+    _spool: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(pool: &PgPool, agents: Vec<Arc<dyn Agent>>, toml: &str) -> Self {
+        Self::start_with(pool, agents, toml, 4, tempfile::tempdir().unwrap()).await
+    }
+
+    async fn start_with(
+        pool: &PgPool,
+        agents: Vec<Arc<dyn Agent>>,
+        toml: &str,
+        max_concurrent_runs: usize,
+        spool: tempfile::TempDir,
+    ) -> Self {
+        let collector = Collector::start(pool, None).await;
+        let registry = Registry::from_agents(agents).unwrap();
+        let jobs = schedule::parse("test.toml", Some(toml), &registry).unwrap();
+        let client = CollectorClient::new(&collector.url(), Some(collector.token.clone())).unwrap();
+        let deliverer = Deliverer::new(client, Spool::open(spool.path()).unwrap());
+        let engine = Engine::new(jobs, deliverer, max_concurrent_runs);
+        engine.start().await.unwrap();
+        Self {
+            engine,
+            _collector: collector,
+            _spool: spool,
+        }
+    }
 }
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn a_panicking_agent_is_stored_failed_and_the_scheduler_goes_on(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([
-        Arc::new(Panics) as Arc<dyn Agent>,
-        Arc::new(Slow::default()),
-    ])
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
-        "[agents.panics]\ncron = \"* * * * * *\"\n[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 0.01 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    let running = Running::start(&pool, vec![Arc::new(Panics) as Arc<dyn Agent>, Arc::new(Slow::default())], "[agents.panics]\ncron = \"* * * * * *\"\n[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 0.01 }\n").await;
+    let engine = &running.engine;
 
     wait_for(
         "two panicking runs and a normal one",
@@ -106,18 +117,15 @@ async fn a_panicking_agent_is_stored_failed_and_the_scheduler_goes_on(pool: PgPo
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn forbid_skips_a_tick_while_the_previous_run_goes_on(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
     let slow = Slow::default();
     let max_overlap = slow.max_overlap.clone();
-    let registry = Registry::from_agents([Arc::new(slow) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
+    let running = Running::start(
+        &pool,
+        vec![Arc::new(slow) as Arc<dyn Agent>],
         "[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 2.5 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    )
+    .await;
+    let engine = &running.engine;
 
     wait_for("a finished run", Duration::from_secs(10), || async {
         runs_of(&pool, "slow").await >= 1
@@ -139,16 +147,13 @@ async fn forbid_skips_a_tick_while_the_previous_run_goes_on(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn a_timed_out_agent_is_stored_failed_with_its_timeout(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
+    let running = Running::start(
+        &pool,
+        vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
         "[agents.slow]\ncron = \"* * * * * *\"\ntimeout = \"500ms\"\nparams = { secs = 30 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    )
+    .await;
+    let engine = &running.engine;
 
     wait_for("a timed-out run", Duration::from_secs(10), || async {
         runs_of(&pool, "slow").await >= 1
@@ -165,16 +170,13 @@ async fn a_timed_out_agent_is_stored_failed_with_its_timeout(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn shutdown_cancels_runs_past_the_grace_and_reports_them(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
+    let running = Running::start(
+        &pool,
+        vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
         "[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 60 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    )
+    .await;
+    let engine = &running.engine;
     wait_for("a run in progress", Duration::from_secs(5), || async {
         engine.statuses()[0].running == 1
     })
@@ -213,16 +215,8 @@ impl Agent for Flaky {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn retries_report_one_run_with_the_final_outcome(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([Arc::new(Flaky::default()) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
-        "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 2\nretry_backoff = \"50ms\"\nparams = { fail_times = 2 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    let running = Running::start(&pool, vec![Arc::new(Flaky::default()) as Arc<dyn Agent>], "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 2\nretry_backoff = \"50ms\"\nparams = { fail_times = 2 }\n").await;
+    let engine = &running.engine;
     engine.trigger("flaky").unwrap();
     wait_for("the run", Duration::from_secs(10), || async {
         runs_of(&pool, "flaky").await >= 1
@@ -246,16 +240,8 @@ async fn retries_report_one_run_with_the_final_outcome(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn exhausted_retries_say_how_many_attempts(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([Arc::new(Flaky::default()) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
-        "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 1\nretry_backoff = \"50ms\"\nparams = { fail_times = 10 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    let running = Running::start(&pool, vec![Arc::new(Flaky::default()) as Arc<dyn Agent>], "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 1\nretry_backoff = \"50ms\"\nparams = { fail_times = 10 }\n").await;
+    let engine = &running.engine;
     engine.trigger("flaky").unwrap();
     wait_for("the run", Duration::from_secs(10), || async {
         runs_of(&pool, "flaky").await >= 1
@@ -274,16 +260,8 @@ async fn exhausted_retries_say_how_many_attempts(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(
-        &collector,
-        &registry,
-        "[agents.slow]\ncron = \"* * * * * *\"\nconcurrency_policy = \"replace\"\nparams = { secs = 60 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+    let running = Running::start(&pool, vec![Arc::new(Slow::default()) as Arc<dyn Agent>], "[agents.slow]\ncron = \"* * * * * *\"\nconcurrency_policy = \"replace\"\nparams = { secs = 60 }\n").await;
+    let engine = &running.engine;
     wait_for("a replaced run", Duration::from_secs(10), || async {
         runs_of(&pool, "slow").await >= 1
     })
@@ -300,29 +278,20 @@ async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn max_concurrent_runs_holds_across_jobs(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
     let slow = Slow::default();
     let max_overlap = slow.max_overlap.clone();
-    let registry = Registry::from_agents([Arc::new(slow) as Arc<dyn Agent>]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     // Three jobs of one agent, overlapping allowed, one run at a time in all.
-    let jobs = schedule::parse(
-        "test.toml",
-        Some(
-            "[agents.a]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n\
-             [agents.b]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n\
-             [agents.c]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n",
-        ),
-        &registry,
-    )
-    .unwrap();
-    let client = CollectorClient::new(&collector.url(), Some(collector.token.clone())).unwrap();
-    let engine = Engine::new(
-        jobs,
-        Deliverer::new(client, Spool::open(dir.path()).unwrap()),
+    let running = Running::start_with(
+        &pool,
+        vec![Arc::new(slow) as Arc<dyn Agent>],
+        "[agents.a]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n\
+         [agents.b]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n\
+         [agents.c]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.4 }\n",
         1,
-    );
-    engine.start().await.unwrap();
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let engine = &running.engine;
     wait_for("runs of each job", Duration::from_secs(15), || async {
         runs_of(&pool, "a").await >= 1
             && runs_of(&pool, "b").await >= 1
@@ -340,8 +309,6 @@ async fn max_concurrent_runs_holds_across_jobs(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let registry = Registry::from_agents([Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Daily jobs whose last recorded fire was three days ago: the scheduler was down since.
     let state = dir.path().join("state");
@@ -358,14 +325,16 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
         )
         .unwrap();
     }
-    let engine = engine(
-        &collector,
-        &registry,
+    let running = Running::start_with(
+        &pool,
+        vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
         "[agents.catch_up]\nagent = \"slow\"\ncron = \"0 0 * * *\"\nparams = { secs = 0.01 }\n\
          [agents.skipper]\nagent = \"slow\"\ncron = \"0 0 * * *\"\nmisfire_policy = \"skip\"\nparams = { secs = 0.01 }\n",
-        dir.path(),
-    );
-    engine.start().await.unwrap();
+        4,
+        dir,
+    )
+    .await;
+    let engine = &running.engine;
     wait_for("the catch-up run", Duration::from_secs(10), || async {
         runs_of(&pool, "catch_up").await >= 1
     })

@@ -39,6 +39,7 @@ pub struct JobStatus {
     pub next_fire: Option<DateTime<Utc>>,
     pub last_run: Option<LastRun>,
     pub last_success_at: Option<DateTime<Utc>>,
+    /// Runs in progress now.
     pub running: usize,
     pub skipped_ticks: u64,
 }
@@ -139,7 +140,10 @@ impl Engine {
         self.0
             .jobs
             .iter()
-            .map(|s| lock(&s.status).clone())
+            .map(|s| JobStatus {
+                running: lock(&s.running).len(),
+                ..lock(&s.status).clone()
+            })
             .collect()
     }
 
@@ -288,10 +292,6 @@ impl Engine {
             .with_parent_cancellation(&self.0.stop_runs);
         let run_key = ctx.run_key();
         lock(&state.running).insert(run_key, (ctx.cancellation().clone(), None));
-        {
-            let mut status = lock(&state.status);
-            status.running = lock(&state.running).len();
-        }
         let engine = self.clone();
         self.0.tracker.spawn(async move {
             let report = engine.run(&state, ctx).await;
@@ -389,7 +389,6 @@ impl Engine {
         }
         self.deliver(&report).await;
         lock(&state.running).remove(&run_key);
-        lock(&state.status).running = lock(&state.running).len();
     }
 
     async fn deliver(&self, report: &RunReport) {

@@ -166,18 +166,18 @@ pub fn parse(
             Err(problem) => errors.push(format!("{file}: agents.{name}: {problem}")),
         }
     }
-    // Agents with a default schedule and no table of their own.
-    let scheduled_agents: Vec<&str> = entries
+    // Agents with a default schedule that no table runs.
+    let scheduled: Vec<&str> = entries
         .iter()
         .map(|(name, entry)| entry.agent.as_deref().unwrap_or(name))
         .collect();
     for agent in registry.iter() {
-        let (Some(cron), false) = (
-            agent.default_schedule(),
-            scheduled_agents.contains(&agent.name()) || entries.contains_key(agent.name()),
-        ) else {
+        let Some(cron) = agent.default_schedule() else {
             continue;
         };
+        if scheduled.contains(&agent.name()) || entries.contains_key(agent.name()) {
+            continue;
+        }
         match CronSchedule::parse(cron, chrono_tz::UTC) {
             Ok(cron) => jobs.push(Job {
                 name: agent.name().to_owned(),

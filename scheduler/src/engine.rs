@@ -2,10 +2,15 @@
 //! in flight, timeouts, retries, delivery, and a clean stop.
 //!
 //! State kept in `<spool>/state/` makes two promises hold across restarts:
-//! - `<job>.last-fire`: the last slot fired, so that ticks missed while the scheduler was down
-//!   are handled by the job's misfire policy;
+//! - `<job>.last-fire`: the last slot fired (written at most once a minute, and on stop), so
+//!   that ticks missed while the scheduler was down are handled by the job's misfire policy. A
+//!   slightly stale value can only re-fire a slot already run, whose `run_key` (derived from the
+//!   slot) the collector stores once;
 //! - `running/<run_key>.json`: a run in progress; one left behind by a killed scheduler is
 //!   reported as failed on the next start rather than vanishing.
+//!
+//! Neither is fsynced: they must survive the process dying, which the page cache does; the
+//! spool's reports, which must survive the machine, are.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::schedule::{ConcurrencyPolicy, Job, MisfirePolicy};
+
+/// How stale a job's recorded last fire may get.
+const LAST_FIRE_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// Run keys of scheduled runs are derived from (job, slot): two scheduler replicas firing the
 /// same slot produce the same key, and the collector stores the run once.
@@ -206,20 +214,29 @@ impl Engine {
             }
             self.remember_fire(job, missed).await;
         }
+        let mut remembered: Option<DateTime<Utc>> = None;
+        let mut fired: Option<DateTime<Utc>> = None;
         loop {
             let Some(next) = job.cron.next_after(after) else {
                 tracing::warn!(job = %job.name, "the schedule has no future fire time");
-                return;
+                break;
             };
             lock(&state.status).next_fire = Some(next);
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = self.0.stop_firing.cancelled() => return,
+                () = self.0.stop_firing.cancelled() => break,
             }
             self.fire(&state, next);
-            self.remember_fire(job, next).await;
+            fired = Some(next);
+            if remembered.is_none_or(|r| next - r >= LAST_FIRE_EVERY) {
+                self.remember_fire(job, next).await;
+                remembered = Some(next);
+            }
             after = next;
+        }
+        if let Some(last) = fired.filter(|f| Some(*f) != remembered) {
+            self.remember_fire(job, last).await;
         }
     }
 
@@ -448,11 +465,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Whole or not at all (rename), without fsync: see the module's note on state.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path)
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Runs nginx/nginx.conf for real in front of a real collector (on the PostgreSQL that
+# scripts/with-postgres.sh finds or starts): a push through nginx is stored, an oversized body
+# gets 413, a burst beyond the rate limit gets 429, /health passes, the scheduler's page asks
+# for a password. Upstream names are replaced by loopback addresses; nothing else changes.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  exec scripts/with-postgres.sh -- "$0" "$@"
+fi
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "test-nginx: installing nginx with apt-get"
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light \
+    || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+chmod 755 "$work"
+collector_port=$(free_port)
+proxy_port=$(free_port)
+scheduler_port=$(free_port) # nothing listens there: the page must still ask for a password
+proxy="http://127.0.0.1:$proxy_port"
+
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -n "${collector_pid:-}" ] && kill -TERM "$collector_pid" 2>/dev/null && wait "$collector_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The collector, on a database of its own.
+db="nginx_test_$$"
+PGOPTIONS=--client-min-messages=warning psql "$DATABASE_URL" -XAtqc "drop database if exists $db" -c "create database $db" >/dev/null
+trap 'cleanup; psql "$DATABASE_URL" -XAtqc "drop database if exists $db" >/dev/null 2>&1 || true' EXIT
+cargo build --quiet -p collector
+export COLLECTOR_SECRET_KEY=nginx-test-secret-nginx-test-secret-0123
+DATABASE_URL="${DATABASE_URL%/*}/$db" COLLECTOR_ADDR="127.0.0.1:$collector_port" RUST_LOG=warn \
+  target/debug/collector serve &
+collector_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$collector_port/health/ready" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+sed -e "s#http://collector:8000#http://127.0.0.1:$collector_port#g" \
+    -e "s#http://scheduler:8001#http://127.0.0.1:$scheduler_port#g" \
+    -e "s#listen 80 default_server#listen 127.0.0.1:$proxy_port default_server#" \
+    -e "s#/etc/nginx/htpasswd#$work/htpasswd#" \
+    -e "s#access_log /dev/stdout#access_log $work/access.log#" \
+    nginx/nginx.conf >"$work/nginx.conf"
+printf 'ops:%s\n' "$(openssl passwd -apr1 ops-password)" >"$work/htpasswd"
+chmod 644 "$work/htpasswd" "$work/nginx.conf"
+globals="pid $work/nginx.pid; error_log $work/error.log;"
+"$nginx_bin" -t -q -c "$work/nginx.conf" -g "$globals"
+"$nginx_bin" -c "$work/nginx.conf" -g "$globals"
+for _ in $(seq 1 50); do curl -s -o /dev/null "$proxy/health" && break; sleep 0.1; done
+
+passed=0
+failed=0
+check() { # name, expected, actual
+  if [ "$2" = "$3" ]; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1: expected $2, got $3"; fi
+}
+
+token=$(target/debug/collector token --sub nginx-test --scope ingest --scope read --ttl 1h)
+status() { curl -s -o "$work/body" -w '%{http_code}' "$@"; }
+
+check "/health through nginx" 200 "$(status "$proxy/health")"
+check "/health/ready through nginx" 200 "$(status "$proxy/health/ready")"
+
+body='{"agent_name":"through_nginx","metrics":{"x":1},"started_at":"2026-02-19T10:00:00Z","finished_at":"2026-02-19T10:00:01Z","error":null}'
+code=$(curl -s -D "$work/headers" -o "$work/body" -w '%{http_code}' -X POST "$proxy/metrics" \
+  -H "Authorization: Bearer $token" -H "Content-Type: application/json" -H "X-Request-Id: nginx-test-1" -d "$body")
+check "a push through nginx is created" 201 "$code"
+run_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$work/body")
+check "X-Request-Id passes through" "nginx-test-1" "$(grep -i '^x-request-id:' "$work/headers" | tr -d '\r' | awk '{print $2}')"
+check "the pushed run is stored" 200 "$(status -H "Authorization: Bearer $token" "$proxy/runs/$run_id")"
+check "security headers are set" 1 "$(grep -ci '^x-content-type-options: nosniff' "$work/headers")"
+
+python3 -c 'print("{\"agent_name\":\"big\",\"metrics\":{\"blob\":\"" + "x" * (2 * 1024 * 1024) + "\"}}")' >"$work/big.json"
+check "an oversized body gets 413" 413 "$(status -X POST "$proxy/metrics" -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary "@$work/big.json")"
+check "the 413 is JSON" "payload_too_large" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["code"])' "$work/body")"
+
+seq 1 400 | xargs -P 40 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST "$proxy/metrics" \
+  -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$body" >"$work/burst"
+limited=$(grep -c '^429$' "$work/burst" || true)
+accepted=$(grep -cE '^20[01]$' "$work/burst" || true)
+check "a burst beyond the limit gets 429" yes "$([ "$limited" -gt 0 ] && echo yes || echo "no ($limited)")"
+check "the burst's first requests pass" yes "$([ "$accepted" -ge 100 ] && echo yes || echo "no ($accepted)")"
+check "nothing else in the burst" 400 "$((limited + accepted))"
+check "a GET is not rate limited" 200 "$(status -H "Authorization: Bearer $token" "$proxy/runs?limit=1")"
+
+check "the scheduler page asks for a password" 401 "$(status "$proxy/scheduler/jobs")"
+check "with it, an absent scheduler is a JSON 503" 503 "$(status -u ops:ops-password "$proxy/scheduler/jobs")"
+check "/prometheus is not public" 404 "$(status "$proxy/prometheus")"
+
+echo "nginx: $passed passed, $failed failed"
+if [ "$failed" -gt 0 ]; then
+  echo "--- nginx error log"; cat "$work/error.log" || true
+  exit 1
+fi

@@ -1,43 +1,99 @@
-# Agent platform: `make help` lists the targets.
+# Agent platform. `make help` lists the targets. Deployment targets drive docker compose with
+# the settings in .env (docs/deploy.md); dev, test, fmt and lint work on a checkout.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-COLLECTOR := cargo run --quiet --release -p collector --
+-include .env
+
+# The opt-in PostgreSQL port (POSTGRES_PUBLISH) adds its override file.
+COMPOSE := docker compose -f docker-compose.yml $(if $(POSTGRES_PUBLISH),-f docker-compose.postgres-port.yml)
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+## --- on the server (docker compose) -----------------------------------------------------
+
+.PHONY: deploy
+deploy: check-env nginx/htpasswd ## Build and start everything (postgres, collector, scheduler, nginx)
+	$(COMPOSE) up -d --build --remove-orphans
+	@$(COMPOSE) ps
+
+.PHONY: check-env
+check-env: ## Refuse to deploy while .env is missing or still has placeholders
+	@test -f .env || { echo ".env is missing: cp .env.example .env, then fill it in (docs/deploy.md)"; exit 1; }
+	@if grep -nE '^[A-Z_]+=change-me' .env; then echo "replace the placeholders above in .env first"; exit 1; fi
+
+nginx/htpasswd: .env ## The scheduler page's login, from SCHEDULER_STATUS_USER/PASSWORD
+	@test -n "$(SCHEDULER_STATUS_USER)" -a -n "$(SCHEDULER_STATUS_PASSWORD)" || { echo "set SCHEDULER_STATUS_USER and SCHEDULER_STATUS_PASSWORD in .env"; exit 1; }
+	@printf '%s:%s\n' "$(SCHEDULER_STATUS_USER)" "$$(openssl passwd -apr1 '$(SCHEDULER_STATUS_PASSWORD)')" > $@
+	@chmod 644 $@
+
+.PHONY: logs
+logs: ## Follow every service's logs (SERVICE=collector for one)
+	$(COMPOSE) logs -f --tail=200 $(SERVICE)
+
+.PHONY: ps
+ps: ## Services and their health
+	$(COMPOSE) ps
+
+.PHONY: restart-scheduler
+restart-scheduler: ## Rebuild and restart the scheduler (new agents, schedules.toml changes)
+	$(COMPOSE) up -d --build --no-deps scheduler
+
+.PHONY: shell-collector
+shell-collector: ## A shell in the collector's container
+	$(COMPOSE) exec collector bash
+
+.PHONY: shell-db
+shell-db: ## psql in the database
+	$(COMPOSE) exec postgres psql -U "$(POSTGRES_USER)" -d "$(POSTGRES_DB)"
+
+.PHONY: migrate
+migrate: ## Apply database migrations (serve also does, at start)
+	$(COMPOSE) run --rm --no-deps collector migrate
+
+.PHONY: token
+token: ## Print a token: make token SUB=name [SCOPE=ingest|read] [AGENT=pattern] [TTL=30d]
+	@$(COMPOSE) exec -T collector collector token --sub "$${SUB:?set SUB=name}" --scope "$${SCOPE:-ingest}" \
+		$${AGENT:+--agent "$$AGENT"} --ttl "$${TTL:-30d}"
+
+.PHONY: readonly-user
+readonly-user: ## Create/update the web app's read-only role (WEBAPP_READONLY_PASSWORD; ROLE=webapp_readonly)
+	$(COMPOSE) exec -T collector collector grant-readonly --role "$${ROLE:-webapp_readonly}"
+
+.PHONY: backup-db
+backup-db: ## Dump the database to backups/<time>.dump (pg_dump custom format)
+	@mkdir -p backups
+	$(COMPOSE) exec -T postgres pg_dump -U "$(POSTGRES_USER)" -d "$(POSTGRES_DB)" -Fc > backups/$$(date -u +%Y%m%dT%H%M%SZ).dump
+	@ls -lh backups | tail -n 1
+
+.PHONY: restore-db
+restore-db: ## Restore a dump: make restore-db FILE=backups/<time>.dump (replaces the data)
+	@test -f "$(FILE)" || { echo "usage: make restore-db FILE=backups/<time>.dump"; exit 1; }
+	$(COMPOSE) stop collector scheduler
+	$(COMPOSE) exec -T postgres pg_restore -U "$(POSTGRES_USER)" -d "$(POSTGRES_DB)" --clean --if-exists --no-owner < "$(FILE)"
+	$(COMPOSE) start collector scheduler
+
+## --- on a checkout ---------------------------------------------------------------------
 
 .PHONY: dev
-dev: ## Run the collector locally (starts a local PostgreSQL if needed), print a token and a curl line
+dev: ## Run the platform locally: collector (on a local PostgreSQL) + scheduler, with a token
 	@scripts/dev.sh
 
 .PHONY: test
 test: ## Run every test (uses DATABASE_URL, else a local server, else a throwaway PostgreSQL)
 	scripts/with-postgres.sh -- cargo test --workspace --locked
 
+.PHONY: new-agent
+new-agent: ## Scaffold agents/NAME and wire it into the scheduler: make new-agent NAME=my_agent
+	@scripts/new-agent.sh "$(NAME)"
+
 .PHONY: fmt
 fmt: ## Format the code
 	cargo fmt --all
 
 .PHONY: lint
-lint: ## Check formatting and run clippy with warnings as errors
+lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-
-.PHONY: migrate
-migrate: ## Apply database migrations (DATABASE_URL)
-	$(COLLECTOR) migrate
-
-.PHONY: token
-token: ## Print a bearer token: make token SUB=name [SCOPE=ingest|read] [AGENT=pattern] [TTL=30d]
-	@$(COLLECTOR) token --sub "$${SUB:?set SUB=name}" --scope "$${SCOPE:-ingest}" \
-		$${AGENT:+--agent "$$AGENT"} --ttl "$${TTL:-30d}"
-
-.PHONY: readonly-user
-readonly-user: ## Create or update the dashboard's read-only role (WEBAPP_READONLY_PASSWORD)
-	$(COLLECTOR) grant-readonly --role "$${ROLE:-webapp_readonly}"
-
-.PHONY: new-agent
-new-agent: ## Scaffold agents/NAME and wire it into the scheduler: make new-agent NAME=my_agent
-	@scripts/new-agent.sh "$(NAME)"

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod delivery;
+mod deployment;
 mod engine;
 mod helpers;
 mod process;

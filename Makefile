@@ -16,6 +16,16 @@ help: ## List the targets
 
 .PHONY: deploy
 deploy: check-env nginx/htpasswd ## Build and start everything (postgres, collector, scheduler, nginx)
+	@if [ -z "$(COLLECTOR_TOKEN)" ]; then \
+	  echo "first deploy: starting the database and the collector to issue the scheduler's token"; \
+	  $(COMPOSE) up -d --build postgres collector || exit 1; \
+	  for i in $$(seq 1 90); do \
+	    $(COMPOSE) exec -T collector curl -fsS http://127.0.0.1:8000/health/ready >/dev/null 2>&1 && break; sleep 2; \
+	  done; \
+	  token=$$($(COMPOSE) exec -T collector collector token --sub scheduler --ttl 365d) || exit 1; \
+	  sed -i "s|^COLLECTOR_TOKEN=.*|COLLECTOR_TOKEN=$$token|" .env; \
+	  echo "COLLECTOR_TOKEN written to .env (valid 365 days; renew: make token SUB=scheduler TTL=365d)"; \
+	fi
 	$(COMPOSE) up -d --build --remove-orphans
 	@$(COMPOSE) ps
 

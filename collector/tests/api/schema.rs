@@ -82,3 +82,33 @@ async fn dashboard_queries_have_indexes(pool: PgPool) {
         assert!(plan.contains("Index"), "{query}\n{plan}");
     }
 }
+
+/// Every query in docs/dashboard.md runs as written, and with sequential scans off it finds an
+/// index: the page's promise to the web app.
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.post_report(&report("hello")).await;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dashboard.md")).unwrap();
+    let queries: Vec<&str> = doc
+        .split("```sql\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect();
+    assert!(queries.len() >= 6, "{queries:?}");
+
+    let mut conn = pool.acquire().await.unwrap();
+    for query in queries {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(query.to_owned()))
+            .execute(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{query}\n{e}"));
+        sqlx::query("set enable_seqscan = off").execute(&mut *conn).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("explain {}", query.trim().trim_end_matches(';'))))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("reset enable_seqscan").execute(&mut *conn).await.unwrap();
+        assert!(plan.join("\n").contains("Index"), "{query}\n{}", plan.join("\n"));
+    }
+}

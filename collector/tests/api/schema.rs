@@ -89,7 +89,8 @@ async fn dashboard_queries_have_indexes(pool: PgPool) {
 async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     app.post_report(&report("hello")).await;
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dashboard.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dashboard.md"))
+        .unwrap();
     let queries: Vec<&str> = doc
         .split("```sql\n")
         .skip(1)
@@ -103,12 +104,25 @@ async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
             .execute(&mut *conn)
             .await
             .unwrap_or_else(|e| panic!("{query}\n{e}"));
-        sqlx::query("set enable_seqscan = off").execute(&mut *conn).await.unwrap();
-        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("explain {}", query.trim().trim_end_matches(';'))))
-            .fetch_all(&mut *conn)
+        sqlx::query("set enable_seqscan = off")
+            .execute(&mut *conn)
             .await
             .unwrap();
-        sqlx::query("reset enable_seqscan").execute(&mut *conn).await.unwrap();
-        assert!(plan.join("\n").contains("Index"), "{query}\n{}", plan.join("\n"));
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "explain {}",
+            query.trim().trim_end_matches(';')
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("reset enable_seqscan")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert!(
+            plan.join("\n").contains("Index"),
+            "{query}\n{}",
+            plan.join("\n")
+        );
     }
 }

@@ -80,6 +80,9 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// A request still running after this long is answered 503.
     pub request_timeout: Duration,
+    /// A connection that has not sent a complete request head within this long is closed
+    /// (slow-loris clients).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -87,6 +90,7 @@ impl Default for HttpConfig {
         Self {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -97,6 +101,7 @@ impl HttpConfig {
         Ok(Self {
             body_limit: parse_or(COLLECTOR_BODY_LIMIT, default.body_limit)?,
             request_timeout: duration_or(COLLECTOR_REQUEST_TIMEOUT, default.request_timeout)?,
+            header_read_timeout: default.header_read_timeout,
         })
     }
 }

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sqlx::migrate::MigrateError;
 use tokio::net::TcpListener;
 
@@ -20,6 +24,7 @@ const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    header_read_timeout: Duration,
 }
 
 impl Application {
@@ -34,6 +39,7 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state, http),
+            header_read_timeout: http.header_read_timeout,
         })
     }
 
@@ -43,13 +49,48 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
     /// finish.
+    ///
+    /// hyper is driven directly rather than through `axum::serve`, which sets no timer and so
+    /// no header read timeout: a client trickling its request head would hold a connection
+    /// forever.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let connections = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(err) => {
+                        // Out of file descriptors and the like: wait, do not stop serving.
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let service = TowerToHyperService::new(self.router.clone());
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        connections.shutdown().await;
+        Ok(())
     }
 }
 

@@ -180,3 +180,35 @@ async fn request_ids_are_generated_or_passed_through(pool: PgPool) {
         .unwrap();
     assert_eq!(passed.headers()["x-request-id"], "abc-123");
 }
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_client_trickling_its_headers_is_disconnected(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(
+        pool,
+        HttpConfig {
+            header_read_timeout: Duration::from_millis(500),
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /metrics HTTP/1.1\r\nHost: collector\r\n")
+        .await
+        .unwrap();
+
+    // Meanwhile the server serves others.
+    assert_eq!(app.get_with("/health", None).await.0, StatusCode::OK);
+
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf))
+        .await
+        .expect("the server closes the connection instead of waiting forever");
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(n) => {
+            let answer = String::from_utf8_lossy(&buf[..n]);
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        }
+    }
+}

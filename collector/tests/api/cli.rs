@@ -290,3 +290,82 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
         .unwrap();
     assert_eq!(metrics, 3, "the run was stored whole");
 }
+
+/// The secret and the tokens never reach the logs, at the most verbose level, whatever the
+/// requests do with them.
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("COLLECTOR_SECRET_KEY", SECRET)
+        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = crate::helpers::http_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(Instant::now() < deadline, "collector did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let app = TestApp::spawn(pool.clone()).await;
+    let good = app.token.clone();
+    let forged = format!("{}x", &good[..good.len() - 1]);
+    for token in [&good, &forged, &"not.a.token".to_owned()] {
+        let _ = client
+            .post(format!("{base}/metrics"))
+            .bearer_auth(token)
+            .json(&report("logged"))
+            .send()
+            .await;
+        let _ = client
+            .get(format!("{base}/runs"))
+            .bearer_auth(token)
+            .send()
+            .await;
+    }
+    let _ = client
+        .post(format!("{base}/metrics"))
+        .header("authorization", format!("Basic {good}"))
+        .send()
+        .await;
+
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+
+    assert!(
+        logs.contains("token refused"),
+        "the refusals are logged:\n{logs}"
+    );
+    assert!(logs.contains("/metrics"), "requests are logged");
+    for secret in [SECRET, good.as_str(), forged.as_str()] {
+        assert!(
+            !logs.contains(secret),
+            "a secret or token leaked into the logs"
+        );
+    }
+    // Neither does the signature part alone.
+    let signature = good.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature));
+}

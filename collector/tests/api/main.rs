@@ -9,6 +9,7 @@ mod cli;
 mod health;
 mod helpers;
 mod ingest;
+mod properties;
 mod readonly;
 mod reads;
 mod schema;

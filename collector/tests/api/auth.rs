@@ -24,9 +24,14 @@ fn claims(exp_offset: i64) -> Claims {
 }
 
 fn unsigned(payload: serde_json::Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    with_header(r#"{"alg":"none","typ":"JWT"}"#, payload, "")
+}
+
+/// A token with any header and signature, as an attacker would make it.
+fn with_header(header: &str, payload: serde_json::Value, signature: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(header);
     let body = URL_SAFE_NO_PAD.encode(payload.to_string());
-    format!("{header}.{body}.")
+    format!("{header}.{body}.{signature}")
 }
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]

@@ -212,3 +212,30 @@ async fn a_client_trickling_its_headers_is_disconnected(pool: PgPool) {
         }
     }
 }
+
+/// A failure that is not the client's is an opaque 500: no SQL, no table names, no trace.
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn internal_errors_answer_opaquely(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    // Sabotage: the summary table is gone, so the ingest transaction fails half-way.
+    sqlx::query("drop table agent_metric_daily_summaries")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let (status, body) = app.post_report(&report("sabotaged")).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(error_code(&body), "internal");
+    let text = body.to_string().to_lowercase();
+    for leak in [
+        "agent_", "relation", "insert", "select", "sqlx", "panicked", ".rs",
+    ] {
+        assert!(!text.contains(leak), "{leak} in {body}");
+    }
+    let runs: i64 = sqlx::query_scalar("select count(*) from agent_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 0, "the transaction rolled back whole");
+}

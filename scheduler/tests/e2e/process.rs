@@ -279,3 +279,35 @@ fn env_example_documents_every_variable_the_scheduler_reads() {
         "the scheduler never reads a database variable"
     );
 }
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn health_says_when_the_spool_cannot_be_written(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let schedule = write_schedule(
+        dir.path(),
+        "[agents.hello]\nenabled = false\ncron = \"* * * * *\"\n",
+    );
+    let scheduler =
+        SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool).await;
+    let client = crate::helpers::http();
+    let health = format!("{}/health", scheduler.status_url);
+    assert_eq!(client.get(&health).send().await.unwrap().status(), 200);
+
+    // The spool's folder is gone and a file stands in its place (as when a volume is lost).
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::write(&spool, b"not a folder").unwrap();
+
+    let response = client.get(&health).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "spool_unwritable");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("spool"),
+        "{body}"
+    );
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success());
+    assert!(logs.contains("the spool cannot be written"), "{logs}");
+}

@@ -106,6 +106,9 @@ trap stop EXIT
 log "started PostgreSQL ($("$bindir/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port"
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+# For tests that stop and start this cluster (scripts/faults.sh): scripts/pg-cluster.sh uses these.
+export PG_CLUSTER_DIR="$cluster" PG_BINDIR="$bindir" PG_CLUSTER_LOG="$pg_log" PG_SETTINGS="$settings"
+export PG_OWNER="${owner:-}"
 # The command runs in the foreground, so Ctrl-C reaches it; this script waits for it to finish,
 # then stops the cluster and passes its status on.
 trap ':' INT

@@ -6,8 +6,10 @@
 //!   that ticks missed while the scheduler was down are handled by the job's misfire policy. A
 //!   slightly stale value can only re-fire a slot already run, whose `run_key` (derived from the
 //!   slot) the collector stores once;
-//! - `running/<run_key>.json`: a run in progress; one left behind by a killed scheduler is
-//!   reported as failed on the next start rather than vanishing.
+//! - `running/<run_key>.json`: a run not yet delivered or spooled: while the agent runs, a
+//!   "failed: interrupted" report, replaced by the real one when it finishes and removed once
+//!   that is delivered or spooled. Whatever a killed scheduler leaves there is delivered on the
+//!   next start, so a run neither vanishes nor is lost between finishing and being spooled.
 //!
 //! Neither is fsynced: they must survive the process dying, which the page cache does; the
 //! spool's reports, which must survive the machine, are.
@@ -323,12 +325,8 @@ impl Engine {
             permit = self.0.permits.clone().acquire_owned() => permit.ok(),
             () = ctx.cancelled() => None,
         };
-        let marker = self.running_dir().join(format!("{}.json", ctx.run_key()));
         let placeholder = interrupted_report(&ctx, Utc::now());
-        if let Ok(bytes) = serde_json::to_vec(&placeholder) {
-            let path = marker.clone();
-            let _ = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
-        }
+        self.write_marker(&placeholder).await;
 
         let mut attempt = 0;
         let started = Utc::now();
@@ -369,8 +367,25 @@ impl Engine {
                 *error = format!("after {} attempts: {error}", attempt + 1);
             }
         }
-        let _ = std::fs::remove_file(&marker);
+        // From here until it is delivered or spooled, the marker holds the real report.
+        self.write_marker(&report).await;
         report
+    }
+
+    fn marker_path(&self, report: &RunReport) -> PathBuf {
+        let key = report.run_key.map(|k| k.to_string()).unwrap_or_default();
+        self.running_dir().join(format!("{key}.json"))
+    }
+
+    async fn write_marker(&self, report: &RunReport) {
+        let path = self.marker_path(report);
+        let Ok(bytes) = serde_json::to_vec(report) else {
+            return;
+        };
+        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
+        if let Err(err) = written.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+            tracing::error!(error = %err, "cannot record a run in progress (it would not be reported if the scheduler died now)");
+        }
     }
 
     async fn finish(&self, state: &JobState, run_key: Uuid, report: RunReport) {
@@ -404,8 +419,10 @@ impl Engine {
                 s.last_success_at = Some(report.finished_at);
             }
         }
-        self.deliver(&report).await;
+        // The agent is done: the job may fire again while its report is being delivered.
         lock(&state.running).remove(&run_key);
+        self.deliver(&report).await;
+        let _ = std::fs::remove_file(self.marker_path(&report));
     }
 
     async fn deliver(&self, report: &RunReport) {
@@ -424,7 +441,8 @@ impl Engine {
         }
     }
 
-    /// Markers left by a process that died mid-run become failed reports, delivered now.
+    /// Markers left by a process that died: the runs it had not delivered or spooled, as
+    /// finished reports, or as failed ("interrupted") if they were still running.
     async fn report_interrupted_runs(&self) {
         let Ok(entries) = std::fs::read_dir(self.running_dir()) else {
             return;
@@ -435,7 +453,7 @@ impl Engine {
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<RunReport>(&bytes).ok());
             if let Some(report) = report {
-                tracing::warn!(agent = %report.agent_name, run_key = ?report.run_key, "a run was interrupted by the previous scheduler process: reporting it as failed");
+                tracing::warn!(agent = %report.agent_name, run_key = ?report.run_key, error = report.error.as_deref().unwrap_or_default(), "the previous scheduler process left this run undelivered: delivering it");
                 self.deliver(&report).await;
             }
             let _ = std::fs::remove_file(&path);

@@ -2,6 +2,8 @@
 
 mod metrics;
 mod report;
+#[cfg(feature = "openapi")]
+mod schema;
 mod views;
 
 pub use metrics::{MetricValue, Metrics, Number};

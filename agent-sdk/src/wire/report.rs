@@ -19,6 +19,7 @@ use super::{MetricValue, Metrics};
 /// `finished_at` are required. [`RunReport::check`] applies every rule that needs no clock;
 /// the collector adds the time rules (order, future timestamps).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
     #[validate(custom(function = "validate_agent_name"))]
     pub agent_name: String,
@@ -72,6 +73,7 @@ impl RunReport {
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunTrigger {
     /// Fired by a cron schedule.
@@ -103,6 +105,7 @@ impl RunTrigger {
 
 /// The state of a run as stored in `agent_runs.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,

@@ -8,17 +8,20 @@ use super::{MetricValue, RunStatus, RunTrigger};
 
 /// `POST /metrics`: `201` for a new run, `200` for a `run_key` seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestResponse {
     pub run_id: i64,
 }
 
 /// Every error the collector answers: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `validation_failed`, `unauthorized`, `not_found`, ...
     pub code: String,
@@ -26,11 +29,13 @@ pub struct ErrorDetail {
     pub message: String,
     /// Which fields failed and why; `null` when there is nothing more to say.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub details: serde_json::Value,
 }
 
 /// One row of `agent_runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunView {
     pub id: i64,
     pub run_key: Option<Uuid>,
@@ -49,6 +54,7 @@ pub struct RunView {
 
 /// `GET /runs/{id}`: the run and its metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunView,
@@ -57,6 +63,7 @@ pub struct RunDetail {
 
 /// `GET /runs`: newest first; pass `next_cursor` back as `cursor` for the next page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunPage {
     pub runs: Vec<RunView>,
     pub next_cursor: Option<String>,
@@ -64,6 +71,7 @@ pub struct RunPage {
 
 /// One row of `agent_metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricPoint {
     pub id: i64,
     pub run_id: i64,
@@ -75,6 +83,7 @@ pub struct MetricPoint {
 
 /// `GET /metrics`: newest first; pass `next_cursor` back as `cursor` for the next page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricPage {
     pub metrics: Vec<MetricPoint>,
     pub next_cursor: Option<String>,
@@ -82,11 +91,13 @@ pub struct MetricPage {
 
 /// `GET /agents`: one entry per agent that has reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentsResponse {
     pub agents: Vec<AgentOverview>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentOverview {
     pub agent_name: String,
     pub last_run_at: DateTime<Utc>,
@@ -100,6 +111,7 @@ pub struct AgentOverview {
 
 /// `GET /summaries`: one row of `agent_daily_summaries` (per agent and UTC day).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailySummary {
     pub agent_name: String,
     pub day: NaiveDate,
@@ -116,6 +128,7 @@ pub struct DailySummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SummariesResponse {
     pub summaries: Vec<DailySummary>,
 }

@@ -14,10 +14,17 @@ use super::error::ApiError;
 /// Readiness must answer quickly even when the database hangs.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The process answers", body = Object)))]
 pub(super) async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "The database answers and is migrated", body = Object),
+        (status = 503, description = "Not ready, and why", body = agent_sdk::wire::ErrorBody),
+    ))]
 pub(super) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let not_ready =
         |message: String| ApiError::client(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);

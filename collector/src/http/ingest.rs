@@ -1,6 +1,6 @@
 //! `POST /metrics`: one run report in, one stored run out.
 
-use agent_sdk::wire::{IngestResponse, RunReport};
+use agent_sdk::wire::{ErrorBody, IngestResponse, RunReport};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,6 +15,22 @@ use crate::domain::NewRun;
 use crate::store::Stored;
 
 /// `201 {"run_id"}` for a new run; `200` with the same id when its `run_key` was stored before.
+#[utoipa::path(
+    post, path = "/metrics", tag = "ingest",
+    request_body(content = RunReport, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored", body = IngestResponse),
+        (status = 200, description = "This run_key was stored before; nothing written", body = IngestResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A rule of the contract is broken; details.fields names each field", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(name = "ingest", skip_all, fields(agent, run_id))]
 pub(super) async fn post_metrics(
     State(state): State<AppState>,

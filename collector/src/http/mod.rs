@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod health;
 mod ingest;
+mod openapi;
 mod params;
 pub mod prometheus;
 mod reads;
@@ -76,6 +77,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/health", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/prometheus", get(prometheus::render))
+        .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn(prometheus::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

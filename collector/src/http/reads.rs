@@ -1,7 +1,7 @@
 //! The read endpoints (scope `read`): runs, metrics, agents and daily summaries.
 
 use agent_sdk::wire::{
-    AgentsResponse, MetricPage, RunDetail, RunPage, RunStatus, SummariesResponse,
+    AgentsResponse, ErrorBody, MetricPage, RunDetail, RunPage, RunStatus, SummariesResponse,
 };
 use axum::Json;
 use axum::extract::State;
@@ -31,8 +31,9 @@ fn agent_filter(caller: &Caller, value: Option<&str>) -> Result<Option<AgentName
     Ok(agent_name)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RunsQuery {
     agent_name: Option<String>,
     status: Option<String>,
@@ -43,6 +44,14 @@ pub(super) struct RunsQuery {
 }
 
 /// `GET /runs`: newest first, keyset-paginated.
+#[utoipa::path(get, path = "/runs", tag = "read", params(RunsQuery),
+    responses((status = 200, body = RunPage),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
 pub(super) async fn list_runs(
     State(state): State<AppState>,
@@ -77,6 +86,15 @@ pub(super) async fn list_runs(
 }
 
 /// `GET /runs/{id}`: one run with its metrics.
+#[utoipa::path(get, path = "/runs/{id}", tag = "read", params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 200, body = RunDetail),
+        (status = 404, description = "No such run (or not visible to this token)", body = ErrorBody),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(id))]
 pub(super) async fn get_run(
     State(state): State<AppState>,
@@ -94,8 +112,9 @@ pub(super) async fn get_run(
     Ok(Json(run))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct MetricsQuery {
     agent_name: Option<String>,
     metric_name: Option<String>,
@@ -106,6 +125,14 @@ pub(super) struct MetricsQuery {
 }
 
 /// `GET /metrics`: metric values, newest first, keyset-paginated.
+#[utoipa::path(get, path = "/metrics", tag = "read", params(MetricsQuery),
+    responses((status = 200, body = MetricPage),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
 pub(super) async fn list_metrics(
     State(state): State<AppState>,
@@ -136,6 +163,14 @@ pub(super) async fn list_metrics(
 }
 
 /// `GET /agents`: per agent, its last run and recent counts.
+#[utoipa::path(get, path = "/agents", tag = "read",
+    responses((status = 200, body = AgentsResponse),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
 pub(super) async fn list_agents(
     State(state): State<AppState>,
@@ -147,8 +182,9 @@ pub(super) async fn list_agents(
     Ok(Json(AgentsResponse { agents }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SummariesQuery {
     agent_name: Option<String>,
     from: Option<String>,
@@ -156,6 +192,14 @@ pub(super) struct SummariesQuery {
 }
 
 /// `GET /summaries`: daily summaries per agent over a date range (default: the last 30 days).
+#[utoipa::path(get, path = "/summaries", tag = "read", params(SummariesQuery),
+    responses((status = 200, body = SummariesResponse),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
 pub(super) async fn list_summaries(
     State(state): State<AppState>,

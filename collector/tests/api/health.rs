@@ -239,3 +239,41 @@ async fn internal_errors_answer_opaquely(pool: PgPool) {
         .unwrap();
     assert_eq!(runs, 0, "the transaction rolled back whole");
 }
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn the_openapi_document_describes_every_endpoint(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (status, doc) = app.get_with("/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/metrics",
+        "/runs",
+        "/runs/{id}",
+        "/agents",
+        "/summaries",
+        "/health",
+        "/health/ready",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {paths:?}");
+    }
+    assert!(doc["paths"]["/metrics"]["post"]["responses"]["201"].is_object());
+    assert!(doc["paths"]["/metrics"]["get"]["responses"]["200"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["MetricValue"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}

@@ -1,0 +1,42 @@
+//! `GET /openapi.json`: the API's OpenAPI document, generated from the handlers and the wire
+//! types, so it cannot drift from the code.
+
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agent platform collector",
+        description = "Stores agent runs and their metrics; serves runs, metrics and summaries."
+    ),
+    paths(
+        super::ingest::post_metrics,
+        super::reads::list_runs,
+        super::reads::get_run,
+        super::reads::list_metrics,
+        super::reads::list_agents,
+        super::reads::list_summaries,
+        super::health::live,
+        super::health::ready,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub(super) struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -22,6 +22,7 @@ def main():
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seconds", type=float, required=True, help="how long new reports are made")
     parser.add_argument("--give-up", type=float, default=120, help="retry one report this long at most")
+    parser.add_argument("--rate", type=float, default=0, help="reports per second in all (0: as fast as possible)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -51,8 +52,14 @@ def main():
         except Exception:  # refused, reset, timed out: the collector is down or restarting
             return 0, None
 
+    interval = args.threads / args.rate if args.rate > 0 else 0
+
     def worker():
+        next_at = time.monotonic()
         while time.monotonic() < deadline:
+            if interval:
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
             key = str(uuid.uuid4())
             started = time.monotonic()
             while True:

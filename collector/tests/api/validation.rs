@@ -30,6 +30,8 @@ async fn every_rule_refuses_with_the_field_and_writes_nothing(pool: PgPool) {
     let future = (Utc::now() + TimeDelta::hours(25)).to_rfc3339();
     let many: serde_json::Map<String, Value> =
         (0..1001).map(|i| (format!("m{i}"), json!(i))).collect();
+    let very_many: serde_json::Map<String, Value> =
+        (0..10_000).map(|i| (format!("m{i}"), json!(i))).collect();
     let nested = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
     let raw = |extra: &str| {
         format!(
@@ -402,4 +404,33 @@ async fn exactly_1000_metrics_are_accepted(pool: PgPool) {
     assert_eq!(status, StatusCode::CREATED, "{response}");
     let (_, stored, _, aggregates) = app.row_counts().await;
     assert_eq!((stored, aggregates), (1000, 1000));
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_100_mb_body_is_refused_without_being_read(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let body = vec![b' '; 100 * 1024 * 1024];
+    let started = std::time::Instant::now();
+
+    let sent = app
+        .client
+        .post(app.url("/metrics"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+
+    // The declared length is over the limit: the answer comes before the body is read (the
+    // client may see the connection closed while it is still sending).
+    if let Ok(response) = sent {
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(
+        app.get_with("/health", None).await.0,
+        StatusCode::OK,
+        "still serving"
+    );
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }

@@ -197,6 +197,13 @@ async fn every_rule_refuses_with_the_field_and_writes_nothing(pool: PgPool) {
             "metrics",
         ),
         (
+            "10 000 metrics",
+            with_metrics(Value::Object(very_many)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "metrics",
+        ),
+        (
             "number too large",
             raw(r#""metrics":{"huge":1e400}"#),
             StatusCode::UNPROCESSABLE_ENTITY,

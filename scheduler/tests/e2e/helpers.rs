@@ -168,6 +168,33 @@ impl SchedulerProcess {
     }
 }
 
+/// A collector on `pool` and a scheduler process running `schedule` against it, with a spool
+/// in a temporary folder.
+pub(crate) struct Platform {
+    /// Serves until the platform is dropped.
+    _collector: Collector,
+    pub(crate) scheduler: SchedulerProcess,
+    pub(crate) spool: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Platform {
+    pub(crate) async fn start(pool: &PgPool, schedule: &str) -> Self {
+        let collector = Collector::start(pool, None).await;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let schedule = write_schedule(dir.path(), schedule);
+        let scheduler =
+            SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool).await;
+        Self {
+            _collector: collector,
+            scheduler,
+            spool,
+            _dir: dir,
+        }
+    }
+}
+
 /// Polls `check` every 100 ms until it holds; fails the test after `limit`.
 pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where

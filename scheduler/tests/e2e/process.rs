@@ -4,23 +4,16 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::helpers::{Collector, SchedulerProcess, outcomes, runs_of, wait_for, write_schedule};
+use crate::helpers::{Platform, outcomes, runs_of, wait_for};
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let schedule = write_schedule(
-        dir.path(),
+    let platform = Platform::start(
+        &pool,
         "[agents.hello]\ncron = \"* * * * * *\"\nparams = { name = \"e2e\" }\n",
-    );
-    let scheduler = SchedulerProcess::start(
-        &collector.url(),
-        &collector.token,
-        &schedule,
-        &dir.path().join("spool"),
     )
     .await;
+    let scheduler = platform.scheduler;
 
     wait_for("two hello runs", Duration::from_secs(10), || async {
         runs_of(&pool, "hello").await >= 2
@@ -53,11 +46,7 @@ async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn command_failures_and_timeouts_are_stored_with_why(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let schedule = write_schedule(
-        dir.path(),
-        r#"
+    let platform = Platform::start(&pool, r#"
         [agents.failing_command]
         agent = "command"
         cron = "* * * * * *"
@@ -73,15 +62,8 @@ async fn command_failures_and_timeouts_are_stored_with_why(pool: PgPool) {
         agent = "command"
         cron = "* * * * * *"
         params = { program = "python3", args = ["../agents/python/example.py"], input = { topic = "e2e" } }
-        "#,
-    );
-    let scheduler = SchedulerProcess::start(
-        &collector.url(),
-        &collector.token,
-        &schedule,
-        &dir.path().join("spool"),
-    )
-    .await;
+        "#).await;
+    let scheduler = platform.scheduler;
 
     wait_for("a run of each", Duration::from_secs(15), || async {
         runs_of(&pool, "failing_command").await >= 1
@@ -113,19 +95,12 @@ async fn command_failures_and_timeouts_are_stored_with_why(pool: PgPool) {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let schedule = write_schedule(
-        dir.path(),
+    let platform = Platform::start(
+        &pool,
         "[agents.hello]\ncron = \"0 0 1 1 *\"\ntimezone = \"Europe/Madrid\"\n",
-    );
-    let scheduler = SchedulerProcess::start(
-        &collector.url(),
-        &collector.token,
-        &schedule,
-        &dir.path().join("spool"),
     )
     .await;
+    let scheduler = platform.scheduler;
     let client = crate::helpers::http();
     let base = scheduler.status_url.clone();
 
@@ -282,15 +257,12 @@ fn env_example_documents_every_variable_the_scheduler_reads() {
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn health_says_when_the_spool_cannot_be_written(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let schedule = write_schedule(
-        dir.path(),
+    let platform = Platform::start(
+        &pool,
         "[agents.hello]\nenabled = false\ncron = \"* * * * *\"\n",
-    );
-    let scheduler =
-        SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool).await;
+    )
+    .await;
+    let (scheduler, spool) = (platform.scheduler, platform.spool);
     let client = crate::helpers::http();
     let health = format!("{}/health", scheduler.status_url);
     assert_eq!(client.get(&health).send().await.unwrap().status(), 200);

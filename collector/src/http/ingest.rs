@@ -42,24 +42,20 @@ pub(super) async fn post_metrics(
     caller.require_agent(run.agent_name.as_str())?;
     tracing::Span::current().record("agent", run.agent_name.as_str());
 
-    let stored = state
-        .store
-        .store_runs(std::slice::from_ref(&run))
-        .await?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("the store returned no outcome for one run"))?;
+    let (status, metric_count, run_key) = (run.status, run.metrics.len(), run.run_key);
+    let stored = state.batcher.store(run).await?;
 
     tracing::Span::current().record("run_id", stored.run_id());
     let status = match stored {
         Stored::Created(_) => {
-            metrics::counter!("collector_runs_stored_total", "status" => run.status.as_str())
+            metrics::counter!("collector_runs_stored_total", "status" => status.as_str())
                 .increment(1);
-            metrics::counter!("collector_metrics_stored_total").increment(run.metrics.len() as u64);
+            metrics::counter!("collector_metrics_stored_total").increment(metric_count as u64);
             StatusCode::CREATED
         }
         Stored::Existing(_) => {
             metrics::counter!("collector_runs_duplicate_total").increment(1);
-            tracing::info!(run_key = %run.run_key, "run_key seen before: nothing written");
+            tracing::info!(%run_key, "run_key seen before: nothing written");
             StatusCode::OK
         }
     };

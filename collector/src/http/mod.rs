@@ -32,7 +32,7 @@ pub use extract::parse_json;
 
 use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
-use crate::store::Store;
+use crate::store::{Batcher, Store};
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -40,6 +40,8 @@ pub struct AppState(Arc<App>);
 
 pub struct App {
     pub store: Store,
+    /// Group commit in front of `store` for POST /metrics.
+    pub batcher: Batcher,
     pub tokens: TokenKeys,
     pub prometheus: PrometheusHandle,
 }
@@ -47,6 +49,7 @@ pub struct App {
 impl AppState {
     pub fn new(store: Store, tokens: TokenKeys) -> Self {
         Self(Arc::new(App {
+            batcher: Batcher::start(store.clone()),
             store,
             tokens,
             prometheus: prometheus::handle(),

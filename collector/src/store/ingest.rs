@@ -116,10 +116,8 @@ async fn store_runs_in(
             match (created.get(&run.run_key), existing.get(&run.run_key)) {
                 (Some(id), _) if is_first => Ok(Stored::Created(*id)),
                 (Some(id), _) | (None, Some(id)) => Ok(Stored::Existing(*id)),
-                (None, None) => Err(sqlx::Error::Protocol(format!(
-                    "run_key {} was neither inserted nor found",
-                    run.run_key
-                ))),
+                // Cannot happen (ON CONFLICT waits for the other writer); an internal error if so.
+                (None, None) => Err(sqlx::Error::RowNotFound),
             }
         })
         .collect()
@@ -158,7 +156,7 @@ async fn insert_runs(
                 run.host.clone().into(),
                 i32::try_from(run.metrics.len()).unwrap_or(i32::MAX).into(),
             ])
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            .map_err(|e| sqlx::Error::Encode(e.into()))?;
     }
     insert
         .on_conflict(
@@ -202,7 +200,7 @@ async fn insert_metrics(
                 text.into(),
                 run.finished_at.into(),
             ])
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            .map_err(|e| sqlx::Error::Encode(e.into()))?;
     }
     let (sql, values) = insert.build_sqlx(PostgresQueryBuilder);
     sqlx::query_with(AssertSqlSafe(sql), values)

@@ -1,6 +1,7 @@
 //! All SQL lives here: the ingest write, the reads, migrations and the read-only role.
 //! Queries built from filters use sea-query; fixed statements are plain SQL.
 
+mod batch;
 mod ingest;
 mod readonly;
 mod reads;
@@ -15,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
+pub use batch::{Batcher, MAX_BATCH};
 pub use ingest::Stored;
 pub use readonly::{RoleName, grant_readonly};
 pub use reads::{AgentAccess, Cursor, MetricFilter, RunFilter, SummaryFilter};

@@ -354,3 +354,111 @@ async fn the_store_deduplicates_within_one_batch(pool: PgPool) {
         .unwrap();
     assert_eq!(runs, 2);
 }
+
+async fn post_concurrently(
+    app: &TestApp,
+    bodies: Vec<serde_json::Value>,
+) -> Vec<(StatusCode, serde_json::Value)> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(bodies.len()));
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (client, url, token, barrier) = (
+                app.client.clone(),
+                app.url("/metrics"),
+                app.token.clone(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                crate::helpers::into_json(response).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn concurrent_reports_share_transactions_and_each_gets_its_own_answer(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let bodies: Vec<_> = (0..200)
+        .map(|i| {
+            let mut body = report("many");
+            body["run_key"] = json!(Uuid::new_v4());
+            body["metrics"] = json!({"i": i});
+            body
+        })
+        .collect();
+
+    let results = post_concurrently(&app, bodies).await;
+
+    assert!(
+        results.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
+    let ids: std::collections::HashSet<i64> = results
+        .iter()
+        .map(|(_, b)| b["run_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 200, "each request names its own run");
+    // Each answer names the run holding that request's metric.
+    for (_, body) in &results {
+        let id = body["run_id"].as_i64().unwrap();
+        let (stored_for, count): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from agent_metrics where run_id = $1), (select count(*) from agent_runs)",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!((stored_for, count), (1, 200));
+    }
+    let counted: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 200);
+}
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn a_run_the_database_refuses_fails_alone_not_its_batch(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // A rule only the database knows: it refuses one agent's runs.
+    sqlx::raw_sql(
+        "create function refuse_poison() returns trigger language plpgsql as $$
+         begin if new.agent_name = 'poison' then raise exception 'poisoned'; end if; return new; end $$;
+         create trigger refuse_poison before insert on agent_runs for each row execute function refuse_poison();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut bodies: Vec<_> = (0..60).map(|_| report("healthy")).collect();
+    bodies.insert(30, report("poison"));
+
+    let results = post_concurrently(&app, bodies).await;
+
+    assert_eq!(
+        results[30].0,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{:?}",
+        results[30]
+    );
+    let healthy = results.iter().enumerate().filter(|(i, _)| *i != 30);
+    assert!(
+        healthy.clone().all(|(_, (s, _))| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
+    let (runs, metrics, ..) = app.row_counts().await;
+    assert_eq!((runs, metrics), (60, 180), "every healthy run stored whole");
+}

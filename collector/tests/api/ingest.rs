@@ -109,36 +109,8 @@ async fn ten_identical_posts_at_once_store_one_run(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let mut body = report("race");
     body["run_key"] = json!(Uuid::new_v4());
-    let body = body.to_string();
 
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(10));
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (client, url, token, body, barrier) = (
-                app.client.clone(),
-                app.url("/metrics"),
-                app.token.clone(),
-                body.clone(),
-                barrier.clone(),
-            );
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let response = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                crate::helpers::into_json(response).await
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap());
-    }
+    let results = post_concurrently(&app, vec![body; 10]).await;
 
     let created = results
         .iter()

@@ -19,6 +19,7 @@ pub const ENV_VARS: &[&str] = &[
     COLLECTOR_SECRET_KEY,
     COLLECTOR_ADDR,
     COLLECTOR_BODY_LIMIT,
+    COLLECTOR_BATCH_BODY_LIMIT,
     COLLECTOR_REQUEST_TIMEOUT,
     WEBAPP_READONLY_PASSWORD,
     RUST_LOG,
@@ -31,6 +32,7 @@ pub const DATABASE_ACQUIRE_TIMEOUT: &str = "DATABASE_ACQUIRE_TIMEOUT";
 pub const COLLECTOR_SECRET_KEY: &str = "COLLECTOR_SECRET_KEY";
 pub const COLLECTOR_ADDR: &str = "COLLECTOR_ADDR";
 pub const COLLECTOR_BODY_LIMIT: &str = "COLLECTOR_BODY_LIMIT";
+pub const COLLECTOR_BATCH_BODY_LIMIT: &str = "COLLECTOR_BATCH_BODY_LIMIT";
 pub const COLLECTOR_REQUEST_TIMEOUT: &str = "COLLECTOR_REQUEST_TIMEOUT";
 pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
 pub const RUST_LOG: &str = "RUST_LOG";
@@ -78,6 +80,8 @@ impl ServeConfig {
 pub struct HttpConfig {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Largest accepted `POST /metrics/batch` body, in bytes.
+    pub batch_body_limit: usize,
     /// A request still running after this long is answered 503.
     pub request_timeout: Duration,
     /// A connection that has not sent a complete request head within this long is closed
@@ -89,6 +93,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
+            batch_body_limit: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
         }
@@ -100,6 +105,7 @@ impl HttpConfig {
         let default = Self::default();
         Ok(Self {
             body_limit: parse_or(COLLECTOR_BODY_LIMIT, default.body_limit)?,
+            batch_body_limit: parse_or(COLLECTOR_BATCH_BODY_LIMIT, default.batch_body_limit)?,
             request_timeout: duration_or(COLLECTOR_REQUEST_TIMEOUT, default.request_timeout)?,
             header_read_timeout: default.header_read_timeout,
         })

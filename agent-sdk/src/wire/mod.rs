@@ -11,8 +11,9 @@ pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,
 };
 pub use views::{
-    AgentOverview, AgentsResponse, DailySummary, ErrorBody, ErrorDetail, IngestResponse,
-    MetricPage, MetricPoint, RunDetail, RunPage, RunView, SummariesResponse,
+    AgentOverview, AgentsResponse, BatchItemResult, BatchRequest, BatchResponse, DailySummary,
+    ErrorBody, ErrorDetail, IngestResponse, MetricPage, MetricPoint, RunDetail, RunPage, RunView,
+    SummariesResponse,
 };
 
 /// Limits every report must respect; the collector refuses anything beyond them.
@@ -27,4 +28,6 @@ pub mod limits {
     pub const NUMBER_MAX_CHARS: usize = 64;
     /// Longest `host` value, in characters.
     pub const HOST_MAX_CHARS: usize = 255;
+    /// Most reports one `POST /metrics/batch` may carry.
+    pub const MAX_REPORTS_PER_BATCH: usize = 1000;
 }

@@ -13,6 +13,33 @@ pub struct IngestResponse {
     pub run_id: i64,
 }
 
+/// `POST /metrics/batch`: up to [`MAX_REPORTS_PER_BATCH`](super::limits::MAX_REPORTS_PER_BATCH)
+/// reports, each judged on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchRequest {
+    pub reports: Vec<super::RunReport>,
+}
+
+/// `POST /metrics/batch`: one result per report, in the order sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchResponse {
+    pub results: Vec<BatchItemResult>,
+}
+
+/// What `POST /metrics` would have answered for this report alone: `status` 201 with `run_id`
+/// (stored), 200 with `run_id` (its `run_key` was stored before), or a 4xx with `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchItemResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
 /// Every error the collector answers: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -167,8 +167,10 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and JSON body this error is answered with; the cause of a 5xx is logged here,
+    /// never sent.
+    pub fn into_body(self) -> (StatusCode, ErrorBody) {
         let status = self.status();
         let (code, message, details) = match self {
             Self::Client {
@@ -197,6 +199,13 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.into_body();
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match status {

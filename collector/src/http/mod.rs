@@ -19,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -72,6 +72,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/metrics",
             get(reads::list_metrics).post(ingest::post_metrics),
+        )
+        .route(
+            "/metrics/batch",
+            post(ingest::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit)),
         )
         .route("/runs", get(reads::list_runs))
         .route("/runs/{id}", get(reads::get_run))

@@ -6,14 +6,14 @@
 //! previous transaction commits, and the per-transaction cost is shared. Each request is
 //! answered once its batch has committed.
 //!
-//! A batch that fails for a reason other than the database being unavailable is retried one
-//! run at a time, so a run the database refuses fails alone, not its batch-mates.
+//! A run the database refuses fails alone, not its batch-mates
+//! ([`Store::store_runs_isolated`]).
 
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Store, Stored, is_unavailable};
+use super::{Store, Stored};
 use crate::domain::NewRun;
 
 /// Most runs in one transaction.
@@ -76,34 +76,9 @@ async fn next_batch(
 async fn commit(store: &Store, batch: Vec<(NewRun, Reply)>) {
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
     metrics::histogram!("collector_batch_size").record(runs.len() as f64);
-    match store.store_runs(&runs).await {
-        Ok(outcomes) => {
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                // The client may have gone; its run is stored all the same.
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-        Err(err) if runs.len() == 1 => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(err));
-            }
-        }
-        Err(err) if is_unavailable(&err) => {
-            tracing::warn!(error = %err, runs = runs.len(), "database unavailable: batch refused");
-            for reply in replies {
-                // sqlx errors are not Clone; each waiter gets the same kind: a 503.
-                let _ = reply.send(Err(sqlx::Error::PoolTimedOut));
-            }
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, runs = runs.len(), "batch failed: storing its runs one by one");
-            for (run, reply) in runs.iter().zip(replies) {
-                let outcome = store
-                    .store_runs(std::slice::from_ref(run))
-                    .await
-                    .and_then(|mut outcomes| outcomes.pop().ok_or(sqlx::Error::RowNotFound));
-                let _ = reply.send(outcome);
-            }
-        }
+    let outcomes = store.store_runs_isolated(&runs).await;
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // The client may have gone; its run is stored all the same.
+        let _ = reply.send(outcome);
     }
 }

@@ -7,8 +7,8 @@ use sea_query_sqlx::SqlxBinder;
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use super::Store;
 use super::schema::{AgentMetrics, AgentRuns};
+use super::{Store, is_unavailable};
 use crate::domain::{NewRun, StoredValue};
 
 /// PostgreSQL accepts at most 65 535 bind parameters per statement.
@@ -42,6 +42,37 @@ impl Store {
         let outcomes = store_runs_in(&mut tx, runs).await?;
         tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Like [`Store::store_runs`], one outcome per run, but a run the database refuses fails
+    /// alone: when the shared transaction fails for any reason but the database being
+    /// unavailable, each run is retried in a transaction of its own.
+    pub async fn store_runs_isolated(&self, runs: &[NewRun]) -> Vec<Result<Stored, sqlx::Error>> {
+        let err = match self.store_runs(runs).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(err) => err,
+        };
+        if runs.len() == 1 {
+            return vec![Err(err)];
+        }
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, runs = runs.len(), "database unavailable: batch refused");
+            // sqlx errors are not Clone; each run gets the same kind of error: a 503.
+            return runs
+                .iter()
+                .map(|_| Err(sqlx::Error::PoolTimedOut))
+                .collect();
+        }
+        tracing::warn!(error = %err, runs = runs.len(), "batch failed: storing its runs one by one");
+        let mut outcomes = Vec::with_capacity(runs.len());
+        for run in runs {
+            outcomes.push(
+                self.store_runs(std::slice::from_ref(run))
+                    .await
+                    .and_then(|mut stored| stored.pop().ok_or(sqlx::Error::RowNotFound)),
+            );
+        }
+        outcomes
     }
 }
 

@@ -106,9 +106,32 @@ impl TestApp {
         content_type: &str,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
+        self.post_raw_to("/metrics", body, content_type, token)
+            .await
+    }
+
+    /// POSTs `{"reports": reports}` to /metrics/batch with the all-powerful token.
+    pub(crate) async fn post_batch(&self, reports: Vec<Value>) -> (StatusCode, Value) {
+        let body = json!({ "reports": reports }).to_string();
+        self.post_raw_to(
+            "/metrics/batch",
+            &body,
+            "application/json",
+            Some(&self.token),
+        )
+        .await
+    }
+
+    pub(crate) async fn post_raw_to(
+        &self,
+        path: &str,
+        body: &str,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .client
-            .post(self.url("/metrics"))
+            .post(self.url(path))
             .header("content-type", content_type)
             .body(body.to_owned());
         if let Some(token) = token {

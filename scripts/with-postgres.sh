@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # Runs a command with DATABASE_URL pointing at a PostgreSQL server it can create databases on.
 #
-#   scripts/with-postgres.sh [--data DIR] [--keep] -- COMMAND [ARGS...]
+#   scripts/with-postgres.sh [--data DIR] [--keep] [--durable] -- COMMAND [ARGS...]
 #
 # 1. DATABASE_URL already set: used as it is.
 # 2. Otherwise a local server answering on 127.0.0.1:5432 as `postgres` (PGPORT/PGUSER/PGPASSWORD
 #    override): used. PG_THROWAWAY=1 skips this step (CI does, to test the fresh-machine path).
 # 3. Otherwise a cluster is created under DIR (default target/pg-test) and started on a free
 #    port, installing PostgreSQL with apt-get first where its binaries are missing. It is stopped
-#    when the command ends, and deleted too unless --keep is given.
+#    when the command ends, and deleted too unless --keep is given. A throwaway cluster runs
+#    without fsync (tests need speed, not durability) unless --durable is given (benchmarks).
 set -euo pipefail
 
 data_dir=""
 keep=0
+durable=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data_dir="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --durable) durable=1; shift ;;
     --) shift; break ;;
     *) break ;;
   esac
 done
-[ $# -gt 0 ] || { echo "usage: $0 [--data DIR] [--keep] -- COMMAND [ARGS...]" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [--data DIR] [--keep] [--durable] -- COMMAND [ARGS...]" >&2; exit 2; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 data_dir=${data_dir:-$root/target/pg-test}
@@ -90,7 +93,7 @@ if [ ! -f "$cluster/PG_VERSION" ]; then
 fi
 
 settings="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories= -c max_connections=200"
-if [ "$keep" = 0 ]; then
+if [ "$keep" = 0 ] && [ "$durable" = 0 ]; then
   # A throwaway cluster for tests: durability is irrelevant, speed is not.
   settings="$settings -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 fi

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_sdk::client::{Deliverer, Outcome};
+use agent_sdk::client::{Deliverer, Outcome, Spool};
 use agent_sdk::wire::{RunReport, RunStatus};
 use agent_sdk::{RunContext, execute};
 use chrono::{DateTime, Utc};
@@ -78,7 +78,8 @@ struct JobState {
 struct Inner {
     jobs: Vec<Arc<JobState>>,
     permits: Arc<Semaphore>,
-    deliverer: Deliverer,
+    /// `None` when delivery is off (`serve --no-push`): runs are logged only.
+    deliverer: Option<Deliverer>,
     state_dir: PathBuf,
     /// Stops firing.
     stop_firing: CancellationToken,
@@ -102,6 +103,21 @@ pub enum TriggerError {
 impl Engine {
     pub fn new(jobs: Vec<Job>, deliverer: Deliverer, max_concurrent_runs: usize) -> Self {
         let state_dir = deliverer.spool().dir().join("state");
+        Self::build(jobs, Some(deliverer), state_dir, max_concurrent_runs)
+    }
+
+    /// An engine that runs its jobs and logs their results but delivers nothing (a dry run of a
+    /// schedule file, a benchmark of the firing); its state still lives in `spool`.
+    pub fn without_delivery(jobs: Vec<Job>, spool: &Spool, max_concurrent_runs: usize) -> Self {
+        Self::build(jobs, None, spool.dir().join("state"), max_concurrent_runs)
+    }
+
+    fn build(
+        jobs: Vec<Job>,
+        deliverer: Option<Deliverer>,
+        state_dir: PathBuf,
+        max_concurrent_runs: usize,
+    ) -> Self {
         let jobs = jobs
             .into_iter()
             .map(|job| {
@@ -229,6 +245,8 @@ impl Engine {
                 () = tokio::time::sleep(wait) => {}
                 () = self.0.stop_firing.cancelled() => break,
             }
+            let lateness = (Utc::now() - next).as_seconds_f64().max(0.0);
+            metrics::histogram!("scheduler_fire_lateness_seconds").record(lateness);
             self.fire(&state, next);
             fired = Some(next);
             if remembered.is_none_or(|r| next - r >= LAST_FIRE_EVERY) {
@@ -426,11 +444,14 @@ impl Engine {
     }
 
     async fn deliver(&self, report: &RunReport) {
+        let Some(deliverer) = &self.0.deliverer else {
+            return;
+        };
         let delivered = if self.0.stop_runs.is_cancelled() {
             // Shutting down: one try, then the spool; no backoff to hold the exit.
-            self.0.deliverer.deliver_once(report).await
+            deliverer.deliver_once(report).await
         } else {
-            self.0.deliverer.deliver(report).await
+            deliverer.deliver(report).await
         };
         match delivered {
             Ok(Outcome::Delivered { run_id, .. }) => tracing::debug!(run_id, "report delivered"),

@@ -31,7 +31,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run every enabled job on its schedule (the default), with the status server.
-    Serve,
+    Serve {
+        /// Run and log, deliver nothing (no COLLECTOR_TOKEN needed): try a schedule file.
+        #[arg(long)]
+        no_push: bool,
+    },
     /// Show agents, schedules and their next fire times.
     List,
     /// Validate the schedule file and exit (non-zero on any problem).
@@ -70,8 +74,10 @@ fn main() -> ExitCode {
     };
     let settings = cli.settings;
     let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(settings).await.map(|()| ExitCode::SUCCESS),
+        match cli.command.unwrap_or(Command::Serve { no_push: false }) {
+            Command::Serve { no_push } => {
+                serve(settings, no_push).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::List => list(&settings).map(|()| ExitCode::SUCCESS),
             Command::Check => load_jobs(&settings).map(|jobs| {
                 println!(
@@ -116,35 +122,47 @@ fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
             "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)"
         );
     }
-    let spool = Spool::open(&settings.spool_dir)
-        .with_context(|| format!("SPOOL_DIR {} is not usable", settings.spool_dir.display()))?;
+    let spool = open_spool(settings)?;
     let client = CollectorClient::new(&settings.collector_url, Some(token))
         .context("building the HTTP client")?;
     Ok(Deliverer::new(client, spool))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+fn open_spool(settings: &Settings) -> anyhow::Result<Spool> {
+    Spool::open(&settings.spool_dir)
+        .with_context(|| format!("SPOOL_DIR {} is not usable", settings.spool_dir.display()))
+}
+
+async fn serve(settings: Settings, no_push: bool) -> anyhow::Result<()> {
     let jobs = load_jobs(&settings)?;
-    let deliverer = deliverer(&settings)?;
     let prometheus = status::prometheus_handle();
-    let engine = Engine::new(
-        jobs,
-        deliverer.clone(),
-        settings.max_concurrent_runs as usize,
-    );
+    let (engine, spool, deliverer) = if no_push {
+        let spool = open_spool(&settings)?;
+        tracing::warn!("--no-push: runs are logged, not delivered to the collector");
+        let engine = Engine::without_delivery(jobs, &spool, settings.max_concurrent_runs as usize);
+        (engine, spool, None)
+    } else {
+        let deliverer = deliverer(&settings)?;
+        let engine = Engine::new(
+            jobs,
+            deliverer.clone(),
+            settings.max_concurrent_runs as usize,
+        );
+        (engine, deliverer.spool().clone(), Some(deliverer))
+    };
     engine
         .start()
         .await
         .context("preparing the scheduler's state in SPOOL_DIR")?;
 
     let stop_redelivery = CancellationToken::new();
-    let redelivery = tokio::spawn({
-        let (deliverer, stop) = (deliverer.clone(), stop_redelivery.clone());
-        async move {
+    let redelivery = deliverer.clone().map(|deliverer| {
+        let stop = stop_redelivery.clone();
+        tokio::spawn(async move {
             deliverer
                 .redeliver_until(Duration::from_secs(10), stop.cancelled_owned())
                 .await
-        }
+        })
     });
 
     let listener = tokio::net::TcpListener::bind(settings.addr)
@@ -154,7 +172,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let server = tokio::spawn({
         let router = status::router(StatusState {
             engine: engine.clone(),
-            spool: deliverer.spool().clone(),
+            spool: spool.clone(),
             trigger_token: settings.trigger_token.clone(),
             prometheus,
         });
@@ -171,10 +189,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new runs; waiting for running ones");
     engine.shutdown(settings.shutdown_grace).await;
     stop_redelivery.cancel();
-    let _ = redelivery.await;
+    if let Some(redelivery) = redelivery {
+        let _ = redelivery.await;
+    }
     stop_status.cancel();
     let _ = server.await;
-    let left = deliverer.spool().depth().await.unwrap_or(0);
+    let left = spool.depth().await.unwrap_or(0);
     tracing::info!(spooled = left, "scheduler stopped");
     Ok(())
 }

@@ -1,0 +1,220 @@
+//! `loadgen`: posts run reports to a collector over N keep-alive HTTP/1.1 connections for a fixed
+//! time, then prints reports/s, metric rows/s and latency percentiles on one line of
+//! `key=value` pairs (`bench/run.sh` reads them).
+//!
+//! Each report carries the benchmark's body: 10 metrics (8 numbers, 2 strings), a fresh
+//! `run_key`, and an agent name rotating over `--agents` names. Only answers that say a run
+//! was stored (201) count as reports; anything else is an error, counted by status.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use agent_sdk::wire::BatchResponse;
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+const METRICS_PER_REPORT: u64 = 10;
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about = "Posts run reports to a collector and measures it")]
+struct Args {
+    /// The collector's address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: String,
+    /// A token with the `ingest` scope.
+    #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Connections, each with one request in flight.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// How long to send.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Distinct agent names the reports rotate over.
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Reports per request: 0 posts one report to /metrics, N posts N to /metrics/batch.
+    #[arg(long, default_value_t = 0)]
+    batch: usize,
+}
+
+/// What one connection saw.
+#[derive(Default)]
+struct Tally {
+    /// Request latencies, in microseconds.
+    latencies: Vec<u32>,
+    /// Reports the collector said it stored.
+    stored: u64,
+    /// Answers that were not a stored run, by status (0: the connection failed).
+    errors: BTreeMap<u16, u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.connections == 0 || args.agents == 0 {
+        bail!("--connections and --agents must be at least 1");
+    }
+    let deadline = Instant::now() + args.duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|worker| {
+            let (addr, token) = (args.addr.clone(), args.token.clone());
+            let (agents, batch) = (args.agents, args.batch);
+            tokio::spawn(async move {
+                connection(&addr, &token, worker, agents, batch, deadline).await
+            })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await.context("a connection task panicked")??;
+        total.latencies.extend(tally.latencies);
+        total.stored += tally.stored;
+        for (status, n) in tally.errors {
+            *total.errors.entry(status).or_default() += n;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    total.latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        let n = total.latencies.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let index = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
+        f64::from(total.latencies[index]) / 1000.0
+    };
+    let errors: Vec<String> = total
+        .errors
+        .iter()
+        .map(|(status, n)| format!("{status}:{n}"))
+        .collect();
+    println!(
+        "requests={} reports={} seconds={:.2} reports_per_s={:.0} metric_rows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={}",
+        total.latencies.len(),
+        total.stored,
+        seconds,
+        total.stored as f64 / seconds,
+        (total.stored * METRICS_PER_REPORT) as f64 / seconds,
+        percentile(0.50),
+        percentile(0.99),
+        percentile(1.0),
+        if errors.is_empty() { "none".to_owned() } else { errors.join(",") },
+    );
+    Ok(())
+}
+
+/// One keep-alive connection sending until `deadline`; reconnects after a failure.
+async fn connection(
+    addr: &str,
+    token: &str,
+    worker: usize,
+    agents: usize,
+    batch: usize,
+    deadline: Instant,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let (path, reports_per_request) = match batch {
+        0 => ("/metrics", 1),
+        n => ("/metrics/batch", n),
+    };
+    let authorization = format!("Bearer {token}");
+    let mut sequence = worker;
+    'connect: while Instant::now() < deadline {
+        let stream = match TcpStream::connect(addr).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                *tally.errors.entry(0).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        stream.set_nodelay(true)?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        while Instant::now() < deadline {
+            let body = if batch == 0 {
+                sequence += 1;
+                report(sequence % agents)
+            } else {
+                let reports: Vec<String> = (0..reports_per_request)
+                    .map(|_| {
+                        sequence += 1;
+                        report(sequence % agents)
+                    })
+                    .collect();
+                format!(r#"{{"reports":[{}]}}"#, reports.join(","))
+            };
+            let request = Request::post(path)
+                .header("host", addr)
+                .header("authorization", &authorization)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))?;
+            let sent = Instant::now();
+            let answer = async {
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status().as_u16();
+                let body = response.into_body().collect().await?.to_bytes();
+                Ok::<_, hyper::Error>((status, body))
+            }
+            .await;
+            let elapsed = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+            match answer {
+                Ok((201, _)) if batch == 0 => {
+                    tally.latencies.push(elapsed);
+                    tally.stored += 1;
+                }
+                Ok((200, body)) if batch > 0 => {
+                    tally.latencies.push(elapsed);
+                    let results: BatchResponse = serde_json::from_slice(&body)
+                        .context("the batch answer is not a BatchResponse")?;
+                    for result in results.results {
+                        if result.status == 201 {
+                            tally.stored += 1;
+                        } else {
+                            *tally.errors.entry(result.status).or_default() += 1;
+                        }
+                    }
+                }
+                Ok((status, _)) => {
+                    tally.latencies.push(elapsed);
+                    *tally.errors.entry(status).or_default() += 1;
+                }
+                Err(_) => {
+                    *tally.errors.entry(0).or_default() += 1;
+                    continue 'connect;
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// The benchmark's report: 10 metrics (8 numbers, 2 strings), a fresh run_key.
+fn report(agent: usize) -> String {
+    let finished = Utc::now();
+    let started = finished - chrono::TimeDelta::milliseconds(1500);
+    format!(
+        concat!(
+            r#"{{"agent_name":"bench_agent_{agent:02}","run_key":"{key}","#,
+            r#""started_at":"{started}","finished_at":"{finished}","error":null,"#,
+            r#""metrics":{{"items_processed":42,"errors":0,"duration_ms":1500,"tokens_in":1234,"#,
+            r#""tokens_out":567,"cost_usd":0.0123,"retries":1,"score":0.87,"#,
+            r#""status":"ok","model":"llama-3.1-8b"}}}}"#
+        ),
+        agent = agent,
+        key = Uuid::new_v4(),
+        started = started.to_rfc3339_opts(SecondsFormat::Millis, true),
+        finished = finished.to_rfc3339_opts(SecondsFormat::Millis, true),
+    )
+}

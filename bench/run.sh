@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The ingest benchmark: the collector next to PostgreSQL's own rate for the same work, in one run.
+#
+#   bench/run.sh               DATABASE_URL when set, else a throwaway durable cluster (fsync on)
+#
+# For each client count it runs pgbench (-M prepared) on bench/report.sql, the collector's
+# per-report transaction, then the release collector under bench/loadgen at the same count,
+# and counts the rows actually written (a collector that answers without writing fails the run).
+# Then POST /metrics/batch, and the FastAPI + SQLAlchemy peer when BENCH_PEER=1.
+# Prints one table; exits non-zero only when something could not run or rows are missing.
+#
+#   BENCH_DURATION=20s  BENCH_CLIENTS="16 64"  BENCH_BATCH=1000  BENCH_BATCH_CONNECTIONS=2
+#   BENCH_PEER=0 (1: also the Python peer of bench/peers/, installed into target/bench-venv)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
+  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
+  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --durable --data "$root/target/pg-bench" -- "$0" "$@"
+fi
+
+duration=${BENCH_DURATION:-20s}
+clients=${BENCH_CLIENTS:-16 64}
+batch=${BENCH_BATCH:-1000}
+batch_connections=${BENCH_BATCH_CONNECTIONS:-2}
+seconds=${duration%s}
+log() { echo "bench: $*" >&2; }
+fail() { echo "bench: FAILED: $*" >&2; exit 1; }
+
+psql_bin=${PG_BINDIR:+$PG_BINDIR/}psql
+pgbench_bin=${PG_BINDIR:+$PG_BINDIR/}pgbench
+command -v "$psql_bin" >/dev/null || fail "psql not found"
+command -v "$pgbench_bin" >/dev/null || fail "pgbench not found (Debian: postgresql-contrib or postgresql-client)"
+
+log "building the release collector and loadgen"
+cargo build --quiet --release --locked -p collector -p loadgen
+collector=$root/target/release/collector
+loadgen=$root/target/release/loadgen
+
+# A database of its own on the server DATABASE_URL names.
+admin_url=$DATABASE_URL
+bench_url="${admin_url%/*}/agent_bench"
+case "${admin_url##*/}" in *\?*) bench_url="${admin_url%/*}/agent_bench?${admin_url##*\?}" ;; esac
+sql() { "$psql_bin" "$bench_url" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+"$psql_bin" "$admin_url" -XAtq -c 'drop database if exists agent_bench' -c 'create database agent_bench' >/dev/null
+DATABASE_URL=$bench_url "$collector" migrate >/dev/null 2>&1 || fail "collector migrate"
+fsync=$(sql 'show fsync'); synchronous_commit=$(sql 'show synchronous_commit')
+
+export COLLECTOR_SECRET_KEY
+COLLECTOR_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+port=18400
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+DATABASE_URL=$bench_url COLLECTOR_ADDR=127.0.0.1:$port RUST_LOG=warn "$collector" serve \
+  2>"$root/target/bench-collector.log" &
+collector_pid=$!
+cleanup() { kill "$collector_pid" 2>/dev/null || true; wait "$collector_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null || fail "the collector did not become ready (target/bench-collector.log)"
+export BENCH_TOKEN
+BENCH_TOKEN=$("$collector" token --sub bench --ttl 1d)
+
+reset() {
+  sql 'truncate agent_runs, agent_metrics, agent_daily_summaries, agent_metric_daily_summaries restart identity'
+  sql 'checkpoint' >/dev/null
+}
+rows() { sql 'select (select count(*) from agent_runs) || $$ $$ || (select count(*) from agent_metrics)'; }
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+# Peak resident memory of a process since the last reset_peak.
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+peak_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# Checks that the database holds exactly what the load generator was told was stored.
+check_rows() {
+  local what=$1 reports=$2 runs metrics
+  read -r runs metrics <<<"$(rows)"
+  [ "$runs" = "$reports" ] || fail "$what: $reports reports answered as stored, $runs runs in agent_runs"
+  [ "$metrics" = $((reports * 10)) ] || fail "$what: $runs runs but $metrics metric rows (expected $((reports * 10)))"
+}
+
+table=()
+row() { table+=("$(printf '%-34s %9s %11s %8s %8s %9s %7s' "$@")"); }
+row "" "reports/s" "metric r/s" "p50 ms" "p99 ms" "peak RSS" "ratio"
+
+for c in $clients; do
+  reset
+  log "pgbench: $c clients, $duration"
+  out=$("$pgbench_bin" -n -M prepared -c "$c" -j 2 -T "$seconds" -f bench/report.sql "$bench_url" 2>&1) \
+    || { echo "$out" >&2; fail "pgbench"; }
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | tail -n 1)
+  latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
+  done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  check_rows "pgbench" "$done_tx"
+  row "pgbench, $c clients" "${tps%.*}" "$(awk -v t="$tps" 'BEGIN{printf "%.0f", t*10}')" "avg $latency" "" "" ""
+
+  reset
+  reset_peak "$collector_pid"
+  log "collector POST /metrics: $c connections, $duration"
+  out=$("$loadgen" --addr "127.0.0.1:$port" --connections "$c" --duration "$duration")
+  [ "$(field errors "$out")" = none ] || log "errors: $(field errors "$out")"
+  check_rows "collector, $c connections" "$(field reports "$out")"
+  rps=$(field reports_per_s "$out")
+  row "collector, $c connections" "$rps" "$(field metric_rows_per_s "$out")" "$(field p50_ms "$out")" \
+    "$(field p99_ms "$out")" "$(peak_mb "$collector_pid") MB" "$(awk -v a="$rps" -v b="$tps" 'BEGIN{printf "%.2f", a/b}')"
+done
+
+reset
+reset_peak "$collector_pid"
+log "collector POST /metrics/batch: $batch reports a request, $batch_connections connections, $duration"
+out=$("$loadgen" --addr "127.0.0.1:$port" --connections "$batch_connections" --batch "$batch" --duration "$duration")
+[ "$(field errors "$out")" = none ] || log "errors: $(field errors "$out")"
+check_rows "collector batch" "$(field reports "$out")"
+row "batch of $batch, $batch_connections connections" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
+  "$(field p50_ms "$out")" "$(field p99_ms "$out")" "$(peak_mb "$collector_pid") MB" ""
+
+if [ "${BENCH_PEER:-0}" = 1 ]; then
+  for c in $clients; do
+    reset
+    log "FastAPI + SQLAlchemy peer: $c connections, $duration"
+    out=$(bench/peers/run.sh "$bench_url" "$c" "$duration" "$loadgen") || fail "the peer did not run"
+    check_rows "peer, $c connections" "$(field reports "$out")"
+    row "FastAPI peer, $c connections" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
+      "$(field p50_ms "$out")" "$(field p99_ms "$out")" "$(field peak_mb "$out") MB" ""
+  done
+fi
+
+echo
+echo "PostgreSQL $(sql 'show server_version'), fsync=$fsync, synchronous_commit=$synchronous_commit;" \
+  "$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); $duration per row"
+echo "ratio = collector reports/s / pgbench tps at the same client count (one report per transaction)"
+printf '%s\n' "${table[@]}"

@@ -24,7 +24,10 @@ use uuid::Uuid;
 const METRICS_PER_REPORT: u64 = 10;
 
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", about = "Posts run reports to a collector and measures it")]
+#[command(
+    name = "loadgen",
+    about = "Posts run reports to a collector and measures it"
+)]
 struct Args {
     /// The collector's address.
     #[arg(long, default_value = "127.0.0.1:8000")]
@@ -69,9 +72,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|worker| {
             let (addr, token) = (args.addr.clone(), args.token.clone());
             let (agents, batch) = (args.agents, args.batch);
-            tokio::spawn(async move {
-                connection(&addr, &token, worker, agents, batch, deadline).await
-            })
+            tokio::spawn(
+                async move { connection(&addr, &token, worker, agents, batch, deadline).await },
+            )
         })
         .collect();
     let mut total = Tally::default();
@@ -108,7 +111,11 @@ async fn main() -> anyhow::Result<()> {
         percentile(0.50),
         percentile(0.99),
         percentile(1.0),
-        if errors.is_empty() { "none".to_owned() } else { errors.join(",") },
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join(",")
+        },
     );
     Ok(())
 }

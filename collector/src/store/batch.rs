@@ -1,25 +1,25 @@
 //! Group commit: concurrent reports share one transaction.
 //!
-//! Handlers queue their validated run and wait for its outcome. A few batcher tasks each take
-//! whatever is queued (up to [`MAX_BATCH`]) and store it with one `store_runs` call: when the
-//! collector is idle a batch is one run and nothing waits; under load, batches grow while the
-//! previous transaction commits, and the per-transaction cost is shared. Each request is
+//! Handlers queue their validated run and wait for its outcome. One writer task takes whatever
+//! is queued (up to [`MAX_BATCH`]) and stores it with one `store_runs` call: when the collector
+//! is idle a batch is one run and nothing waits; under load, the next batch grows while the
+//! current transaction commits, and the per-transaction cost is shared. Each request is
 //! answered once its batch has committed.
+//!
+//! One writer, not several: concurrent batches would upsert the same summary rows (one per
+//! agent and day) and wait on each other's commits. Measured with bench/run.sh at 64
+//! connections: one writer ~3 800 reports/s, two ~3 300, four ~2 200 (docs/performance.md).
 //!
 //! A run the database refuses fails alone, not its batch-mates
 //! ([`Store::store_runs_isolated`]).
 
-use std::sync::Arc;
-
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, Stored};
 use crate::domain::NewRun;
 
 /// Most runs in one transaction.
 pub const MAX_BATCH: usize = 256;
-/// Transactions in flight at once (each batcher holds one connection while it commits).
-const BATCHERS: usize = 4;
 
 type Reply = oneshot::Sender<Result<Stored, sqlx::Error>>;
 
@@ -30,18 +30,16 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the batcher tasks; they end when every `Batcher` clone is dropped.
+    /// Starts the writer task; it ends when every `Batcher` clone is dropped.
     pub fn start(store: Store) -> Self {
-        let (queue, receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * BATCHERS * 4);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..BATCHERS {
-            let (store, receiver) = (store.clone(), receiver.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = next_batch(&receiver).await {
-                    commit(&store, batch).await;
-                }
-            });
-        }
+        let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            // Waits for one queued run, then takes those queued behind it.
+            while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                commit(&store, std::mem::take(&mut batch)).await;
+            }
+        });
         Self { queue }
     }
 
@@ -54,23 +52,6 @@ impl Batcher {
             .map_err(|_| sqlx::Error::PoolClosed)?;
         outcome.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
-}
-
-/// Waits for one queued run, then takes those queued behind it.
-async fn next_batch(
-    receiver: &Mutex<mpsc::Receiver<(NewRun, Reply)>>,
-) -> Option<Vec<(NewRun, Reply)>> {
-    let mut receiver = receiver.lock().await;
-    let first = receiver.recv().await?;
-    let mut batch = Vec::with_capacity(MAX_BATCH.min(receiver.len() + 1));
-    batch.push(first);
-    while batch.len() < MAX_BATCH {
-        match receiver.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(_) => break,
-        }
-    }
-    Some(batch)
 }
 
 async fn commit(store: &Store, batch: Vec<(NewRun, Reply)>) {

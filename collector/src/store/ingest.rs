@@ -2,18 +2,12 @@
 
 use std::collections::HashMap;
 
-use sea_query::{Expr, ExprTrait, OnConflict, PostgresQueryBuilder, Query};
-use sea_query_sqlx::SqlxBinder;
-use sqlx::{AssertSqlSafe, PgConnection};
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::schema::{AgentMetrics, AgentRuns};
 use super::{Store, is_unavailable};
 use crate::domain::{NewRun, StoredValue};
-
-/// PostgreSQL accepts at most 65 535 bind parameters per statement.
-const RUNS_PER_STATEMENT: usize = 4_000; // × 11 columns
-const METRICS_PER_STATEMENT: usize = 8_000; // × 6 columns
 
 /// What happened to one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +83,7 @@ async fn store_runs_in(
         .map(|(_, run)| run)
         .collect();
 
-    let mut created: HashMap<Uuid, i64> = HashMap::with_capacity(unique.len());
-    for chunk in unique.chunks(RUNS_PER_STATEMENT) {
-        created.extend(insert_runs(conn, chunk).await?);
-    }
+    let created: HashMap<Uuid, i64> = insert_runs(conn, &unique).await?.into_iter().collect();
 
     // Keys that were not inserted belong to runs stored before; ON CONFLICT waited for any
     // concurrent writer of the same key to commit, so this read sees them.
@@ -118,25 +109,14 @@ async fn store_runs_in(
         .iter()
         .filter_map(|run| created.get(&run.run_key).map(|id| (*id, *run)))
         .collect();
-    let metric_rows: Vec<(i64, &NewRun, usize)> = new_runs
-        .iter()
-        .flat_map(|(id, run)| (0..run.metrics.len()).map(move |m| (*id, *run, m)))
-        .collect();
-    for chunk in metric_rows.chunks(METRICS_PER_STATEMENT) {
-        insert_metrics(conn, chunk).await?;
-    }
-
     if !new_runs.is_empty() {
-        let ids: Vec<i64> = new_runs.iter().map(|(id, _)| *id).collect();
-        sqlx::query(UPSERT_DAILY_SUMMARIES)
-            .bind(&ids)
-            .execute(&mut *conn)
-            .await?;
-        if !metric_rows.is_empty() {
-            sqlx::query(UPSERT_METRIC_DAILY_SUMMARIES)
-                .bind(&ids)
-                .execute(&mut *conn)
-                .await?;
+        let metrics = MetricRows::of(&new_runs);
+        if !metrics.run_ids.is_empty() {
+            insert_metrics(conn, &metrics).await?;
+        }
+        upsert_daily_summaries(conn, &new_runs).await?;
+        if metrics.numbers.iter().any(Option::is_some) {
+            upsert_metric_daily_summaries(conn, &metrics).await?;
         }
     }
 
@@ -154,94 +134,118 @@ async fn store_runs_in(
         .collect()
 }
 
+/// One statement for any number of runs: the columns go as arrays, so the statement is prepared
+/// once per connection and PostgreSQL parses no value lists.
+const INSERT_RUNS: &str = r#"
+insert into agent_runs
+    (run_key, agent_name, started_at, finished_at, status, error_message, duration_ms,
+     trigger, scheduled_for, host, metric_count)
+select * from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::int8[], $8::text[], $9::timestamptz[], $10::text[], $11::int4[])
+on conflict (run_key) do nothing
+returning run_key, id
+"#;
+
 async fn insert_runs(
     conn: &mut PgConnection,
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    let mut insert = Query::insert();
-    insert.into_table(AgentRuns::Table).columns([
-        AgentRuns::RunKey,
-        AgentRuns::AgentName,
-        AgentRuns::StartedAt,
-        AgentRuns::FinishedAt,
-        AgentRuns::Status,
-        AgentRuns::ErrorMessage,
-        AgentRuns::DurationMs,
-        AgentRuns::Trigger,
-        AgentRuns::ScheduledFor,
-        AgentRuns::Host,
-        AgentRuns::MetricCount,
-    ]);
-    for run in runs {
-        insert
-            .values([
-                run.run_key.into(),
-                run.agent_name.as_str().into(),
-                run.started_at.into(),
-                run.finished_at.into(),
-                run.status.as_str().into(),
-                run.error_message.clone().into(),
-                run.duration_ms().into(),
-                run.trigger.as_str().into(),
-                run.scheduled_for.into(),
-                run.host.clone().into(),
-                i32::try_from(run.metrics.len()).unwrap_or(i32::MAX).into(),
-            ])
-            .map_err(|e| sqlx::Error::Encode(e.into()))?;
-    }
-    insert
-        .on_conflict(
-            OnConflict::column(AgentRuns::RunKey)
-                .do_nothing()
-                .to_owned(),
-        )
-        .returning(Query::returning().columns([AgentRuns::RunKey, AgentRuns::Id]));
-    let (sql, values) = insert.build_sqlx(PostgresQueryBuilder);
-    sqlx::query_as_with::<_, (Uuid, i64), _>(AssertSqlSafe(sql), values)
+    let keys: Vec<Uuid> = runs.iter().map(|r| r.run_key).collect();
+    let agents: Vec<&str> = runs.iter().map(|r| r.agent_name.as_str()).collect();
+    let started: Vec<DateTime<Utc>> = runs.iter().map(|r| r.started_at).collect();
+    let finished: Vec<DateTime<Utc>> = runs.iter().map(|r| r.finished_at).collect();
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error_message.as_deref()).collect();
+    let durations: Vec<i64> = runs.iter().map(|r| r.duration_ms()).collect();
+    let triggers: Vec<&str> = runs.iter().map(|r| r.trigger.as_str()).collect();
+    let scheduled: Vec<Option<DateTime<Utc>>> = runs.iter().map(|r| r.scheduled_for).collect();
+    let hosts: Vec<Option<&str>> = runs.iter().map(|r| r.host.as_deref()).collect();
+    let counts: Vec<i32> = runs
+        .iter()
+        .map(|r| i32::try_from(r.metrics.len()).unwrap_or(i32::MAX))
+        .collect();
+    sqlx::query_as(INSERT_RUNS)
+        .bind(keys)
+        .bind(agents)
+        .bind(started)
+        .bind(finished)
+        .bind(statuses)
+        .bind(errors)
+        .bind(durations)
+        .bind(triggers)
+        .bind(scheduled)
+        .bind(hosts)
+        .bind(counts)
         .fetch_all(conn)
         .await
 }
 
-async fn insert_metrics(
-    conn: &mut PgConnection,
-    rows: &[(i64, &NewRun, usize)],
-) -> Result<(), sqlx::Error> {
-    let mut insert = Query::insert();
-    insert.into_table(AgentMetrics::Table).columns([
-        AgentMetrics::RunId,
-        AgentMetrics::AgentName,
-        AgentMetrics::MetricName,
-        AgentMetrics::MetricValue,
-        AgentMetrics::MetricText,
-        AgentMetrics::RecordedAt,
-    ]);
-    for (run_id, run, index) in rows {
-        let metric = &run.metrics[*index];
-        let (numeric, text) = match &metric.value {
-            StoredValue::Numeric(literal) => (Some(literal.clone()), None),
-            StoredValue::Text(text) => (None, Some(text.clone())),
+/// The metrics of a batch's new runs, column by column, as the statements below bind them.
+struct MetricRows<'a> {
+    run_ids: Vec<i64>,
+    agents: Vec<&'a str>,
+    names: Vec<&'a str>,
+    /// The decimal literal as sent, for numeric values.
+    numbers: Vec<Option<&'a str>>,
+    texts: Vec<Option<&'a str>>,
+    recorded_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> MetricRows<'a> {
+    fn of(runs: &[(i64, &'a NewRun)]) -> Self {
+        let rows = runs.iter().map(|(_, run)| run.metrics.len()).sum();
+        let mut columns = Self {
+            run_ids: Vec::with_capacity(rows),
+            agents: Vec::with_capacity(rows),
+            names: Vec::with_capacity(rows),
+            numbers: Vec::with_capacity(rows),
+            texts: Vec::with_capacity(rows),
+            recorded_at: Vec::with_capacity(rows),
         };
-        insert
-            .values([
-                (*run_id).into(),
-                run.agent_name.as_str().into(),
-                metric.name.clone().into(),
-                // Sent as text and cast by PostgreSQL, so the decimal is stored exactly.
-                Expr::val(numeric).cast_as("numeric"),
-                text.into(),
-                run.finished_at.into(),
-            ])
-            .map_err(|e| sqlx::Error::Encode(e.into()))?;
+        for (run_id, run) in runs {
+            for metric in &run.metrics {
+                let (number, text) = match &metric.value {
+                    StoredValue::Numeric(literal) => (Some(literal.as_str()), None),
+                    StoredValue::Text(text) => (None, Some(text.as_str())),
+                };
+                columns.run_ids.push(*run_id);
+                columns.agents.push(run.agent_name.as_str());
+                columns.names.push(metric.name.as_str());
+                columns.numbers.push(number);
+                columns.texts.push(text);
+                columns.recorded_at.push(run.finished_at);
+            }
+        }
+        columns
     }
-    let (sql, values) = insert.build_sqlx(PostgresQueryBuilder);
-    sqlx::query_with(AssertSqlSafe(sql), values)
+}
+
+/// Numbers travel as text and are cast by PostgreSQL, so each decimal is stored exactly as sent.
+const INSERT_METRICS: &str = r#"
+insert into agent_metrics (run_id, agent_name, metric_name, metric_value, metric_text, recorded_at)
+select * from unnest($1::int8[], $2::text[], $3::text[], $4::text[]::numeric[], $5::text[],
+                     $6::timestamptz[])
+"#;
+
+async fn insert_metrics(conn: &mut PgConnection, rows: &MetricRows<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT_METRICS)
+        .bind(&rows.run_ids)
+        .bind(&rows.agents)
+        .bind(&rows.names)
+        .bind(&rows.numbers)
+        .bind(&rows.texts)
+        .bind(&rows.recorded_at)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Adds the runs with ids `$1` to their agent's summary for the UTC day they started.
-/// Rows are upserted in key order, so concurrent batches cannot deadlock on them.
+// The summaries are computed from the batch itself, never by reading back the rows just
+// written: a read-back's prepared plan is chosen before the tables have statistics, and a
+// sequential scan there grows with the table.
+
+/// Adds new runs to their agent's summary for the UTC day they started. Rows are upserted in
+/// key order, so concurrent batches cannot deadlock on them.
 const UPSERT_DAILY_SUMMARIES: &str = r#"
 insert into agent_daily_summaries as s
     (agent_name, day, run_count, success_count, failure_count, total_duration_ms,
@@ -257,8 +261,8 @@ select agent_name,
        max(started_at),
        (array_agg(status order by started_at desc, id desc))[1],
        max(started_at) filter (where status = 'success')
-from agent_runs
-where id = any($1)
+from unnest($1::int8[], $2::text[], $3::timestamptz[], $4::text[], $5::int8[])
+     as r (id, agent_name, started_at, status, duration_ms)
 group by 1, 2
 order by 1, 2
 on conflict (agent_name, day) do update set
@@ -275,7 +279,28 @@ on conflict (agent_name, day) do update set
     updated_at        = now()
 "#;
 
-/// Adds the numeric metrics of the runs with ids `$1` to the per-metric daily aggregates.
+async fn upsert_daily_summaries(
+    conn: &mut PgConnection,
+    runs: &[(i64, &NewRun)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = runs.iter().map(|(id, _)| *id).collect();
+    let agents: Vec<&str> = runs.iter().map(|(_, r)| r.agent_name.as_str()).collect();
+    let started: Vec<DateTime<Utc>> = runs.iter().map(|(_, r)| r.started_at).collect();
+    let statuses: Vec<&str> = runs.iter().map(|(_, r)| r.status.as_str()).collect();
+    let durations: Vec<i64> = runs.iter().map(|(_, r)| r.duration_ms()).collect();
+    sqlx::query(UPSERT_DAILY_SUMMARIES)
+        .bind(ids)
+        .bind(agents)
+        .bind(started)
+        .bind(statuses)
+        .bind(durations)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds the numeric metrics of new runs to the per-metric daily aggregates. The last value is
+/// the one recorded last, and among equals the one stored last (run id, then position).
 const UPSERT_METRIC_DAILY_SUMMARIES: &str = r#"
 insert into agent_metric_daily_summaries as s
     (agent_name, metric_name, day, value_count, value_sum, value_min, value_max,
@@ -284,13 +309,15 @@ select agent_name,
        metric_name,
        (recorded_at at time zone 'UTC')::date,
        count(*),
-       sum(metric_value),
-       min(metric_value),
-       max(metric_value),
-       (array_agg(metric_value order by recorded_at desc, id desc))[1],
+       sum(value),
+       min(value),
+       max(value),
+       (array_agg(value order by recorded_at desc, run_id desc, position desc))[1],
        max(recorded_at)
-from agent_metrics
-where run_id = any($1) and metric_value is not null
+from (select run_id, agent_name, metric_name, literal::numeric as value, recorded_at, position
+      from unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+           with ordinality as m (run_id, agent_name, metric_name, literal, recorded_at, position)
+      where literal is not null) as numeric_metrics
 group by 1, 2, 3
 order by 1, 2, 3
 on conflict (agent_name, metric_name, day) do update set
@@ -303,3 +330,18 @@ on conflict (agent_name, metric_name, day) do update set
     last_recorded_at = greatest(s.last_recorded_at, excluded.last_recorded_at),
     updated_at       = now()
 "#;
+
+async fn upsert_metric_daily_summaries(
+    conn: &mut PgConnection,
+    rows: &MetricRows<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(UPSERT_METRIC_DAILY_SUMMARIES)
+        .bind(&rows.run_ids)
+        .bind(&rows.agents)
+        .bind(&rows.names)
+        .bind(&rows.numbers)
+        .bind(&rows.recorded_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

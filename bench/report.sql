@@ -1,6 +1,7 @@
 -- PostgreSQL's own rate for the collector's work, one report per transaction (pgbench -M prepared):
--- the run, its 10 metrics (8 numbers, 2 strings) and both daily-summary upserts, written as
--- collector/src/store/ingest.rs writes them. Keep the two in step.
+-- the run, its 10 metrics (8 numbers, 2 strings) and both daily-summary upserts computed from the
+-- report's own values, as collector/src/store/ingest.rs does for a batch. Keep the two in step.
+-- Run it with -M prepared: the variables travel as parameters, not as quoted text.
 \set agent random(0, 19)
 BEGIN;
 INSERT INTO agent_runs (run_key, agent_name, started_at, finished_at, status, error_message,
@@ -8,25 +9,23 @@ INSERT INTO agent_runs (run_key, agent_name, started_at, finished_at, status, er
 VALUES (gen_random_uuid(), 'bench_agent_' || lpad(:agent::text, 2, '0'),
         now() - interval '1500 ms', now(), 'success', NULL, 1500, 'api', NULL, NULL, 10)
 ON CONFLICT (run_key) DO NOTHING
-RETURNING id AS run_id \gset
+RETURNING id AS run_id, agent_name, finished_at \gset
 INSERT INTO agent_metrics (run_id, agent_name, metric_name, metric_value, metric_text, recorded_at)
-SELECT :run_id, agent_name, m.name, m.value::numeric, m.text, finished_at
-FROM agent_runs,
-     (VALUES ('items_processed', '42', NULL), ('errors', '0', NULL), ('duration_ms', '1500', NULL),
-             ('tokens_in', '1234', NULL), ('tokens_out', '567', NULL), ('cost_usd', '0.0123', NULL),
-             ('retries', '1', NULL), ('score', '0.87', NULL), ('status', NULL, 'ok'),
-             ('model', NULL, 'llama-3.1-8b')) AS m (name, value, text)
-WHERE id = :run_id;
+VALUES (:run_id, :agent_name, 'items_processed', '42', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'errors', '0', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'duration_ms', '1500', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'tokens_in', '1234', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'tokens_out', '567', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'cost_usd', '0.0123', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'retries', '1', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'score', '0.87', NULL, :finished_at::timestamptz),
+       (:run_id, :agent_name, 'status', NULL, 'ok', :finished_at::timestamptz),
+       (:run_id, :agent_name, 'model', NULL, 'llama-3.1-8b', :finished_at::timestamptz);
 INSERT INTO agent_daily_summaries AS s
     (agent_name, day, run_count, success_count, failure_count, total_duration_ms,
      min_duration_ms, max_duration_ms, last_run_at, last_status, last_success_at)
-SELECT agent_name, (started_at AT TIME ZONE 'UTC')::date, count(*),
-       count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'failed'),
-       coalesce(sum(duration_ms), 0), min(duration_ms), max(duration_ms), max(started_at),
-       (array_agg(status ORDER BY started_at DESC, id DESC))[1],
-       max(started_at) FILTER (WHERE status = 'success')
-FROM agent_runs WHERE id = ANY (ARRAY[:run_id]::bigint[])
-GROUP BY 1, 2 ORDER BY 1, 2
+VALUES (:agent_name, (now() AT TIME ZONE 'UTC')::date, 1, 1, 0, 1500, 1500, 1500,
+        now() - interval '1500 ms', 'success', now() - interval '1500 ms')
 ON CONFLICT (agent_name, day) DO UPDATE SET
     run_count = s.run_count + excluded.run_count,
     success_count = s.success_count + excluded.success_count,
@@ -42,11 +41,12 @@ ON CONFLICT (agent_name, day) DO UPDATE SET
 INSERT INTO agent_metric_daily_summaries AS s
     (agent_name, metric_name, day, value_count, value_sum, value_min, value_max,
      last_value, last_recorded_at)
-SELECT agent_name, metric_name, (recorded_at AT TIME ZONE 'UTC')::date, count(*),
-       sum(metric_value), min(metric_value), max(metric_value),
-       (array_agg(metric_value ORDER BY recorded_at DESC, id DESC))[1], max(recorded_at)
-FROM agent_metrics WHERE run_id = ANY (ARRAY[:run_id]::bigint[]) AND metric_value IS NOT NULL
-GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+SELECT :agent_name, name, (now() AT TIME ZONE 'UTC')::date, 1, value, value, value, value,
+       :finished_at::timestamptz
+FROM (VALUES ('cost_usd', 0.0123), ('duration_ms', 1500), ('errors', 0), ('items_processed', 42),
+             ('retries', 1), ('score', 0.87), ('tokens_in', 1234), ('tokens_out', 567))
+     AS m (name, value)
+ORDER BY 1, 2
 ON CONFLICT (agent_name, metric_name, day) DO UPDATE SET
     value_count = s.value_count + excluded.value_count,
     value_sum = s.value_sum + excluded.value_sum,

@@ -105,8 +105,19 @@ impl SchedulerProcess {
         schedule: &Path,
         spool: &Path,
     ) -> Self {
+        Self::start_with_args(collector_url, token, schedule, spool, &[]).await
+    }
+
+    pub(crate) async fn start_with_args(
+        collector_url: &str,
+        token: &str,
+        schedule: &Path,
+        spool: &Path,
+        args: &[&str],
+    ) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("COLLECTOR_URL", collector_url)

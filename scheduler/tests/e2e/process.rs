@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::helpers::{Platform, outcomes, runs_of, wait_for};
+use crate::helpers::{
+    Platform, SchedulerProcess, http, outcomes, runs_of, spool_files, wait_for, write_schedule,
+};
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
@@ -175,7 +177,11 @@ async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPo
                 .json()
                 .await
                 .unwrap();
-            jobs["jobs"][0]["last_run"]["status"] == "success"
+            jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|job| job["agent"] == "hello" && job["last_run"]["status"] == "success")
         }
     })
     .await;
@@ -282,4 +288,56 @@ async fn health_says_when_the_spool_cannot_be_written(pool: PgPool) {
     let (status, logs) = scheduler.terminate().await;
     assert!(status.success());
     assert!(logs.contains("the spool cannot be written"), "{logs}");
+}
+
+#[tokio::test]
+async fn serve_no_push_runs_jobs_delivers_nothing_and_measures_fire_lateness() {
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(dir.path(), "[agents.hello]\ncron = \"* * * * * *\"\n");
+    let spool = dir.path().join("spool");
+    // No collector anywhere, and no token: --no-push needs neither.
+    let scheduler = SchedulerProcess::start_with_args(
+        "http://127.0.0.1:9",
+        "",
+        &schedule,
+        &spool,
+        &["serve", "--no-push"],
+    )
+    .await;
+    let base = scheduler.status_url.clone();
+
+    wait_for("two hello runs", Duration::from_secs(10), || async {
+        let jobs: serde_json::Value = http()
+            .get(format!("{base}/jobs"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|job| job["agent"] == "hello" && job["last_run"]["status"] == "success")
+    })
+    .await;
+    let prometheus = http()
+        .get(format!("{base}/prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (status, logs) = scheduler.terminate().await;
+
+    assert!(status.success(), "{logs}");
+    assert!(
+        prometheus.contains("scheduler_fire_lateness_seconds_count"),
+        "{prometheus}"
+    );
+    assert!(logs.contains("not delivered to the collector"), "{logs}");
+    assert!(!logs.contains("REPORT LOST"), "{logs}");
+    assert_eq!(spool_files(&spool), 0, "nothing was spooled");
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The dashboard's queries at volume: every query of docs/dashboard.md against 1 million runs and
+# 10 million agent_metrics rows (20 agents, 90 days, generated with generate_series), each run
+# repeatedly with pgbench; prints p50/p99 per query and writes the plans to
+# target/bench-dashboard-plans.txt.
+#
+#   bench/dashboard.sh        DATABASE_URL when set, else a throwaway cluster
+#   BENCH_RUNS=1000000 (metrics are 10 per run)   BENCH_QUERY_TIME=5 (seconds per query)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
+  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
+  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --data "$root/target/pg-dashboard" -- "$0" "$@"
+fi
+
+runs=${BENCH_RUNS:-1000000}
+query_time=${BENCH_QUERY_TIME:-5}
+log() { echo "dashboard: $*" >&2; }
+fail() { echo "dashboard: FAILED: $*" >&2; exit 1; }
+psql_bin=${PG_BINDIR:+$PG_BINDIR/}psql
+pgbench_bin=${PG_BINDIR:+$PG_BINDIR/}pgbench
+
+cargo build --quiet --release --locked -p collector
+admin_url=$DATABASE_URL
+url="${admin_url%/*}/agent_dashboard_bench"
+case "${admin_url##*/}" in *\?*) url="${admin_url%/*}/agent_dashboard_bench?${admin_url##*\?}" ;; esac
+sql() { "$psql_bin" "$url" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+"$psql_bin" "$admin_url" -XAtq -c 'drop database if exists agent_dashboard_bench' -c 'create database agent_dashboard_bench' >/dev/null
+DATABASE_URL=$url target/release/collector migrate >/dev/null 2>&1 || fail "collector migrate"
+
+log "generating $runs runs and $((runs * 10)) metric rows (indexes rebuilt after the load)"
+started=$(date +%s)
+sql -v runs="$runs" <<'SQL'
+SET maintenance_work_mem = '512MB';
+-- The migration's secondary indexes, dropped for the load and rebuilt from their definitions.
+CREATE TEMP TABLE saved_indexes AS
+  SELECT indexname, indexdef FROM pg_indexes
+  WHERE tablename IN ('agent_runs', 'agent_metrics') AND indexname NOT LIKE '%_pkey'
+    AND indexname NOT LIKE '%run_key%';
+DO $$ DECLARE i record; BEGIN
+  FOR i IN SELECT indexname FROM saved_indexes LOOP EXECUTE format('DROP INDEX %I', i.indexname); END LOOP;
+END $$;
+
+-- One run every 90 days / :runs, newest now; 20 agents, one of them `hello`; about 2% failed.
+INSERT INTO agent_runs (run_key, agent_name, started_at, finished_at, status, error_message,
+                        duration_ms, trigger, host, metric_count, received_at)
+SELECT gen_random_uuid(),
+       CASE WHEN i % 20 = 0 THEN 'hello' ELSE 'agent_' || lpad((i % 20)::text, 2, '0') END,
+       t, t + d * interval '1 ms',
+       CASE WHEN i % 53 = 0 THEN 'failed' ELSE 'success' END,
+       CASE WHEN i % 53 = 0 THEN 'timed out after 30s' END,
+       d, 'schedule', 'bench', 10, t + d * interval '1 ms'
+FROM generate_series(1, :runs) AS i,
+     LATERAL (SELECT now() - (:runs - i) * (interval '90 days' / :runs) AS t,
+                     500 + (i::bigint * 7919) % 5000 AS d) AS v;
+
+-- Ten metrics per run: eight numbers (the first is `greeting_chars`) and two strings.
+INSERT INTO agent_metrics (run_id, agent_name, metric_name, metric_value, metric_text, recorded_at)
+SELECT r.id, r.agent_name,
+       CASE g WHEN 1 THEN 'greeting_chars' WHEN 9 THEN 'status' WHEN 10 THEN 'model'
+              ELSE 'metric_' || g END,
+       CASE WHEN g <= 8 THEN ((r.id * g * 7919) % 100000) / 100.0 END,
+       CASE g WHEN 9 THEN 'ok' WHEN 10 THEN 'llama-3.1-8b' END,
+       r.finished_at
+FROM agent_runs r, generate_series(1, 10) AS g;
+
+DO $$ DECLARE i record; BEGIN
+  FOR i IN SELECT indexdef FROM saved_indexes LOOP EXECUTE i.indexdef; END LOOP;
+END $$;
+
+INSERT INTO agent_daily_summaries
+    (agent_name, day, run_count, success_count, failure_count, total_duration_ms,
+     min_duration_ms, max_duration_ms, last_run_at, last_status, last_success_at)
+SELECT agent_name, (started_at AT TIME ZONE 'UTC')::date, count(*),
+       count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'failed'),
+       sum(duration_ms), min(duration_ms), max(duration_ms), max(started_at),
+       (array_agg(status ORDER BY started_at DESC))[1],
+       max(started_at) FILTER (WHERE status = 'success')
+FROM agent_runs GROUP BY 1, 2;
+
+INSERT INTO agent_metric_daily_summaries
+    (agent_name, metric_name, day, value_count, value_sum, value_min, value_max, last_value,
+     last_recorded_at)
+SELECT agent_name, metric_name, (recorded_at AT TIME ZONE 'UTC')::date, count(*),
+       sum(metric_value), min(metric_value), max(metric_value),
+       (array_agg(metric_value ORDER BY recorded_at DESC))[1], max(recorded_at)
+FROM agent_metrics WHERE metric_value IS NOT NULL GROUP BY 1, 2, 3;
+
+VACUUM ANALYZE;
+SQL
+log "generated in $(( $(date +%s) - started )) s: $(sql -c 'select count(*) from agent_metrics') metric rows"
+
+# Every ```sql block of docs/dashboard.md, one file each.
+work=$root/target/bench-dashboard
+rm -rf "$work"; mkdir -p "$work"
+awk -v dir="$work" '/^```sql$/ {n++; f=sprintf("%s/q%02d.sql", dir, n); inside=1; next}
+                   /^```/ {inside=0} inside {print > f}' docs/dashboard.md
+plans=$root/target/bench-dashboard-plans.txt
+: >"$plans"
+table=()
+for file in "$work"/q*.sql; do
+  query=$(tr '\n' ' ' <"$file" | sed 's/  */ /g; s/ *$//')
+  (cd "$work" && "$pgbench_bin" -n -M prepared -c 1 -T "$query_time" -f "$file" -l --log-prefix=lat "$url" >/dev/null 2>&1) \
+    || fail "pgbench on: $query"
+  read -r count p50 p99 < <(cat "$work"/lat.* | awk '{print $3}' | sort -n |
+    awk '{v[NR]=$1} END {a=int(NR*0.5); if (a<1) a=1; b=int(NR*0.99); if (b<1) b=1;
+                         printf "%d %.2f %.2f\n", NR, v[a]/1000, v[b]/1000}')
+  rm -f "$work"/lat.*
+  { echo "-- $query"; sql -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) $(cat "$file")"; echo; } >>"$plans"
+  access=$(sql -c "EXPLAIN (COSTS OFF) $(cat "$file")" | grep -oE '(Index Only Scan|Index Scan|Bitmap Index Scan|Seq Scan)( Backward)? (using|on) [a-z_]+' | sort -u | paste -sd ';' -)
+  table+=("$(printf '%8s %8s %7s  %s\n      %s' "$p50" "$p99" "$count" "${query:0:110}" "$access")")
+done
+
+echo
+echo "PostgreSQL $(sql -c 'show server_version'); $(sql -c 'select count(*) from agent_runs') runs," \
+  "$(sql -c 'select count(*) from agent_metrics') agent_metrics rows; $(nproc) cores; ${query_time}s per query"
+printf '%8s %8s %7s  %s\n' "p50 ms" "p99 ms" "runs" "query (plan: $plans)"
+printf '%s\n' "${table[@]}"

@@ -104,11 +104,17 @@ fn format_duration(duration: Duration) -> String {
 
 /// The machine's name, for the report's `host`.
 pub fn hostname() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().chars().take(255).collect::<String>())
-        .filter(|h| !h.is_empty())
+    // Read once: it is asked for every run, and it does not change under a running process.
+    static HOSTNAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOSTNAME
+        .get_or_init(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().chars().take(255).collect::<String>())
+                .filter(|h| !h.is_empty())
+        })
+        .clone()
 }
 
 #[cfg(test)]

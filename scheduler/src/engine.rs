@@ -6,17 +6,17 @@
 //!   that ticks missed while the scheduler was down are handled by the job's misfire policy. A
 //!   slightly stale value can only re-fire a slot already run, whose `run_key` (derived from the
 //!   slot) the collector stores once;
-//! - `running/<run_key>.json`: a run not yet delivered or spooled: while the agent runs, a
-//!   "failed: interrupted" report, replaced by the real one when it finishes and removed once
-//!   that is delivered or spooled. Whatever a killed scheduler leaves there is delivered on the
-//!   next start, so a run neither vanishes nor is lost between finishing and being spooled.
+//! - `runs.journal` ([`Journal`]): every run not yet delivered or spooled, with its current
+//!   report: while the agent runs, a "failed: interrupted" one, replaced by the real one when it
+//!   finishes. What a killed scheduler leaves there is delivered on the next start, so a run
+//!   neither vanishes nor is lost between finishing and being spooled.
 //!
 //! Neither is fsynced: they must survive the process dying, which the page cache does; the
 //! spool's reports, which must survive the machine, are.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use agent_sdk::client::{Deliverer, Outcome, Spool};
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::journal::Journal;
 use crate::schedule::{ConcurrencyPolicy, Job, MisfirePolicy};
 
 /// How stale a job's recorded last fire may get.
@@ -81,6 +82,8 @@ struct Inner {
     /// `None` when delivery is off (`serve --no-push`): runs are logged only.
     deliverer: Option<Deliverer>,
     state_dir: PathBuf,
+    /// Opened by [`Engine::start`].
+    journal: OnceLock<Journal>,
     /// Stops firing.
     stop_firing: CancellationToken,
     /// Cancels running agents (after the shutdown grace).
@@ -140,6 +143,7 @@ impl Engine {
             permits: Arc::new(Semaphore::new(max_concurrent_runs)),
             deliverer,
             state_dir,
+            journal: OnceLock::new(),
             stop_firing: CancellationToken::new(),
             stop_runs: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -148,8 +152,9 @@ impl Engine {
 
     /// Reports runs a previous process left unfinished, then starts every enabled job's clock.
     pub async fn start(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.running_dir())?;
-        self.report_interrupted_runs().await;
+        let (journal, left) = Journal::open(&self.0.state_dir.join("runs.journal"))?;
+        let journal = self.0.journal.get_or_init(|| journal).clone();
+        self.report_interrupted_runs(&journal, left).await;
         for state in &self.0.jobs {
             if state.job.enabled {
                 let engine = self.clone();
@@ -210,10 +215,6 @@ impl Engine {
             self.0.stop_runs.cancel();
             self.0.tracker.wait().await;
         }
-    }
-
-    fn running_dir(&self) -> PathBuf {
-        self.0.state_dir.join("running")
     }
 
     /// One job's clock: sleep until the next slot, fire, repeat.
@@ -344,7 +345,7 @@ impl Engine {
             () = ctx.cancelled() => None,
         };
         let placeholder = interrupted_report(&ctx, Utc::now());
-        self.write_marker(&placeholder).await;
+        self.journal(&placeholder).await;
 
         let mut attempt = 0;
         let started = Utc::now();
@@ -385,24 +386,14 @@ impl Engine {
                 *error = format!("after {} attempts: {error}", attempt + 1);
             }
         }
-        // From here until it is delivered or spooled, the marker holds the real report.
-        self.write_marker(&report).await;
+        // From here until it is delivered or spooled, the journal holds the real report.
+        self.journal(&report).await;
         report
     }
 
-    fn marker_path(&self, report: &RunReport) -> PathBuf {
-        let key = report.run_key.map(|k| k.to_string()).unwrap_or_default();
-        self.running_dir().join(format!("{key}.json"))
-    }
-
-    async fn write_marker(&self, report: &RunReport) {
-        let path = self.marker_path(report);
-        let Ok(bytes) = serde_json::to_vec(report) else {
-            return;
-        };
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
-        if let Err(err) = written.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
-            tracing::error!(error = %err, "cannot record a run in progress (it would not be reported if the scheduler died now)");
+    async fn journal(&self, report: &RunReport) {
+        if let Some(journal) = self.0.journal.get() {
+            journal.record(report).await;
         }
     }
 
@@ -440,7 +431,9 @@ impl Engine {
         // The agent is done: the job may fire again while its report is being delivered.
         lock(&state.running).remove(&run_key);
         self.deliver(&report).await;
-        let _ = std::fs::remove_file(self.marker_path(&report));
+        if let (Some(journal), Some(key)) = (self.0.journal.get(), report.run_key) {
+            journal.done(key);
+        }
     }
 
     async fn deliver(&self, report: &RunReport) {
@@ -462,23 +455,38 @@ impl Engine {
         }
     }
 
-    /// Markers left by a process that died: the runs it had not delivered or spooled, as
-    /// finished reports, or as failed ("interrupted") if they were still running.
-    async fn report_interrupted_runs(&self) {
-        let Ok(entries) = std::fs::read_dir(self.running_dir()) else {
-            return;
+    /// Delivers the runs a process that died left in the journal: finished reports, or failed
+    /// ("interrupted") ones if they were still running.
+    async fn report_interrupted_runs(&self, journal: &Journal, left: Vec<RunReport>) {
+        let legacy = self.legacy_markers(journal).await;
+        for report in left.into_iter().chain(legacy) {
+            tracing::warn!(agent = %report.agent_name, run_key = ?report.run_key, error = report.error.as_deref().unwrap_or_default(), "the previous scheduler process left this run undelivered: delivering it");
+            self.deliver(&report).await;
+            if let Some(key) = report.run_key {
+                journal.done(key);
+            }
+        }
+    }
+
+    /// The one-file-per-run markers (`state/running/`) of versions before the journal, moved
+    /// into the journal.
+    async fn legacy_markers(&self, journal: &Journal) -> Vec<RunReport> {
+        let dir = self.0.state_dir.join("running");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
         };
+        let mut reports = Vec::new();
         for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            let report = std::fs::read(&path)
+            let report = std::fs::read(entry.path())
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<RunReport>(&bytes).ok());
             if let Some(report) = report {
-                tracing::warn!(agent = %report.agent_name, run_key = ?report.run_key, error = report.error.as_deref().unwrap_or_default(), "the previous scheduler process left this run undelivered: delivering it");
-                self.deliver(&report).await;
+                journal.record(&report).await;
+                reports.push(report);
             }
-            let _ = std::fs::remove_file(&path);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+        reports
     }
 }
 

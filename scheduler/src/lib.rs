@@ -3,6 +3,7 @@
 
 pub mod cron;
 pub mod engine;
+pub mod journal;
 pub mod schedule;
 pub mod settings;
 pub mod status;

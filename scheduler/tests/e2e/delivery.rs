@@ -113,11 +113,9 @@ async fn a_run_interrupted_by_a_killed_scheduler_is_reported_failed_on_restart(p
     );
     let mut scheduler =
         SchedulerProcess::start(&collector.url(), &collector.token, &schedule, &spool).await;
-    let running = spool.join("state").join("running");
+    let journal = spool.join("state").join("runs.journal");
     wait_for("a run in progress", Duration::from_secs(10), || async {
-        std::fs::read_dir(&running)
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
+        std::fs::read_to_string(&journal).is_ok_and(|text| text.contains("long_job"))
     })
     .await;
     scheduler.child.kill().await.unwrap(); // SIGKILL: no chance to clean up

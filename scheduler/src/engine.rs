@@ -2,10 +2,10 @@
 //! in flight, timeouts, retries, delivery, and a clean stop.
 //!
 //! State kept in `<spool>/state/` makes two promises hold across restarts:
-//! - `<job>.last-fire`: the last slot fired (written at most once a minute, and on stop), so
-//!   that ticks missed while the scheduler was down are handled by the job's misfire policy. A
-//!   slightly stale value can only re-fire a slot already run, whose `run_key` (derived from the
-//!   slot) the collector stores once;
+//! - `last-fires.json`: each job's last slot fired (one file for all jobs, written once a
+//!   minute and on stop), so that ticks missed while the scheduler was down are handled by the
+//!   job's misfire policy. A slightly stale value can only re-fire a slot already run, whose
+//!   `run_key` (derived from the slot) the collector stores once;
 //! - `runs.journal` ([`Journal`]): every run not yet delivered or spooled, with its current
 //!   report: while the agent runs, a "failed: interrupted" one, replaced by the real one when it
 //!   finishes. What a killed scheduler leaves there is delivered on the next start, so a run
@@ -32,8 +32,8 @@ use uuid::Uuid;
 use crate::journal::Journal;
 use crate::schedule::{ConcurrencyPolicy, Job, MisfirePolicy};
 
-/// How stale a job's recorded last fire may get.
-const LAST_FIRE_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// How stale the recorded last fires may get.
+const SAVE_LAST_FIRES_EVERY: Duration = Duration::from_secs(60);
 
 /// Run keys of scheduled runs are derived from (job, slot): two scheduler replicas firing the
 /// same slot produce the same key, and the collector stores the run once.
@@ -74,6 +74,8 @@ struct JobState {
     status: Mutex<JobStatus>,
     /// Runs in progress: their cancellation and why it was used.
     running: Mutex<HashMap<Uuid, (CancellationToken, Option<CancelReason>)>>,
+    /// The last slot fired (or skipped as a misfire), as `last-fires.json` keeps it.
+    last_fire: Mutex<Option<DateTime<Utc>>>,
 }
 
 struct Inner {
@@ -135,6 +137,7 @@ impl Engine {
                     }),
                     job,
                     running: Mutex::new(HashMap::new()),
+                    last_fire: Mutex::new(None),
                 })
             })
             .collect();
@@ -155,6 +158,16 @@ impl Engine {
         let (journal, left) = Journal::open(&self.0.state_dir.join("runs.journal"))?;
         let journal = self.0.journal.get_or_init(|| journal).clone();
         self.report_interrupted_runs(&journal, left).await;
+        self.load_last_fires();
+        let engine = self.clone();
+        self.0.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(SAVE_LAST_FIRES_EVERY) => engine.save_last_fires().await,
+                    () = engine.0.stop_firing.cancelled() => break,
+                }
+            }
+        });
         for state in &self.0.jobs {
             if state.job.enabled {
                 let engine = self.clone();
@@ -215,13 +228,14 @@ impl Engine {
             self.0.stop_runs.cancel();
             self.0.tracker.wait().await;
         }
+        self.save_last_fires().await;
     }
 
     /// One job's clock: sleep until the next slot, fire, repeat.
     async fn clock(&self, state: Arc<JobState>) {
         let job = &state.job;
-        let mut after = Utc::now();
-        if let Some(missed) = self.missed_slot(job, after) {
+        let after = Utc::now();
+        if let Some(missed) = self.missed_slot(&state, after) {
             match job.misfire {
                 MisfirePolicy::RunOnce => {
                     tracing::info!(job = %job.name, slot = %missed, "ticks were missed while the scheduler was down: running once");
@@ -229,12 +243,11 @@ impl Engine {
                 }
                 MisfirePolicy::Skip => {
                     tracing::info!(job = %job.name, slot = %missed, "ticks were missed while the scheduler was down: skipped (misfire_policy = skip)");
+                    *lock(&state.last_fire) = Some(missed);
                 }
             }
-            self.remember_fire(job, missed).await;
         }
-        let mut remembered: Option<DateTime<Utc>> = None;
-        let mut fired: Option<DateTime<Utc>> = None;
+        let mut after = after;
         loop {
             let Some(next) = job.cron.next_after(after) else {
                 tracing::warn!(job = %job.name, "the schedule has no future fire time");
@@ -249,27 +262,18 @@ impl Engine {
             let lateness = (Utc::now() - next).as_seconds_f64().max(0.0);
             metrics::histogram!("scheduler_fire_lateness_seconds").record(lateness);
             self.fire(&state, next);
-            fired = Some(next);
-            if remembered.is_none_or(|r| next - r >= LAST_FIRE_EVERY) {
-                self.remember_fire(job, next).await;
-                remembered = Some(next);
-            }
             after = next;
-        }
-        if let Some(last) = fired.filter(|f| Some(*f) != remembered) {
-            self.remember_fire(job, last).await;
         }
     }
 
     /// The latest slot between the last recorded fire and now, if any was missed.
-    fn missed_slot(&self, job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let text = std::fs::read_to_string(self.last_fire_path(job)).ok()?;
-        let last: DateTime<Utc> = text.trim().parse().ok()?;
+    fn missed_slot(&self, state: &JobState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let last = (*lock(&state.last_fire))?;
         let mut missed = None;
         let mut cursor = last;
         // Bounded: a per-second job down for a day has 86 400 slots; only the latest matters.
         for _ in 0..100_000 {
-            match job.cron.next_after(cursor) {
+            match state.job.cron.next_after(cursor) {
                 Some(slot) if slot <= now => {
                     missed = Some(slot);
                     cursor = slot;
@@ -280,22 +284,49 @@ impl Engine {
         missed
     }
 
-    fn last_fire_path(&self, job: &Job) -> PathBuf {
-        self.0.state_dir.join(format!("{}.last-fire", job.name))
+    fn last_fires_path(&self) -> PathBuf {
+        self.0.state_dir.join("last-fires.json")
     }
 
-    async fn remember_fire(&self, job: &Job, slot: DateTime<Utc>) {
-        let path = self.last_fire_path(job);
-        let text = slot.to_rfc3339();
-        let written =
-            tokio::task::spawn_blocking(move || write_atomically(&path, text.as_bytes())).await;
+    /// Reads `last-fires.json`, and the one-file-per-job `<job>.last-fire` of earlier versions.
+    fn load_last_fires(&self) {
+        let saved: HashMap<String, DateTime<Utc>> = std::fs::read(self.last_fires_path())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        for state in &self.0.jobs {
+            let legacy = || {
+                let path = self
+                    .0
+                    .state_dir
+                    .join(format!("{}.last-fire", state.job.name));
+                std::fs::read_to_string(path).ok()?.trim().parse().ok()
+            };
+            *lock(&state.last_fire) = saved.get(&state.job.name).copied().or_else(legacy);
+        }
+    }
+
+    /// Writes every job's last fire to `last-fires.json` (whole or not at all).
+    async fn save_last_fires(&self) {
+        let fires: HashMap<&str, DateTime<Utc>> = self
+            .0
+            .jobs
+            .iter()
+            .filter_map(|s| Some((s.job.name.as_str(), (*lock(&s.last_fire))?)))
+            .collect();
+        let Ok(bytes) = serde_json::to_vec(&fires) else {
+            return;
+        };
+        let path = self.last_fires_path();
+        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
         if let Err(err) = written.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
-            tracing::error!(job = %job.name, error = %err, "cannot record the last fire time (misfire handling after a restart will not know it)");
+            tracing::error!(error = %err, "cannot record the last fire times (misfire handling after a restart will not know them)");
         }
     }
 
     fn fire(&self, state: &Arc<JobState>, slot: DateTime<Utc>) {
         let job = &state.job;
+        *lock(&state.last_fire) = Some(slot);
         match job.concurrency {
             ConcurrencyPolicy::Forbid if !lock(&state.running).is_empty() => {
                 lock(&state.status).skipped_ticks += 1;

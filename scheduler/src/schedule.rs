@@ -20,7 +20,7 @@
 //!
 //! A registered agent with a default schedule and no table runs on that default (UTC).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -160,8 +160,10 @@ pub fn parse(
 
     let mut jobs = Vec::new();
     let mut errors = Vec::new();
+    // Jobs with the same expression and zone share one parsed schedule.
+    let mut crons = HashMap::new();
     for (name, entry) in &entries {
-        match job_from_entry(name, entry, registry) {
+        match job_from_entry(name, entry, registry, &mut crons) {
             Ok(job) => jobs.push(job),
             Err(problem) => errors.push(format!("{file}: agents.{name}: {problem}")),
         }
@@ -205,7 +207,12 @@ pub fn parse(
     }
 }
 
-fn job_from_entry(name: &str, entry: &EntryToml, registry: &Registry) -> Result<Job, String> {
+fn job_from_entry(
+    name: &str,
+    entry: &EntryToml,
+    registry: &Registry,
+    crons: &mut HashMap<(String, Tz), CronSchedule>,
+) -> Result<Job, String> {
     agent_sdk::wire::validate_agent_name(name).map_err(|e| {
         format!(
             "the name is not a valid agent name: {}",
@@ -226,7 +233,14 @@ fn job_from_entry(name: &str, entry: &EntryToml, registry: &Registry) -> Result<
         .as_deref()
         .or(agent.default_schedule())
         .ok_or("no `cron` and the agent has no default schedule")?;
-    let cron = CronSchedule::parse(expression, timezone)?;
+    let cron = match crons.get(&(expression.to_owned(), timezone)) {
+        Some(cron) => cron.clone(),
+        None => {
+            let cron = CronSchedule::parse(expression, timezone)?;
+            crons.insert((expression.to_owned(), timezone), cron.clone());
+            cron
+        }
+    };
     let duration = |field: &str, value: &Option<String>, default: Duration| match value {
         None => Ok(default),
         Some(text) => humantime::parse_duration(text)

@@ -318,13 +318,13 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    for job in ["catch_up", "skipper"] {
-        std::fs::write(
-            state.join(format!("{job}.last-fire")),
-            three_days_ago.to_rfc3339(),
-        )
-        .unwrap();
-    }
+    std::fs::write(
+        state.join("last-fires.json"),
+        serde_json::json!({ "catch_up": three_days_ago }).to_string(),
+    )
+    .unwrap();
+    // The one-file-per-job state of earlier versions is still read.
+    std::fs::write(state.join("skipper.last-fire"), three_days_ago.to_rfc3339()).unwrap();
     let running = Running::start_with(
         &pool,
         vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
@@ -357,5 +357,12 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
         runs_of(&pool, "skipper").await,
         0,
         "misfire_policy = skip waits for the next tick"
+    );
+    let saved: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
+        serde_json::from_slice(&std::fs::read(state.join("last-fires.json")).unwrap()).unwrap();
+    assert_eq!(saved["catch_up"], today, "the stop records the last fires");
+    assert_eq!(
+        saved["skipper"], today,
+        "a skipped misfire counts as handled"
     );
 }

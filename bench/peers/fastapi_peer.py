@@ -151,22 +151,23 @@ async def post_metrics(
         },
     ))
     m = MetricDailySummary
-    for name in sorted(numbers):
-        value = numbers[name]
-        upsert = insert(m).values(
-            agent_name=run.agent_name, metric_name=name, day=run.finished_at.date(), value_count=1,
-            value_sum=value, value_min=value, value_max=value, last_value=value,
-            last_recorded_at=run.finished_at,
-        )
+    if numbers:
+        upsert = insert(m).values([
+            dict(agent_name=run.agent_name, metric_name=name, day=run.finished_at.date(),
+                 value_count=1, value_sum=value, value_min=value, value_max=value,
+                 last_value=value, last_recorded_at=run.finished_at)
+            for name, value in sorted(numbers.items())
+        ])
+        new = upsert.excluded
         await session.execute(upsert.on_conflict_do_update(
             index_elements=[m.agent_name, m.metric_name, m.day],
             set_={
-                "value_count": m.value_count + 1,
-                "value_sum": m.value_sum + value,
-                "value_min": func.least(m.value_min, value),
-                "value_max": func.greatest(m.value_max, value),
-                "last_value": value,
-                "last_recorded_at": func.greatest(m.last_recorded_at, run.finished_at),
+                "value_count": m.value_count + new.value_count,
+                "value_sum": m.value_sum + new.value_sum,
+                "value_min": func.least(m.value_min, new.value_min),
+                "value_max": func.greatest(m.value_max, new.value_max),
+                "last_value": new.last_value,
+                "last_recorded_at": func.greatest(m.last_recorded_at, new.last_recorded_at),
             },
         ))
     await session.commit()

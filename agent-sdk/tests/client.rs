@@ -234,3 +234,89 @@ async fn a_corrupt_spool_file_is_set_aside_not_retried_forever() {
             .exists()
     );
 }
+
+/// A collector with `POST /metrics/batch`: answers each report of a batch with the next
+/// scripted status (201 when the script is empty), and records the batch sizes it received.
+#[derive(Clone, Default)]
+struct BatchPeer {
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+}
+
+async fn answer_batch(
+    State(peer): State<BatchPeer>,
+    body: String,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let batch: agent_sdk::wire::BatchRequest = serde_json::from_str(&body).unwrap();
+    peer.batches.lock().unwrap().push(batch.reports.len());
+    let results: Vec<serde_json::Value> = batch
+        .reports
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let status = peer.statuses.lock().unwrap().pop_front().unwrap_or(201);
+            if status < 300 {
+                serde_json::json!({"status": status, "run_id": i})
+            } else {
+                serde_json::json!({"status": status, "error": {"code": "x", "message": "scripted", "details": null}})
+            }
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "results": results })),
+    )
+}
+
+#[tokio::test]
+async fn the_spool_is_redelivered_in_batches_each_report_settled_by_its_own_result() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let peer = BatchPeer {
+        // The first batch: stored, refused, failed in the database, stored again (a repeat).
+        statuses: Arc::new(Mutex::new(VecDeque::from([201, 422, 500, 200]))),
+        ..BatchPeer::default()
+    };
+    let app = Router::new()
+        .route("/metrics/batch", post(answer_batch))
+        .with_state(peer.clone())
+        .merge(
+            Router::new()
+                .route("/metrics", post(answer))
+                .with_state(Peer::default()),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let deliverer = deliverer(&url, dir.path());
+    let count = agent_sdk::client::REDELIVERY_BATCH + 3;
+    for _ in 0..count {
+        deliverer.spool().store(&report()).await.unwrap();
+    }
+
+    let first = deliverer.redeliver_once().await.unwrap();
+
+    assert_eq!(
+        *peer.batches.lock().unwrap(),
+        [agent_sdk::client::REDELIVERY_BATCH, 3]
+    );
+    assert_eq!(first, count - 2, "all but the refused and the failed one");
+    assert_eq!(
+        deliverer.spool().depth().await.unwrap(),
+        1,
+        "the 500 waits for the next pass"
+    );
+    let rejected = std::fs::read_dir(dir.path().join("rejected"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    assert_eq!(rejected, 1, "the 422 is set aside");
+
+    assert_eq!(deliverer.redeliver_once().await.unwrap(), 1);
+    assert_eq!(deliverer.spool().depth().await.unwrap(), 0);
+}

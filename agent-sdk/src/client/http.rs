@@ -1,10 +1,14 @@
-//! One collector endpoint, `POST /metrics`, with retries on what retrying can fix.
+//! The collector's ingest endpoints, `POST /metrics` with retries on what retrying can fix, and
+//! `POST /metrics/batch` for redelivering the spool.
 
 use std::time::Duration;
 
 use reqwest::{StatusCode, header};
 
-use crate::wire::{IngestResponse, RunReport};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::{BatchItemResult, BatchRequest, BatchResponse, IngestResponse, RunReport};
 
 /// Exponential backoff with full jitter: attempt `n` waits a random time up to
 /// `min(max_delay, base_delay * 2^n)`, or what `Retry-After` asks when the collector says.
@@ -66,6 +70,7 @@ struct Attempt {
 pub struct CollectorClient {
     http: reqwest::Client,
     endpoint: String,
+    batch_endpoint: String,
     token: Option<String>,
     retry: RetryPolicy,
 }
@@ -88,9 +93,11 @@ impl CollectorClient {
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("agent-sdk/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let base_url = base_url.trim_end_matches('/');
         Ok(Self {
             http,
-            endpoint: format!("{}/metrics", base_url.trim_end_matches('/')),
+            endpoint: format!("{base_url}/metrics"),
+            batch_endpoint: format!("{base_url}/metrics/batch"),
             token,
             retry: RetryPolicy::default(),
         })
@@ -126,8 +133,34 @@ impl CollectorClient {
         }
     }
 
+    /// One attempt at `POST /metrics/batch`: one result per report, in order, each the status
+    /// `POST /metrics` would have answered for it.
+    pub async fn send_batch(
+        &self,
+        reports: Vec<RunReport>,
+    ) -> Result<Vec<BatchItemResult>, SendError> {
+        let (_, body): (_, BatchResponse) = self
+            .post(&self.batch_endpoint, &BatchRequest { reports })
+            .await
+            .map_err(|a| a.error)?;
+        Ok(body.results)
+    }
+
     async fn attempt(&self, report: &RunReport) -> Result<Delivered, Attempt> {
-        let mut request = self.http.post(&self.endpoint).json(report);
+        let (status, body): (_, IngestResponse) = self.post(&self.endpoint, report).await?;
+        Ok(Delivered {
+            run_id: body.run_id,
+            created: status == StatusCode::CREATED,
+        })
+    }
+
+    /// Posts `body` as JSON; a 2xx answer is read as `T`, anything else is a [`SendError`].
+    async fn post<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+    ) -> Result<(StatusCode, T), Attempt> {
+        let mut request = self.http.post(url).json(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -143,20 +176,14 @@ impl CollectorClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status.is_success() {
-            let body: IngestResponse = response.json().await.map_err(|e| Attempt {
+            let body: T = response.json().await.map_err(|e| Attempt {
                 error: SendError::Retryable(format!("unreadable answer: {e}")),
                 retry_after: None,
             })?;
-            return Ok(Delivered {
-                run_id: body.run_id,
-                created: status == StatusCode::CREATED,
-            });
+            return Ok((status, body));
         }
         let body = response.text().await.unwrap_or_default();
-        let retryable = status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::TOO_MANY_REQUESTS;
-        let error = if retryable {
+        let error = if is_retryable(status.as_u16()) {
             SendError::Retryable(format!("collector answered {status}"))
         } else {
             SendError::Rejected {
@@ -166,6 +193,11 @@ impl CollectorClient {
         };
         Err(Attempt { error, retry_after })
     }
+}
+
+/// 5xx, 408 and 429: the collector may take the same report later.
+pub(super) fn is_retryable(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
 }
 
 /// reqwest's message plus its causes ("error sending request: connection refused").

@@ -8,12 +8,16 @@ mod spool;
 pub use http::{CollectorClient, Delivered, RetryPolicy, SendError, install_crypto_provider};
 pub use spool::{Spool, SpoolError};
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::wire::RunReport;
+
+/// Most spooled reports redelivered in one `POST /metrics/batch`.
+pub const REDELIVERY_BATCH: usize = 500;
 
 /// What became of a report handed to [`Deliverer::deliver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,41 +91,92 @@ impl Deliverer {
         }
     }
 
-    /// One redelivery pass over the spool, oldest first. Stops at the first report that still
-    /// cannot be delivered (the collector is down: the rest would fail too). Returns how many
-    /// reports left the spool.
+    /// One redelivery pass over the spool, oldest first, up to [`REDELIVERY_BATCH`] reports a
+    /// request (`POST /metrics/batch`; one at a time with a collector that has no batch
+    /// endpoint). Stops when the collector is unreachable (the rest would fail too). Returns how
+    /// many reports left the spool.
     pub async fn redeliver_once(&self) -> Result<usize, SpoolError> {
         let mut done = 0;
-        for entry in self.spool.pending().await? {
-            let report = match self.spool.load(&entry).await {
-                Ok(report) => report,
-                Err(err) => {
-                    tracing::error!(file = %entry.display(), error = %err, "unreadable spool file moved to rejected/");
-                    self.spool.reject_file(&entry, &err.to_string()).await?;
-                    continue;
+        for files in self.spool.pending().await?.chunks(REDELIVERY_BATCH) {
+            let mut chunk = Vec::with_capacity(files.len());
+            for entry in files {
+                match self.spool.load(entry).await {
+                    Ok(report) => chunk.push((entry.clone(), report)),
+                    Err(err) => {
+                        tracing::error!(file = %entry.display(), error = %err, "unreadable spool file moved to rejected/");
+                        self.spool.reject_file(entry, &err.to_string()).await?;
+                    }
                 }
-            };
-            match self.client.send(&report).await {
-                Ok(_) => {
-                    self.spool.remove(&entry).await?;
-                    done += 1;
-                }
-                Err(SendError::Rejected { status, body }) => {
-                    tracing::error!(file = %entry.display(), status, response = %body, "the collector refused a spooled report; moved to rejected/");
-                    self.spool
-                        .reject_file(&entry, &format!("{status}: {body}"))
-                        .await?;
-                }
-                Err(SendError::Retryable(why)) => {
-                    tracing::debug!(error = %why, "collector still unreachable; redelivery later");
-                    break;
-                }
+            }
+            let (delivered, reachable) = self.redeliver_chunk(chunk).await?;
+            done += delivered;
+            if !reachable {
+                break;
             }
         }
         if done > 0 {
             tracing::info!(delivered = done, "spooled reports redelivered");
         }
         Ok(done)
+    }
+
+    /// Sends spooled reports as one batch, or one at a time when the collector does not take
+    /// the batch as a whole (no batch endpoint, a body over its limit). Returns how many left
+    /// the spool, and whether the collector was reachable.
+    async fn redeliver_chunk(
+        &self,
+        chunk: Vec<(PathBuf, RunReport)>,
+    ) -> Result<(usize, bool), SpoolError> {
+        if chunk.len() > 1 {
+            let reports = chunk.iter().map(|(_, report)| report.clone()).collect();
+            match self.client.send_batch(reports).await {
+                Ok(results) if results.len() == chunk.len() => {
+                    let mut done = 0;
+                    for ((entry, _), result) in chunk.iter().zip(results) {
+                        match result.status {
+                            200..=299 => {
+                                self.spool.remove(entry).await?;
+                                done += 1;
+                            }
+                            status if http::is_retryable(status) => {} // next pass
+                            status => {
+                                let reason = result.error.map(|e| e.message).unwrap_or_default();
+                                tracing::error!(file = %entry.display(), status, reason, "the collector refused a spooled report; moved to rejected/");
+                                self.spool
+                                    .reject_file(entry, &format!("{status}: {reason}"))
+                                    .await?;
+                            }
+                        }
+                    }
+                    return Ok((done, true));
+                }
+                Err(SendError::Retryable(why)) => {
+                    tracing::debug!(error = %why, "collector still unreachable; redelivery later");
+                    return Ok((0, false));
+                }
+                Ok(_) | Err(SendError::Rejected { .. }) => {}
+            }
+        }
+        let mut done = 0;
+        for (entry, report) in &chunk {
+            match self.client.send(report).await {
+                Ok(_) => {
+                    self.spool.remove(entry).await?;
+                    done += 1;
+                }
+                Err(SendError::Rejected { status, body }) => {
+                    tracing::error!(file = %entry.display(), status, response = %body, "the collector refused a spooled report; moved to rejected/");
+                    self.spool
+                        .reject_file(entry, &format!("{status}: {body}"))
+                        .await?;
+                }
+                Err(SendError::Retryable(why)) => {
+                    tracing::debug!(error = %why, "collector still unreachable; redelivery later");
+                    return Ok((done, false));
+                }
+            }
+        }
+        Ok((done, true))
     }
 
     /// Redelivers the spool until `stop` resolves: at start (reports left by an earlier

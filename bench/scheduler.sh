@@ -3,6 +3,7 @@
 # `hello` agent (a no-op: it formats a string), delivery off (`serve --no-push`), for
 # BENCH_DURATION (30s). Prints the lateness of each fire (scheduler_fire_lateness_seconds: the
 # time from the slot to the fire), the runs done against the slots due, and peak RSS.
+# BENCH_TCS=1 then runs the same jobs on tokio-cron-scheduler (bench/tokio-cron-scheduler/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -49,3 +50,10 @@ echo "$jobs jobs on a one-second cron, delivery off; $(nproc) cores; ${elapsed}s
 echo "fire lateness (slot -> fire): p50 $(quantile 0.5) ms, p99 $(quantile 0.99) ms, max $(quantile 1) ms"
 echo "runs finished: $((after - before)) of $(awk -v j="$jobs" -v e="$elapsed" 'BEGIN {printf "%d", j * e}') slots due"
 echo "peak RSS: $rss MB; CPU: $cpu s since start"
+
+if [ "${BENCH_TCS:-0}" = 1 ]; then
+  log "the same on tokio-cron-scheduler"
+  CARGO_TARGET_DIR=$root/target/tcs-probe cargo build --quiet --release --locked \
+    --manifest-path bench/tokio-cron-scheduler/Cargo.toml
+  BENCH_JOBS=$jobs BENCH_SECONDS=${duration%s} "$root/target/tcs-probe/release/tokio-cron-scheduler-probe"
+fi

@@ -231,14 +231,7 @@ async fn a_body_over_the_batch_limit_is_413_while_post_metrics_keeps_its_own(poo
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn a_run_the_database_refuses_fails_alone_in_a_batch(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    sqlx::raw_sql(
-        "create function refuse_poison() returns trigger language plpgsql as $$
-         begin if new.agent_name = 'poison' then raise exception 'poisoned'; end if; return new; end $$;
-         create trigger refuse_poison before insert on agent_runs for each row execute function refuse_poison();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    crate::helpers::refuse_runs_of(&app.pool, "poison").await;
 
     let (status, body) = app
         .post_batch(vec![report("healthy"), report("poison"), report("healthy")])

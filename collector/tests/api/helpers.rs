@@ -237,3 +237,15 @@ pub(crate) async fn database_url(pool: &PgPool) -> String {
         .unwrap_or_default();
     format!("{prefix}/{name}{query}")
 }
+
+/// A rule only the database knows: it refuses every run of `agent` (raising `poisoned`).
+pub(crate) async fn refuse_runs_of(pool: &PgPool, agent: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "create function refuse_poison() returns trigger language plpgsql as $$
+         begin if new.agent_name = '{agent}' then raise exception 'poisoned'; end if; return new; end $$;
+         create trigger refuse_poison before insert on agent_runs for each row execute function refuse_poison();"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}

@@ -406,15 +406,7 @@ async fn concurrent_reports_share_transactions_and_each_gets_its_own_answer(pool
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
 async fn a_run_the_database_refuses_fails_alone_not_its_batch(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    // A rule only the database knows: it refuses one agent's runs.
-    sqlx::raw_sql(
-        "create function refuse_poison() returns trigger language plpgsql as $$
-         begin if new.agent_name = 'poison' then raise exception 'poisoned'; end if; return new; end $$;
-         create trigger refuse_poison before insert on agent_runs for each row execute function refuse_poison();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    crate::helpers::refuse_runs_of(&app.pool, "poison").await;
     let mut bodies: Vec<_> = (0..60).map(|_| report("healthy")).collect();
     bodies.insert(30, report("poison"));
 

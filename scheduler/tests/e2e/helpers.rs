@@ -159,6 +159,23 @@ impl SchedulerProcess {
         process
     }
 
+    /// Whether `/jobs` shows `job`'s last run as succeeded.
+    pub(crate) async fn last_run_succeeded(&self, job: &str) -> bool {
+        let jobs: serde_json::Value = http()
+            .get(format!("{}/jobs", self.status_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["agent"] == job && j["last_run"]["status"] == "success")
+    }
+
     /// SIGTERM, then the exit status and everything it logged.
     pub(crate) async fn terminate(self) -> (std::process::ExitStatus, String) {
         if let Some(pid) = self.child.id() {

@@ -166,23 +166,7 @@ async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPo
         "{hello}"
     );
     wait_for("the run's status", Duration::from_secs(5), || {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            let jobs: serde_json::Value = client
-                .get(format!("{base}/jobs"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            jobs["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|job| job["agent"] == "hello" && job["last_run"]["status"] == "success")
-        }
+        scheduler.last_run_succeeded("hello")
     })
     .await;
 
@@ -306,20 +290,8 @@ async fn serve_no_push_runs_jobs_delivers_nothing_and_measures_fire_lateness() {
     .await;
     let base = scheduler.status_url.clone();
 
-    wait_for("two hello runs", Duration::from_secs(10), || async {
-        let jobs: serde_json::Value = http()
-            .get(format!("{base}/jobs"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|job| job["agent"] == "hello" && job["last_run"]["status"] == "success")
+    wait_for("a hello run", Duration::from_secs(10), || {
+        scheduler.last_run_succeeded("hello")
     })
     .await;
     let prometheus = http()

@@ -366,3 +366,47 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
         "a skipped misfire counts as handled"
     );
 }
+
+#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+async fn markers_left_by_the_version_before_the_journal_are_delivered(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let running = dir.path().join("state").join("running");
+    std::fs::create_dir_all(&running).unwrap();
+    let now = chrono::Utc::now();
+    let key = uuid::Uuid::new_v4();
+    let report = agent_sdk::wire::RunReport {
+        agent_name: "slow".into(),
+        metrics: Metrics::new(),
+        started_at: now,
+        finished_at: now,
+        error: Some("interrupted: the scheduler stopped during the run".into()),
+        run_key: Some(key),
+        trigger: None,
+        scheduled_for: None,
+        host: None,
+    };
+    std::fs::write(
+        running.join(format!("{key}.json")),
+        serde_json::to_vec(&report).unwrap(),
+    )
+    .unwrap();
+
+    let engine = Running::start_with(
+        &pool,
+        vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
+        "[agents.slow]\ncron = \"0 0 1 1 *\"\n",
+        4,
+        dir,
+    )
+    .await;
+
+    assert_eq!(
+        outcomes(&pool, "slow").await,
+        [(
+            "failed".to_owned(),
+            Some("interrupted: the scheduler stopped during the run".to_owned())
+        )]
+    );
+    assert!(!running.exists(), "the old markers are gone");
+    engine.engine.shutdown(Duration::from_secs(5)).await;
+}

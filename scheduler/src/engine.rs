@@ -234,7 +234,7 @@ impl Engine {
     /// One job's clock: sleep until the next slot, fire, repeat.
     async fn clock(&self, state: Arc<JobState>) {
         let job = &state.job;
-        let after = Utc::now();
+        let mut after = Utc::now();
         if let Some(missed) = self.missed_slot(&state, after) {
             match job.misfire {
                 MisfirePolicy::RunOnce => {
@@ -247,7 +247,6 @@ impl Engine {
                 }
             }
         }
-        let mut after = after;
         loop {
             let Some(next) = job.cron.next_after(after) else {
                 tracing::warn!(job = %job.name, "the schedule has no future fire time");
@@ -314,6 +313,10 @@ impl Engine {
             .iter()
             .filter_map(|s| Some((s.job.name.as_str(), (*lock(&s.last_fire))?)))
             .collect();
+        // Nothing fired (or the engine never started): keep what the file says.
+        if fires.is_empty() {
+            return;
+        }
         let Ok(bytes) = serde_json::to_vec(&fires) else {
             return;
         };

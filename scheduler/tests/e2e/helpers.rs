@@ -159,16 +159,21 @@ impl SchedulerProcess {
         process
     }
 
-    /// Whether `/jobs` shows `job`'s last run as succeeded.
-    pub(crate) async fn last_run_succeeded(&self, job: &str) -> bool {
-        let jobs: serde_json::Value = http()
-            .get(format!("{}/jobs", self.status_url))
+    /// The text of a GET on the status server.
+    pub(crate) async fn get_text(&self, path: &str) -> String {
+        http()
+            .get(format!("{}{path}", self.status_url))
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Whether `/jobs` shows `job`'s last run as succeeded.
+    pub(crate) async fn last_run_succeeded(&self, job: &str) -> bool {
+        let jobs: serde_json::Value = serde_json::from_str(&self.get_text("/jobs").await).unwrap();
         jobs["jobs"]
             .as_array()
             .unwrap()

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::helpers::{
-    Platform, SchedulerProcess, http, outcomes, runs_of, spool_files, wait_for, write_schedule,
+    Platform, SchedulerProcess, outcomes, runs_of, spool_files, wait_for, write_schedule,
 };
 
 #[sqlx::test(migrator = "collector::store::MIGRATOR")]
@@ -170,14 +170,7 @@ async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPo
     })
     .await;
 
-    let text = client
-        .get(format!("{base}/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scheduler.get_text("/prometheus").await;
     for expected in [
         r#"scheduler_runs_total{agent="hello",status="success"} 1"#,
         "scheduler_run_duration_seconds_bucket",
@@ -288,20 +281,12 @@ async fn serve_no_push_runs_jobs_delivers_nothing_and_measures_fire_lateness() {
         &["serve", "--no-push"],
     )
     .await;
-    let base = scheduler.status_url.clone();
 
     wait_for("a hello run", Duration::from_secs(10), || {
         scheduler.last_run_succeeded("hello")
     })
     .await;
-    let prometheus = http()
-        .get(format!("{base}/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = scheduler.get_text("/prometheus").await;
     let (status, logs) = scheduler.terminate().await;
 
     assert!(status.success(), "{logs}");

@@ -87,6 +87,14 @@ python3 -c 'print("{\"agent_name\":\"big\",\"metrics\":{\"blob\":\"" + "x" * (2 
 check "an oversized body gets 413" 413 "$(status -X POST "$proxy/metrics" -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary "@$work/big.json")"
 check "the 413 is JSON" "payload_too_large" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["code"])' "$work/body")"
 
+# A batch over /metrics's 1 MiB but within /metrics/batch's 16 MiB: through whole.
+python3 -c '
+import json
+report = {"agent_name": "nginx_batch", "metrics": {"note": "n" * 2000}, "started_at": "2026-02-19T10:00:00Z", "finished_at": "2026-02-19T10:00:01Z"}
+print(json.dumps({"reports": [report] * 1000}))' >"$work/batch.json"
+check "a 2 MiB batch passes to /metrics/batch" 200 "$(status -X POST "$proxy/metrics/batch" -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary "@$work/batch.json")"
+check "every report of it is stored" 1000 "$(python3 -c 'import json,sys; print(sum(r["status"] == 201 for r in json.load(open(sys.argv[1]))["results"]))' "$work/body")"
+
 seq 1 400 | xargs -P 40 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST "$proxy/metrics" \
   -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$body" >"$work/burst"
 limited=$(grep -c '^429$' "$work/burst" || true)

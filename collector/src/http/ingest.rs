@@ -119,7 +119,6 @@ pub(super) async fn post_batch(
     }
     drop(batch);
 
-    let summary: Vec<_> = runs.iter().map(|r| (r.status, r.metrics.len())).collect();
     let mut outcomes = if runs.is_empty() {
         Vec::new()
     } else {
@@ -136,14 +135,14 @@ pub(super) async fn post_batch(
     }
 
     let mut stored = 0;
-    let mut outcomes = outcomes.into_iter().zip(summary);
+    let mut outcomes = outcomes.into_iter().zip(&runs);
     let results = results
         .into_iter()
         .map(|slot| {
             slot.unwrap_or_else(|| match outcomes.next() {
-                Some((Ok(outcome), (status, metric_count))) => {
+                Some((Ok(outcome), run)) => {
                     stored += 1;
-                    let code = count_stored(outcome, status, metric_count);
+                    let code = count_stored(outcome, run.status, run.metrics.len());
                     item_result(Ok((code, outcome.run_id())))
                 }
                 Some((Err(err), _)) => item_result(Err(err.into())),

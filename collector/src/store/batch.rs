@@ -7,8 +7,9 @@
 //! answered once its batch has committed.
 //!
 //! One writer, not several: concurrent batches would upsert the same summary rows (one per
-//! agent and day) and wait on each other's commits. Measured with bench/run.sh at 64
-//! connections: one writer ~3 800 reports/s, two ~3 300, four ~2 200 (docs/performance.md).
+//! agent and day) and wait on each other's commits. At 64 connections, two or three writers
+//! (agents split between them or not) measured within the noise of one while using more
+//! PostgreSQL CPU (docs/performance.md).
 //!
 //! A run the database refuses fails alone, not its batch-mates
 //! ([`Store::store_runs_isolated`]).

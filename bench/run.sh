@@ -3,8 +3,10 @@
 #
 #   bench/run.sh               DATABASE_URL when set, else a throwaway durable cluster (fsync on)
 #
-# For each client count it runs pgbench (-M prepared) on bench/report.sql, the collector's
-# per-report transaction, then the release collector under bench/loadgen at the same count,
+# For each client count it runs pgbench (-M prepared) on the collector's own write statement
+# (STORE_BATCH in collector/src/store/ingest.rs) holding one report: PostgreSQL's rate for the
+# same work one report per transaction. Then the release collector under bench/loadgen at the
+# same count,
 # and counts the rows actually written (a collector that answers without writing fails the run).
 # Then POST /metrics/batch, and the FastAPI + SQLAlchemy peer when BENCH_PEER=1.
 # Prints one table; exits non-zero only when something could not run or rows are missing.
@@ -64,6 +66,27 @@ curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null || fail "the collecto
 export BENCH_TOKEN
 BENCH_TOKEN=$("$collector" token --sub bench --ttl 1d)
 
+# The pgbench script: STORE_BATCH read from the collector's source (so the two cannot drift),
+# its arrays holding the benchmark's report (loadgen's): 10 metrics, 8 numbers and 2 strings.
+report_sql=$root/target/bench-report.sql
+store_batch=$(sed -n '/^const STORE_BATCH: &str = r#"$/,/^"#;$/p' collector/src/store/ingest.rs | sed '1d;$d')
+[ -n "$store_batch" ] || fail "STORE_BATCH not found in collector/src/store/ingest.rs"
+key="md5(:client_id::text || '-' || :n::text)::uuid"
+values=(
+  "ARRAY[$key]"                                              # $1 run_key
+  "ARRAY['bench_agent_' || lpad(:agent::text, 2, '0')]"      # $2 agent_name
+  "ARRAY[now() - interval '1500 ms']" "ARRAY[now()]"         # $3 started_at, $4 finished_at
+  "ARRAY['success']" "ARRAY[NULL::text]" "ARRAY[1500]"       # $5 status, $6 error, $7 duration
+  "ARRAY['api']" "ARRAY[NULL::timestamptz]" "ARRAY[NULL::text]" "ARRAY[10]"  # $8-$11
+  "array_fill($key, ARRAY[10])"                              # $12 each metric's run_key
+  "ARRAY['items_processed','errors','duration_ms','tokens_in','tokens_out','cost_usd','retries','score','status','model']"
+  "ARRAY['42','0','1500','1234','567','0.0123','1','0.87',NULL,NULL]"           # $14 numbers
+  "ARRAY[NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,'ok','llama-3.1-8b']"          # $15 strings
+)
+for n in $(seq ${#values[@]} -1 1); do store_batch=${store_batch//"\$$n"/"${values[n - 1]}"}; done
+printf '%s\n%s\n%s;\n' '\set agent random(0, 19)' '\set n random(1, 9223372036854775806)' \
+  "$store_batch" >"$report_sql"
+
 reset() {
   sql 'truncate agent_runs, agent_metrics, agent_daily_summaries, agent_metric_daily_summaries restart identity'
   sql 'checkpoint' >/dev/null
@@ -89,7 +112,7 @@ row "" "reports/s" "metric r/s" "p50 ms" "p99 ms" "peak RSS" "ratio"
 for c in $clients; do
   reset
   log "pgbench: $c clients, $duration"
-  out=$("$pgbench_bin" -n -M prepared -c "$c" -j 2 -T "$seconds" -f bench/report.sql "$bench_url" 2>&1) \
+  out=$("$pgbench_bin" -n -M prepared -c "$c" -j 2 -T "$seconds" -f "$report_sql" "$bench_url" 2>&1) \
     || { echo "$out" >&2; fail "pgbench"; }
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | tail -n 1)
   latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")

@@ -25,7 +25,7 @@ use uuid::Uuid;
 /// Past this size the journal is rewritten with the live runs only.
 pub const COMPACT_BYTES: u64 = 4 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Line {
     Report(RunReport),
@@ -93,7 +93,7 @@ impl Journal {
     }
 }
 
-/// What a `Line::Report` reads back from.
+/// A `Line::Report` written from a borrowed report.
 #[derive(Serialize)]
 struct ReportLine<'a> {
     report: &'a RunReport,
@@ -149,9 +149,9 @@ fn write_loop(
                 }
                 Entry::Done(key) => {
                     if live.remove(&key).is_some() {
-                        buffer.extend_from_slice(br#"{"done":""#);
-                        buffer.extend_from_slice(key.hyphenated().to_string().as_bytes());
-                        buffer.extend_from_slice(b"\"}\n");
+                        // A UUID always serializes.
+                        let _ = serde_json::to_writer(&mut buffer, &Line::Done(key));
+                        buffer.push(b'\n');
                     }
                 }
             }

@@ -156,7 +156,7 @@ async fn serve(settings: Settings, no_push: bool) -> anyhow::Result<()> {
         .context("preparing the scheduler's state in SPOOL_DIR")?;
 
     let stop_redelivery = CancellationToken::new();
-    let redelivery = deliverer.clone().map(|deliverer| {
+    let redelivery = deliverer.map(|deliverer| {
         let stop = stop_redelivery.clone();
         tokio::spawn(async move {
             deliverer

@@ -20,6 +20,7 @@
 //!
 //! A registered agent with a default schedule and no table runs on that default (UTC).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
@@ -233,13 +234,11 @@ fn job_from_entry(
         .as_deref()
         .or(agent.default_schedule())
         .ok_or("no `cron` and the agent has no default schedule")?;
-    let cron = match crons.get(&(expression.to_owned(), timezone)) {
-        Some(cron) => cron.clone(),
-        None => {
-            let cron = CronSchedule::parse(expression, timezone)?;
-            crons.insert((expression.to_owned(), timezone), cron.clone());
-            cron
-        }
+    let cron = match crons.entry((expression.to_owned(), timezone)) {
+        Entry::Occupied(shared) => shared.get().clone(),
+        Entry::Vacant(slot) => slot
+            .insert(CronSchedule::parse(expression, timezone)?)
+            .clone(),
     };
     let duration = |field: &str, value: &Option<String>, default: Duration| match value {
         None => Ok(default),

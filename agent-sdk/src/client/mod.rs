@@ -8,7 +8,7 @@ mod spool;
 pub use http::{CollectorClient, Delivered, RetryPolicy, SendError, install_crypto_provider};
 pub use spool::{Spool, SpoolError};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,10 +141,7 @@ impl Deliverer {
                             status if http::is_retryable(status) => {} // next pass
                             status => {
                                 let reason = result.error.map(|e| e.message).unwrap_or_default();
-                                tracing::error!(file = %entry.display(), status, reason, "the collector refused a spooled report; moved to rejected/");
-                                self.spool
-                                    .reject_file(entry, &format!("{status}: {reason}"))
-                                    .await?;
+                                self.set_aside(entry, status, &reason).await?;
                             }
                         }
                     }
@@ -165,10 +162,7 @@ impl Deliverer {
                     done += 1;
                 }
                 Err(SendError::Rejected { status, body }) => {
-                    tracing::error!(file = %entry.display(), status, response = %body, "the collector refused a spooled report; moved to rejected/");
-                    self.spool
-                        .reject_file(entry, &format!("{status}: {body}"))
-                        .await?;
+                    self.set_aside(entry, status, &body).await?;
                 }
                 Err(SendError::Retryable(why)) => {
                     tracing::debug!(error = %why, "collector still unreachable; redelivery later");
@@ -177,6 +171,14 @@ impl Deliverer {
             }
         }
         Ok((done, true))
+    }
+
+    /// A spooled report the collector refused: moved to `rejected/` with its answer.
+    async fn set_aside(&self, entry: &Path, status: u16, answer: &str) -> Result<(), SpoolError> {
+        tracing::error!(file = %entry.display(), status, response = %answer, "the collector refused a spooled report; moved to rejected/");
+        self.spool
+            .reject_file(entry, &format!("{status}: {answer}"))
+            .await
     }
 
     /// Redelivers the spool until `stop` resolves: at start (reports left by an earlier

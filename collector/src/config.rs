@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::store::Backend;
+
 /// Every variable the collector reads. `.env.example` must document each of them.
 pub const ENV_VARS: &[&str] = &[
     DATABASE_URL,
@@ -124,12 +126,13 @@ impl DatabaseConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let url = required(
             DATABASE_URL,
-            " (e.g. postgres://agent_platform:password@localhost:5432/agent_metrics_db)",
+            " (e.g. postgres://agent_platform:password@localhost:5432/agent_metrics_db, \
+             or sqlite://data/dev.db)",
         )?;
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if Backend::of_url(&url).is_none() {
             return Err(ConfigError::Invalid {
                 var: DATABASE_URL,
-                reason: "must start with postgres:// or postgresql://".into(),
+                reason: "must start with postgres://, postgresql:// or sqlite:".into(),
             });
         }
         Ok(Self {

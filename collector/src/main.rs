@@ -76,7 +76,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::connect_lazy(&DatabaseConfig::from_env()?)
                 .context("DATABASE_URL is invalid")?;
             startup::migrate_when_reachable(&store).await?;
-            let latest = store::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+            let latest = store
+                .migrator()
+                .iter()
+                .map(|m| m.version)
+                .max()
+                .unwrap_or(0);
             tracing::info!(version = latest, "database schema is up to date");
             store.close().await;
             Ok(())

@@ -227,7 +227,30 @@ fn validate_number(name: &str, literal: &str) -> Result<(), ValidationError> {
             format!("metric `{name}`: {literal} is outside the storable range (about ±1.8e308)"),
         ));
     }
+    if decimal_places(literal) > NUMBER_MAX_DECIMAL_PLACES {
+        return Err(invalid(
+            "range",
+            format!(
+                "metric `{name}`: {literal} has more than {NUMBER_MAX_DECIMAL_PLACES} decimal places"
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Most digits after the decimal point a stored number keeps (`0e-5000` would have 5000).
+const NUMBER_MAX_DECIMAL_PLACES: i64 = 1000;
+
+/// The digits after the point once the exponent is applied: `1.25e1` has 1, `5e-3` has 3.
+fn decimal_places(literal: &str) -> i64 {
+    let (mantissa, exponent) = match literal.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().unwrap_or(i64::MIN)),
+        None => (literal, 0),
+    };
+    let fraction = mantissa.split_once('.').map_or(0, |(_, f)| f.len());
+    i64::try_from(fraction)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(exponent)
 }
 
 fn mantissa_is_zero(literal: &str) -> bool {
@@ -279,11 +302,19 @@ mod tests {
             "1e308",
             "1e-300",
             "0e999",
+            "0e-1000",
             "9007199254740993",
         ] {
             assert!(validate_number("m", good).is_ok(), "{good}");
         }
-        for bad in ["1e309", "-1e400", "1e-400", &format!("1{}", "0".repeat(70))] {
+        for bad in [
+            "1e309",
+            "-1e400",
+            "1e-400",
+            &format!("1{}", "0".repeat(70)),
+            "0e-1001",
+            "0.0e-99999999999999999999",
+        ] {
             assert!(validate_number("m", bad).is_err(), "{bad}");
         }
     }

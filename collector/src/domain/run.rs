@@ -38,7 +38,8 @@ impl AsRef<str> for AgentName {
 /// How a metric value lands in `agent_metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredValue {
-    /// `metric_value NUMERIC`: the decimal literal exactly as sent (booleans as `1`/`0`).
+    /// `metric_value NUMERIC`: the decimal exactly as sent, in PostgreSQL's text form
+    /// ([`canonical_decimal`](super::canonical_decimal)); booleans as `1`/`0`.
     Numeric(String),
     /// `metric_text TEXT`.
     Text(String),
@@ -111,7 +112,9 @@ impl NewRun {
             .map(|(name, value)| NewMetric {
                 name,
                 value: match value {
-                    MetricValue::Number(n) => StoredValue::Numeric(n.as_str().to_owned()),
+                    MetricValue::Number(n) => {
+                        StoredValue::Numeric(super::canonical_decimal(n.as_str()))
+                    }
                     MetricValue::Bool(b) => StoredValue::Numeric(if b { "1" } else { "0" }.into()),
                     MetricValue::Text(text) => StoredValue::Text(text),
                 },

@@ -1,12 +1,23 @@
 //! The write path: runs, their metrics and both daily aggregates in one transaction.
+//!
+//! What is shared by both backends: which reports of a batch are written (the first with each
+//! `run_key`), the lookup of keys stored before, one outcome per report, and the isolation of a
+//! refused run. What is not: the write itself. PostgreSQL does it in one statement
+//! ([`STORE_BATCH`]: columns as arrays, data-modifying CTEs), the ingest rate measured in
+//! docs/performance.md; SQLite has neither, and does it in four statements in one
+//! `BEGIN IMMEDIATE` transaction ([`sqlite_store_new`]). The summaries follow the same rules in
+//! both, and the collector's test suite runs against both.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::{AssertSqlSafe, PgConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{Store, is_unavailable};
+use super::schema::{AgentMetrics, AgentRuns};
+use super::{Pool, Store, is_unavailable};
 use crate::domain::{NewRun, StoredValue};
 
 /// What happened to one report.
@@ -33,8 +44,59 @@ impl Store {
     /// A run whose `run_key` is already stored — by an earlier request, a concurrent one, or an
     /// earlier element of `runs` — is not written again. Daily summaries count only new runs.
     pub async fn store_runs(&self, runs: &[NewRun]) -> Result<Vec<Stored>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        store_runs_in(&mut conn, runs).await
+        // The first report with a given key is the one written; later ones in the batch repeat it.
+        let mut first_with_key: HashMap<Uuid, usize> = HashMap::with_capacity(runs.len());
+        let unique: Vec<&NewRun> = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, run)| *first_with_key.entry(run.run_key).or_insert(*i) == *i)
+            .map(|(_, run)| run)
+            .collect();
+
+        let created: HashMap<Uuid, i64> = match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                postgres_store_new(&mut conn, &unique).await?
+            }
+            Pool::Sqlite(pool) => sqlite_store_new(pool, &unique).await?,
+        }
+        .into_iter()
+        .collect();
+
+        // Keys that were not inserted belong to runs stored before; the write waited for any
+        // concurrent writer of the same key to commit (PostgreSQL: ON CONFLICT; SQLite: the
+        // database lock), so this read, after the write committed, sees them.
+        let existing_keys: Vec<Uuid> = unique
+            .iter()
+            .map(|run| run.run_key)
+            .filter(|key| !created.contains_key(key))
+            .collect();
+        let existing: HashMap<Uuid, i64> = if existing_keys.is_empty() {
+            HashMap::new()
+        } else {
+            let select = Query::select()
+                .columns([AgentRuns::RunKey, AgentRuns::Id])
+                .from(AgentRuns::Table)
+                .and_where(Expr::col(AgentRuns::RunKey).is_in(existing_keys))
+                .take();
+            self.fetch::<(Uuid, i64)>(&select)
+                .await?
+                .into_iter()
+                .collect()
+        };
+
+        runs.iter()
+            .enumerate()
+            .map(|(i, run)| {
+                let is_first = first_with_key.get(&run.run_key) == Some(&i);
+                match (created.get(&run.run_key), existing.get(&run.run_key)) {
+                    (Some(id), _) if is_first => Ok(Stored::Created(*id)),
+                    (Some(id), _) | (None, Some(id)) => Ok(Stored::Existing(*id)),
+                    // Cannot happen (the write waits for the other writer); an internal error if so.
+                    (None, None) => Err(sqlx::Error::RowNotFound),
+                }
+            })
+            .collect()
     }
 
     /// Like [`Store::store_runs`], one outcome per run, but a run the database refuses fails
@@ -67,56 +129,6 @@ impl Store {
         }
         outcomes
     }
-}
-
-async fn store_runs_in(
-    conn: &mut PgConnection,
-    runs: &[NewRun],
-) -> Result<Vec<Stored>, sqlx::Error> {
-    // The first report with a given key is the one written; later ones in the batch repeat it.
-    let mut first_with_key: HashMap<Uuid, usize> = HashMap::with_capacity(runs.len());
-    let unique: Vec<&NewRun> = runs
-        .iter()
-        .enumerate()
-        .filter(|(i, run)| *first_with_key.entry(run.run_key).or_insert(*i) == *i)
-        .map(|(_, run)| run)
-        .collect();
-
-    let created: HashMap<Uuid, i64> = store_new(conn, &unique).await?.into_iter().collect();
-
-    // Keys that were not inserted belong to runs stored before; ON CONFLICT waited for any
-    // concurrent writer of the same key to commit, so this read (after the write committed)
-    // sees them.
-    let existing_keys: Vec<Uuid> = unique
-        .iter()
-        .map(|run| run.run_key)
-        .filter(|key| !created.contains_key(key))
-        .collect();
-    let existing: HashMap<Uuid, i64> = if existing_keys.is_empty() {
-        HashMap::new()
-    } else {
-        sqlx::query_as::<_, (Uuid, i64)>(
-            "select run_key, id from agent_runs where run_key = any($1)",
-        )
-        .bind(&existing_keys)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect()
-    };
-
-    runs.iter()
-        .enumerate()
-        .map(|(i, run)| {
-            let is_first = first_with_key.get(&run.run_key) == Some(&i);
-            match (created.get(&run.run_key), existing.get(&run.run_key)) {
-                (Some(id), _) if is_first => Ok(Stored::Created(*id)),
-                (Some(id), _) | (None, Some(id)) => Ok(Stored::Existing(*id)),
-                // Cannot happen (ON CONFLICT waits for the other writer); an internal error if so.
-                (None, None) => Err(sqlx::Error::RowNotFound),
-            }
-        })
-        .collect()
 }
 
 /// The whole write of a batch in one statement (one round trip, atomic on its own): the runs
@@ -207,7 +219,7 @@ metric_daily as (
 select run_key, id from new_runs
 "#;
 
-async fn store_new(
+async fn postgres_store_new(
     conn: &mut PgConnection,
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
@@ -263,3 +275,197 @@ async fn store_new(
         .fetch_all(conn)
         .await
 }
+
+/// Rows per multi-row INSERT on SQLite, well under its 32 766 bound parameters per statement.
+const SQLITE_RUNS_PER_INSERT: usize = 500;
+const SQLITE_METRICS_PER_INSERT: usize = 1000;
+
+/// The SQLite form of [`STORE_BATCH`], in one `BEGIN IMMEDIATE` transaction (the write lock
+/// taken up front, so that the busy timeout applies): the new runs (multi-row INSERT … ON
+/// CONFLICT DO NOTHING RETURNING), their metrics, then both summaries aggregated from the rows
+/// just inserted ([`SQLITE_DAILY`], [`SQLITE_METRIC_DAILY`]). Returns (run_key, id) of each
+/// new run.
+async fn sqlite_store_new(
+    pool: &SqlitePool,
+    runs: &[&NewRun],
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut created: Vec<(Uuid, i64)> = Vec::with_capacity(runs.len());
+    for chunk in runs.chunks(SQLITE_RUNS_PER_INSERT) {
+        let (sql, values) = insert_runs(chunk)?.build_sqlx(SqliteQueryBuilder);
+        created.extend(
+            sqlx::query_as_with::<_, (Uuid, i64), _>(AssertSqlSafe(sql), values)
+                .fetch_all(&mut *tx)
+                .await?,
+        );
+    }
+    if created.is_empty() {
+        tx.commit().await?;
+        return Ok(created);
+    }
+
+    let ids: HashMap<Uuid, i64> = created.iter().copied().collect();
+    // In report order, each run's metrics in the order sent: ids grow as they were reported.
+    let metrics: Vec<_> = runs
+        .iter()
+        .filter_map(|run| ids.get(&run.run_key).map(|id| (*id, *run)))
+        .flat_map(|(id, run)| run.metrics.iter().map(move |metric| (id, run, metric)))
+        .collect();
+    for chunk in metrics.chunks(SQLITE_METRICS_PER_INSERT) {
+        let mut insert = Query::insert();
+        insert.into_table(AgentMetrics::Table).columns([
+            AgentMetrics::RunId,
+            AgentMetrics::AgentName,
+            AgentMetrics::MetricName,
+            AgentMetrics::MetricValue,
+            AgentMetrics::MetricText,
+            AgentMetrics::RecordedAt,
+        ]);
+        for (id, run, metric) in chunk {
+            let (number, text) = match &metric.value {
+                StoredValue::Numeric(literal) => (Some(literal.as_str()), None),
+                StoredValue::Text(text) => (None, Some(text.as_str())),
+            };
+            insert
+                .values([
+                    (*id).into(),
+                    run.agent_name.as_str().into(),
+                    metric.name.as_str().into(),
+                    number.into(),
+                    text.into(),
+                    run.finished_at.into(),
+                ])
+                .map_err(statement_error)?;
+        }
+        let (sql, values) = insert.build_sqlx(SqliteQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    // The new runs' ids as one JSON array: the statements stay the same whatever the batch.
+    let new_ids = serde_json::to_string(&created.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(SQLITE_DAILY)
+        .bind(&new_ids)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(SQLITE_METRIC_DAILY)
+        .bind(&new_ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+fn insert_runs(runs: &[&NewRun]) -> Result<InsertStatement, sqlx::Error> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(AgentRuns::Table)
+        .columns([
+            AgentRuns::RunKey,
+            AgentRuns::AgentName,
+            AgentRuns::StartedAt,
+            AgentRuns::FinishedAt,
+            AgentRuns::Status,
+            AgentRuns::ErrorMessage,
+            AgentRuns::DurationMs,
+            AgentRuns::Trigger,
+            AgentRuns::ScheduledFor,
+            AgentRuns::Host,
+            AgentRuns::MetricCount,
+        ])
+        .on_conflict(
+            OnConflict::column(AgentRuns::RunKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning(Query::returning().columns([AgentRuns::RunKey, AgentRuns::Id]));
+    for run in runs {
+        insert
+            .values([
+                run.run_key.into(),
+                run.agent_name.as_str().into(),
+                run.started_at.into(),
+                run.finished_at.into(),
+                run.status.as_str().into(),
+                run.error_message.as_deref().into(),
+                run.duration_ms().into(),
+                run.trigger.as_str().into(),
+                run.scheduled_for.into(),
+                run.host.as_deref().into(),
+                i32::try_from(run.metrics.len()).unwrap_or(i32::MAX).into(),
+            ])
+            .map_err(statement_error)?;
+    }
+    Ok(insert)
+}
+
+fn statement_error(err: sea_query::error::Error) -> sqlx::Error {
+    sqlx::Error::Encode(Box::new(err))
+}
+
+/// The daily summaries of the runs whose ids `?1` (a JSON array) lists, merged into the stored
+/// ones: [`STORE_BATCH`]'s `daily` step in SQLite. `first_value` picks the status of each
+/// day's latest run; the `where true` lets SQLite parse an upsert fed by a SELECT.
+const SQLITE_DAILY: &str = r#"
+insert into agent_daily_summaries as s
+    (agent_name, day, run_count, success_count, failure_count, total_duration_ms,
+     min_duration_ms, max_duration_ms, last_run_at, last_status, last_success_at)
+select agent_name, day, count(*), sum(status = 'success'), sum(status = 'failed'),
+       coalesce(sum(duration_ms), 0), min(duration_ms), max(duration_ms), max(started_at),
+       max(latest_status), max(case when status = 'success' then started_at end)
+from (select agent_name, date(started_at) as day, status, duration_ms, started_at,
+             first_value(status) over (partition by agent_name, date(started_at)
+                                       order by started_at desc, id desc) as latest_status
+      from agent_runs
+      where id in (select value from json_each(?1)))
+where true
+group by agent_name, day
+order by agent_name, day
+on conflict (agent_name, day) do update set
+    run_count         = s.run_count + excluded.run_count,
+    success_count     = s.success_count + excluded.success_count,
+    failure_count     = s.failure_count + excluded.failure_count,
+    total_duration_ms = s.total_duration_ms + excluded.total_duration_ms,
+    min_duration_ms   = min(coalesce(s.min_duration_ms, excluded.min_duration_ms),
+                            coalesce(excluded.min_duration_ms, s.min_duration_ms)),
+    max_duration_ms   = max(coalesce(s.max_duration_ms, excluded.max_duration_ms),
+                            coalesce(excluded.max_duration_ms, s.max_duration_ms)),
+    last_status       = case when excluded.last_run_at >= s.last_run_at
+                             then excluded.last_status else s.last_status end,
+    last_run_at       = max(s.last_run_at, excluded.last_run_at),
+    last_success_at   = max(coalesce(s.last_success_at, excluded.last_success_at),
+                            coalesce(excluded.last_success_at, s.last_success_at)),
+    updated_at        = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+"#;
+
+/// The per-metric daily aggregates of the new runs' numeric metrics: [`STORE_BATCH`]'s
+/// `metric_daily` step in SQLite. `cast(… as numeric)` reads the stored literal as an integer
+/// where it is one, else as a 64-bit float.
+const SQLITE_METRIC_DAILY: &str = r#"
+insert into agent_metric_daily_summaries as s
+    (agent_name, metric_name, day, value_count, value_sum, value_min, value_max,
+     last_value, last_recorded_at)
+select agent_name, metric_name, day, count(*), sum(value), min(value), max(value),
+       max(latest_value), max(recorded_at)
+from (select agent_name, metric_name, date(recorded_at) as day,
+             cast(metric_value as numeric) as value, recorded_at,
+             first_value(cast(metric_value as numeric))
+                 over (partition by agent_name, metric_name, date(recorded_at)
+                       order by recorded_at desc, id desc) as latest_value
+      from agent_metrics
+      where run_id in (select value from json_each(?1)) and metric_value is not null)
+where true
+group by agent_name, metric_name, day
+order by agent_name, metric_name, day
+on conflict (agent_name, metric_name, day) do update set
+    value_count      = s.value_count + excluded.value_count,
+    value_sum        = s.value_sum + excluded.value_sum,
+    value_min        = min(s.value_min, excluded.value_min),
+    value_max        = max(s.value_max, excluded.value_max),
+    last_value       = case when excluded.last_recorded_at >= s.last_recorded_at
+                            then excluded.last_value else s.last_value end,
+    last_recorded_at = max(s.last_recorded_at, excluded.last_recorded_at),
+    updated_at       = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+"#;

@@ -1,5 +1,9 @@
 //! All SQL lives here: the ingest write, the reads, migrations and the read-only role.
-//! Queries built from filters use sea-query; fixed statements are plain SQL.
+//!
+//! Two backends: PostgreSQL (production, the dashboard's database) and SQLite (the embedded
+//! default: one file, no server). Queries built from filters use sea-query and are rendered for
+//! whichever backend the store runs on; the ingest write is one statement per backend
+//! (`ingest.rs`), because PostgreSQL's form relies on arrays and data-modifying CTEs.
 
 mod batch;
 mod ingest;
@@ -10,9 +14,14 @@ mod schema;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sea_query::{PostgresQueryBuilder, SelectStatement, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
 use crate::config::DatabaseConfig;
 
@@ -21,26 +30,79 @@ pub use ingest::Stored;
 pub use readonly::{RoleName, grant_readonly};
 pub use reads::{AgentAccess, Cursor, MetricFilter, RunFilter, SummaryFilter};
 
-/// The schema, embedded in the binary: `serve` and `migrate` need no files at run time.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+/// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.
+pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The same schema for the embedded SQLite backend.
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// A statement running longer than this is cancelled, so a stuck query cannot hold a
 /// connection (and a client) forever.
 const STATEMENT_TIMEOUT: &str = "15s";
 
-/// The collector's access to PostgreSQL.
+/// How long a SQLite writer waits for another to finish before giving up (then: 503, retry).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a `DATABASE_URL` names: `postgres://`/`postgresql://` or `sqlite:`.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// The collector's access to its database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: PgPool,
+    pool: Pool,
+}
+
+impl From<PgPool> for Store {
+    fn from(pool: PgPool) -> Self {
+        Self {
+            pool: Pool::Postgres(pool),
+        }
+    }
+}
+
+impl From<SqlitePool> for Store {
+    fn from(pool: SqlitePool) -> Self {
+        Self {
+            pool: Pool::Sqlite(pool),
+        }
+    }
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A pool that connects on first use, so the service can start while the database is down.
+    /// A SQLite file (and its directory) is created if missing.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
+        match Backend::of_url(config.url()) {
+            Some(Backend::Sqlite) => Self::connect_sqlite(config),
+            // Anything else is PostgreSQL's to refuse, with its own message.
+            _ => Self::connect_postgres(config),
+        }
     }
 
-    /// A pool that connects on first use, so the service can start while the database is down.
-    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
+    fn connect_postgres(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
         let options = PgConnectOptions::from_str(config.url())?
             .application_name("collector")
             .options([
@@ -51,35 +113,79 @@ impl Store {
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(pool.into())
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    fn connect_sqlite(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(config.url())?
+            .create_if_missing(true)
+            // Readers never block the writer nor each other; FULL keeps a committed run
+            // through a power cut, as PostgreSQL does.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let file = options.get_filename();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(pool.into())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The PostgreSQL pool, for what only PostgreSQL has (roles and grants).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// The migrations of this store's backend.
+    pub fn migrator(&self) -> &'static Migrator {
+        match self.backend() {
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        }
     }
 
     /// Applies pending migrations. Safe when several replicas start at once: sqlx holds a
-    /// PostgreSQL advisory lock while it migrates.
+    /// PostgreSQL advisory lock (SQLite: the database lock) while it migrates.
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        MIGRATOR.run(&self.pool).await
+        match &self.pool {
+            Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+            Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
+        }
     }
 
     /// Ready means: the database answers, and every migration this binary knows is applied.
     pub async fn check_ready(&self) -> Result<(), NotReady> {
-        let latest_known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
-                        NotReady::NotMigrated {
-                            applied: None,
-                            expected: latest_known,
-                        }
-                    }
-                    _ => NotReady::Unreachable(e),
-                })?;
+        const APPLIED: &str = "select max(version) from _sqlx_migrations where success";
+        let latest_known = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Result<Option<i64>, sqlx::Error> = match &self.pool {
+            Pool::Postgres(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
+            Pool::Sqlite(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
+        };
+        let applied = applied.map_err(|e| {
+            if is_missing_table(&e) {
+                NotReady::NotMigrated {
+                    applied: None,
+                    expected: latest_known,
+                }
+            } else {
+                NotReady::Unreachable(e)
+            }
+        })?;
         if applied.unwrap_or(0) < latest_known {
             return Err(NotReady::NotMigrated {
                 applied,
@@ -91,15 +197,57 @@ impl Store {
 
     /// Pool figures for `/prometheus`: (open connections, idle connections, maximum).
     pub fn pool_usage(&self) -> (u32, usize, u32) {
-        (
-            self.pool.size(),
-            self.pool.num_idle(),
-            self.pool.options().get_max_connections(),
-        )
+        match &self.pool {
+            Pool::Postgres(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+            Pool::Sqlite(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+        }
+    }
+
+    /// Runs a sea-query SELECT, rendered for this store's backend.
+    async fn fetch<T>(&self, select: &SelectStatement) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                    .fetch_all(pool)
+                    .await
+            }
+            Pool::Sqlite(pool) => {
+                let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+fn is_missing_table(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        db.message().starts_with("no such table")
+    } else {
+        db.code().as_deref() == Some("42P01")
     }
 }
 
@@ -121,6 +269,15 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            // The primary result code: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL,
+            // SQLITE_CANTOPEN.
+            db.code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
+        }
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception; 57P0x: shutdown; 53: insufficient resources;
             // 40001/40P01: serialization failure, deadlock; 57014: statement timeout;

@@ -41,13 +41,19 @@ impl fmt::Display for RoleName {
 
 /// Creates `role` (or updates its password) with read-only access to this database: CONNECT,
 /// USAGE on `public`, SELECT on every table, and SELECT on tables later migrations create.
-/// Idempotent: running it again changes nothing but the password.
+/// Idempotent: running it again changes nothing but the password. PostgreSQL only: a SQLite
+/// file has no roles (whoever can read the file reads everything).
 pub async fn grant_readonly(
     store: &Store,
     role: &RoleName,
     password: &SecretString,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
+    let pool = store.postgres().ok_or_else(|| {
+        sqlx::Error::Configuration(
+            "read-only roles exist only in PostgreSQL; DATABASE_URL names a SQLite file".into(),
+        )
+    })?;
+    let mut tx = pool.begin().await?;
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
             .bind(role.as_str())

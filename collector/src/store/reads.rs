@@ -8,11 +8,8 @@ use agent_sdk::wire::{
     RunStatus, RunTrigger, RunView,
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_query::{
-    Condition, Expr, ExprTrait, LikeExpr, Order, PostgresQueryBuilder, Query, SelectStatement,
-};
-use sea_query_sqlx::SqlxBinder;
-use sqlx::{AssertSqlSafe, FromRow};
+use sea_query::{Alias, Condition, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::Store;
@@ -39,19 +36,19 @@ impl AgentAccess {
         for pattern in patterns {
             any = any.add(match pattern {
                 AgentPattern::Exact(name) => Expr::col(column).eq(name.as_str()),
-                AgentPattern::Prefix(prefix) => {
-                    // `_` is common in agent names and a LIKE wildcard: escape it.
-                    let escaped = prefix
-                        .replace('\\', "\\\\")
-                        .replace('_', "\\_")
-                        .replace('%', "\\%");
-                    Expr::col(column).like(LikeExpr::new(format!("{escaped}%")).escape('\\'))
-                }
+                // `substr`, not LIKE: no wildcards to escape, and case-sensitive on SQLite too.
+                AgentPattern::Prefix(prefix) => Expr::from(
+                    Func::cust("substr")
+                        .arg(Expr::col(column))
+                        .arg(1)
+                        .arg(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX)),
+                )
+                .eq(prefix.as_str()),
             });
         }
         // An empty list allows nothing.
         Some(if patterns.is_empty() {
-            Condition::all().add(Expr::cust("false"))
+            Condition::all().add(Expr::cust("1 = 0"))
         } else {
             any
         })
@@ -216,7 +213,6 @@ struct SummaryRow {
     total_duration_ms: i64,
     min_duration_ms: Option<i64>,
     max_duration_ms: Option<i64>,
-    avg_duration_ms: Option<f64>,
     last_run_at: DateTime<Utc>,
     last_status: String,
     last_success_at: Option<DateTime<Utc>>,
@@ -396,15 +392,31 @@ impl Store {
         access: &AgentAccess,
     ) -> Result<Vec<AgentOverview>, sqlx::Error> {
         let week_start = today - chrono::Days::new(6);
+        // Sums over the days a condition admits, as BIGINT (PostgreSQL sums BIGINT to NUMERIC).
+        let sum_where = |column: AgentDailySummaries, admits: Expr| {
+            Func::sum(Expr::case(admits, Expr::col(column)).finally(0)).cast_as("bigint")
+        };
+        // The status of the agent's latest run, from its latest day.
+        let latest = Alias::new("latest");
+        let last_status = Query::select()
+            .column((latest.clone(), AgentDailySummaries::LastStatus))
+            .from_as(AgentDailySummaries::Table, latest.clone())
+            .and_where(
+                Expr::col((latest.clone(), AgentDailySummaries::AgentName))
+                    .equals((AgentDailySummaries::Table, AgentDailySummaries::AgentName)),
+            )
+            .order_by((latest, AgentDailySummaries::LastRunAt), Order::Desc)
+            .limit(1)
+            .take();
         let mut select = Query::select();
         select
-            .column(AgentDailySummaries::AgentName)
+            .column((AgentDailySummaries::Table, AgentDailySummaries::AgentName))
             .expr_as(
                 Expr::col(AgentDailySummaries::LastRunAt).max(),
                 "last_run_at",
             )
             .expr_as(
-                Expr::cust("(array_agg(last_status order by last_run_at desc))[1]"),
+                Expr::SubQuery(None, Box::new(last_status.into())),
                 "last_status",
             )
             .expr_as(
@@ -412,36 +424,39 @@ impl Store {
                 "last_success_at",
             )
             .expr_as(
-                Expr::cust_with_values(
-                    "coalesce(sum(run_count) filter (where day = $1), 0)::bigint",
-                    [today],
+                sum_where(
+                    AgentDailySummaries::RunCount,
+                    Expr::col(AgentDailySummaries::Day).eq(today),
                 ),
                 "runs_today",
             )
             .expr_as(
-                Expr::cust_with_values(
-                    "coalesce(sum(failure_count) filter (where day = $1), 0)::bigint",
-                    [today],
+                sum_where(
+                    AgentDailySummaries::FailureCount,
+                    Expr::col(AgentDailySummaries::Day).eq(today),
                 ),
                 "failures_today",
             )
             .expr_as(
-                Expr::cust_with_values(
-                    "coalesce(sum(run_count) filter (where day >= $1), 0)::bigint",
-                    [week_start],
+                sum_where(
+                    AgentDailySummaries::RunCount,
+                    Expr::col(AgentDailySummaries::Day).gte(week_start),
                 ),
                 "runs_7d",
             )
             .expr_as(
-                Expr::cust_with_values(
-                    "coalesce(sum(failure_count) filter (where day >= $1), 0)::bigint",
-                    [week_start],
+                sum_where(
+                    AgentDailySummaries::FailureCount,
+                    Expr::col(AgentDailySummaries::Day).gte(week_start),
                 ),
                 "failures_7d",
             )
             .from(AgentDailySummaries::Table)
-            .group_by_col(AgentDailySummaries::AgentName)
-            .order_by(AgentDailySummaries::AgentName, Order::Asc);
+            .group_by_col((AgentDailySummaries::Table, AgentDailySummaries::AgentName))
+            .order_by(
+                (AgentDailySummaries::Table, AgentDailySummaries::AgentName),
+                Order::Asc,
+            );
         if let Some(access) = access.condition(AgentDailySummaries::AgentName) {
             select.cond_where(access);
         }
@@ -480,10 +495,6 @@ impl Store {
                 AgentDailySummaries::MinDurationMs,
                 AgentDailySummaries::MaxDurationMs,
             ])
-            .expr_as(
-                Expr::cust("total_duration_ms::float8 / nullif(run_count, 0)"),
-                "avg_duration_ms",
-            )
             .columns([
                 AgentDailySummaries::LastRunAt,
                 AgentDailySummaries::LastStatus,
@@ -516,23 +527,14 @@ impl Store {
                     total_duration_ms: row.total_duration_ms,
                     min_duration_ms: row.min_duration_ms,
                     max_duration_ms: row.max_duration_ms,
-                    avg_duration_ms: row.avg_duration_ms,
+                    avg_duration_ms: (row.run_count > 0)
+                        .then(|| row.total_duration_ms as f64 / row.run_count as f64),
                     last_run_at: row.last_run_at,
                     last_status: parse_status(&row.last_status)?,
                     last_success_at: row.last_success_at,
                 })
             })
             .collect()
-    }
-
-    async fn fetch<T>(&self, select: &SelectStatement) -> Result<Vec<T>, sqlx::Error>
-    where
-        T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-    {
-        let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
-        sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
-            .fetch_all(&self.pool)
-            .await
     }
 }
 

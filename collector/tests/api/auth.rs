@@ -8,9 +8,8 @@ use collector::config::SecretKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::PgPool;
 
-use crate::helpers::{SECRET, TestApp, error_code, report};
+use crate::helpers::{Db, SECRET, TestApp, error_code, on_both_backends, report};
 
 fn claims(exp_offset: i64) -> Claims {
     Claims {
@@ -34,9 +33,8 @@ fn with_header(header: &str, payload: serde_json::Value, signature: &str) -> Str
     format!("{header}.{body}.{signature}")
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn bad_tokens_are_401_and_write_nothing(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn bad_tokens_are_401_and_write_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
     let keys = &app.keys;
     let other_key =
         TokenKeys::new(&SecretKey::parse("another-secret-another-secret-0123".into()).unwrap());
@@ -109,9 +107,8 @@ async fn bad_tokens_are_401_and_write_nothing(pool: PgPool) {
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn wrong_scope_is_403(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn wrong_scope_is_403(db: Db) {
+    let app = TestApp::spawn(db).await;
     let read_only = app.token_for(&[Scope::Read], None);
     let ingest_only = app.token_for(&[Scope::Ingest], None);
 
@@ -134,9 +131,8 @@ async fn wrong_scope_is_403(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn agent_allow_list_admits_exact_names_and_prefixes_only(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn agent_allow_list_admits_exact_names_and_prefixes_only(db: Db) {
+    let app = TestApp::spawn(db).await;
     let token = app.token_for(&[Scope::Ingest], Some(&["hello", "billing_*"]));
 
     for (agent, expected) in [
@@ -155,11 +151,17 @@ async fn agent_allow_list_admits_exact_names_and_prefixes_only(pool: PgPool) {
     assert_eq!(runs, 2);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn health_needs_no_token(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn health_needs_no_token(db: Db) {
+    let app = TestApp::spawn(db).await;
     for path in ["/health", "/health/ready"] {
         let (status, body) = app.get_with(path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
 }
+
+on_both_backends!(
+    bad_tokens_are_401_and_write_nothing,
+    wrong_scope_is_403,
+    agent_allow_list_admits_exact_names_and_prefixes_only,
+    health_needs_no_token,
+);

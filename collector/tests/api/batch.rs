@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, error_code, report};
+use crate::helpers::{Db, TestApp, error_code, on_both_backends, report};
 
 fn statuses(body: &Value) -> Vec<u64> {
     body["results"]
@@ -22,9 +22,8 @@ fn statuses(body: &Value) -> Vec<u64> {
         .collect()
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn each_report_gets_the_answer_post_metrics_would_give(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn each_report_gets_the_answer_post_metrics_would_give(db: Db) {
+    let app = TestApp::spawn(db).await;
     let key = Uuid::new_v4();
     let mut keyed = report("batch_a");
     keyed["run_key"] = json!(key);
@@ -66,27 +65,26 @@ async fn each_report_gets_the_answer_post_metrics_would_give(pool: PgPool) {
     assert!(results[2].get("run_id").is_none());
     // Each new run is stored whole under the id its result names.
     for i in [0, 3, 7] {
-        let metrics: i64 =
-            sqlx::query_scalar("select count(*) from agent_metrics where run_id = $1")
-                .bind(results[i]["run_id"].as_i64().unwrap())
-                .fetch_one(&app.pool)
-                .await
-                .unwrap();
+        let run_id = results[i]["run_id"].as_i64().unwrap();
+        let metrics: i64 = app
+            .db
+            .scalar(&format!(
+                "select count(*) from agent_metrics where run_id = {run_id}"
+            ))
+            .await;
         assert_eq!(metrics, 3, "result {i}");
     }
     let (runs, metrics, summaries, _) = app.row_counts().await;
     assert_eq!((runs, metrics, summaries), (4, 12, 2));
-    let counted: i64 =
-        sqlx::query_scalar("select sum(run_count)::bigint from agent_daily_summaries")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let counted: i64 = app
+        .db
+        .scalar("select cast(sum(run_count) as bigint) from agent_daily_summaries")
+        .await;
     assert_eq!(counted, 4, "repeats are not counted twice");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn an_agent_outside_the_token_is_refused_alone(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn an_agent_outside_the_token_is_refused_alone(db: Db) {
+    let app = TestApp::spawn(db).await;
     let token = app.token_for(&[Scope::Ingest], Some(&["shop_*"]));
     let body = json!({"reports": [report("shop_prices"), report("bank_rates")]}).to_string();
 
@@ -100,9 +98,8 @@ async fn an_agent_outside_the_token_is_refused_alone(pool: PgPool) {
     assert_eq!(app.row_counts().await.0, 1);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_bad_envelope_is_refused_whole_and_changes_nothing(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_bad_envelope_is_refused_whole_and_changes_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
     let read_only = app.token_for(&[Scope::Read], None);
     let too_many = json!({"reports": vec![report("many"); 1001]}).to_string();
     let one = json!({"reports": [report("one")]}).to_string();
@@ -189,14 +186,13 @@ async fn a_bad_envelope_is_refused_whole_and_changes_nothing(pool: PgPool) {
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_body_over_the_batch_limit_is_413_while_post_metrics_keeps_its_own(pool: PgPool) {
+async fn a_body_over_the_batch_limit_is_413_while_post_metrics_keeps_its_own(db: Db) {
     let http = HttpConfig {
         body_limit: 2_000,
         batch_body_limit: 20_000,
         ..HttpConfig::default()
     };
-    let app = TestApp::spawn_with(pool, http).await;
+    let app = TestApp::spawn_with(db, http).await;
     let reports = |n| json!({"reports": vec![report("sized"); n]}).to_string();
     assert!(reports(20).len() > 2_000 && reports(20).len() < 20_000);
     let mut long = report("sized");
@@ -228,10 +224,9 @@ async fn a_body_over_the_batch_limit_is_413_while_post_metrics_keeps_its_own(poo
     assert_eq!(app.row_counts().await.0, 21);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_run_the_database_refuses_fails_alone_in_a_batch(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
-    crate::helpers::refuse_runs_of(&app.pool, "poison").await;
+async fn a_run_the_database_refuses_fails_alone_in_a_batch(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.db.refuse_runs_of("poison").await;
 
     let (status, body) = app
         .post_batch(vec![report("healthy"), report("poison"), report("healthy")])
@@ -249,7 +244,7 @@ async fn a_run_the_database_refuses_fails_alone_in_a_batch(pool: PgPool) {
     assert_eq!((runs, metrics), (2, 6));
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn an_unreachable_database_is_503_for_the_whole_batch(pool: PgPool) {
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -264,7 +259,12 @@ async fn an_unreachable_database_is_503_for_the_whole_batch(pool: PgPool) {
     let nowhere = PgPoolOptions::new()
         .acquire_timeout(Duration::from_secs(1))
         .connect_lazy_with(options);
-    let app = TestApp::spawn_on_store(Store::new(nowhere), pool, HttpConfig::default()).await;
+    let app = TestApp::spawn_on_store(
+        Store::from(nowhere),
+        Db::Postgres(pool),
+        HttpConfig::default(),
+    )
+    .await;
 
     let (status, body) = app.post_batch(vec![report("a"), report("b")]).await;
 
@@ -273,9 +273,8 @@ async fn an_unreachable_database_is_503_for_the_whole_batch(pool: PgPool) {
     assert_eq!(app.row_counts().await.0, 0);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_full_batch_of_1000_reports_is_stored(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_full_batch_of_1000_reports_is_stored(db: Db) {
+    let app = TestApp::spawn(db).await;
     let reports: Vec<Value> = (0..1000)
         .map(|i| {
             let mut body = report(&format!("agent_{}", i % 20));
@@ -293,11 +292,21 @@ async fn a_full_batch_of_1000_reports_is_stored(pool: PgPool) {
         (runs, metrics, summaries, metric_summaries),
         (1000, 3000, 20, 40)
     );
-    let sum: String = sqlx::query_scalar(
-        "select sum(value_sum)::text from agent_metric_daily_summaries where metric_name = 'i'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let sum: String = app
+        .db
+        .scalar(
+            "select cast(sum(value_sum) as text) from agent_metric_daily_summaries
+             where metric_name = 'i'",
+        )
+        .await;
     assert_eq!(sum, (0..1000).sum::<i64>().to_string());
 }
+
+on_both_backends!(
+    each_report_gets_the_answer_post_metrics_would_give,
+    an_agent_outside_the_token_is_refused_alone,
+    a_bad_envelope_is_refused_whole_and_changes_nothing,
+    a_body_over_the_batch_limit_is_413_while_post_metrics_keeps_its_own,
+    a_run_the_database_refuses_fails_alone_in_a_batch,
+    a_full_batch_of_1000_reports_is_stored,
+);

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::process::Command;
 
-use crate::helpers::{SECRET, TestApp, database_url, report};
+use crate::helpers::{Db, SECRET, TestApp, database_url, on_both_backends, report};
 
 const BIN: &str = env!("CARGO_BIN_EXE_collector");
 
@@ -124,9 +124,8 @@ fn env_example_lists_every_variable_and_the_refused_placeholder() {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn token_prints_a_token_the_server_accepts(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn token_prints_a_token_the_server_accepts(db: Db) {
+    let app = TestApp::spawn(db).await;
     let (ok, stdout, stderr) = run(
         &["token", "--sub", "ci", "--agent", "hello", "--ttl", "1h"],
         &[("COLLECTOR_SECRET_KEY", SECRET)],
@@ -215,7 +214,7 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
         assert!(Instant::now() < deadline, "collector did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let token = TestApp::spawn(pool.clone()).await.token;
+    let token = TestApp::spawn(Db::Postgres(pool.clone())).await.token;
 
     // Hold the run_key's unique slot in an open transaction: the collector's insert waits on it.
     let run_key = uuid::Uuid::new_v4();
@@ -293,7 +292,7 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
 
 /// The secret and the tokens never reach the logs, at the most verbose level, whatever the
 /// requests do with them.
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -320,7 +319,7 @@ async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
         assert!(Instant::now() < deadline, "collector did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let app = TestApp::spawn(pool.clone()).await;
+    let app = TestApp::spawn(Db::Postgres(pool.clone())).await;
     let good = app.token.clone();
     let forged = format!("{}x", &good[..good.len() - 1]);
     for token in [&good, &forged, &"not.a.token".to_owned()] {
@@ -369,3 +368,5 @@ async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
     let signature = good.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature));
 }
+
+on_both_backends!(token_prints_a_token_the_server_accepts,);

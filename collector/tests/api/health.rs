@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::AbortHandle;
 
-use crate::helpers::{TestApp, error_code, report};
+use crate::helpers::{Db, TestApp, error_code, on_both_backends, report};
 
 /// A TCP proxy in front of PostgreSQL that a test can cut (refusing new connections and
 /// dropping open ones) and restore: the database "goes away" without touching the server.
@@ -67,7 +67,7 @@ async fn ready_status(app: &TestApp) -> StatusCode {
     app.get_with("/health/ready", None).await.0
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn an_outage_is_503_with_retry_after_and_ingestion_resumes_without_restart(pool: PgPool) {
     let options = pool.connect_options();
     let proxy = Proxy::start(format!("{}:{}", options.get_host(), options.get_port())).await;
@@ -75,7 +75,12 @@ async fn an_outage_is_503_with_retry_after_and_ingestion_resumes_without_restart
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.port));
-    let app = TestApp::spawn_on_store(Store::new(through_proxy), pool, HttpConfig::default()).await;
+    let app = TestApp::spawn_on_store(
+        Store::from(through_proxy),
+        Db::Postgres(pool),
+        HttpConfig::default(),
+    )
+    .await;
 
     assert_eq!(ready_status(&app).await, StatusCode::OK);
     assert_eq!(
@@ -127,7 +132,7 @@ async fn an_outage_is_503_with_retry_after_and_ingestion_resumes_without_restart
 
 #[sqlx::test(migrations = false)]
 async fn not_ready_before_migrations(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+    let app = TestApp::spawn(Db::Postgres(pool)).await;
     let (status, body) = app.get_with("/health/ready", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -140,9 +145,8 @@ async fn not_ready_before_migrations(pool: PgPool) {
     assert_eq!(app.get_with("/health", None).await.0, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn prometheus_reports_requests_runs_and_pool(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn prometheus_reports_requests_runs_and_pool(db: Db) {
+    let app = TestApp::spawn(db).await;
     app.post_report(&report("prom")).await;
 
     let text = app
@@ -166,9 +170,8 @@ async fn prometheus_reports_requests_runs_and_pool(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn request_ids_are_generated_or_passed_through(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn request_ids_are_generated_or_passed_through(db: Db) {
+    let app = TestApp::spawn(db).await;
     let generated = app.client.get(app.url("/health")).send().await.unwrap();
     assert!(generated.headers().contains_key("x-request-id"));
     let passed = app
@@ -181,11 +184,10 @@ async fn request_ids_are_generated_or_passed_through(pool: PgPool) {
     assert_eq!(passed.headers()["x-request-id"], "abc-123");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_client_trickling_its_headers_is_disconnected(pool: PgPool) {
+async fn a_client_trickling_its_headers_is_disconnected(db: Db) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn_with(
-        pool,
+        db,
         HttpConfig {
             header_read_timeout: Duration::from_millis(500),
             ..HttpConfig::default()
@@ -214,14 +216,12 @@ async fn a_client_trickling_its_headers_is_disconnected(pool: PgPool) {
 }
 
 /// A failure that is not the client's is an opaque 500: no SQL, no table names, no trace.
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn internal_errors_answer_opaquely(pool: PgPool) {
-    let app = TestApp::spawn(pool.clone()).await;
+async fn internal_errors_answer_opaquely(db: Db) {
+    let app = TestApp::spawn(db.clone()).await;
     // Sabotage: the summary table is gone, so the ingest transaction fails half-way.
-    sqlx::query("drop table agent_metric_daily_summaries")
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.db
+        .execute("drop table agent_metric_daily_summaries")
+        .await;
 
     let (status, body) = app.post_report(&report("sabotaged")).await;
 
@@ -233,16 +233,12 @@ async fn internal_errors_answer_opaquely(pool: PgPool) {
     ] {
         assert!(!text.contains(leak), "{leak} in {body}");
     }
-    let runs: i64 = sqlx::query_scalar("select count(*) from agent_runs")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let runs: i64 = app.db.scalar("select count(*) from agent_runs").await;
     assert_eq!(runs, 0, "the transaction rolled back whole");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn the_openapi_document_describes_every_endpoint(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn the_openapi_document_describes_every_endpoint(db: Db) {
+    let app = TestApp::spawn(db).await;
     let (status, doc) = app.get_with("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
@@ -277,3 +273,11 @@ async fn the_openapi_document_describes_every_endpoint(pool: PgPool) {
         3
     );
 }
+
+on_both_backends!(
+    prometheus_reports_requests_runs_and_pool,
+    request_ids_are_generated_or_passed_through,
+    a_client_trickling_its_headers_is_disconnected,
+    internal_errors_answer_opaquely,
+    the_openapi_document_describes_every_endpoint,
+);

@@ -1,4 +1,7 @@
 //! Starting a collector for a test, and the requests and queries tests share.
+//!
+//! Most tests are `async fn name(db: Db)` and run on both backends: each file lists them in
+//! [`on_both_backends!`]. Tests of what only PostgreSQL has take a `PgPool` and say so.
 
 use std::net::SocketAddr;
 use std::sync::Once;
@@ -12,15 +15,116 @@ use collector::startup::Application;
 use collector::store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, PgPool, SqlitePool};
 use tokio::sync::oneshot;
 
 pub(crate) const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
+/// Runs each named test, an `async fn(Db)`, twice: on a fresh PostgreSQL database and on a
+/// fresh SQLite file, both migrated (`sqlx::test`). A test left out of the list is dead code,
+/// which the lints refuse.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod on_postgres {
+            $(
+                #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+                async fn $test(pool: sqlx::PgPool) {
+                    super::$test(crate::helpers::Db::Postgres(pool)).await;
+                }
+            )+
+        }
+        mod on_sqlite {
+            $(
+                #[sqlx::test(migrator = "collector::store::SQLITE_MIGRATOR")]
+                async fn $test(pool: sqlx::SqlitePool) {
+                    super::$test(crate::helpers::Db::Sqlite(pool)).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// A test's own database, on either backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Db {
+    pub(crate) fn store(&self) -> Store {
+        match self {
+            Self::Postgres(pool) => Store::from(pool.clone()),
+            Self::Sqlite(pool) => Store::from(pool.clone()),
+        }
+    }
+
+    /// Every row `sql` returns. The SQL must be valid on both backends: `cast(x as text)`,
+    /// not `x::text`; literals, not bound parameters.
+    pub(crate) async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Self::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .unwrap()
+    }
+
+    /// The one row `sql` returns.
+    pub(crate) async fn row<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let mut rows = self.rows(sql).await;
+        assert_eq!(rows.len(), 1, "one row expected from {sql}");
+        rows.remove(0)
+    }
+
+    /// The one value `sql` returns.
+    pub(crate) async fn scalar<T>(&self, sql: &str) -> T
+    where
+        (T,): for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        self.row::<(T,)>(sql).await.0
+    }
+
+    /// Runs statements that return nothing (setup, sabotage).
+    pub(crate) async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Self::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+            Self::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+
+    /// A rule only the database knows: it refuses every run of `agent` (raising `poisoned`).
+    pub(crate) async fn refuse_runs_of(&self, agent: &str) {
+        self.execute(&match self {
+            Self::Postgres(_) => format!(
+                "create function refuse_poison() returns trigger language plpgsql as $$
+                 begin if new.agent_name = '{agent}' then raise exception 'poisoned'; end if; return new; end $$;
+                 create trigger refuse_poison before insert on agent_runs for each row execute function refuse_poison();"
+            ),
+            Self::Sqlite(_) => format!(
+                "create trigger refuse_poison before insert on agent_runs
+                 when new.agent_name = '{agent}' begin select raise(abort, 'poisoned'); end;"
+            ),
+        })
+        .await;
+    }
+}
+
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) client: reqwest::Client,
-    pub(crate) pool: PgPool,
+    pub(crate) db: Db,
     pub(crate) keys: TokenKeys,
     /// Ingest + read, every agent.
     pub(crate) token: String,
@@ -37,17 +141,17 @@ fn init_logs() {
 }
 
 impl TestApp {
-    pub(crate) async fn spawn(pool: PgPool) -> Self {
-        Self::spawn_with(pool, HttpConfig::default()).await
+    pub(crate) async fn spawn(db: Db) -> Self {
+        Self::spawn_with(db, HttpConfig::default()).await
     }
 
-    pub(crate) async fn spawn_with(pool: PgPool, http: HttpConfig) -> Self {
-        Self::spawn_on_store(Store::new(pool.clone()), pool, http).await
+    pub(crate) async fn spawn_with(db: Db, http: HttpConfig) -> Self {
+        Self::spawn_on_store(db.store(), db, http).await
     }
 
     /// A collector whose store is `store` (tests point it at a proxy they can cut), while the
-    /// test itself inspects the database through `pool`.
-    pub(crate) async fn spawn_on_store(store: Store, pool: PgPool, http: HttpConfig) -> Self {
+    /// test itself inspects the database through `db`.
+    pub(crate) async fn spawn_on_store(store: Store, db: Db, http: HttpConfig) -> Self {
         init_logs();
         let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
         let state = AppState::new(store, keys.clone());
@@ -70,7 +174,7 @@ impl TestApp {
         Self {
             addr,
             client: http_client(),
-            pool,
+            db,
             keys,
             token,
             _shutdown: tx,
@@ -154,14 +258,13 @@ impl TestApp {
 
     /// Rows in each table the write path touches: (runs, metrics, summaries, metric summaries).
     pub(crate) async fn row_counts(&self) -> (i64, i64, i64, i64) {
-        sqlx::query_as(
-            "select (select count(*) from agent_runs), (select count(*) from agent_metrics),
-                    (select count(*) from agent_daily_summaries),
-                    (select count(*) from agent_metric_daily_summaries)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .unwrap()
+        self.db
+            .row(
+                "select (select count(*) from agent_runs), (select count(*) from agent_metrics),
+                        (select count(*) from agent_daily_summaries),
+                        (select count(*) from agent_metric_daily_summaries)",
+            )
+            .await
     }
 }
 
@@ -236,16 +339,4 @@ pub(crate) async fn database_url(pool: &PgPool) -> String {
         .map(|(_, q)| format!("?{q}"))
         .unwrap_or_default();
     format!("{prefix}/{name}{query}")
-}
-
-/// A rule only the database knows: it refuses every run of `agent` (raising `poisoned`).
-pub(crate) async fn refuse_runs_of(pool: &PgPool, agent: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "create function refuse_poison() returns trigger language plpgsql as $$
-         begin if new.agent_name = '{agent}' then raise exception 'poisoned'; end if; return new; end $$;
-         create trigger refuse_poison before insert on agent_runs for each row execute function refuse_poison();"
-    )))
-    .execute(pool)
-    .await
-    .unwrap();
 }

@@ -3,14 +3,12 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, report, report_at};
+use crate::helpers::{Db, TestApp, on_both_backends, report, report_at};
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn the_original_curl_example_is_stored(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn the_original_curl_example_is_stored(db: Db) {
+    let app = TestApp::spawn(db).await;
     let body = r#"{"agent_name":"test","metrics":{"x":1},"started_at":"2026-02-19T10:00:00Z","finished_at":"2026-02-19T10:00:01Z","error":null}"#;
 
     let (status, response) = app
@@ -19,13 +17,12 @@ async fn the_original_curl_example_is_stored(pool: PgPool) {
 
     assert_eq!(status, StatusCode::CREATED, "{response}");
     let run_id = response["run_id"].as_i64().unwrap();
-    let (agent, status, duration, key): (String, String, i64, Option<Uuid>) = sqlx::query_as(
-        "select agent_name, status, duration_ms, run_key from agent_runs where id = $1",
-    )
-    .bind(run_id)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let (agent, status, duration, key): (String, String, i64, Option<Uuid>) = app
+        .db
+        .row(&format!(
+            "select agent_name, status, duration_ms, run_key from agent_runs where id = {run_id}"
+        ))
+        .await;
     assert_eq!(
         (agent.as_str(), status.as_str(), duration),
         ("test", "success", 1000)
@@ -36,9 +33,8 @@ async fn the_original_curl_example_is_stored(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn values_are_stored_exactly_as_written(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn values_are_stored_exactly_as_written(db: Db) {
+    let app = TestApp::spawn(db).await;
     let body = r#"{"agent_name":"exact","started_at":"2026-02-19T10:00:00Z","finished_at":"2026-02-19T10:00:45Z",
         "metrics":{"tenth":0.1,"big":9007199254740993,"max_safe":9007199254740992,"neg":-12.50,
                    "exp":1.5e3,"yes":true,"no":false,"text":"ok","unicode":"ñandú ✓","sqlish":"'); drop table agent_runs; --"}}"#;
@@ -48,12 +44,7 @@ async fn values_are_stored_exactly_as_written(pool: PgPool) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{response}");
 
-    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "select metric_name, metric_value::text, metric_text from agent_metrics order by id",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, Option<String>, Option<String>)> = app.db.rows("select metric_name, cast(metric_value as text), metric_text from agent_metrics order by id").await;
     let expected: Vec<(String, Option<String>, Option<String>)> = [
         ("tenth", Some("0.1"), None),
         ("big", Some("9007199254740993"), None),
@@ -79,9 +70,8 @@ async fn values_are_stored_exactly_as_written(pool: PgPool) {
     assert!(raw.contains(r#""value":9007199254740993"#), "{raw}");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_repeated_run_key_returns_the_same_run_and_writes_nothing(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_repeated_run_key_returns_the_same_run_and_writes_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
     let mut body = report("idem");
     body["run_key"] = json!(Uuid::new_v4());
 
@@ -97,16 +87,15 @@ async fn a_repeated_run_key_returns_the_same_run_and_writes_nothing(pool: PgPool
         counts,
         "nothing written the second time"
     );
-    let runs: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let runs: i64 = app
+        .db
+        .scalar("select run_count from agent_daily_summaries")
+        .await;
     assert_eq!(runs, 1, "the summary counts the run once");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn ten_identical_posts_at_once_store_one_run(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn ten_identical_posts_at_once_store_one_run(db: Db) {
+    let app = TestApp::spawn(db).await;
     let mut body = report("race");
     body["run_key"] = json!(Uuid::new_v4());
 
@@ -123,27 +112,25 @@ async fn ten_identical_posts_at_once_store_one_run(pool: PgPool) {
     assert_eq!(ids.len(), 1, "every answer names the same run: {ids:?}");
     let (runs, metrics, _, _) = app.row_counts().await;
     assert_eq!((runs, metrics), (1, 3));
-    let counted: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let counted: i64 = app
+        .db
+        .scalar("select run_count from agent_daily_summaries")
+        .await;
     assert_eq!(counted, 1);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_failed_run_is_stored_with_its_error(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_failed_run_is_stored_with_its_error(db: Db) {
+    let app = TestApp::spawn(db).await;
     let mut body = report("breaks");
     body["error"] = json!("connection refused by upstream");
 
     let (status, response) = app.post_report(&body).await;
 
     assert_eq!(status, StatusCode::CREATED, "{response}");
-    let (state, message): (String, Option<String>) =
-        sqlx::query_as("select status, error_message from agent_runs")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let (state, message): (String, Option<String>) = app
+        .db
+        .row("select status, error_message from agent_runs")
+        .await;
     assert_eq!(state, "failed");
     assert_eq!(message.as_deref(), Some("connection refused by upstream"));
 }
@@ -152,9 +139,8 @@ fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn daily_summaries_and_metric_aggregates_across_two_utc_days(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn daily_summaries_and_metric_aggregates_across_two_utc_days(db: Db) {
+    let app = TestApp::spawn(db).await;
     // Day 1: two successes (10 s, 30 s) and a failure (20 s); day 2: one success (5 s).
     // The failure starts last on day 1, so it is day 1's last status.
     let runs = [
@@ -206,14 +192,14 @@ async fn daily_summaries_and_metric_aggregates_across_two_utc_days(pool: PgPool)
         String,
         Option<DateTime<Utc>>,
     );
-    let summaries: Vec<SummaryRow> = sqlx::query_as(
-        "select day::text, run_count, success_count, failure_count, total_duration_ms,
+    let summaries: Vec<SummaryRow> = app
+        .db
+        .rows(
+            "select cast(day as text), run_count, success_count, failure_count, total_duration_ms,
                 min_duration_ms, max_duration_ms, last_run_at, last_status, last_success_at
          from agent_daily_summaries where agent_name = 'daily' order by day",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+        )
+        .await;
     assert_eq!(
         summaries,
         vec![
@@ -245,14 +231,9 @@ async fn daily_summaries_and_metric_aggregates_across_two_utc_days(pool: PgPool)
     );
 
     // Metrics are dated by recorded_at (the run's finish): the 23:59:50 + 20 s run lands on day 2.
-    let aggregates: Vec<(String, String, i64, String, String, String, String)> = sqlx::query_as(
-        "select day::text, metric_name, value_count, value_sum::text, value_min::text,
-                value_max::text, last_value::text
-         from agent_metric_daily_summaries where agent_name = 'daily' order by day, metric_name",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let aggregates: Vec<(String, String, i64, String, String, String, String)> = app.db.rows("select cast(day as text), metric_name, value_count, cast(value_sum as text), cast(value_min as text),
+                cast(value_max as text), cast(last_value as text)
+         from agent_metric_daily_summaries where agent_name = 'daily' order by day, metric_name").await;
     let expected: Vec<(String, String, i64, String, String, String, String)> = [
         ("2026-03-01", "items", 2, "3", "1", "2", "2"),
         ("2026-03-01", "ratio", 2, "0.3", "0.1", "0.2", "0.2"),
@@ -278,9 +259,8 @@ async fn daily_summaries_and_metric_aggregates_across_two_utc_days(pool: PgPool)
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_late_report_does_not_overwrite_the_last_status(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_late_report_does_not_overwrite_the_last_status(db: Db) {
+    let app = TestApp::spawn(db).await;
     let now = Utc::now() - TimeDelta::minutes(10);
     app.post_report(&report_at("late", now, 1)).await;
     // Delivered afterwards from a spool, but it started earlier.
@@ -288,22 +268,19 @@ async fn a_late_report_does_not_overwrite_the_last_status(pool: PgPool) {
     earlier["error"] = json!("old failure");
     app.post_report(&earlier).await;
 
-    let (status, last): (String, DateTime<Utc>) = sqlx::query_as(
-        "select last_status, last_run_at from agent_daily_summaries where agent_name = 'late'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let (status, last): (String, DateTime<Utc>) = app
+        .db
+        .row("select last_status, last_run_at from agent_daily_summaries where agent_name = 'late'")
+        .await;
     assert_eq!(status, "success");
     assert_eq!(last.timestamp(), now.timestamp());
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn the_store_deduplicates_within_one_batch(pool: PgPool) {
+async fn the_store_deduplicates_within_one_batch(db: Db) {
     use collector::domain::NewRun;
-    use collector::store::{Store, Stored};
+    use collector::store::Stored;
 
-    let store = Store::new(pool.clone());
+    let store = db.store();
     let mut body = report("batch");
     body["run_key"] = json!(Uuid::new_v4());
     let run = NewRun::parse(serde_json::from_value(body).unwrap(), Utc::now()).unwrap();
@@ -320,10 +297,9 @@ async fn the_store_deduplicates_within_one_batch(pool: PgPool) {
     assert_eq!(outcomes[2], Stored::Existing(outcomes[0].run_id()));
     let again = store.store_runs(&[run]).await.unwrap();
     assert_eq!(again, vec![Stored::Existing(outcomes[0].run_id())]);
-    let runs: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let runs: i64 = db
+        .scalar("select run_count from agent_daily_summaries")
+        .await;
     assert_eq!(runs, 2);
 }
 
@@ -361,9 +337,8 @@ async fn post_concurrently(
     results
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn concurrent_reports_share_transactions_and_each_gets_its_own_answer(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn concurrent_reports_share_transactions_and_each_gets_its_own_answer(db: Db) {
+    let app = TestApp::spawn(db).await;
     let bodies: Vec<_> = (0..200)
         .map(|i| {
             let mut body = report("many");
@@ -387,26 +362,24 @@ async fn concurrent_reports_share_transactions_and_each_gets_its_own_answer(pool
     // Each answer names the run holding that request's metric.
     for (_, body) in &results {
         let id = body["run_id"].as_i64().unwrap();
-        let (stored_for, count): (i64, i64) = sqlx::query_as(
-            "select (select count(*) from agent_metrics where run_id = $1), (select count(*) from agent_runs)",
-        )
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+        let (stored_for, count): (i64, i64) = app
+            .db
+            .row(&format!(
+                "select (select count(*) from agent_metrics where run_id = {id}), (select count(*) from agent_runs)"
+            ))
+            .await;
         assert_eq!((stored_for, count), (1, 200));
     }
-    let counted: i64 = sqlx::query_scalar("select run_count from agent_daily_summaries")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let counted: i64 = app
+        .db
+        .scalar("select run_count from agent_daily_summaries")
+        .await;
     assert_eq!(counted, 200);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_run_the_database_refuses_fails_alone_not_its_batch(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
-    crate::helpers::refuse_runs_of(&app.pool, "poison").await;
+async fn a_run_the_database_refuses_fails_alone_not_its_batch(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.db.refuse_runs_of("poison").await;
     let mut bodies: Vec<_> = (0..60).map(|_| report("healthy")).collect();
     bodies.insert(30, report("poison"));
 
@@ -425,4 +398,73 @@ async fn a_run_the_database_refuses_fails_alone_not_its_batch(pool: PgPool) {
     );
     let (runs, metrics, ..) = app.row_counts().await;
     assert_eq!((runs, metrics), (60, 180), "every healthy run stored whole");
+}
+
+on_both_backends!(
+    the_original_curl_example_is_stored,
+    values_are_stored_exactly_as_written,
+    a_repeated_run_key_returns_the_same_run_and_writes_nothing,
+    ten_identical_posts_at_once_store_one_run,
+    a_failed_run_is_stored_with_its_error,
+    daily_summaries_and_metric_aggregates_across_two_utc_days,
+    a_late_report_does_not_overwrite_the_last_status,
+    the_store_deduplicates_within_one_batch,
+    concurrent_reports_share_transactions_and_each_gets_its_own_answer,
+    a_run_the_database_refuses_fails_alone_not_its_batch,
+);
+
+/// PostgreSQL only, as the reference: the canonical text each backend stores for a number is
+/// the one PostgreSQL's NUMERIC prints, for thousands of literals of every shape the wire
+/// contract admits.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn canonical_numbers_are_postgresqls_own_text(pool: sqlx::PgPool) {
+    // A fixed linear congruential sequence: the same literals every run.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % bound
+    };
+    let digits = |n: u64, next: &mut dyn FnMut(u64) -> u64| -> String {
+        (0..n)
+            .map(|_| char::from(b'0' + u8::try_from(next(10)).unwrap()))
+            .collect()
+    };
+    let mut literals = Vec::new();
+    for _ in 0..5000 {
+        let sign = if next(2) == 0 { "-" } else { "" };
+        let whole = match next(3) {
+            0 => "0".to_owned(),
+            _ => format!("{}{}", 1 + next(9), digits(next(20), &mut next)),
+        };
+        let fraction = match next(2) {
+            0 => String::new(),
+            _ => format!(".{}", digits(1 + next(20), &mut next)),
+        };
+        let exponent = match next(3) {
+            0 => String::new(),
+            _ => format!(
+                "{}{}{}",
+                ["e", "E"][usize::try_from(next(2)).unwrap()],
+                ["", "+", "-"][usize::try_from(next(3)).unwrap()],
+                next(40)
+            ),
+        };
+        literals.push(format!("{sign}{whole}{fraction}{exponent}"));
+    }
+    let expected: Vec<String> = sqlx::query_scalar(
+        "select x::numeric::text from unnest($1::text[]) with ordinality as t(x, i) order by i",
+    )
+    .bind(&literals)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (literal, expected) in literals.iter().zip(expected) {
+        assert_eq!(
+            collector::domain::canonical_decimal(literal),
+            expected,
+            "{literal}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::helpers::{TestApp, database_url, report};
+use crate::helpers::{Db, TestApp, database_url, report};
 
 const PASSWORD: &str = "a-long-enough-password";
 
@@ -38,10 +38,10 @@ fn sqlstate(err: sqlx::Error) -> String {
         .into_owned()
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn the_readonly_role_reads_everything_and_writes_nothing(pool: PgPool) {
     let role = format!("ro_{}", uuid::Uuid::new_v4().simple());
-    let app = TestApp::spawn(pool.clone()).await;
+    let app = TestApp::spawn(Db::Postgres(pool.clone())).await;
     app.post_report(&report("dash")).await;
 
     grant(&pool, &role).await;

@@ -4,9 +4,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use collector::auth::Scope;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
-use crate::helpers::{TestApp, error_code, error_field, report_at};
+use crate::helpers::{Db, TestApp, error_code, error_field, on_both_backends, report_at};
 
 fn hours_ago(hours: i64) -> DateTime<Utc> {
     Utc::now() - TimeDelta::hours(hours)
@@ -36,9 +35,8 @@ fn names(page: &Value, list: &str) -> Vec<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn runs_page_newest_first_without_gaps_or_repeats(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn runs_page_newest_first_without_gaps_or_repeats(db: Db) {
+    let app = TestApp::spawn(db).await;
     seed(&app).await;
 
     let mut seen = Vec::new();
@@ -70,9 +68,8 @@ async fn runs_page_newest_first_without_gaps_or_repeats(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn runs_filter_by_status_and_time(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn runs_filter_by_status_and_time(db: Db) {
+    let app = TestApp::spawn(db).await;
     seed(&app).await;
 
     let (_, failed) = app.get("/runs?status=failed").await;
@@ -91,9 +88,8 @@ fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn one_run_with_its_metrics(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn one_run_with_its_metrics(db: Db) {
+    let app = TestApp::spawn(db).await;
     let (_, created) = app.post_report(&report_at("alpha", hours_ago(1), 3)).await;
     let id = created["run_id"].as_i64().unwrap();
 
@@ -131,9 +127,8 @@ async fn one_run_with_its_metrics(pool: PgPool) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn metrics_filter_and_page(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn metrics_filter_and_page(db: Db) {
+    let app = TestApp::spawn(db).await;
     seed(&app).await;
 
     let (status, page) = app
@@ -158,9 +153,8 @@ async fn metrics_filter_and_page(pool: PgPool) {
     assert!(rest["next_cursor"].is_null());
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn agents_overview(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn agents_overview(db: Db) {
+    let app = TestApp::spawn(db).await;
     // Today (UTC) and three days ago; the latest run failed.
     let today = Utc::now() - TimeDelta::seconds(30);
     let earlier = today - TimeDelta::days(3);
@@ -202,9 +196,8 @@ async fn agents_overview(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn summaries_over_a_date_range(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn summaries_over_a_date_range(db: Db) {
+    let app = TestApp::spawn(db).await;
     for (day, agent) in [
         ("2026-01-10", "alpha"),
         ("2026-01-11", "alpha"),
@@ -245,9 +238,8 @@ async fn summaries_over_a_date_range(pool: PgPool) {
     assert_eq!(only_beta["summaries"].as_array().unwrap().len(), 1);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn bad_parameters_are_400_naming_the_parameter(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn bad_parameters_are_400_naming_the_parameter(db: Db) {
+    let app = TestApp::spawn(db).await;
     for (path, field) in [
         ("/runs?limit=1001", "limit"),
         ("/runs?limit=0", "limit"),
@@ -276,9 +268,8 @@ async fn bad_parameters_are_400_naming_the_parameter(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_restricted_token_sees_only_its_agents(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_restricted_token_sees_only_its_agents(db: Db) {
+    let app = TestApp::spawn(db).await;
     seed(&app).await;
     let token = app.token_for(&[Scope::Read], Some(&["team_*", "beta"]));
 
@@ -320,9 +311,8 @@ async fn a_restricted_token_sees_only_its_agents(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn unknown_paths_and_methods_get_json_errors(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn unknown_paths_and_methods_get_json_errors(db: Db) {
+    let app = TestApp::spawn(db).await;
     let (status, body) = app.get("/nope").await;
     assert_eq!(
         (status, error_code(&body)),
@@ -335,3 +325,15 @@ async fn unknown_paths_and_methods_get_json_errors(pool: PgPool) {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
 }
+
+on_both_backends!(
+    runs_page_newest_first_without_gaps_or_repeats,
+    runs_filter_by_status_and_time,
+    one_run_with_its_metrics,
+    metrics_filter_and_page,
+    agents_overview,
+    summaries_over_a_date_range,
+    bad_parameters_are_400_naming_the_parameter,
+    a_restricted_token_sees_only_its_agents,
+    unknown_paths_and_methods_get_json_errors,
+);

@@ -1,14 +1,16 @@
 //! The schema as the dashboard's contract: migrations, the original debugging queries, indexes.
 
-use collector::store::{MIGRATOR, Store};
+use collector::store::{POSTGRES_MIGRATOR, Store};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, report};
+use crate::helpers::{Db, TestApp, on_both_backends, report};
 
+/// PostgreSQL only: replicas are PostgreSQL deployments (sqlx serialises them with an
+/// advisory lock); the embedded SQLite backend is one process.
 #[sqlx::test(migrations = false)]
 async fn replicas_migrating_at_once_are_safe(pool: PgPool) {
     let migrations = (0..5).map(|_| {
-        let store = Store::new(pool.clone());
+        let store = Store::from(pool.clone());
         tokio::spawn(async move { store.migrate().await })
     });
     for migration in migrations {
@@ -18,45 +20,38 @@ async fn replicas_migrating_at_once_are_safe(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    Store::new(pool).check_ready().await.unwrap();
+    assert_eq!(applied, POSTGRES_MIGRATOR.iter().count() as i64);
+    Store::from(pool).check_ready().await.unwrap();
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn the_original_debugging_queries_run_as_written(pool: PgPool) {
-    let app = TestApp::spawn(pool.clone()).await;
+async fn the_original_debugging_queries_run_as_written(db: Db) {
+    let app = TestApp::spawn(db).await;
     app.post_report(&report("mi_agente")).await;
 
-    let runs: Vec<(String, String)> = sqlx::query_as(
-        "SELECT agent_name, status, started_at, error_message FROM agent_runs ORDER BY started_at DESC LIMIT 20;",
-    )
-    .fetch_all(&pool)
-    .await
-    .map(|rows: Vec<(String, String, chrono::DateTime<chrono::Utc>, Option<String>)>| {
-        rows.into_iter().map(|(a, s, ..)| (a, s)).collect()
-    })
-    .unwrap();
-    assert_eq!(runs, [("mi_agente".to_owned(), "success".to_owned())]);
+    let runs: Vec<(String, String, chrono::DateTime<chrono::Utc>, Option<String>)> = app
+        .db
+        .rows("SELECT agent_name, status, started_at, error_message FROM agent_runs ORDER BY started_at DESC LIMIT 20;")
+        .await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].0.as_str(), runs[0].1.as_str()),
+        ("mi_agente", "success")
+    );
 
-    let metrics: Vec<(String, Option<sqlx::types::Text<String>>, Option<String>)> = sqlx::query_as(
-        "SELECT metric_name, metric_value::text, metric_text FROM agent_metrics WHERE agent_name='mi_agente' ORDER BY recorded_at DESC LIMIT 20;",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let metrics: Vec<(String, Option<String>, Option<String>)> = app
+        .db
+        .rows("SELECT metric_name, CAST(metric_value AS TEXT), metric_text FROM agent_metrics WHERE agent_name='mi_agente' ORDER BY recorded_at DESC LIMIT 20;")
+        .await;
     assert_eq!(metrics.len(), 3);
     // And exactly as written in the original (NUMERIC column, no cast) it runs too.
-    sqlx::raw_sql(
-        "SELECT metric_name, metric_value, metric_text FROM agent_metrics WHERE agent_name='mi_agente' ORDER BY recorded_at DESC LIMIT 20;",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    app.db
+        .execute("SELECT metric_name, metric_value, metric_text FROM agent_metrics WHERE agent_name='mi_agente' ORDER BY recorded_at DESC LIMIT 20;")
+        .await;
 }
 
 /// With sequential scans disabled, each dashboard query must still find an index to use: the
 /// indexes exist for it (on real volumes the planner picks them by itself).
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn dashboard_queries_have_indexes(pool: PgPool) {
     let mut conn = pool.acquire().await.unwrap();
     sqlx::query("set enable_seqscan = off")
@@ -85,9 +80,9 @@ async fn dashboard_queries_have_indexes(pool: PgPool) {
 
 /// Every query in docs/dashboard.md runs as written, and with sequential scans off it finds an
 /// index: the page's promise to the web app.
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
-    let app = TestApp::spawn(pool.clone()).await;
+    let app = TestApp::spawn(Db::Postgres(pool.clone())).await;
     app.post_report(&report("hello")).await;
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dashboard.md"))
         .unwrap();
@@ -126,3 +121,5 @@ async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
         );
     }
 }
+
+on_both_backends!(the_original_debugging_queries_run_as_written,);

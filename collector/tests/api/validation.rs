@@ -4,9 +4,10 @@ use chrono::{TimeDelta, Utc};
 use collector::config::HttpConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
-use crate::helpers::{TestApp, error_code, error_field, error_fields, report};
+use crate::helpers::{
+    Db, TestApp, error_code, error_field, error_fields, on_both_backends, report,
+};
 
 /// A valid report with `field` replaced by `value` (or removed when `value` is `None`).
 fn with(field: &str, value: Option<Value>) -> String {
@@ -24,9 +25,8 @@ fn with_metrics(metrics: Value) -> String {
     with("metrics", Some(metrics))
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn every_rule_refuses_with_the_field_and_writes_nothing(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn every_rule_refuses_with_the_field_and_writes_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
     let future = (Utc::now() + TimeDelta::hours(25)).to_rfc3339();
     let many: serde_json::Map<String, Value> =
         (0..1001).map(|i| (format!("m{i}"), json!(i))).collect();
@@ -325,9 +325,8 @@ async fn every_rule_refuses_with_the_field_and_writes_nothing(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn finished_before_started_is_refused_on_its_own(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn finished_before_started_is_refused_on_its_own(db: Db) {
+    let app = TestApp::spawn(db).await;
     let mut body = report("order");
     let (started, finished) = (body["started_at"].clone(), body["finished_at"].clone());
     body["started_at"] = finished;
@@ -346,9 +345,8 @@ async fn finished_before_started_is_refused_on_its_own(pool: PgPool) {
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn wrong_content_type_is_415(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn wrong_content_type_is_415(db: Db) {
+    let app = TestApp::spawn(db).await;
     let body = report("ct").to_string();
     for content_type in ["text/plain", "application/x-www-form-urlencoded", ""] {
         let (status, response) = app.post_raw(&body, content_type, Some(&app.token)).await;
@@ -362,9 +360,8 @@ async fn wrong_content_type_is_415(pool: PgPool) {
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn oversized_bodies_are_413_at_the_default_and_configured_limits(pool: PgPool) {
-    let app = TestApp::spawn(pool.clone()).await;
+async fn oversized_bodies_are_413_at_the_default_and_configured_limits(db: Db) {
+    let app = TestApp::spawn(db.clone()).await;
     let mut body = report("big");
     body["metrics"] = json!({"blob": "x".repeat(1024 * 1024)});
     let (status, response) = app
@@ -374,7 +371,7 @@ async fn oversized_bodies_are_413_at_the_default_and_configured_limits(pool: PgP
     assert_eq!(error_code(&response), "payload_too_large");
 
     let small = TestApp::spawn_with(
-        pool,
+        db,
         HttpConfig {
             body_limit: 2048,
             ..HttpConfig::default()
@@ -397,9 +394,8 @@ async fn oversized_bodies_are_413_at_the_default_and_configured_limits(pool: PgP
     assert_eq!(runs, 1);
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn exactly_1000_metrics_are_accepted(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn exactly_1000_metrics_are_accepted(db: Db) {
+    let app = TestApp::spawn(db).await;
     let metrics: serde_json::Map<String, Value> = (0..1000)
         .map(|i| (format!("metric_{i}"), json!(i)))
         .collect();
@@ -413,9 +409,8 @@ async fn exactly_1000_metrics_are_accepted(pool: PgPool) {
     assert_eq!((stored, aggregates), (1000, 1000));
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
-async fn a_100_mb_body_is_refused_without_being_read(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+async fn a_100_mb_body_is_refused_without_being_read(db: Db) {
+    let app = TestApp::spawn(db).await;
     let body = vec![b' '; 100 * 1024 * 1024];
     let started = std::time::Instant::now();
 
@@ -441,3 +436,12 @@ async fn a_100_mb_body_is_refused_without_being_read(pool: PgPool) {
     );
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }
+
+on_both_backends!(
+    every_rule_refuses_with_the_field_and_writes_nothing,
+    finished_before_started_is_refused_on_its_own,
+    wrong_content_type_is_415,
+    oversized_bodies_are_413_at_the_default_and_configured_limits,
+    exactly_1000_metrics_are_accepted,
+    a_100_mb_body_is_refused_without_being_read,
+);

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{Collector, SchedulerProcess, runs_of, spool_files, wait_for, write_schedule};
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn runs_during_a_collector_outage_are_stored_exactly_once(pool: PgPool) {
     let collector = Collector::start(&pool, None).await;
     let addr = collector.addr;
@@ -55,7 +55,7 @@ async fn runs_during_a_collector_outage_are_stored_exactly_once(pool: PgPool) {
     assert_eq!((stored, distinct), (finished, finished), "{logs}");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn a_restarted_scheduler_delivers_what_an_earlier_one_spooled(pool: PgPool) {
     let collector = Collector::start(&pool, None).await;
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +102,7 @@ async fn a_restarted_scheduler_delivers_what_an_earlier_one_spooled(pool: PgPool
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn a_run_interrupted_by_a_killed_scheduler_is_reported_failed_on_restart(pool: PgPool) {
     let collector = Collector::start(&pool, None).await;
     let dir = tempfile::tempdir().unwrap();

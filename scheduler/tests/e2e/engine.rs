@@ -85,7 +85,7 @@ impl Running {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn a_panicking_agent_is_stored_failed_and_the_scheduler_goes_on(pool: PgPool) {
     let running = Running::start(&pool, vec![Arc::new(Panics) as Arc<dyn Agent>, Arc::new(Slow::default())], "[agents.panics]\ncron = \"* * * * * *\"\n[agents.slow]\ncron = \"* * * * * *\"\nparams = { secs = 0.01 }\n").await;
     let engine = &running.engine;
@@ -115,7 +115,7 @@ async fn a_panicking_agent_is_stored_failed_and_the_scheduler_goes_on(pool: PgPo
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn forbid_skips_a_tick_while_the_previous_run_goes_on(pool: PgPool) {
     let slow = Slow::default();
     let max_overlap = slow.max_overlap.clone();
@@ -145,7 +145,7 @@ async fn forbid_skips_a_tick_while_the_previous_run_goes_on(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn a_timed_out_agent_is_stored_failed_with_its_timeout(pool: PgPool) {
     let running = Running::start(
         &pool,
@@ -168,7 +168,7 @@ async fn a_timed_out_agent_is_stored_failed_with_its_timeout(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn shutdown_cancels_runs_past_the_grace_and_reports_them(pool: PgPool) {
     let running = Running::start(
         &pool,
@@ -213,7 +213,7 @@ impl Agent for Flaky {
     }
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn retries_report_one_run_with_the_final_outcome(pool: PgPool) {
     let running = Running::start(&pool, vec![Arc::new(Flaky::default()) as Arc<dyn Agent>], "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 2\nretry_backoff = \"50ms\"\nparams = { fail_times = 2 }\n").await;
     let engine = &running.engine;
@@ -238,7 +238,7 @@ async fn retries_report_one_run_with_the_final_outcome(pool: PgPool) {
     assert_eq!(attempts, "3");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn exhausted_retries_say_how_many_attempts(pool: PgPool) {
     let running = Running::start(&pool, vec![Arc::new(Flaky::default()) as Arc<dyn Agent>], "[agents.flaky]\ncron = \"0 0 1 1 *\"\nretries = 1\nretry_backoff = \"50ms\"\nparams = { fail_times = 10 }\n").await;
     let engine = &running.engine;
@@ -258,7 +258,7 @@ async fn exhausted_retries_say_how_many_attempts(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
     let running = Running::start(&pool, vec![Arc::new(Slow::default()) as Arc<dyn Agent>], "[agents.slow]\ncron = \"* * * * * *\"\nconcurrency_policy = \"replace\"\nparams = { secs = 60 }\n").await;
     let engine = &running.engine;
@@ -276,7 +276,7 @@ async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn max_concurrent_runs_holds_across_jobs(pool: PgPool) {
     let slow = Slow::default();
     let max_overlap = slow.max_overlap.clone();
@@ -307,7 +307,7 @@ async fn max_concurrent_runs_holds_across_jobs(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     // Daily jobs whose last recorded fire was three days ago: the scheduler was down since.
@@ -367,7 +367,7 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn markers_left_by_the_version_before_the_journal_are_delivered(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let running = dir.path().join("state").join("running");

@@ -28,7 +28,7 @@ impl Collector {
     /// On a free port, or on `addr` (to come back where clients expect it).
     pub(crate) async fn start(pool: &PgPool, addr: Option<SocketAddr>) -> Self {
         let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
-        let state = AppState::new(Store::new(pool.clone()), keys.clone());
+        let state = AppState::new(Store::from(pool.clone()), keys.clone());
         let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let app = Application::bind(addr, state, &HttpConfig::default())
             .await

@@ -8,7 +8,7 @@ use crate::helpers::{
     Platform, SchedulerProcess, outcomes, runs_of, spool_files, wait_for, write_schedule,
 };
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
     let platform = Platform::start(
         &pool,
@@ -46,7 +46,7 @@ async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
     assert_eq!(greeting, "hello, e2e", "params reach the agent");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn command_failures_and_timeouts_are_stored_with_why(pool: PgPool) {
     let platform = Platform::start(&pool, r#"
         [agents.failing_command]
@@ -95,7 +95,7 @@ async fn command_failures_and_timeouts_are_stored_with_why(pool: PgPool) {
     assert_eq!(summary, "3 findings about e2e");
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPool) {
     let platform = Platform::start(
         &pool,
@@ -238,7 +238,7 @@ fn env_example_documents_every_variable_the_scheduler_reads() {
     );
 }
 
-#[sqlx::test(migrator = "collector::store::MIGRATOR")]
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn health_says_when_the_spool_cannot_be_written(pool: PgPool) {
     let platform = Platform::start(
         &pool,

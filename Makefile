@@ -88,8 +88,8 @@ restore-db: ## Restore a dump: make restore-db FILE=backups/<time>.dump (replace
 ## --- on a checkout ---------------------------------------------------------------------
 
 .PHONY: dev
-dev: ## Run the platform locally: collector (on a local PostgreSQL) + scheduler, with a token
-	@scripts/dev.sh
+dev: ## Run the platform locally: collector on data/dev.db (SQLite) + scheduler with the example agents
+	cargo run -p platform
 
 .PHONY: test
 test: ## Run every test (uses DATABASE_URL, else a local server, else a throwaway PostgreSQL)

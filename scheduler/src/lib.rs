@@ -5,6 +5,7 @@ pub mod cron;
 pub mod engine;
 pub mod journal;
 pub mod schedule;
+pub mod service;
 pub mod settings;
 pub mod status;
 

@@ -3,17 +3,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sdk::client::{CollectorClient, Deliverer, Outcome, Spool};
+use agent_sdk::client::Outcome;
 use agent_sdk::wire::RunStatus;
 use agent_sdk::{RunContext, execute};
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use scheduler::engine::Engine;
-use scheduler::schedule::{self, Job};
+use scheduler::service::{self, deliverer, load_jobs};
 use scheduler::settings::Settings;
-use scheduler::status::{self, StatusState};
 use serde_json::{Map, Value, json};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,7 +72,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve { no_push: false }) {
             Command::Serve { no_push } => {
-                serve(settings, no_push).await.map(|()| ExitCode::SUCCESS)
+                let jobs = load_jobs(&settings)?;
+                service::serve(&settings, jobs, no_push, scheduler::shutdown_signal())
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
             }
             Command::List => list(&settings).map(|()| ExitCode::SUCCESS),
             Command::Check => load_jobs(&settings).map(|jobs| {
@@ -101,102 +100,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn load_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
-    let registry = scheduler::registry()?;
-    if !settings.schedules_file.exists() {
-        tracing::warn!(file = %settings.schedules_file.display(), "no schedule file: agents run on their default schedules");
-    }
-    // Each problem is already one line naming the file and the agent.
-    schedule::load(&settings.schedules_file, &registry)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))
-}
-
-fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
-    let Some(token) = settings.collector_token.clone() else {
-        bail!("COLLECTOR_TOKEN is not set (create one with: collector token --sub scheduler)");
-    };
-    if token.starts_with("change-me") {
-        bail!(
-            "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)"
-        );
-    }
-    let spool = open_spool(settings)?;
-    let client = CollectorClient::new(&settings.collector_url, Some(token))
-        .context("building the HTTP client")?;
-    Ok(Deliverer::new(client, spool))
-}
-
-fn open_spool(settings: &Settings) -> anyhow::Result<Spool> {
-    Spool::open(&settings.spool_dir)
-        .with_context(|| format!("SPOOL_DIR {} is not usable", settings.spool_dir.display()))
-}
-
-async fn serve(settings: Settings, no_push: bool) -> anyhow::Result<()> {
-    let jobs = load_jobs(&settings)?;
-    let prometheus = status::prometheus_handle();
-    let (engine, spool, deliverer) = if no_push {
-        let spool = open_spool(&settings)?;
-        tracing::warn!("--no-push: runs are logged, not delivered to the collector");
-        let engine = Engine::without_delivery(jobs, &spool, settings.max_concurrent_runs as usize);
-        (engine, spool, None)
-    } else {
-        let deliverer = deliverer(&settings)?;
-        let engine = Engine::new(
-            jobs,
-            deliverer.clone(),
-            settings.max_concurrent_runs as usize,
-        );
-        (engine, deliverer.spool().clone(), Some(deliverer))
-    };
-    engine
-        .start()
-        .await
-        .context("preparing the scheduler's state in SPOOL_DIR")?;
-
-    let stop_redelivery = CancellationToken::new();
-    let redelivery = deliverer.map(|deliverer| {
-        let stop = stop_redelivery.clone();
-        tokio::spawn(async move {
-            deliverer
-                .redeliver_until(Duration::from_secs(10), stop.cancelled_owned())
-                .await
-        })
-    });
-
-    let listener = tokio::net::TcpListener::bind(settings.addr)
-        .await
-        .with_context(|| format!("cannot listen on SCHEDULER_ADDR {}", settings.addr))?;
-    let stop_status = CancellationToken::new();
-    let server = tokio::spawn({
-        let router = status::router(StatusState {
-            engine: engine.clone(),
-            spool: spool.clone(),
-            trigger_token: settings.trigger_token.clone(),
-            prometheus,
-        });
-        let stop = stop_status.clone();
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-    });
-    tracing::info!(addr = %settings.addr, collector = %settings.collector_url, jobs = engine.statuses().len(), "scheduler running");
-
-    scheduler::shutdown_signal().await;
-    tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new runs; waiting for running ones");
-    engine.shutdown(settings.shutdown_grace).await;
-    stop_redelivery.cancel();
-    if let Some(redelivery) = redelivery {
-        let _ = redelivery.await;
-    }
-    stop_status.cancel();
-    let _ = server.await;
-    let left = spool.depth().await.unwrap_or(0);
-    tracing::info!(spooled = left, "scheduler stopped");
-    Ok(())
 }
 
 fn list(settings: &Settings) -> anyhow::Result<()> {

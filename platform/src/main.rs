@@ -1,0 +1,305 @@
+//! `platform`: the whole platform on this machine, with one command and no infrastructure.
+//!
+//! The collector serves on a SQLite file (`data/dev.db`), the scheduler runs the example agents
+//! on short schedules and delivers their reports to it over HTTP, as in production; a line is
+//! printed for every run stored. Ctrl-C (or SIGTERM) stops the scheduler first (running agents
+//! finish and deliver), then the collector: nothing is lost, and a report that could not be
+//! delivered waits in `data/spool` for the next start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent_sdk::client::Spool;
+use agent_sdk::telemetry::LogFormat;
+use anyhow::Context;
+use clap::Parser;
+use collector::auth::{Scope, TokenKeys};
+use collector::config::{DatabaseConfig, HttpConfig, SecretKey};
+use collector::http::{AppState, StoredRun};
+use collector::startup::Application;
+use collector::store::Store;
+use scheduler::schedule;
+use scheduler::settings::Settings;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "platform",
+    version,
+    about = "Runs the collector (on SQLite) and the scheduler with the example agents, on this machine"
+)]
+struct Cli {
+    /// Holds the database, the generated secret and the scheduler's spool.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// The database; defaults to the SQLite file `<data-dir>/dev.db`. A postgres:// URL works too.
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    collector_addr: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    scheduler_addr: SocketAddr,
+    /// A schedule file to run instead of the built-in one (the example agents every few seconds).
+    #[arg(long)]
+    schedules: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Warnings only: stdout carries the URLs and one line per stored run. RUST_LOG=info for more.
+    agent_sdk::telemetry::init_logging(LogFormat::Text, "warn");
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("platform: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let keys = TokenKeys::new(&local_secret(&cli.data_dir.join("secret"))?);
+
+    // The collector: migrated, bound, serving until told to stop.
+    let database_url = cli
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", cli.data_dir.join("dev.db").display()));
+    let store = Store::connect_lazy(&DatabaseConfig {
+        url: database_url.clone().into(),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .with_context(|| format!("opening {database_url}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {database_url}"))?;
+    let state = AppState::new(store.clone(), keys.clone());
+    let stored_runs = state.subscribe_stored_runs();
+    let app = Application::bind(cli.collector_addr, state, &HttpConfig::default()).await?;
+    let collector_url = format!("http://{}", app.local_addr()?);
+    let stop_collector = CancellationToken::new();
+    let collector = tokio::spawn(app.run_until(stop_collector.clone().cancelled_owned()));
+
+    let month = Duration::from_secs(30 * 24 * 3600);
+    let token = keys
+        .issue("dev", &[Scope::Ingest, Scope::Read], None, month)
+        .context("signing the dev token")?;
+    let scheduler_token = keys
+        .issue("dev-scheduler", &[Scope::Ingest], None, month)
+        .context("signing the scheduler's token")?;
+
+    // The scheduler: the same code as `scheduler serve`, delivering over HTTP.
+    let registry = scheduler::registry()?;
+    let (origin, text) = match &cli.schedules {
+        Some(file) => (
+            file.display().to_string(),
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        ),
+        None => (
+            "the built-in dev schedules".to_owned(),
+            dev_schedules(&format!("{collector_url}/health")),
+        ),
+    };
+    let jobs = schedule::parse(&origin, Some(&text), &registry)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let settings = Settings {
+        collector_url: collector_url.clone(),
+        collector_token: Some(scheduler_token),
+        schedules_file: cli.schedules.clone().unwrap_or_default(),
+        spool_dir: cli.data_dir.join("spool"),
+        addr: cli.scheduler_addr,
+        max_concurrent_runs: 4,
+        shutdown_grace: Duration::from_secs(10),
+        trigger_token: Some(token.clone()),
+        log_format: LogFormat::Text,
+    };
+    let job_names: Vec<String> = jobs
+        .iter()
+        .filter(|job| job.enabled)
+        .map(|job| format!("{} ({})", job.name, job.cron.expression()))
+        .collect();
+    let stop_scheduler = CancellationToken::new();
+    let mut scheduler = tokio::spawn({
+        let settings = settings.clone();
+        let stop = stop_scheduler.clone();
+        async move { scheduler::service::serve(&settings, jobs, false, stop.cancelled_owned()).await }
+    });
+
+    print_banner(&collector_url, &settings, &database_url, &token, &job_names);
+    let printer = tokio::spawn(print_stored_runs(stored_runs));
+
+    // Until Ctrl-C, or the scheduler failing to start (its address taken, say).
+    let scheduler_result = tokio::select! {
+        () = scheduler::shutdown_signal() => {
+            println!("\nstopping: running agents finish and deliver…");
+            stop_scheduler.cancel();
+            scheduler.await
+        }
+        finished = &mut scheduler => finished,
+    };
+    stop_collector.cancel();
+    let served = collector.await;
+    store.close().await;
+    printer.abort();
+
+    scheduler_result
+        .context("the scheduler task failed")?
+        .context("the scheduler stopped")?;
+    served
+        .context("the collector task failed")?
+        .context("serving HTTP")?;
+    let waiting = Spool::open(&settings.spool_dir)
+        .context("opening the spool")?
+        .depth()
+        .await
+        .unwrap_or(0);
+    if waiting > 0 {
+        println!(
+            "stopped. {waiting} reports wait in {} and are delivered at the next start.",
+            settings.spool_dir.display()
+        );
+    } else {
+        println!("stopped. Every run is stored in {database_url}.");
+    }
+    Ok(())
+}
+
+/// The signing secret of this machine's collector: read from `path`, or generated there (only
+/// its owner may read it) on first start, so tokens stay valid across restarts.
+fn local_secret(path: &Path) -> anyhow::Result<SecretKey> {
+    let secret = match std::fs::read_to_string(path) {
+        Ok(secret) => secret.trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            // Two v4 UUIDs: 244 random bits from the operating system's generator.
+            let secret = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+            secret
+        }
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    SecretKey::parse(secret).map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+/// The example agents every few seconds: `hello`, the probe watching the collector itself, and
+/// the Python agent through `command` where `python3` is installed.
+fn dev_schedules(health_url: &str) -> String {
+    let python = python_example();
+    let mut text = format!(
+        r#"
+[agents.hello]
+cron = "*/2 * * * * *"
+params = {{ name = "dev" }}
+
+[agents.http_probe]
+cron = "*/5 * * * * *"
+timeout = "10s"
+params = {{ urls = ["{health_url}"], allow_hosts = ["127.0.0.1", "localhost"], timeout_ms = 2000 }}
+"#
+    );
+    if let Some(script) = python {
+        text.push_str(&format!(
+            r#"
+[agents.python_example]
+agent = "command"
+cron = "*/10 * * * * *"
+timeout = "30s"
+params = {{ program = "python3", args = [{script:?}], input = {{ topic = "prices" }} }}
+"#
+        ));
+    }
+    text
+}
+
+/// The example Python agent's path, when the script is there and `python3` runs.
+fn python_example() -> Option<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents/python/example.py");
+    let runs = std::process::Command::new("python3")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    (runs && script.is_file()).then(|| script.display().to_string())
+}
+
+fn print_banner(
+    collector_url: &str,
+    settings: &Settings,
+    database_url: &str,
+    token: &str,
+    jobs: &[String],
+) {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let scheduler_url = format!("http://{}", settings.addr);
+    println!(
+        r#"
+  collector   {collector_url}   (API docs: {collector_url}/openapi.json, metrics: {collector_url}/prometheus)
+  scheduler   {scheduler_url}/jobs   (spool: {spool})
+  database    {database_url}
+  jobs        {jobs}
+
+  export TOKEN={token}
+
+  curl -X POST {collector_url}/metrics \
+    -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
+    -d '{{"agent_name":"test","metrics":{{"x":1}},"started_at":"{now}","finished_at":"{now}","error":null}}'
+
+  curl -H "Authorization: Bearer $TOKEN" {collector_url}/runs
+  curl -X POST -H "Authorization: Bearer $TOKEN" {scheduler_url}/jobs/hello/run
+
+  Every stored run prints a line below. Ctrl-C stops everything.
+"#,
+        spool = settings.spool_dir.display(),
+        jobs = if jobs.is_empty() {
+            "none enabled".to_owned()
+        } else {
+            jobs.join(", ")
+        },
+    );
+}
+
+/// One line per stored run, as the collector stores it.
+async fn print_stored_runs(mut runs: broadcast::Receiver<StoredRun>) {
+    loop {
+        match runs.recv().await {
+            Ok(run) => println!(
+                "{}  run {:>6}  {:<20} {:<8} {:>3} metrics  {:>6} ms",
+                chrono::Utc::now().format("%H:%M:%S"),
+                run.run_id,
+                run.agent_name,
+                run.status.as_str(),
+                run.metric_count,
+                run.duration_ms,
+            ),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                println!("          ({missed} more runs stored, not shown)");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `scheduler serve` as a library call: the binary runs it until a signal, the `platform`
+//! command beside an in-process collector.
+
+use std::future::Future;
+use std::time::Duration;
+
+use agent_sdk::client::{CollectorClient, Deliverer, Spool};
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::schedule::{self, Job};
+use crate::settings::Settings;
+use crate::status::{self, StatusState};
+
+/// The jobs of `settings.schedules_file`, resolved against every linked agent.
+pub fn load_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
+    let registry = crate::registry()?;
+    if !settings.schedules_file.exists() {
+        tracing::warn!(file = %settings.schedules_file.display(), "no schedule file: agents run on their default schedules");
+    }
+    // Each problem is already one line naming the file and the agent.
+    schedule::load(&settings.schedules_file, &registry)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+/// The delivery client for `settings`: the collector's URL and token, and the spool.
+pub fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
+    let Some(token) = settings.collector_token.clone() else {
+        bail!("COLLECTOR_TOKEN is not set (create one with: collector token --sub scheduler)");
+    };
+    if token.starts_with("change-me") {
+        bail!(
+            "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)"
+        );
+    }
+    let spool = open_spool(settings)?;
+    let client = CollectorClient::new(&settings.collector_url, Some(token))
+        .context("building the HTTP client")?;
+    Ok(Deliverer::new(client, spool))
+}
+
+fn open_spool(settings: &Settings) -> anyhow::Result<Spool> {
+    Spool::open(&settings.spool_dir)
+        .with_context(|| format!("SPOOL_DIR {} is not usable", settings.spool_dir.display()))
+}
+
+/// Runs `jobs` on their schedules with the status server on `settings.addr`, delivering each
+/// report to the collector (unless `no_push`), until `shutdown` resolves; then no new runs
+/// start, running ones get `settings.shutdown_grace` to finish and deliver, and it returns.
+pub async fn serve(
+    settings: &Settings,
+    jobs: Vec<Job>,
+    no_push: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let prometheus = status::prometheus_handle();
+    let (engine, spool, deliverer) = if no_push {
+        let spool = open_spool(settings)?;
+        tracing::warn!("--no-push: runs are logged, not delivered to the collector");
+        let engine = Engine::without_delivery(jobs, &spool, settings.max_concurrent_runs as usize);
+        (engine, spool, None)
+    } else {
+        let deliverer = deliverer(settings)?;
+        let engine = Engine::new(
+            jobs,
+            deliverer.clone(),
+            settings.max_concurrent_runs as usize,
+        );
+        (engine, deliverer.spool().clone(), Some(deliverer))
+    };
+    engine
+        .start()
+        .await
+        .context("preparing the scheduler's state in SPOOL_DIR")?;
+
+    let stop_redelivery = CancellationToken::new();
+    let redelivery = deliverer.map(|deliverer| {
+        let stop = stop_redelivery.clone();
+        tokio::spawn(async move {
+            deliverer
+                .redeliver_until(Duration::from_secs(10), stop.cancelled_owned())
+                .await
+        })
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on SCHEDULER_ADDR {}", settings.addr))?;
+    let stop_status = CancellationToken::new();
+    let server = tokio::spawn({
+        let router = status::router(StatusState {
+            engine: engine.clone(),
+            spool: spool.clone(),
+            trigger_token: settings.trigger_token.clone(),
+            prometheus,
+        });
+        let stop = stop_status.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    tracing::info!(addr = %settings.addr, collector = %settings.collector_url, jobs = engine.statuses().len(), "scheduler running");
+
+    shutdown.await;
+    tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new runs; waiting for running ones");
+    engine.shutdown(settings.shutdown_grace).await;
+    stop_redelivery.cancel();
+    if let Some(redelivery) = redelivery {
+        let _ = redelivery.await;
+    }
+    stop_status.cancel();
+    let _ = server.await;
+    let left = spool.depth().await.unwrap_or(0);
+    tracing::info!(spooled = left, "scheduler stopped");
+    Ok(())
+}

@@ -244,6 +244,7 @@ async fn a_run_the_database_refuses_fails_alone_in_a_batch(db: Db) {
     assert_eq!((runs, metrics), (2, 6));
 }
 
+/// PostgreSQL only: an unreachable database is a server that does not answer.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn an_unreachable_database_is_503_for_the_whole_batch(pool: PgPool) {
     // A port nothing listens on.

@@ -162,6 +162,8 @@ async fn token_prints_a_token_the_server_accepts(db: Db) {
     assert!(!ok && stderr.contains("unknown scope"), "{stderr}");
 }
 
+/// PostgreSQL only (the child process needs the test database's URL); the SQLite path is
+/// `migrate_creates_a_sqlite_file_in_wal_mode`.
 #[sqlx::test(migrations = false)]
 async fn migrate_applies_the_schema(pool: PgPool) {
     let url = database_url(&pool).await;
@@ -179,6 +181,45 @@ async fn migrate_applies_the_schema(pool: PgPool) {
     assert_eq!(tables, 4);
 }
 
+/// `DATABASE_URL=sqlite://…` needs no server: `migrate` creates the file (and its directory) in
+/// WAL mode with the schema, and `grant-readonly`, PostgreSQL's alone, says so.
+#[tokio::test]
+async fn migrate_creates_a_sqlite_file_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nested/dir/dev.db");
+    let url = format!("sqlite://{}", file.display());
+    let (ok, _, stderr) = run(&["migrate"], &[("DATABASE_URL", &url)]).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["migrate"], &[("DATABASE_URL", &url)]).await;
+    assert!(ok, "a second run is a no-op: {stderr}");
+
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mode: String = sqlx::query_scalar("pragma journal_mode")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from sqlite_master where type = 'table' and name in
+         ('agent_runs', 'agent_metrics', 'agent_daily_summaries', 'agent_metric_daily_summaries')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(tables, 4);
+    db.close().await;
+
+    let (ok, _, stderr) = run(
+        &["grant-readonly"],
+        &[
+            ("DATABASE_URL", &url),
+            ("WEBAPP_READONLY_PASSWORD", "a-password-long-enough"),
+        ],
+    )
+    .await;
+    assert!(!ok && stderr.contains("only in PostgreSQL"), "{stderr}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -189,6 +230,8 @@ fn free_port() -> u16 {
 
 /// `serve` migrates an empty database, serves, and on SIGTERM lets a request that is still
 /// running finish — here one blocked on a row lock the test holds — before exiting 0.
+///
+/// PostgreSQL only: it holds a row lock from a second session to keep a request in flight.
 #[sqlx::test(migrations = false)]
 async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
     let port = free_port();
@@ -292,6 +335,8 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
 
 /// The secret and the tokens never reach the logs, at the most verbose level, whatever the
 /// requests do with them.
+///
+/// PostgreSQL only: the child process needs the test database's URL.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
     let port = free_port();

@@ -67,6 +67,44 @@ async fn ready_status(app: &TestApp) -> StatusCode {
     app.get_with("/health/ready", None).await.0
 }
 
+/// SQLite only: its outage is another process holding the file's write lock past the busy
+/// timeout. The report is answered 503 with Retry-After, nothing is half-written, and the
+/// next one is stored once the lock is released.
+#[sqlx::test(migrator = "collector::store::SQLITE_MIGRATOR")]
+async fn a_sqlite_file_locked_by_another_writer_is_503_and_ingest_resumes(pool: sqlx::SqlitePool) {
+    use sqlx::Connection;
+    let app = TestApp::spawn(Db::Sqlite(pool.clone())).await;
+    let mut other = sqlx::SqliteConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap();
+    sqlx::raw_sql("begin immediate")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let response = app
+        .client
+        .post(app.url("/metrics"))
+        .bearer_auth(&app.token)
+        .json(&report("locked"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let (status, body) = crate::helpers::into_json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "unavailable");
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+
+    sqlx::raw_sql("rollback").execute(&mut other).await.unwrap();
+    assert_eq!(
+        app.post_report(&report("locked")).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.row_counts().await, (1, 3, 1, 2));
+}
+
+/// PostgreSQL only: the outage is a TCP proxy between the collector and its server.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn an_outage_is_503_with_retry_after_and_ingestion_resumes_without_restart(pool: PgPool) {
     let options = pool.connect_options();

@@ -38,6 +38,7 @@ fn sqlstate(err: sqlx::Error) -> String {
         .into_owned()
 }
 
+/// PostgreSQL only: SQLite has no roles.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn the_readonly_role_reads_everything_and_writes_nothing(pool: PgPool) {
     let role = format!("ro_{}", uuid::Uuid::new_v4().simple());

@@ -51,6 +51,8 @@ async fn the_original_debugging_queries_run_as_written(db: Db) {
 
 /// With sequential scans disabled, each dashboard query must still find an index to use: the
 /// indexes exist for it (on real volumes the planner picks them by itself).
+///
+/// PostgreSQL only: the dashboard reads PostgreSQL, and the plans are its EXPLAIN.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn dashboard_queries_have_indexes(pool: PgPool) {
     let mut conn = pool.acquire().await.unwrap();
@@ -80,6 +82,8 @@ async fn dashboard_queries_have_indexes(pool: PgPool) {
 
 /// Every query in docs/dashboard.md runs as written, and with sequential scans off it finds an
 /// index: the page's promise to the web app.
+///
+/// PostgreSQL only: docs/dashboard.md is PostgreSQL SQL.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
     let app = TestApp::spawn(Db::Postgres(pool.clone())).await;

@@ -67,6 +67,24 @@ async fn ready_status(app: &TestApp) -> StatusCode {
     app.get_with("/health/ready", None).await.0
 }
 
+/// Posts a report of `agent` and checks the answer: 503 `unavailable` with Retry-After.
+async fn assert_unavailable(app: &TestApp, agent: &str) -> serde_json::Value {
+    let response = app
+        .client
+        .post(app.url("/metrics"))
+        .bearer_auth(&app.token)
+        .json(&report(agent))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let (status, body) = crate::helpers::into_json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "unavailable");
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+    body
+}
+
 /// SQLite only: its outage is another process holding the file's write lock past the busy
 /// timeout. The report is answered 503 with Retry-After, nothing is half-written, and the
 /// next one is stored once the lock is released.
@@ -82,19 +100,7 @@ async fn a_sqlite_file_locked_by_another_writer_is_503_and_ingest_resumes(pool: 
         .await
         .unwrap();
 
-    let response = app
-        .client
-        .post(app.url("/metrics"))
-        .bearer_auth(&app.token)
-        .json(&report("locked"))
-        .send()
-        .await
-        .unwrap();
-    let retry_after = response.headers().get("retry-after").cloned();
-    let (status, body) = crate::helpers::into_json(response).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(error_code(&body), "unavailable");
-    assert!(retry_after.is_some(), "503 carries Retry-After");
+    assert_unavailable(&app, "locked").await;
 
     sqlx::raw_sql("rollback").execute(&mut other).await.unwrap();
     assert_eq!(
@@ -129,19 +135,7 @@ async fn an_outage_is_503_with_retry_after_and_ingestion_resumes_without_restart
     proxy.cut().await;
     let started = Instant::now();
     assert_eq!(ready_status(&app).await, StatusCode::SERVICE_UNAVAILABLE);
-    let response = app
-        .client
-        .post(app.url("/metrics"))
-        .bearer_auth(&app.token)
-        .json(&report("outage"))
-        .send()
-        .await
-        .unwrap();
-    let retry_after = response.headers().get("retry-after").cloned();
-    let (status, body) = crate::helpers::into_json(response).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(error_code(&body), "unavailable");
-    assert!(retry_after.is_some(), "503 carries Retry-After");
+    let body = assert_unavailable(&app, "outage").await;
     assert!(
         !body.to_string().contains("127.0.0.1"),
         "no internals in the body: {body}"

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use agent_sdk::wire::{self, MetricValue, RunReport, RunStatus, RunTrigger};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
 use validator::{ValidationError, ValidationErrors};
 
@@ -123,12 +123,12 @@ impl NewRun {
         Ok(Self {
             run_key: report.run_key.unwrap_or_else(Uuid::new_v4),
             agent_name,
-            started_at: report.started_at,
-            finished_at: report.finished_at,
+            started_at: to_micros(report.started_at),
+            finished_at: to_micros(report.finished_at),
             status,
             error_message: report.error.map(truncate_message),
             trigger: report.trigger.unwrap_or(RunTrigger::Api),
-            scheduled_for: report.scheduled_for,
+            scheduled_for: report.scheduled_for.map(to_micros),
             host: report.host,
             metrics,
         })
@@ -137,6 +137,12 @@ impl NewRun {
     pub fn duration_ms(&self) -> i64 {
         (self.finished_at - self.started_at).num_milliseconds()
     }
+}
+
+/// Timestamps keep microseconds, as PostgreSQL's `timestamptz` does: both backends store the
+/// same instant, and keyset cursors (microseconds) match the rows exactly.
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 fn invalid(code: &'static str, message: String) -> ValidationError {

@@ -400,8 +400,40 @@ async fn a_run_the_database_refuses_fails_alone_not_its_batch(db: Db) {
     assert_eq!((runs, metrics), (60, 180), "every healthy run stored whole");
 }
 
+/// Both backends keep microseconds, as PostgreSQL does: nanoseconds sent are cut, so the same
+/// report reads back the same from either, and a page boundary inside one microsecond neither
+/// skips nor repeats a run.
+async fn timestamps_are_kept_to_the_microsecond(db: Db) {
+    let app = TestApp::spawn(db).await;
+    for nanos in ["123456789", "123456100", "123456999"] {
+        let mut body = report("micro");
+        body["started_at"] = json!(format!("2026-02-19T10:00:00.{nanos}Z"));
+        body["finished_at"] = json!(format!("2026-02-19T10:00:01.{nanos}Z"));
+        let (status, response) = app.post_report(&body).await;
+        assert_eq!(status, StatusCode::CREATED, "{response}");
+    }
+    let mut seen = Vec::new();
+    let mut path = "/runs?agent_name=micro&limit=1".to_owned();
+    loop {
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for run in page["runs"].as_array().unwrap() {
+            assert_eq!(run["started_at"], "2026-02-19T10:00:00.123456Z", "{run}");
+            seen.push(run["id"].as_i64().unwrap());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/runs?agent_name=micro&limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "every run once: {seen:?}");
+}
+
 on_both_backends!(
     the_original_curl_example_is_stored,
+    timestamps_are_kept_to_the_microsecond,
     values_are_stored_exactly_as_written,
     a_repeated_run_key_returns_the_same_run_and_writes_nothing,
     ten_identical_posts_at_once_store_one_run,

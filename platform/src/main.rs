@@ -73,16 +73,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", cli.data_dir.join("dev.db").display()));
+    let shown_database = without_password(&database_url);
     let store = Store::connect_lazy(&DatabaseConfig {
         url: database_url.clone().into(),
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
     })
-    .with_context(|| format!("opening {database_url}"))?;
+    .with_context(|| format!("opening {shown_database}"))?;
     store
         .migrate()
         .await
-        .with_context(|| format!("migrating {database_url}"))?;
+        .with_context(|| format!("migrating {shown_database}"))?;
     let state = AppState::new(store.clone(), keys.clone());
     let stored_runs = state.subscribe_stored_runs();
     let app = Application::bind(cli.collector_addr, state, &HttpConfig::default()).await?;
@@ -135,7 +136,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         async move { scheduler::service::serve(&settings, jobs, false, stop.cancelled_owned()).await }
     });
 
-    print_banner(&collector_url, &settings, &database_url, &token, &job_names);
+    print_banner(
+        &collector_url,
+        &settings,
+        &shown_database,
+        &token,
+        &job_names,
+    );
     let printer = tokio::spawn(print_stored_runs(stored_runs));
 
     // Until Ctrl-C, or the scheduler failing to start (its address taken, say).
@@ -169,9 +176,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settings.spool_dir.display()
         );
     } else {
-        println!("stopped. Every run is stored in {database_url}.");
+        println!("stopped. Every run is stored in {shown_database}.");
     }
     Ok(())
+}
+
+/// `url` with its password, if any, masked: it is printed.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// The signing secret of this machine's collector: read from `path`, or generated there (only
@@ -301,5 +322,26 @@ async fn print_stored_runs(mut runs: broadcast::Receiver<StoredRun>) {
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn printed_database_urls_hide_the_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cr@t@db:5432/metrics"),
+            "postgres://app:***@db:5432/metrics"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/metrics"),
+            "postgres://app@db/metrics"
+        );
+        assert_eq!(
+            without_password("sqlite://data/dev.db"),
+            "sqlite://data/dev.db"
+        );
     }
 }

@@ -220,6 +220,75 @@ async fn migrate_creates_a_sqlite_file_in_wal_mode() {
     assert!(!ok && stderr.contains("only in PostgreSQL"), "{stderr}");
 }
 
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = client.get(format!("{base}/health/ready")).send().await;
+        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "collector did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `collector serve` on `DATABASE_URL=sqlite://…`: creates and migrates the file, stores a
+/// push, and exits 0 on SIGTERM with the run in the file.
+#[tokio::test]
+async fn serve_on_a_sqlite_file_stores_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("collector.db").display());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .env("COLLECTOR_SECRET_KEY", SECRET)
+        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = crate::helpers::http_client();
+    wait_ready(&client, &base).await;
+    let (ok, token, stderr) = run(
+        &["token", "--sub", "sqlite-test"],
+        &[("COLLECTOR_SECRET_KEY", SECRET)],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let pushed = client
+        .post(format!("{base}/metrics"))
+        .bearer_auth(token.trim())
+        .json(&report("on_sqlite"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), StatusCode::CREATED);
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let runs: i64 =
+        sqlx::query_scalar("select count(*) from agent_runs where agent_name = 'on_sqlite'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(runs, 1);
+    db.close().await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -248,15 +317,7 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
         .spawn()
         .unwrap();
     let client = crate::helpers::http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = client.get(format!("{base}/health/ready")).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "collector did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&client, &base).await;
     let token = TestApp::spawn(Db::Postgres(pool.clone())).await.token;
 
     // Hold the run_key's unique slot in an open transaction: the collector's insert waits on it.

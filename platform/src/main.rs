@@ -86,7 +86,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("migrating {shown_database}"))?;
     let state = AppState::new(store.clone(), keys.clone());
     let stored_runs = state.subscribe_stored_runs();
-    let app = Application::bind(cli.collector_addr, state, &HttpConfig::default()).await?;
+    let app = Application::bind(cli.collector_addr, state, &HttpConfig::default())
+        .await
+        .context("is a collector already running? (--collector-addr picks another address)")?;
     let collector_url = format!("http://{}", app.local_addr()?);
     let stop_collector = CancellationToken::new();
     let collector = tokio::spawn(app.run_until(stop_collector.clone().cancelled_owned()));
@@ -157,11 +159,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     stop_collector.cancel();
     let served = collector.await;
     store.close().await;
-    printer.abort();
+    // The collector's state is dropped with it, which ends the announcements: the printer
+    // prints what is left and returns.
+    if tokio::time::timeout(Duration::from_secs(2), printer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("stored-run lines may be missing at the end");
+    }
 
     scheduler_result
         .context("the scheduler task failed")?
-        .context("the scheduler stopped")?;
+        .context("the scheduler stopped (--scheduler-addr picks another address)")?;
     served
         .context("the collector task failed")?
         .context("serving HTTP")?;

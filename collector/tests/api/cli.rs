@@ -220,6 +220,36 @@ async fn migrate_creates_a_sqlite_file_in_wal_mode() {
     assert!(!ok && stderr.contains("only in PostgreSQL"), "{stderr}");
 }
 
+/// `collector serve` on a free port with `DATABASE_URL=url`, the test secret and `env`, once
+/// ready; its stderr is piped for the test to read. Returns the child and its base URL.
+async fn spawn_serve(url: &str, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("COLLECTOR_SECRET_KEY", SECRET)
+        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&crate::helpers::http_client(), &base).await;
+    (child, base)
+}
+
+async fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+}
+
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -238,20 +268,8 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 async fn serve_on_a_sqlite_file_stores_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("collector.db").display());
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("DATABASE_URL", &url)
-        .env("COLLECTOR_SECRET_KEY", SECRET)
-        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, base) = spawn_serve(&url, &[]).await;
     let client = crate::helpers::http_client();
-    wait_ready(&client, &base).await;
     let (ok, token, stderr) = run(
         &["token", "--sub", "sqlite-test"],
         &[("COLLECTOR_SECRET_KEY", SECRET)],
@@ -267,13 +285,7 @@ async fn serve_on_a_sqlite_file_stores_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(pushed.status(), StatusCode::CREATED);
 
-    let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .unwrap()
@@ -303,21 +315,8 @@ fn free_port() -> u16 {
 /// PostgreSQL only: it holds a row lock from a second session to keep a request in flight.
 #[sqlx::test(migrations = false)]
 async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("DATABASE_URL", database_url(&pool).await)
-        .env("COLLECTOR_SECRET_KEY", SECRET)
-        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, base) = spawn_serve(&database_url(&pool).await, &[]).await;
     let client = crate::helpers::http_client();
-    wait_ready(&client, &base).await;
     let token = TestApp::spawn(Db::Postgres(pool.clone())).await.token;
 
     // Hold the run_key's unique slot in an open transaction: the collector's insert waits on it.
@@ -361,13 +360,7 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&child).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -400,31 +393,12 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
 /// PostgreSQL only: the child process needs the test database's URL.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(BIN)
-        .env_clear()
-        .env("DATABASE_URL", database_url(&pool).await)
-        .env("COLLECTOR_SECRET_KEY", SECRET)
-        .env("COLLECTOR_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (child, base) = spawn_serve(
+        &database_url(&pool).await,
+        &[("LOG_FORMAT", "json"), ("RUST_LOG", "trace")],
+    )
+    .await;
     let client = crate::helpers::http_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::OK)
-    {
-        assert!(Instant::now() < deadline, "collector did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let app = TestApp::spawn(Db::Postgres(pool.clone())).await;
     let good = app.token.clone();
     let forged = format!("{}x", &good[..good.len() - 1]);
@@ -447,12 +421,7 @@ async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
         .send()
         .await;
 
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
+    sigterm(&child).await;
     let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
         .await
         .unwrap()

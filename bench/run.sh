@@ -13,6 +13,7 @@
 #
 #   BENCH_DURATION=20s  BENCH_CLIENTS="16 64"  BENCH_BATCH=1000  BENCH_BATCH_CONNECTIONS=2
 #   BENCH_PEER=0 (1: also the Python peer of bench/peers/, installed into target/bench-venv)
+#   BENCH_SQLITE=0 (1: also the collector on a SQLite file, the embedded backend)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -139,6 +140,35 @@ out=$("$loadgen" --addr "127.0.0.1:$port" --connections "$batch_connections" --b
 check_rows "collector batch" "$(field reports "$out")"
 row "batch of $batch, $batch_connections connections" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
   "$(field p50_ms "$out")" "$(field p99_ms "$out")" "$(peak_mb "$collector_pid") MB" ""
+
+# The embedded backend: a second collector on a fresh SQLite file (WAL, synced on commit).
+if [ "${BENCH_SQLITE:-0}" = 1 ]; then
+  command -v python3 >/dev/null || fail "BENCH_SQLITE=1 counts rows with python3's sqlite3"
+  lite_db=$root/target/bench-sqlite/bench.db
+  rm -rf "$root/target/bench-sqlite"
+  lite_port=$((port + 1))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$lite_port") 2>/dev/null; do lite_port=$((lite_port + 1)); done
+  DATABASE_URL=sqlite://$lite_db COLLECTOR_ADDR=127.0.0.1:$lite_port RUST_LOG=warn "$collector" serve \
+    2>"$root/target/bench-collector-sqlite.log" &
+  lite_pid=$!
+  trap 'cleanup; kill "$lite_pid" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$lite_port/health/ready" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  for c in $clients; do
+    log "collector on SQLite, POST /metrics: $c connections, $duration"
+    before=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from agent_runs").fetchone()[0])' "$lite_db")
+    out=$("$loadgen" --addr "127.0.0.1:$lite_port" --connections "$c" --duration "$duration")
+    [ "$(field errors "$out")" = none ] || log "errors: $(field errors "$out")"
+    read -r lite_runs lite_metrics <<<"$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(*c.execute("select (select count(*) from agent_runs), (select count(*) from agent_metrics)").fetchone())' "$lite_db")"
+    reports=$(field reports "$out")
+    [ $((lite_runs - before)) = "$reports" ] || fail "SQLite, $c connections: $reports reports answered as stored, $((lite_runs - before)) new runs"
+    [ "$lite_metrics" = $((lite_runs * 10)) ] || fail "SQLite: $lite_runs runs but $lite_metrics metric rows"
+    row "collector on SQLite, $c connections" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
+      "$(field p50_ms "$out")" "$(field p99_ms "$out")" "$(peak_mb "$lite_pid") MB" ""
+  done
+fi
 
 if [ "${BENCH_PEER:-0}" = 1 ]; then
   for c in $clients; do

@@ -3,9 +3,9 @@
 --
 -- - Timestamps are RFC 3339 text in UTC, as sqlx writes them: they sort as they compare.
 -- - UUIDs are 16-byte blobs; days are 'YYYY-MM-DD' text.
--- - metric_value is TEXT: the decimal literal in PostgreSQL's NUMERIC form, digit for digit
---   (SQLite's NUMERIC would turn 12.50 into the float 12.5). The per-metric daily aggregates
---   are SQLite numbers: integers exactly, decimals as 64-bit floats.
+-- - Decimals are TEXT in PostgreSQL's NUMERIC form, digit for digit (SQLite's NUMERIC would
+--   turn 12.50 into the float 12.5): metric_value, and the per-metric daily aggregates, which
+--   the collector computes in exact decimal arithmetic.
 
 CREATE TABLE agent_runs (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,10 +67,10 @@ CREATE TABLE agent_metric_daily_summaries (
     metric_name      TEXT    NOT NULL,
     day              TEXT    NOT NULL,
     value_count      INTEGER NOT NULL,
-    value_sum        NUMERIC NOT NULL,
-    value_min        NUMERIC NOT NULL,
-    value_max        NUMERIC NOT NULL,
-    last_value       NUMERIC NOT NULL,
+    value_sum        TEXT    NOT NULL,
+    value_min        TEXT    NOT NULL,
+    value_max        TEXT    NOT NULL,
+    last_value       TEXT    NOT NULL,
     last_recorded_at TEXT    NOT NULL,
     updated_at       TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (agent_name, metric_name, day)

@@ -4,19 +4,22 @@
 //! `run_key`), the lookup of keys stored before, one outcome per report, and the isolation of a
 //! refused run. What is not: the write itself. PostgreSQL does it in one statement
 //! ([`STORE_BATCH`]: columns as arrays, data-modifying CTEs), the ingest rate measured in
-//! docs/performance.md; SQLite has neither, and does it in four statements in one
-//! `BEGIN IMMEDIATE` transaction ([`sqlite_store_new`]). The summaries follow the same rules in
-//! both, and the collector's test suite runs against both.
+//! docs/performance.md; SQLite has neither, nor a decimal type, and does it in several
+//! statements in one `BEGIN IMMEDIATE` transaction ([`sqlite_store_new`]), the per-metric sums
+//! in exact decimals computed here. The summaries follow the same rules in both, and the
+//! collector's test suite runs against both.
 
-use std::collections::HashMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
-use sqlx::{AssertSqlSafe, PgConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::schema::{AgentMetrics, AgentRuns};
+use super::metric_day::MetricDay;
+use super::schema::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
 use super::{Pool, Store, is_unavailable};
 use crate::domain::{NewRun, StoredValue};
 
@@ -282,9 +285,9 @@ const SQLITE_METRICS_PER_INSERT: usize = 1000;
 
 /// The SQLite form of [`STORE_BATCH`], in one `BEGIN IMMEDIATE` transaction (the write lock
 /// taken up front, so that the busy timeout applies): the new runs (multi-row INSERT … ON
-/// CONFLICT DO NOTHING RETURNING), their metrics, then both summaries aggregated from the rows
-/// just inserted ([`SQLITE_DAILY`], [`SQLITE_METRIC_DAILY`]). Returns (run_key, id) of each
-/// new run.
+/// CONFLICT DO NOTHING RETURNING), their metrics, the daily summaries aggregated by SQLite from
+/// the runs just inserted ([`SQLITE_DAILY`]), and the per-metric aggregates in exact decimals
+/// ([`sqlite_merge_metric_day`]). Returns (run_key, id) of each new run.
 async fn sqlite_store_new(
     pool: &SqlitePool,
     runs: &[&NewRun],
@@ -350,10 +353,27 @@ async fn sqlite_store_new(
         .bind(&new_ids)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(SQLITE_METRIC_DAILY)
-        .bind(&new_ids)
-        .execute(&mut *tx)
-        .await?;
+    // The per-metric aggregates of the numeric metrics, in report order.
+    let mut days: BTreeMap<(&str, &str, NaiveDate), MetricDay> = BTreeMap::new();
+    for (_, run, metric) in &metrics {
+        if let StoredValue::Numeric(value) = &metric.value {
+            let key = (
+                run.agent_name.as_str(),
+                metric.name.as_str(),
+                run.finished_at.date_naive(),
+            );
+            let value = MetricDay::of(value, run.finished_at)?;
+            match days.entry(key) {
+                Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
+                Entry::Occupied(mut entry) => entry.get_mut().merge(value),
+            }
+        }
+    }
+    for (key, day) in days {
+        sqlite_merge_metric_day(&mut tx, key, day).await?;
+    }
     tx.commit().await?;
     Ok(created)
 }
@@ -440,32 +460,89 @@ on conflict (agent_name, day) do update set
     updated_at        = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 "#;
 
-/// The per-metric daily aggregates of the new runs' numeric metrics: [`STORE_BATCH`]'s
-/// `metric_daily` step in SQLite. `cast(… as numeric)` reads the stored literal as an integer
-/// where it is one, else as a 64-bit float.
-const SQLITE_METRIC_DAILY: &str = r#"
-insert into agent_metric_daily_summaries as s
-    (agent_name, metric_name, day, value_count, value_sum, value_min, value_max,
-     last_value, last_recorded_at)
-select agent_name, metric_name, day, count(*), sum(value), min(value), max(value),
-       max(latest_value), max(recorded_at)
-from (select agent_name, metric_name, date(recorded_at) as day,
-             cast(metric_value as numeric) as value, recorded_at,
-             first_value(cast(metric_value as numeric))
-                 over (partition by agent_name, metric_name, date(recorded_at)
-                       order by recorded_at desc, id desc) as latest_value
-      from agent_metrics
-      where run_id in (select value from json_each(?1)) and metric_value is not null)
-where true
-group by agent_name, metric_name, day
-order by agent_name, metric_name, day
-on conflict (agent_name, metric_name, day) do update set
-    value_count      = s.value_count + excluded.value_count,
-    value_sum        = s.value_sum + excluded.value_sum,
-    value_min        = min(s.value_min, excluded.value_min),
-    value_max        = max(s.value_max, excluded.value_max),
-    last_value       = case when excluded.last_recorded_at >= s.last_recorded_at
-                            then excluded.last_value else s.last_value end,
-    last_recorded_at = max(s.last_recorded_at, excluded.last_recorded_at),
-    updated_at       = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-"#;
+/// Now, as SQLite writes `updated_at` (the schema's default).
+const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Merges one agent's metric over one day into its stored aggregate: [`STORE_BATCH`]'s
+/// `metric_daily` step for SQLite, read, merged in exact decimals ([`MetricDay`]) and written
+/// back under the transaction's write lock.
+async fn sqlite_merge_metric_day(
+    conn: &mut SqliteConnection,
+    (agent, metric, day): (&str, &str, NaiveDate),
+    batch: MetricDay,
+) -> Result<(), sqlx::Error> {
+    use AgentMetricDailySummaries as S;
+    let select = Query::select()
+        .columns([
+            S::ValueCount,
+            S::ValueSum,
+            S::ValueMin,
+            S::ValueMax,
+            S::LastValue,
+            S::LastRecordedAt,
+        ])
+        .from(S::Table)
+        .and_where(Expr::col(S::AgentName).eq(agent))
+        .and_where(Expr::col(S::MetricName).eq(metric))
+        .and_where(Expr::col(S::Day).eq(day))
+        .take();
+    let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
+    type Row = (i64, String, String, String, String, DateTime<Utc>);
+    let stored: Option<Row> = sqlx::query_as_with(AssertSqlSafe(sql), values)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let merged = match stored {
+        Some((count, sum, min, max, last, last_at)) => {
+            let mut merged = MetricDay::stored(count, &sum, &min, &max, last, last_at)?;
+            merged.merge(batch);
+            merged
+        }
+        None => batch,
+    };
+
+    let (sum, min, max, last) = merged.texts();
+    let mut upsert = Query::insert();
+    upsert
+        .into_table(S::Table)
+        .columns([
+            S::AgentName,
+            S::MetricName,
+            S::Day,
+            S::ValueCount,
+            S::ValueSum,
+            S::ValueMin,
+            S::ValueMax,
+            S::LastValue,
+            S::LastRecordedAt,
+        ])
+        .values([
+            agent.into(),
+            metric.into(),
+            day.into(),
+            merged.count.into(),
+            sum.into(),
+            min.into(),
+            max.into(),
+            last.into(),
+            merged.last_at.into(),
+        ])
+        .map_err(statement_error)?
+        .on_conflict(
+            OnConflict::columns([S::AgentName, S::MetricName, S::Day])
+                .update_columns([
+                    S::ValueCount,
+                    S::ValueSum,
+                    S::ValueMin,
+                    S::ValueMax,
+                    S::LastValue,
+                    S::LastRecordedAt,
+                ])
+                .value(S::UpdatedAt, Expr::cust(SQLITE_NOW))
+                .to_owned(),
+        );
+    let (sql, values) = upsert.build_sqlx(SqliteQueryBuilder);
+    sqlx::query_with(AssertSqlSafe(sql), values)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -7,6 +7,7 @@
 
 mod batch;
 mod ingest;
+mod metric_day;
 mod readonly;
 mod reads;
 mod schema;

@@ -47,3 +47,18 @@ pub(super) enum AgentDailySummaries {
     LastStatus,
     LastSuccessAt,
 }
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AgentMetricDailySummaries {
+    Table,
+    AgentName,
+    MetricName,
+    Day,
+    ValueCount,
+    ValueSum,
+    ValueMin,
+    ValueMax,
+    LastValue,
+    LastRecordedAt,
+    UpdatedAt,
+}

@@ -431,8 +431,51 @@ async fn timestamps_are_kept_to_the_microsecond(db: Db) {
     assert_eq!(seen.len(), 3, "every run once: {seen:?}");
 }
 
+/// The per-metric aggregates are exact decimals on both backends, as PostgreSQL's NUMERIC
+/// computes them: no float rounding, the larger scale kept, each extreme as it was written.
+async fn metric_aggregates_are_exact_decimals(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let start = at("2026-03-01T10:00:00Z");
+    for (offset, value) in [
+        (0, "0.1"),
+        (1, "0.20"),
+        (2, "9007199254740993"),
+        (3, "-12.50"),
+    ] {
+        // Raw JSON: the literal reaches the collector as written (12.50, not 12.5).
+        let mut body = report_at("exact_sums", start + TimeDelta::minutes(offset), 1);
+        body["metrics"] = json!({});
+        let body = body
+            .to_string()
+            .replace(r#""metrics":{}"#, &format!(r#""metrics":{{"v":{value}}}"#));
+        let (status, response) = app
+            .post_raw(&body, "application/json", Some(&app.token))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{response}");
+    }
+    let row: (i64, String, String, String, String) = app
+        .db
+        .row(
+            "select value_count, cast(value_sum as text), cast(value_min as text),
+                    cast(value_max as text), cast(last_value as text)
+             from agent_metric_daily_summaries where agent_name = 'exact_sums'",
+        )
+        .await;
+    assert_eq!(
+        row,
+        (
+            4,
+            "9007199254740980.80".into(),
+            "-12.50".into(),
+            "9007199254740993".into(),
+            "-12.50".into()
+        )
+    );
+}
+
 on_both_backends!(
     the_original_curl_example_is_stored,
+    metric_aggregates_are_exact_decimals,
     timestamps_are_kept_to_the_microsecond,
     values_are_stored_exactly_as_written,
     a_repeated_run_key_returns_the_same_run_and_writes_nothing,

@@ -287,7 +287,7 @@ const SQLITE_METRICS_PER_INSERT: usize = 1000;
 /// taken up front, so that the busy timeout applies): the new runs (multi-row INSERT … ON
 /// CONFLICT DO NOTHING RETURNING), their metrics, the daily summaries aggregated by SQLite from
 /// the runs just inserted ([`SQLITE_DAILY`]), and the per-metric aggregates in exact decimals
-/// ([`sqlite_merge_metric_day`]). Returns (run_key, id) of each new run.
+/// ([`sqlite_merge_metric_days`]). Returns (run_key, id) of each new run.
 async fn sqlite_store_new(
     pool: &SqlitePool,
     runs: &[&NewRun],
@@ -371,8 +371,13 @@ async fn sqlite_store_new(
             }
         }
     }
-    for (key, day) in days {
-        sqlite_merge_metric_day(&mut tx, key, day).await?;
+    let mut days = days.into_iter().peekable();
+    while days.peek().is_some() {
+        let chunk = days
+            .by_ref()
+            .take(SQLITE_METRIC_DAYS_PER_STATEMENT)
+            .collect();
+        sqlite_merge_metric_days(&mut tx, chunk).await?;
     }
     tx.commit().await?;
     Ok(created)
@@ -463,44 +468,60 @@ on conflict (agent_name, day) do update set
 /// Now, as SQLite writes `updated_at` (the schema's default).
 const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
-/// Merges one agent's metric over one day into its stored aggregate: [`STORE_BATCH`]'s
-/// `metric_daily` step for SQLite, read, merged in exact decimals ([`MetricDay`]) and written
-/// back under the transaction's write lock.
-async fn sqlite_merge_metric_day(
+/// The stored aggregates of the (agent, metric, day) keys `?1` lists (a JSON array of triples):
+/// one primary-key lookup each.
+const SQLITE_STORED_METRIC_DAYS: &str = r#"
+select s.agent_name, s.metric_name, s.day, s.value_count, s.value_sum, s.value_min,
+       s.value_max, s.last_value, s.last_recorded_at
+from json_each(?1) as k
+join agent_metric_daily_summaries as s
+  on s.agent_name = k.value ->> 0 and s.metric_name = k.value ->> 1 and s.day = k.value ->> 2
+"#;
+
+/// Metric days written per upsert: nine parameters each.
+const SQLITE_METRIC_DAYS_PER_STATEMENT: usize = 1000;
+
+type MetricDayKey<'a> = (&'a str, &'a str, NaiveDate);
+
+/// Merges each (agent, metric, day) aggregate of a batch into its stored row:
+/// [`STORE_BATCH`]'s `metric_daily` step for SQLite. The stored rows are read in one statement
+/// ([`SQLITE_STORED_METRIC_DAYS`]),
+/// merged in exact decimals ([`MetricDay`]) and written back in one upsert, under the
+/// transaction's write lock.
+async fn sqlite_merge_metric_days(
     conn: &mut SqliteConnection,
-    (agent, metric, day): (&str, &str, NaiveDate),
-    batch: MetricDay,
+    batch: Vec<(MetricDayKey<'_>, MetricDay)>,
 ) -> Result<(), sqlx::Error> {
     use AgentMetricDailySummaries as S;
-    let select = Query::select()
-        .columns([
-            S::ValueCount,
-            S::ValueSum,
-            S::ValueMin,
-            S::ValueMax,
-            S::LastValue,
-            S::LastRecordedAt,
-        ])
-        .from(S::Table)
-        .and_where(Expr::col(S::AgentName).eq(agent))
-        .and_where(Expr::col(S::MetricName).eq(metric))
-        .and_where(Expr::col(S::Day).eq(day))
-        .take();
-    let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
-    type Row = (i64, String, String, String, String, DateTime<Utc>);
-    let stored: Option<Row> = sqlx::query_as_with(AssertSqlSafe(sql), values)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let merged = match stored {
-        Some((count, sum, min, max, last, last_at)) => {
-            let mut merged = MetricDay::stored(count, &sum, &min, &max, last, last_at)?;
-            merged.merge(batch);
-            merged
-        }
-        None => batch,
-    };
+    let keys = serde_json::to_string(
+        &batch
+            .iter()
+            .map(|((agent, metric, day), _)| (agent, metric, day))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    type Row = (
+        String,
+        String,
+        NaiveDate,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+    );
+    let mut stored: HashMap<(String, String, NaiveDate), MetricDay> = HashMap::new();
+    for (agent, metric, day, count, sum, min, max, last, last_at) in
+        sqlx::query_as::<_, Row>(SQLITE_STORED_METRIC_DAYS)
+            .bind(keys)
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        let aggregate = MetricDay::stored(count, &sum, &min, &max, last, last_at)?;
+        stored.insert((agent, metric, day), aggregate);
+    }
 
-    let (sum, min, max, last) = merged.texts();
     let mut upsert = Query::insert();
     upsert
         .into_table(S::Table)
@@ -515,18 +536,6 @@ async fn sqlite_merge_metric_day(
             S::LastValue,
             S::LastRecordedAt,
         ])
-        .values([
-            agent.into(),
-            metric.into(),
-            day.into(),
-            merged.count.into(),
-            sum.into(),
-            min.into(),
-            max.into(),
-            last.into(),
-            merged.last_at.into(),
-        ])
-        .map_err(statement_error)?
         .on_conflict(
             OnConflict::columns([S::AgentName, S::MetricName, S::Day])
                 .update_columns([
@@ -540,6 +549,29 @@ async fn sqlite_merge_metric_day(
                 .value(S::UpdatedAt, Expr::cust(SQLITE_NOW))
                 .to_owned(),
         );
+    for ((agent, metric, day), new) in batch {
+        let merged = match stored.remove(&(agent.to_owned(), metric.to_owned(), day)) {
+            Some(mut merged) => {
+                merged.merge(new);
+                merged
+            }
+            None => new,
+        };
+        let (sum, min, max, last) = merged.texts();
+        upsert
+            .values([
+                agent.into(),
+                metric.into(),
+                day.into(),
+                merged.count.into(),
+                sum.into(),
+                min.into(),
+                max.into(),
+                last.into(),
+                merged.last_at.into(),
+            ])
+            .map_err(statement_error)?;
+    }
     let (sql, values) = upsert.build_sqlx(SqliteQueryBuilder);
     sqlx::query_with(AssertSqlSafe(sql), values)
         .execute(&mut *conn)

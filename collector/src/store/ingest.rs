@@ -485,9 +485,8 @@ type MetricDayKey<'a> = (&'a str, &'a str, NaiveDate);
 
 /// Merges each (agent, metric, day) aggregate of a batch into its stored row:
 /// [`STORE_BATCH`]'s `metric_daily` step for SQLite. The stored rows are read in one statement
-/// ([`SQLITE_STORED_METRIC_DAYS`]),
-/// merged in exact decimals ([`MetricDay`]) and written back in one upsert, under the
-/// transaction's write lock.
+/// ([`SQLITE_STORED_METRIC_DAYS`]), merged in exact decimals ([`MetricDay`]) and written back in
+/// one upsert, under the transaction's write lock.
 async fn sqlite_merge_metric_days(
     conn: &mut SqliteConnection,
     batch: Vec<(MetricDayKey<'_>, MetricDay)>,

@@ -340,10 +340,7 @@ async fn sqlite_store_new(
                 ])
                 .map_err(statement_error)?;
         }
-        let (sql, values) = insert.build_sqlx(SqliteQueryBuilder);
-        sqlx::query_with(AssertSqlSafe(sql), values)
-            .execute(&mut *tx)
-            .await?;
+        sqlite_execute(&mut tx, &insert).await?;
     }
 
     // The new runs' ids as one JSON array: the statements stay the same whatever the batch.
@@ -571,9 +568,16 @@ async fn sqlite_merge_metric_days(
             ])
             .map_err(statement_error)?;
     }
-    let (sql, values) = upsert.build_sqlx(SqliteQueryBuilder);
+    sqlite_execute(conn, &upsert).await
+}
+
+async fn sqlite_execute(
+    conn: &mut SqliteConnection,
+    insert: &InsertStatement,
+) -> Result<(), sqlx::Error> {
+    let (sql, values) = insert.build_sqlx(SqliteQueryBuilder);
     sqlx::query_with(AssertSqlSafe(sql), values)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+        .execute(conn)
+        .await
+        .map(drop)
 }

@@ -17,9 +17,9 @@ use anyhow::Context;
 use clap::Parser;
 use collector::auth::{Scope, TokenKeys};
 use collector::config::{DatabaseConfig, HttpConfig, SecretKey};
-use collector::http::{AppState, StoredRun};
+use collector::http::AppState;
 use collector::startup::Application;
-use collector::store::Store;
+use collector::store::{Store, StoredRun};
 use scheduler::schedule;
 use scheduler::settings::Settings;
 use tokio::sync::broadcast;
@@ -84,8 +84,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .migrate()
         .await
         .with_context(|| format!("migrating {shown_database}"))?;
+    let stored_runs = store.subscribe_stored_runs();
     let state = AppState::new(store.clone(), keys.clone());
-    let stored_runs = state.subscribe_stored_runs();
     let app = Application::bind(cli.collector_addr, state, &HttpConfig::default())
         .await
         .context("is a collector already running? (--collector-addr picks another address)")?;
@@ -159,8 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     stop_collector.cancel();
     let served = collector.await;
     store.close().await;
-    // The collector's state is dropped with it, which ends the announcements: the printer
-    // prints what is left and returns.
+    // The last clone of the store (the collector's went with it) ends the announcements: the
+    // printer prints what is left and returns.
+    drop(store);
     if tokio::time::timeout(Duration::from_secs(2), printer)
         .await
         .is_err()

@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, parse_json};
-use super::{AppState, StoredRun};
 use crate::auth::Scope;
 use crate::domain::NewRun;
 use crate::store::{self, Stored};
@@ -48,16 +48,9 @@ pub(super) async fn post_metrics(
     tracing::Span::current().record("agent", run.agent_name.as_str());
 
     let (status, metric_count) = (run.status, run.metrics.len());
-    let announcement = state.announcing().then(|| StoredRun::of(0, &run));
     let stored = state.batcher.store(run).await?;
 
     tracing::Span::current().record("run_id", stored.run_id());
-    if let (Stored::Created(run_id), Some(announcement)) = (stored, announcement) {
-        state.announce(StoredRun {
-            run_id,
-            ..announcement
-        });
-    }
     let status = count_stored(stored, status, metric_count);
     Ok((
         status,
@@ -149,11 +142,6 @@ pub(super) async fn post_batch(
             slot.unwrap_or_else(|| match outcomes.next() {
                 Some((Ok(outcome), run)) => {
                     stored += 1;
-                    if let Stored::Created(run_id) = outcome
-                        && state.announcing()
-                    {
-                        state.announce(StoredRun::of(run_id, run));
-                    }
                     let code = count_stored(outcome, run.status, run.metrics.len());
                     item_result(Ok((code, outcome.run_id())))
                 }

@@ -30,12 +30,8 @@ use tracing::Level;
 pub use error::ApiError;
 pub use extract::parse_json;
 
-use agent_sdk::wire::RunStatus;
-use tokio::sync::broadcast;
-
 use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
-use crate::domain::NewRun;
 use crate::store::{Batcher, Store};
 
 /// Shared by every handler; cheap to clone.
@@ -48,30 +44,6 @@ pub struct App {
     pub batcher: Batcher,
     pub tokens: TokenKeys,
     pub prometheus: PrometheusHandle,
-    stored_runs: broadcast::Sender<StoredRun>,
-}
-
-/// A run just stored (not one seen before), announced to whoever subscribed: the `platform`
-/// command prints a line for each.
-#[derive(Debug, Clone)]
-pub struct StoredRun {
-    pub run_id: i64,
-    pub agent_name: String,
-    pub status: RunStatus,
-    pub duration_ms: i64,
-    pub metric_count: usize,
-}
-
-impl StoredRun {
-    fn of(run_id: i64, run: &NewRun) -> Self {
-        Self {
-            run_id,
-            agent_name: run.agent_name.as_str().to_owned(),
-            status: run.status,
-            duration_ms: run.duration_ms(),
-            metric_count: run.metrics.len(),
-        }
-    }
 }
 
 impl AppState {
@@ -81,26 +53,7 @@ impl AppState {
             store,
             tokens,
             prometheus: prometheus::handle(),
-            // A slow subscriber misses announcements (it is told how many), never slows ingest.
-            stored_runs: broadcast::channel(1024).0,
         }))
-    }
-
-    /// Every run stored from now on, as it is stored.
-    pub fn subscribe_stored_runs(&self) -> broadcast::Receiver<StoredRun> {
-        self.stored_runs.subscribe()
-    }
-}
-
-impl App {
-    /// Whether anyone listens, so that nothing is built for nobody.
-    fn announcing(&self) -> bool {
-        self.stored_runs.receiver_count() > 0
-    }
-
-    fn announce(&self, run: StoredRun) {
-        // No subscriber left is not an error.
-        let _ = self.stored_runs.send(run);
     }
 }
 

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::metric_day::MetricDay;
 use super::schema::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
-use super::{Pool, Store, is_unavailable};
+use super::{Pool, Store, StoredRun, is_unavailable};
 use crate::domain::{NewRun, StoredValue};
 
 /// What happened to one report.
@@ -88,7 +88,8 @@ impl Store {
                 .collect()
         };
 
-        runs.iter()
+        let outcomes = runs
+            .iter()
             .enumerate()
             .map(|(i, run)| {
                 let is_first = first_with_key.get(&run.run_key) == Some(&i);
@@ -99,7 +100,28 @@ impl Store {
                     (None, None) => Err(sqlx::Error::RowNotFound),
                 }
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.announce(runs, &outcomes);
+        Ok(outcomes)
+    }
+
+    /// Tells the subscribers, if any, of each run just created.
+    fn announce(&self, runs: &[NewRun], outcomes: &[Stored]) {
+        if self.stored_runs.receiver_count() == 0 {
+            return;
+        }
+        for (run, outcome) in runs.iter().zip(outcomes) {
+            if let Stored::Created(run_id) = *outcome {
+                // No subscriber left is not an error.
+                let _ = self.stored_runs.send(StoredRun {
+                    run_id,
+                    agent_name: run.agent_name.as_str().to_owned(),
+                    status: run.status,
+                    duration_ms: run.duration_ms(),
+                    metric_count: run.metrics.len(),
+                });
+            }
+        }
     }
 
     /// Like [`Store::store_runs`], one outcome per run, but a run the database refuses fails

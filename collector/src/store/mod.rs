@@ -24,6 +24,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
+use agent_sdk::wire::RunStatus;
+use tokio::sync::broadcast;
+
 use crate::config::DatabaseConfig;
 
 pub use batch::{Batcher, MAX_BATCH};
@@ -70,29 +73,50 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// The collector's access to its database.
+/// The collector's access to its database. Clones share the pool and the announcements.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// Every run stored, for whoever subscribed (the `platform` command prints them). A slow
+    /// subscriber misses announcements (it is told how many), never slows ingest.
+    stored_runs: broadcast::Sender<StoredRun>,
+}
+
+/// A run just stored (not one seen before).
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub run_id: i64,
+    pub agent_name: String,
+    pub status: RunStatus,
+    pub duration_ms: i64,
+    pub metric_count: usize,
 }
 
 impl From<PgPool> for Store {
     fn from(pool: PgPool) -> Self {
-        Self {
-            pool: Pool::Postgres(pool),
-        }
+        Self::on(Pool::Postgres(pool))
     }
 }
 
 impl From<SqlitePool> for Store {
     fn from(pool: SqlitePool) -> Self {
-        Self {
-            pool: Pool::Sqlite(pool),
-        }
+        Self::on(Pool::Sqlite(pool))
     }
 }
 
 impl Store {
+    fn on(pool: Pool) -> Self {
+        Self {
+            pool,
+            stored_runs: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Every run stored from now on, as its transaction commits.
+    pub fn subscribe_stored_runs(&self) -> broadcast::Receiver<StoredRun> {
+        self.stored_runs.subscribe()
+    }
+
     /// A pool that connects on first use, so the service can start while the database is down.
     /// A SQLite file (and its directory) is created if missing.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {

@@ -5,6 +5,17 @@
 /// most 1000 decimal places): no exponent, no leading zeros, no sign on zero, and as many
 /// decimal places as the literal carries once its exponent is applied.
 pub fn canonical_decimal(literal: &str) -> String {
+    // Most literals have no exponent, and JSON allows no leading zeros: those are canonical as
+    // written, but for a negative zero.
+    if !literal.contains(['e', 'E']) {
+        let negative_zero =
+            literal.starts_with('-') && literal.bytes().all(|b| matches!(b, b'-' | b'0' | b'.'));
+        return if negative_zero {
+            literal[1..].to_owned()
+        } else {
+            literal.to_owned()
+        };
+    }
     let (negative, unsigned) = match literal.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, literal),

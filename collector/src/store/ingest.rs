@@ -511,6 +511,15 @@ async fn sqlite_merge_metric_days(
     batch: Vec<(MetricDayKey<'_>, MetricDay)>,
 ) -> Result<(), sqlx::Error> {
     use AgentMetricDailySummaries as S;
+    const KEY: [S; 3] = [S::AgentName, S::MetricName, S::Day];
+    const AGGREGATE: [S; 6] = [
+        S::ValueCount,
+        S::ValueSum,
+        S::ValueMin,
+        S::ValueMax,
+        S::LastValue,
+        S::LastRecordedAt,
+    ];
     let keys = serde_json::to_string(
         &batch
             .iter()
@@ -543,27 +552,10 @@ async fn sqlite_merge_metric_days(
     let mut upsert = Query::insert();
     upsert
         .into_table(S::Table)
-        .columns([
-            S::AgentName,
-            S::MetricName,
-            S::Day,
-            S::ValueCount,
-            S::ValueSum,
-            S::ValueMin,
-            S::ValueMax,
-            S::LastValue,
-            S::LastRecordedAt,
-        ])
+        .columns(KEY.into_iter().chain(AGGREGATE))
         .on_conflict(
-            OnConflict::columns([S::AgentName, S::MetricName, S::Day])
-                .update_columns([
-                    S::ValueCount,
-                    S::ValueSum,
-                    S::ValueMin,
-                    S::ValueMax,
-                    S::LastValue,
-                    S::LastRecordedAt,
-                ])
+            OnConflict::columns(KEY)
+                .update_columns(AGGREGATE)
                 .value(S::UpdatedAt, Expr::cust(SQLITE_NOW))
                 .to_owned(),
         );

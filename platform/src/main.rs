@@ -20,7 +20,7 @@ use collector::config::{DatabaseConfig, HttpConfig, SecretKey};
 use collector::http::AppState;
 use collector::startup::Application;
 use collector::store::{Store, StoredRun};
-use scheduler::schedule;
+use scheduler::schedule::{self, Job};
 use scheduler::settings::Settings;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -102,19 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("signing the scheduler's token")?;
 
     // The scheduler: the same code as `scheduler serve`, delivering over HTTP.
-    let registry = scheduler::registry()?;
-    let (origin, text) = match &cli.schedules {
-        Some(file) => (
-            file.display().to_string(),
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
-        ),
-        None => (
-            "the built-in dev schedules".to_owned(),
-            dev_schedules(&format!("{collector_url}/health")),
-        ),
-    };
-    let jobs = schedule::parse(&origin, Some(&text), &registry)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let jobs = load_jobs(cli.schedules.as_deref(), &collector_url)?;
     let settings = Settings {
         collector_url: collector_url.clone(),
         collector_token: Some(scheduler_token),
@@ -189,6 +177,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("stopped. Every run is stored in {shown_database}.");
     }
     Ok(())
+}
+
+/// The jobs of `file` (which must exist), or the built-in dev schedules.
+fn load_jobs(file: Option<&Path>, collector_url: &str) -> anyhow::Result<Vec<Job>> {
+    let (origin, text) = match file {
+        Some(file) => (
+            file.display().to_string(),
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        ),
+        None => (
+            "the built-in dev schedules".to_owned(),
+            dev_schedules(&format!("{collector_url}/health")),
+        ),
+    };
+    schedule::parse(&origin, Some(&text), &scheduler::registry()?)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
 /// `url` with its password, if any, masked: it is printed.

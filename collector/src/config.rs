@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::store::Backend;
+use crate::store::{Backend, DEFAULT_WRITERS};
 
 /// Every variable the collector reads. `.env.example` must document each of them.
 pub const ENV_VARS: &[&str] = &[
     DATABASE_URL,
     DATABASE_MAX_CONNECTIONS,
     DATABASE_ACQUIRE_TIMEOUT,
+    DATABASE_WRITERS,
     COLLECTOR_SECRET_KEY,
     COLLECTOR_ADDR,
     COLLECTOR_BODY_LIMIT,
@@ -31,6 +32,7 @@ pub const ENV_VARS: &[&str] = &[
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
 pub const DATABASE_ACQUIRE_TIMEOUT: &str = "DATABASE_ACQUIRE_TIMEOUT";
+pub const DATABASE_WRITERS: &str = "DATABASE_WRITERS";
 pub const COLLECTOR_SECRET_KEY: &str = "COLLECTOR_SECRET_KEY";
 pub const COLLECTOR_ADDR: &str = "COLLECTOR_ADDR";
 pub const COLLECTOR_BODY_LIMIT: &str = "COLLECTOR_BODY_LIMIT";
@@ -120,6 +122,8 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before it is answered 503.
     pub acquire_timeout: Duration,
+    /// Concurrent write transactions for POST /metrics (PostgreSQL; SQLite has one).
+    pub writers: usize,
 }
 
 impl DatabaseConfig {
@@ -129,16 +133,29 @@ impl DatabaseConfig {
             " (e.g. postgres://agent_platform:password@localhost:5432/agent_metrics_db, \
              or sqlite://data/dev.db)",
         )?;
-        if Backend::of_url(&url).is_none() {
+        let Some(backend) = Backend::of_url(&url) else {
             return Err(ConfigError::Invalid {
                 var: DATABASE_URL,
                 reason: "must start with postgres://, postgresql:// or sqlite:".into(),
             });
+        };
+        let max_connections = parse_or(DATABASE_MAX_CONNECTIONS, 10)?;
+        let writers = parse_or(DATABASE_WRITERS, DEFAULT_WRITERS)?;
+        // Each writer holds a connection while it commits; reads need one left over. (SQLite
+        // has one writer whatever this says.)
+        if backend == Backend::Postgres && (writers == 0 || writers >= max_connections as usize) {
+            return Err(ConfigError::Invalid {
+                var: DATABASE_WRITERS,
+                reason: format!(
+                    "must be at least 1 and below {DATABASE_MAX_CONNECTIONS} ({max_connections})"
+                ),
+            });
         }
         Ok(Self {
             url: url.into(),
-            max_connections: parse_or(DATABASE_MAX_CONNECTIONS, 10)?,
+            max_connections,
             acquire_timeout: duration_or(DATABASE_ACQUIRE_TIMEOUT, Duration::from_secs(5))?,
+            writers,
         })
     }
 

@@ -78,6 +78,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         url: database_url.clone().into(),
         max_connections: 4,
         acquire_timeout: Duration::from_secs(5),
+        // A handful of agents on one machine: one write transaction at a time is plenty.
+        writers: 1,
     })
     .with_context(|| format!("opening {shown_database}"))?;
     store

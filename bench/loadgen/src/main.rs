@@ -47,6 +47,10 @@ struct Args {
     /// Reports per request: 0 posts one report to /metrics, N posts N to /metrics/batch.
     #[arg(long, default_value_t = 0)]
     batch: usize,
+    /// Also prints, on stderr, each second's answers and latency percentiles: where in the run
+    /// the slow answers were.
+    #[arg(long)]
+    timeline: bool,
 }
 
 /// What one connection saw.
@@ -54,10 +58,19 @@ struct Args {
 struct Tally {
     /// Request latencies, in microseconds.
     latencies: Vec<u32>,
+    /// When each of `latencies` was answered, in whole seconds since the start.
+    answered_at: Vec<u32>,
     /// Reports the collector said it stored.
     stored: u64,
     /// Answers that were not a stored run, by status (0: the connection failed).
     errors: BTreeMap<u16, u64>,
+}
+
+impl Tally {
+    fn record(&mut self, latency: u32, answered_at: u32) {
+        self.latencies.push(latency);
+        self.answered_at.push(answered_at);
+    }
 }
 
 #[tokio::main]
@@ -72,30 +85,27 @@ async fn main() -> anyhow::Result<()> {
         .map(|worker| {
             let (addr, token) = (args.addr.clone(), args.token.clone());
             let (agents, batch) = (args.agents, args.batch);
-            tokio::spawn(
-                async move { connection(&addr, &token, worker, agents, batch, deadline).await },
-            )
+            tokio::spawn(async move {
+                connection(&addr, &token, worker, agents, batch, started, deadline).await
+            })
         })
         .collect();
     let mut total = Tally::default();
     for task in tasks {
         let tally = task.await.context("a connection task panicked")??;
         total.latencies.extend(tally.latencies);
+        total.answered_at.extend(tally.answered_at);
         total.stored += tally.stored;
         for (status, n) in tally.errors {
             *total.errors.entry(status).or_default() += n;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    if args.timeline {
+        print_timeline(&total);
+    }
     total.latencies.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        let n = total.latencies.len();
-        if n == 0 {
-            return 0.0;
-        }
-        let index = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
-        f64::from(total.latencies[index]) / 1000.0
-    };
+    let percentile = |p: f64| percentile_ms(&total.latencies, p);
     let errors: Vec<String> = total
         .errors
         .iter()
@@ -120,6 +130,34 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `p` quantile of sorted latencies in microseconds, in milliseconds.
+fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let index = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
+    f64::from(sorted[index]) / 1000.0
+}
+
+/// One line per second of the run: answers, p50, p99 and max latency.
+fn print_timeline(tally: &Tally) {
+    let mut seconds: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (&at, &latency) in tally.answered_at.iter().zip(&tally.latencies) {
+        seconds.entry(at).or_default().push(latency);
+    }
+    for (second, mut latencies) in seconds {
+        latencies.sort_unstable();
+        eprintln!(
+            "second={second} answers={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            latencies.len(),
+            percentile_ms(&latencies, 0.50),
+            percentile_ms(&latencies, 0.99),
+            percentile_ms(&latencies, 1.0),
+        );
+    }
+}
+
 /// One keep-alive connection sending until `deadline`; reconnects after a failure.
 async fn connection(
     addr: &str,
@@ -127,6 +165,7 @@ async fn connection(
     worker: usize,
     agents: usize,
     batch: usize,
+    started: Instant,
     deadline: Instant,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
@@ -176,13 +215,14 @@ async fn connection(
             }
             .await;
             let elapsed = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+            let answered_at = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
             match answer {
                 Ok((201, _)) if batch == 0 => {
-                    tally.latencies.push(elapsed);
+                    tally.record(elapsed, answered_at);
                     tally.stored += 1;
                 }
                 Ok((200, body)) if batch > 0 => {
-                    tally.latencies.push(elapsed);
+                    tally.record(elapsed, answered_at);
                     let results: BatchResponse = serde_json::from_slice(&body)
                         .context("the batch answer is not a BatchResponse")?;
                     for result in results.results {
@@ -194,7 +234,7 @@ async fn connection(
                     }
                 }
                 Ok((status, _)) => {
-                    tally.latencies.push(elapsed);
+                    tally.record(elapsed, answered_at);
                     *tally.errors.entry(status).or_default() += 1;
                 }
                 Err(_) => {

@@ -1,18 +1,23 @@
 //! Group commit: concurrent reports share one transaction.
 //!
-//! Handlers queue their validated run and wait for its outcome. One writer task takes whatever
+//! Handlers queue their validated run and wait for its outcome. A writer task takes whatever
 //! is queued (up to [`MAX_BATCH`]) and stores it with one `store_runs` call: when the collector
 //! is idle a batch is one run and nothing waits; under load, the next batch grows while the
 //! current transaction commits, and the per-transaction cost is shared. Each request is
 //! answered once its batch has committed.
 //!
-//! One writer, not several: concurrent batches would upsert the same summary rows (one per
-//! agent and day) and wait on each other's commits. At 64 connections, two or three writers
-//! (agents split between them or not) measured within the noise of one while using more
-//! PostgreSQL CPU (docs/performance.md).
+//! Several writers ([`Store::writers`], `DATABASE_WRITERS`), each with its own queue, and an
+//! agent's reports always go to the same one: batches on different writers never upsert the
+//! same summary row (one per agent and day), so they never wait on each other's row locks,
+//! while PostgreSQL runs their inserts on several cores. One writer leaves PostgreSQL's other
+//! cores idle (docs/performance.md); an agent's runs are still stored one batch at a time, in
+//! the order they came. SQLite has one writer: it takes one write transaction at a time.
 //!
 //! A run the database refuses fails alone, not its batch-mates
 //! ([`Store::store_runs_isolated`]).
+
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,35 +29,48 @@ pub const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<Stored, sqlx::Error>>;
 
-/// The queue in front of the store. Cheap to clone.
+/// The queues in front of the store, one per writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
-    queue: mpsc::Sender<(NewRun, Reply)>,
+    queues: Arc<[mpsc::Sender<(NewRun, Reply)>]>,
 }
 
 impl Batcher {
-    /// Starts the writer task; it ends when every `Batcher` clone is dropped.
+    /// Starts the writer tasks; they end when every `Batcher` clone is dropped.
     pub fn start(store: Store) -> Self {
-        let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            // Waits for one queued run, then takes those queued behind it.
-            while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                commit(&store, std::mem::take(&mut batch)).await;
-            }
-        });
-        Self { queue }
+        let queues = (0..store.writers().max(1))
+            .map(|_| {
+                let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut batch = Vec::with_capacity(MAX_BATCH);
+                    // Waits for one queued run, then takes those queued behind it.
+                    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                        commit(&store, std::mem::take(&mut batch)).await;
+                    }
+                });
+                queue
+            })
+            .collect();
+        Self { queues }
     }
 
-    /// Stores `run` in the next batch and returns its outcome.
+    /// Stores `run` in the next batch of its agent's writer and returns its outcome.
     pub async fn store(&self, run: NewRun) -> Result<Stored, sqlx::Error> {
         let (reply, outcome) = oneshot::channel();
-        self.queue
+        self.queues[writer_of(run.agent_name.as_str(), self.queues.len())]
             .send((run, reply))
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         outcome.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
+}
+
+/// Which of `writers` stores `agent`'s reports: always the same one in a process.
+fn writer_of(agent: &str, writers: usize) -> usize {
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(agent);
+    // The remainder is below `writers`, a usize.
+    (hash % writers as u64) as usize
 }
 
 async fn commit(store: &Store, batch: Vec<(NewRun, Reply)>) {
@@ -62,5 +80,32 @@ async fn commit(store: &Store, batch: Vec<(NewRun, Reply)>) {
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // The client may have gone; its run is stored all the same.
         let _ = reply.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writer_of;
+
+    #[test]
+    fn an_agent_always_has_the_same_writer_and_agents_spread_over_all() {
+        let agents: Vec<String> = (0..20).map(|i| format!("bench_agent_{i:02}")).collect();
+        for writers in 1..=4 {
+            let chosen: Vec<usize> = agents.iter().map(|a| writer_of(a, writers)).collect();
+            assert!(chosen.iter().all(|&w| w < writers));
+            let again: Vec<usize> = agents.iter().map(|a| writer_of(a, writers)).collect();
+            assert_eq!(chosen, again);
+            for w in 0..writers {
+                assert!(
+                    chosen.contains(&w),
+                    "writer {w} of {writers} gets none of 20 agents"
+                );
+            }
+        }
+        // The integration test racing one run_key under these names needs several writers.
+        let racers: std::collections::HashSet<usize> = (0..10)
+            .map(|i| writer_of(&format!("racer_{i}"), 3))
+            .collect();
+        assert!(racers.len() > 1, "{racers:?}");
     }
 }

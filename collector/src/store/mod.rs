@@ -80,7 +80,13 @@ pub struct Store {
     /// Every run stored, for whoever subscribed (the `platform` command prints them). A slow
     /// subscriber misses announcements (it is told how many), never slows ingest.
     stored_runs: broadcast::Sender<StoredRun>,
+    /// Concurrent write transactions for POST /metrics (see [`Batcher`]).
+    writers: usize,
 }
+
+/// Write transactions in parallel on PostgreSQL unless `DATABASE_WRITERS` says otherwise: on
+/// two cores, three took 25–55% more reports/s than one (docs/performance.md).
+pub const DEFAULT_WRITERS: usize = 3;
 
 /// A run just stored (not one seen before).
 #[derive(Debug, Clone)]
@@ -106,10 +112,29 @@ impl From<SqlitePool> for Store {
 
 impl Store {
     fn on(pool: Pool) -> Self {
+        let writers = match pool {
+            Pool::Postgres(_) => DEFAULT_WRITERS,
+            Pool::Sqlite(_) => 1,
+        };
         Self {
             pool,
             stored_runs: broadcast::channel(1024).0,
+            writers,
         }
+    }
+
+    /// This store with `writers` concurrent write transactions for POST /metrics (at least
+    /// one). SQLite keeps one: it runs one write transaction at a time.
+    pub fn with_writers(mut self, writers: usize) -> Self {
+        if let Pool::Postgres(_) = self.pool {
+            self.writers = writers.max(1);
+        }
+        self
+    }
+
+    /// Concurrent write transactions for POST /metrics.
+    pub fn writers(&self) -> usize {
+        self.writers
     }
 
     /// Every run stored from now on, as its transaction commits.
@@ -138,7 +163,7 @@ impl Store {
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(pool.into())
+        Ok(Self::from(pool).with_writers(config.writers))
     }
 
     fn connect_sqlite(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {

@@ -94,6 +94,24 @@ async fn a_missing_or_bad_variable_stops_start_up_with_one_line() {
             ],
             "COLLECTOR_BODY_LIMIT is invalid",
         ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("DATABASE_WRITERS", "0"),
+            ],
+            "DATABASE_WRITERS is invalid",
+        ),
+        (
+            // Reads need a connection the writers do not hold.
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("DATABASE_MAX_CONNECTIONS", "4"),
+                ("DATABASE_WRITERS", "4"),
+            ],
+            "below DATABASE_MAX_CONNECTIONS (4)",
+        ),
     ];
     for (env, expected) in cases {
         let (ok, _, stderr) = run(&["serve"], &env).await;

@@ -119,6 +119,116 @@ async fn ten_identical_posts_at_once_store_one_run(db: Db) {
     assert_eq!(counted, 1);
 }
 
+/// The same run sent at once under ten agent names: on PostgreSQL they go to different writers
+/// (each agent has its own), whose transactions race for the key. One run is stored.
+async fn one_run_key_under_ten_agent_names_at_once_stores_one_run(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let key = Uuid::new_v4();
+    let bodies: Vec<_> = (0..10)
+        .map(|i| {
+            let mut body = report(&format!("racer_{i}"));
+            body["run_key"] = json!(key);
+            body
+        })
+        .collect();
+
+    let results = post_concurrently(&app, bodies).await;
+
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let repeated = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, repeated), (1, 9), "{results:?}");
+    let ids: std::collections::HashSet<_> =
+        results.iter().map(|(_, b)| b["run_id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "every answer names the same run: {ids:?}");
+    let (runs, metrics, _, _) = app.row_counts().await;
+    assert_eq!((runs, metrics), (1, 3));
+    let counted: i64 = app
+        .db
+        .scalar("select cast(sum(run_count) as bigint) from agent_daily_summaries")
+        .await;
+    assert_eq!(counted, 1);
+}
+
+/// 300 reports of 20 agents over two UTC days, a seventh of them failed, posted at once (on
+/// PostgreSQL, spread over the writers): every daily summary and metric aggregate equals the
+/// count of what was sent.
+async fn concurrent_reports_of_many_agents_keep_every_summary_exact(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // (agent, day) -> (runs, failures, sum of metric n, max of n)
+    let mut expected: std::collections::BTreeMap<(String, String), (i64, i64, i64, i64)> =
+        Default::default();
+    let bodies: Vec<_> = (0..300_i64)
+        .map(|i| {
+            let agent = format!("agent_{:02}", i % 20);
+            let day = if i % 3 == 0 {
+                "2026-02-19"
+            } else {
+                "2026-02-20"
+            };
+            let mut body = report(&agent);
+            body["run_key"] = json!(Uuid::new_v4());
+            body["started_at"] = json!(format!("{day}T10:00:{:02}Z", i % 60));
+            body["finished_at"] = json!(format!("{day}T10:01:{:02}Z", i % 60));
+            body["metrics"] = json!({"n": i, "label": "x"});
+            let failed = i % 7 == 0;
+            if failed {
+                body["error"] = json!("boom");
+            }
+            let entry = expected.entry((agent, day.to_owned())).or_default();
+            *entry = (
+                entry.0 + 1,
+                entry.1 + i64::from(failed),
+                entry.2 + i,
+                entry.3.max(i),
+            );
+            body
+        })
+        .collect();
+
+    let results = post_concurrently(&app, bodies).await;
+
+    assert!(
+        results.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
+    let daily: Vec<(String, String, i64, i64)> = app
+        .db
+        .rows(
+            "select agent_name, cast(day as text), run_count, failure_count \
+             from agent_daily_summaries order by 1, 2",
+        )
+        .await;
+    let metric: Vec<(String, String, i64, String, String)> = app
+        .db
+        .rows(
+            "select agent_name, cast(day as text), value_count, cast(value_sum as text), \
+             cast(value_max as text) from agent_metric_daily_summaries \
+             where metric_name = 'n' order by 1, 2",
+        )
+        .await;
+    let want_daily: Vec<_> = expected
+        .iter()
+        .map(|((a, d), (runs, failures, ..))| (a.clone(), d.clone(), *runs, *failures))
+        .collect();
+    let want_metric: Vec<_> = expected
+        .iter()
+        .map(|((a, d), (runs, _, sum, max))| {
+            (
+                a.clone(),
+                d.clone(),
+                *runs,
+                sum.to_string(),
+                max.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(daily, want_daily);
+    assert_eq!(metric, want_metric);
+}
+
 async fn a_failed_run_is_stored_with_its_error(db: Db) {
     let app = TestApp::spawn(db).await;
     let mut body = report("breaks");
@@ -480,6 +590,8 @@ on_both_backends!(
     values_are_stored_exactly_as_written,
     a_repeated_run_key_returns_the_same_run_and_writes_nothing,
     ten_identical_posts_at_once_store_one_run,
+    one_run_key_under_ten_agent_names_at_once_stores_one_run,
+    concurrent_reports_of_many_agents_keep_every_summary_exact,
     a_failed_run_is_stored_with_its_error,
     daily_summaries_and_metric_aggregates_across_two_utc_days,
     a_late_report_does_not_overwrite_the_last_status,

@@ -9,7 +9,8 @@
 # same count,
 # and counts the rows actually written (a collector that answers without writing fails the run).
 # Then POST /metrics/batch, and the FastAPI + SQLAlchemy peer when BENCH_PEER=1.
-# Prints one table; exits non-zero only when something could not run or rows are missing.
+# Prints one table; exits non-zero only when something could not run or rows are missing. Each
+# second's latencies of the POST /metrics rows go to target/bench-timeline-<connections>.txt.
 #
 #   BENCH_DURATION=20s  BENCH_CLIENTS="16 64"  BENCH_BATCH=1000  BENCH_BATCH_CONNECTIONS=2
 #   BENCH_PEER=0 (1: also the Python peer of bench/peers/, installed into target/bench-venv)
@@ -124,7 +125,8 @@ for c in $clients; do
   reset
   reset_peak "$collector_pid"
   log "collector POST /metrics: $c connections, $duration"
-  out=$("$loadgen" --addr "127.0.0.1:$port" --connections "$c" --duration "$duration")
+  out=$("$loadgen" --addr "127.0.0.1:$port" --connections "$c" --duration "$duration" --timeline \
+    2>"$root/target/bench-timeline-$c.txt")
   [ "$(field errors "$out")" = none ] || log "errors: $(field errors "$out")"
   check_rows "collector, $c connections" "$(field reports "$out")"
   rps=$(field reports_per_s "$out")

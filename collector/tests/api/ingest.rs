@@ -99,24 +99,7 @@ async fn ten_identical_posts_at_once_store_one_run(db: Db) {
     let mut body = report("race");
     body["run_key"] = json!(Uuid::new_v4());
 
-    let results = post_concurrently(&app, vec![body; 10]).await;
-
-    let created = results
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::CREATED)
-        .count();
-    let repeated = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
-    assert_eq!((created, repeated), (1, 9), "{results:?}");
-    let ids: std::collections::HashSet<_> =
-        results.iter().map(|(_, b)| b["run_id"].clone()).collect();
-    assert_eq!(ids.len(), 1, "every answer names the same run: {ids:?}");
-    let (runs, metrics, _, _) = app.row_counts().await;
-    assert_eq!((runs, metrics), (1, 3));
-    let counted: i64 = app
-        .db
-        .scalar("select run_count from agent_daily_summaries")
-        .await;
-    assert_eq!(counted, 1);
+    posted_at_once_they_store_one_run(&app, vec![body; 10]).await;
 }
 
 /// The same run sent at once under ten agent names: on PostgreSQL they go to different writers
@@ -132,7 +115,13 @@ async fn one_run_key_under_ten_agent_names_at_once_stores_one_run(db: Db) {
         })
         .collect();
 
-    let results = post_concurrently(&app, bodies).await;
+    posted_at_once_they_store_one_run(&app, bodies).await;
+}
+
+/// Posts `bodies`, ten reports of one run (one `run_key`, three metrics), all at once: one is
+/// answered 201, nine 200, all with the same run, stored and counted once.
+async fn posted_at_once_they_store_one_run(app: &TestApp, bodies: Vec<serde_json::Value>) {
+    let results = post_concurrently(app, bodies).await;
 
     let created = results
         .iter()
@@ -188,12 +177,7 @@ async fn concurrent_reports_of_many_agents_keep_every_summary_exact(db: Db) {
         })
         .collect();
 
-    let results = post_concurrently(&app, bodies).await;
-
-    assert!(
-        results.iter().all(|(s, _)| *s == StatusCode::CREATED),
-        "{results:?}"
-    );
+    post_concurrently_all_created(&app, bodies).await;
     let daily: Vec<(String, String, i64, i64)> = app
         .db
         .rows(
@@ -413,6 +397,19 @@ async fn the_store_deduplicates_within_one_batch(db: Db) {
     assert_eq!(runs, 2);
 }
 
+/// Posts `bodies` all at once and checks that each was stored as a new run.
+async fn post_concurrently_all_created(
+    app: &TestApp,
+    bodies: Vec<serde_json::Value>,
+) -> Vec<(StatusCode, serde_json::Value)> {
+    let results = post_concurrently(app, bodies).await;
+    assert!(
+        results.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
+    results
+}
+
 async fn post_concurrently(
     app: &TestApp,
     bodies: Vec<serde_json::Value>,
@@ -458,12 +455,7 @@ async fn concurrent_reports_share_transactions_and_each_gets_its_own_answer(db: 
         })
         .collect();
 
-    let results = post_concurrently(&app, bodies).await;
-
-    assert!(
-        results.iter().all(|(s, _)| *s == StatusCode::CREATED),
-        "{results:?}"
-    );
+    let results = post_concurrently_all_created(&app, bodies).await;
     let ids: std::collections::HashSet<i64> = results
         .iter()
         .map(|(_, b)| b["run_id"].as_i64().unwrap())

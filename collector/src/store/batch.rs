@@ -38,7 +38,7 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the writer tasks; they end when every `Batcher` clone is dropped.
     pub fn start(store: Store) -> Self {
-        let queues = (0..store.writers().max(1))
+        let queues = (0..store.writers())
             .map(|_| {
                 let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
                 let store = store.clone();

@@ -85,7 +85,7 @@ pub struct Store {
 }
 
 /// Write transactions in parallel on PostgreSQL unless `DATABASE_WRITERS` says otherwise: on
-/// two cores, three took 25–55% more reports/s than one (docs/performance.md).
+/// two cores, three took 23–58% more reports/s than one, 36% on average (docs/performance.md).
 pub const DEFAULT_WRITERS: usize = 3;
 
 /// A run just stored (not one seen before).

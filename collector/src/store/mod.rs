@@ -80,7 +80,7 @@ pub struct Store {
     /// Every run stored, for whoever subscribed (the `platform` command prints them). A slow
     /// subscriber misses announcements (it is told how many), never slows ingest.
     stored_runs: broadcast::Sender<StoredRun>,
-    /// Concurrent write transactions for POST /metrics (see [`Batcher`]).
+    /// Concurrent write transactions for POST /metrics on PostgreSQL (see [`Batcher`]).
     writers: usize,
 }
 
@@ -112,29 +112,27 @@ impl From<SqlitePool> for Store {
 
 impl Store {
     fn on(pool: Pool) -> Self {
-        let writers = match pool {
-            Pool::Postgres(_) => DEFAULT_WRITERS,
-            Pool::Sqlite(_) => 1,
-        };
         Self {
             pool,
             stored_runs: broadcast::channel(1024).0,
-            writers,
+            writers: DEFAULT_WRITERS,
         }
     }
 
     /// This store with `writers` concurrent write transactions for POST /metrics (at least
-    /// one). SQLite keeps one: it runs one write transaction at a time.
+    /// one; PostgreSQL only).
     pub fn with_writers(mut self, writers: usize) -> Self {
-        if let Pool::Postgres(_) = self.pool {
-            self.writers = writers.max(1);
-        }
+        self.writers = writers.max(1);
         self
     }
 
-    /// Concurrent write transactions for POST /metrics.
+    /// Concurrent write transactions for POST /metrics: SQLite has one, it runs one write
+    /// transaction at a time.
     pub fn writers(&self) -> usize {
-        self.writers
+        match self.pool {
+            Pool::Postgres(_) => self.writers,
+            Pool::Sqlite(_) => 1,
+        }
     }
 
     /// Every run stored from now on, as its transaction commits.
@@ -343,3 +341,23 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 
 /// How long a client should wait before retrying after a 503.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_has_one_writer_whatever_it_is_told() {
+        let pool = SqlitePoolOptions::new()
+            .connect_lazy("sqlite::memory:")
+            .expect("a lazy pool opens nothing");
+        assert_eq!(Store::from(pool.clone()).writers(), 1);
+        assert_eq!(Store::from(pool).with_writers(5).writers(), 1);
+        let pg = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool opens nothing");
+        assert_eq!(Store::from(pg.clone()).writers(), DEFAULT_WRITERS);
+        assert_eq!(Store::from(pg.clone()).with_writers(5).writers(), 5);
+        assert_eq!(Store::from(pg).with_writers(0).writers(), 1);
+    }
+}

@@ -4,7 +4,7 @@
 #   bench/run.sh               DATABASE_URL when set, else a throwaway durable cluster (fsync on)
 #
 # For each client count it runs pgbench (-M prepared) on the collector's own write statement
-# (STORE_BATCH in collector/src/store/ingest.rs) holding one report: PostgreSQL's rate for the
+# (collector/src/store/sql/postgres/store_batch.sql) holding one report: PostgreSQL's rate for the
 # same work one report per transaction. Then the release collector under bench/loadgen at the
 # same count,
 # and counts the rows actually written (a collector that answers without writing fails the run).
@@ -68,11 +68,11 @@ curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null || fail "the collecto
 export BENCH_TOKEN
 BENCH_TOKEN=$("$collector" token --sub bench --ttl 1d)
 
-# The pgbench script: STORE_BATCH read from the collector's source (so the two cannot drift),
+# The pgbench script: the collector's own write statement, read from its file (so the two cannot drift),
 # its arrays holding the benchmark's report (loadgen's): 10 metrics, 8 numbers and 2 strings.
 report_sql=$root/target/bench-report.sql
-store_batch=$(sed -n '/^const STORE_BATCH: &str = r#"$/,/^"#;$/p' collector/src/store/ingest.rs | sed '1d;$d')
-[ -n "$store_batch" ] || fail "STORE_BATCH not found in collector/src/store/ingest.rs"
+store_batch=$(grep -v '^--' collector/src/store/sql/postgres/store_batch.sql)
+[ -n "$store_batch" ] || fail "collector/src/store/sql/postgres/store_batch.sql is missing"
 key="md5(:client_id::text || '-' || :n::text)::uuid"
 values=(
   "ARRAY[$key]"                                              # $1 run_key

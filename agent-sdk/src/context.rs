@@ -55,6 +55,15 @@ impl RunContext {
         self
     }
 
+    /// One attempt of this run: the same run, with a cancellation of its own that cancelling
+    /// the run still fires. A timeout ends the attempt, not the run, which may try again.
+    pub fn attempt(&self) -> Self {
+        Self {
+            cancel: self.cancel.child_token(),
+            ..self.clone()
+        }
+    }
+
     /// The report's idempotency key: retried deliveries of this run are stored once.
     pub fn run_key(&self) -> Uuid {
         self.run_key

@@ -6,7 +6,8 @@
 //!   [`execute`], which runs an agent and turns any outcome into a [`wire::RunReport`].
 //! - `client` feature: [`client::Deliverer`], which delivers reports to the collector with
 //!   retries and keeps undelivered ones in a disk spool.
-//! - `telemetry` feature: logging and Prometheus set-up shared by the platform's services.
+//! - `telemetry` feature: logging, Prometheus set-up and the shutdown signal shared by the
+//!   platform's services.
 //!
 //! An agent crate:
 //!
@@ -37,7 +38,11 @@ mod execute;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod fs;
 
+#[cfg(feature = "telemetry")]
+pub mod shutdown;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

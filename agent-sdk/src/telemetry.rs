@@ -40,9 +40,16 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// How often histograms are drained into their summaries, whether or not anyone scrapes.
+pub const PROMETHEUS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (the `metrics` macros need a global one), installed on
 /// first call with histogram `buckets` for metric names ending in each suffix; later calls
 /// return the same handle.
+///
+/// A thread runs the recorder's upkeep every [`PROMETHEUS_UPKEEP_EVERY`]: histogram samples
+/// wait in memory until upkeep folds them in, and without it a process nobody scrapes (the
+/// default deployment has no Prometheus server) would grow without bound.
 pub fn prometheus(buckets: &[(&str, &[f64])]) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -61,6 +68,18 @@ pub fn prometheus(buckets: &[(&str, &[f64])]) -> PrometheusHandle {
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("another metrics recorder is installed: /prometheus stays empty");
+            }
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("prometheus-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(PROMETHEUS_UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "cannot start the Prometheus upkeep thread: memory grows until /prometheus is scraped");
             }
             handle
         })

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::store::{Backend, DEFAULT_WRITERS};
+use crate::ingest::DEFAULT_WRITERS;
+use crate::store::{Backend, PoolSettings};
 
 /// Every variable the collector reads. `.env.example` must document each of them.
 pub const ENV_VARS: &[&str] = &[
@@ -116,14 +117,14 @@ impl HttpConfig {
     }
 }
 
+/// The database and how the collector uses it. Built only through [`DatabaseConfig::new`]
+/// (or [`DatabaseConfig::from_env`], which calls it), so every caller gets the same checks.
 #[derive(Debug)]
 pub struct DatabaseConfig {
-    pub url: SecretString,
-    pub max_connections: u32,
-    /// How long a request waits for a pooled connection before it is answered 503.
-    pub acquire_timeout: Duration,
+    url: SecretString,
+    pool: PoolSettings,
     /// Concurrent write transactions for POST /metrics (PostgreSQL; SQLite has one).
-    pub writers: usize,
+    writers: usize,
 }
 
 impl DatabaseConfig {
@@ -133,34 +134,60 @@ impl DatabaseConfig {
             " (e.g. postgres://agent_platform:password@localhost:5432/agent_metrics_db, \
              or sqlite://data/dev.db)",
         )?;
+        Self::new(
+            url,
+            PoolSettings {
+                max_connections: parse_or(DATABASE_MAX_CONNECTIONS, 10)?,
+                acquire_timeout: duration_or(DATABASE_ACQUIRE_TIMEOUT, Duration::from_secs(5))?,
+            },
+            parse_or(DATABASE_WRITERS, DEFAULT_WRITERS)?,
+        )
+    }
+
+    /// Checks the URL's backend, and that the writers leave a connection for reads.
+    pub fn new(url: String, pool: PoolSettings, writers: usize) -> Result<Self, ConfigError> {
         let Some(backend) = Backend::of_url(&url) else {
             return Err(ConfigError::Invalid {
                 var: DATABASE_URL,
                 reason: "must start with postgres://, postgresql:// or sqlite:".into(),
             });
         };
-        let max_connections = parse_or(DATABASE_MAX_CONNECTIONS, 10)?;
-        let writers = parse_or(DATABASE_WRITERS, DEFAULT_WRITERS)?;
+        if pool.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                var: DATABASE_MAX_CONNECTIONS,
+                reason: "must be at least 1".into(),
+            });
+        }
         // Each writer holds a connection while it commits; reads need one left over. (SQLite
         // has one writer whatever this says.)
-        if backend == Backend::Postgres && (writers == 0 || writers >= max_connections as usize) {
+        if backend == Backend::Postgres
+            && (writers == 0 || writers >= pool.max_connections as usize)
+        {
             return Err(ConfigError::Invalid {
                 var: DATABASE_WRITERS,
                 reason: format!(
-                    "must be at least 1 and below {DATABASE_MAX_CONNECTIONS} ({max_connections})"
+                    "must be at least 1 and below {DATABASE_MAX_CONNECTIONS} ({})",
+                    pool.max_connections
                 ),
             });
         }
         Ok(Self {
             url: url.into(),
-            max_connections,
-            acquire_timeout: duration_or(DATABASE_ACQUIRE_TIMEOUT, Duration::from_secs(5))?,
+            pool,
             writers,
         })
     }
 
     pub fn url(&self) -> &str {
         self.url.expose_secret()
+    }
+
+    pub fn pool(&self) -> PoolSettings {
+        self.pool
+    }
+
+    pub fn writers(&self) -> usize {
+        self.writers
     }
 }
 
@@ -277,6 +304,21 @@ mod tests {
         assert!(SecretKey::parse("x".repeat(32)).is_ok());
         let placeholder = SecretKey::parse(PLACEHOLDER_SECRET_KEY.into()).unwrap_err();
         assert!(placeholder.contains("placeholder"), "{placeholder}");
+    }
+
+    #[test]
+    fn database_rules() {
+        let pool = |max_connections| PoolSettings {
+            max_connections,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        assert!(DatabaseConfig::new("postgres://h/db".into(), pool(10), 3).is_ok());
+        assert!(DatabaseConfig::new("mysql://h/db".into(), pool(10), 3).is_err());
+        assert!(DatabaseConfig::new("postgres://h/db".into(), pool(3), 3).is_err());
+        assert!(DatabaseConfig::new("postgres://h/db".into(), pool(10), 0).is_err());
+        assert!(DatabaseConfig::new("sqlite://x.db".into(), pool(0), 1).is_err());
+        // SQLite has one writer whatever it is told.
+        assert!(DatabaseConfig::new("sqlite://x.db".into(), pool(2), 5).is_ok());
     }
 
     #[test]

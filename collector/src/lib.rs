@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ingest;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

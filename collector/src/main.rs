@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use collector::auth::{AgentPattern, Scope, TokenKeys};
+use collector::auth::{Scope, TokenKeys};
 use collector::config::{self, DatabaseConfig, SecretKey, ServeConfig};
-use collector::http::AppState;
-use collector::startup::{self, Application};
-use collector::store::{self, RoleName, Store};
+use collector::domain::{AgentPattern, RoleName};
+use collector::startup::{self, Application, Services};
+use collector::store::{self, Store};
 use collector::telemetry;
 
 #[derive(Debug, Parser)]
@@ -73,8 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => {
-            let store = Store::connect_lazy(&DatabaseConfig::from_env()?)
-                .context("DATABASE_URL is invalid")?;
+            let store = connect(&DatabaseConfig::from_env()?)?;
             startup::migrate_when_reachable(&store).await?;
             let latest = store
                 .migrator()
@@ -101,8 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::GrantReadonly { role } => {
-            let store = Store::connect_lazy(&DatabaseConfig::from_env()?)
-                .context("DATABASE_URL is invalid")?;
+            let store = connect(&DatabaseConfig::from_env()?)?;
             let password = config::readonly_password()?;
             store::grant_readonly(&store, &role, &password)
                 .await
@@ -114,16 +112,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
+    Store::connect_lazy(config.url(), config.pool()).context("DATABASE_URL is invalid")
+}
+
 async fn serve() -> anyhow::Result<()> {
     let config = ServeConfig::from_env()?;
-    let store = Store::connect_lazy(&config.database).context("DATABASE_URL is invalid")?;
+    let store = connect(&config.database)?;
     startup::migrate_when_reachable(&store).await?;
-    let state = AppState::new(store.clone(), TokenKeys::new(&config.secret_key));
-    let app = Application::bind(config.addr, state, &config.http).await?;
-    tracing::info!(addr = %app.local_addr()?, "collector listening");
-    app.run_until(startup::shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let services = Services {
+        store: store.clone(),
+        tokens: TokenKeys::new(&config.secret_key),
+        writers: config.database.writers(),
+    };
+    let app = Application::bind(config.addr, services, &config.http).await?;
+    tracing::info!(addr = %app.local_addr()?, writers = app.ingest().writers(), "collector listening");
+    app.run_until(async {
+        agent_sdk::shutdown::signal().await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+    })
+    .await
+    .context("serving HTTP")?;
     store.close().await;
     tracing::info!("collector stopped");
     Ok(())

@@ -1,4 +1,5 @@
-//! Binding, serving and stopping: what `collector serve` does, reusable by tests.
+//! Binding, serving and stopping: what `collector serve` does, reusable by tests and the
+//! `platform` command. The application is the HTTP server and, beside it, the ingest service.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,12 +11,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use sqlx::migrate::MigrateError;
 use tokio::net::TcpListener;
 
+use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
 use crate::http::{self, AppState};
-use crate::store::{self, Store};
+use crate::ingest::Ingest;
+use crate::store::Store;
 
 /// How long `serve` keeps retrying migrations while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
@@ -25,30 +27,54 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
+    ingest: Ingest,
+}
+
+/// What an application serves: its store, the keys its tokens are checked with, and how many
+/// write transactions its ingest runs at once.
+pub struct Services {
+    pub store: Store,
+    pub tokens: TokenKeys,
+    /// `DATABASE_WRITERS` (PostgreSQL; SQLite has one).
+    pub writers: usize,
 }
 
 impl Application {
+    /// Binds `addr` and starts the ingest service; serving starts with [`Application::run_until`].
     pub async fn bind(
         addr: SocketAddr,
-        state: AppState,
+        services: Services,
         http: &HttpConfig,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let Services {
+            store,
+            tokens,
+            writers,
+        } = services;
+        let ingest = Ingest::start(store.clone(), writers);
+        let state = AppState::new(store, ingest.clone(), tokens);
         Ok(Self {
             listener,
             router: http::router(state, http),
             header_read_timeout: http.header_read_timeout,
+            ingest,
         })
+    }
+
+    /// The ingest service, to subscribe to the runs it stores.
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish.
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
+    /// and waits for the ingest writers to store what they hold.
     ///
     /// hyper is driven directly rather than through `axum::serve`, which sets no timer and so
     /// no header read timeout: a client trickling its request head would hold a connection
@@ -88,8 +114,17 @@ impl Application {
                 }
             });
         }
-        drop(self.listener);
+        let Self {
+            listener,
+            router,
+            ingest,
+            ..
+        } = self;
+        drop(listener);
         connections.shutdown().await;
+        // The router held the last other handles on the ingest service.
+        drop(router);
+        ingest.stopped().await;
         Ok(())
     }
 }
@@ -101,10 +136,7 @@ pub async fn migrate_when_reachable(store: &Store) -> anyhow::Result<()> {
     loop {
         match store.migrate().await {
             Ok(()) => return Ok(()),
-            Err(MigrateError::Execute(err))
-                if store::is_unavailable(&err)
-                    && tokio::time::Instant::now() + delay < deadline =>
-            {
+            Err(err) if err.is_unavailable() && tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(error = %err, retry_in = ?delay, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -112,33 +144,4 @@ pub async fn migrate_when_reachable(store: &Store) -> anyhow::Result<()> {
             Err(err) => return Err(err).context("applying database migrations"),
         }
     }
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
 }

@@ -17,9 +17,9 @@ use anyhow::Context;
 use clap::Parser;
 use collector::auth::{Scope, TokenKeys};
 use collector::config::{DatabaseConfig, HttpConfig, SecretKey};
-use collector::http::AppState;
-use collector::startup::Application;
-use collector::store::{Store, StoredRun};
+use collector::ingest::StoredRun;
+use collector::startup::{Application, Services};
+use collector::store::{PoolSettings, Store};
 use scheduler::schedule::{self, Job};
 use scheduler::settings::Settings;
 use tokio::sync::broadcast;
@@ -74,23 +74,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", cli.data_dir.join("dev.db").display()));
     let shown_database = without_password(&database_url);
-    let store = Store::connect_lazy(&DatabaseConfig {
-        url: database_url.clone().into(),
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(5),
-        // A handful of agents on one machine: one write transaction at a time is plenty.
-        writers: 1,
-    })
-    .with_context(|| format!("opening {shown_database}"))?;
+    // The binary's checks, on the platform's settings: a handful of agents on one machine, so
+    // a small pool and one write transaction at a time.
+    let database = DatabaseConfig::new(
+        database_url.clone(),
+        PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        1,
+    )
+    .context("--database-url")?;
+    let store = Store::connect_lazy(database.url(), database.pool())
+        .with_context(|| format!("opening {shown_database}"))?;
     store
         .migrate()
         .await
         .with_context(|| format!("migrating {shown_database}"))?;
-    let stored_runs = store.subscribe_stored_runs();
-    let state = AppState::new(store.clone(), keys.clone());
-    let app = Application::bind(cli.collector_addr, state, &HttpConfig::default())
+    let services = Services {
+        store: store.clone(),
+        tokens: keys.clone(),
+        writers: database.writers(),
+    };
+    let app = Application::bind(cli.collector_addr, services, &HttpConfig::default())
         .await
         .context("is a collector already running? (--collector-addr picks another address)")?;
+    let stored_runs = app.ingest().subscribe();
     let collector_url = format!("http://{}", app.local_addr()?);
     let stop_collector = CancellationToken::new();
     let collector = tokio::spawn(app.run_until(stop_collector.clone().cancelled_owned()));
@@ -108,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings {
         collector_url: collector_url.clone(),
         collector_token: Some(scheduler_token),
+        collector_token_file: None,
         schedules_file: cli.schedules.clone().unwrap_or_default(),
         spool_dir: cli.data_dir.join("spool"),
         addr: cli.scheduler_addr,
@@ -139,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     // Until Ctrl-C, or the scheduler failing to start (its address taken, say).
     let scheduler_result = tokio::select! {
-        () = scheduler::shutdown_signal() => {
+        () = agent_sdk::shutdown::signal() => {
             println!("\nstopping: running agents finish and deliver…");
             stop_scheduler.cancel();
             scheduler.await
@@ -149,9 +159,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     stop_collector.cancel();
     let served = collector.await;
     store.close().await;
-    // The last clone of the store (the collector's went with it) ends the announcements: the
+    // The collector has stopped, and its ingest service with it: the announcements end, and the
     // printer prints what is left and returns.
-    drop(store);
     if tokio::time::timeout(Duration::from_secs(2), printer)
         .await
         .is_err()

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, SubsecRound, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::CronParser;
@@ -65,8 +65,12 @@ impl CronSchedule {
         self.timezone
     }
 
-    /// The first fire strictly after `after`.
+    /// The first fire strictly after `after`: an instant of the expression in its zone, in
+    /// whole seconds, whatever fraction of a second `after` carries (slots are the same on every
+    /// process that computes them, so their run keys are too).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // No slot lies between a whole second and the fraction after it.
+        let after = after.trunc_subsecs(0);
         let local_after = after.with_timezone(&self.timezone).naive_local();
         // Near a transition, an instant after `after` can belong to an earlier wall-clock time
         // (the repeated hour comes round again; a time moved past a gap): look back by the
@@ -239,6 +243,25 @@ mod tests {
             fires(&five, "2026-01-01T00:07:00Z", 2),
             ["2026-01-01T00:15:00Z", "2026-01-01T00:30:00Z"]
         );
+    }
+
+    #[test]
+    fn slots_are_whole_seconds_whatever_the_fraction_of_the_start() {
+        let every_second = CronSchedule::parse("* * * * * *", chrono_tz::UTC).unwrap();
+        let start = utc("2026-01-01T07:27:06.470354Z");
+        assert_eq!(
+            every_second.upcoming(start, 2),
+            [utc("2026-01-01T07:27:07Z"), utc("2026-01-01T07:27:08Z")]
+        );
+        let every_ten = CronSchedule::parse("*/10 * * * * *", chrono_tz::UTC).unwrap();
+        assert_eq!(
+            every_ten.next_after(start),
+            Some(utc("2026-01-01T07:27:10Z"))
+        );
+        let daily = madrid("30 2 * * *");
+        let slot = daily.next_after(utc("2026-03-27T12:00:00.999Z")).unwrap();
+        assert_eq!(slot, utc("2026-03-28T01:30:00Z"));
+        assert_eq!(slot.timestamp_subsec_nanos(), 0);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 pub mod cron;
 pub mod engine;
-pub mod journal;
 pub mod schedule;
 pub mod service;
 pub mod settings;
@@ -19,25 +18,4 @@ use http_probe as _;
 /// Every agent linked into this binary.
 pub fn registry() -> Result<agent_sdk::Registry, agent_sdk::DuplicateAgent> {
     agent_sdk::Registry::from_inventory()
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
 }

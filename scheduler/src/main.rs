@@ -68,12 +68,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let settings = cli.settings;
+    let settings = cli.settings.without_empty_values();
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve { no_push: false }) {
             Command::Serve { no_push } => {
                 let jobs = load_jobs(&settings)?;
-                service::serve(&settings, jobs, no_push, scheduler::shutdown_signal())
+                service::serve(&settings, jobs, no_push, agent_sdk::shutdown::signal())
                     .await
                     .map(|()| ExitCode::SUCCESS)
             }
@@ -183,8 +183,11 @@ async fn run_once(
                 true
             }
             Outcome::Spooled => {
+                let why = deliverer
+                    .token_refused()
+                    .unwrap_or_else(|| "the collector is unreachable".into());
                 eprintln!(
-                    "not delivered: the collector is unreachable; the report is in {}",
+                    "not delivered: {why}; the report is in {}",
                     settings.spool_dir.display()
                 );
                 false

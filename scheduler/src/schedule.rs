@@ -9,6 +9,7 @@
 //! misfire_policy = "run_once"   # run_once (default) | skip
 //! retries = 2                   # default 0
 //! retry_backoff = "10s"         # doubles after each retry; default 30s
+//! retry_on_timeout = true       # a run past its timeout is retried too; default true
 //! enabled = true
 //! params = { name = "Ada" }
 //!
@@ -71,6 +72,8 @@ pub struct Job {
     pub misfire: MisfirePolicy,
     pub retries: u32,
     pub retry_backoff: Duration,
+    /// Whether a run that timed out is retried like any failure (within `retries`).
+    pub retry_on_timeout: bool,
     pub enabled: bool,
     pub params: Map<String, Value>,
 }
@@ -107,6 +110,8 @@ struct EntryToml {
     #[serde(default)]
     retries: u32,
     retry_backoff: Option<String>,
+    #[serde(default = "yes")]
+    retry_on_timeout: bool,
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
@@ -191,6 +196,7 @@ pub fn parse(
                 misfire: MisfirePolicy::default(),
                 retries: 0,
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
+                retry_on_timeout: true,
                 enabled: true,
                 params: Map::new(),
             }),
@@ -265,6 +271,7 @@ fn job_from_entry(
         misfire: entry.misfire_policy,
         retries: entry.retries,
         retry_backoff: duration("retry_backoff", &entry.retry_backoff, DEFAULT_RETRY_BACKOFF)?,
+        retry_on_timeout: entry.retry_on_timeout,
         enabled: entry.enabled,
         params,
     })

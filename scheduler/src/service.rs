@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use agent_sdk::client::{CollectorClient, Deliverer, Spool};
+use agent_sdk::client::{CollectorClient, Deliverer, Spool, TokenSource};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
@@ -26,18 +26,50 @@ pub fn load_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
 
 /// The delivery client for `settings`: the collector's URL and token, and the spool.
 pub fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
-    let Some(token) = settings.collector_token.clone() else {
-        bail!("COLLECTOR_TOKEN is not set (create one with: collector token --sub scheduler)");
-    };
-    if token.starts_with("change-me") {
-        bail!(
+    let token = match (&settings.collector_token, &settings.collector_token_file) {
+        (Some(_), Some(_)) => {
+            bail!("COLLECTOR_TOKEN and COLLECTOR_TOKEN_FILE are both set: keep one")
+        }
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("COLLECTOR_TOKEN_FILE {file}"))?;
+            if text.trim().is_empty() {
+                bail!("COLLECTOR_TOKEN_FILE {file} is empty");
+            }
+            TokenSource::File(file.into())
+        }
+        (Some(token), None) if token.starts_with("change-me") => bail!(
             "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)"
-        );
-    }
+        ),
+        (Some(token), None) => TokenSource::Fixed(Some(token.clone())),
+        (None, None) => bail!(
+            "COLLECTOR_TOKEN (or COLLECTOR_TOKEN_FILE) is not set (create one with: collector token --sub scheduler)"
+        ),
+    };
     let spool = open_spool(settings)?;
-    let client = CollectorClient::new(&settings.collector_url, Some(token))
+    let client = CollectorClient::with_token_source(&settings.collector_url, token)
         .context("building the HTTP client")?;
     Ok(Deliverer::new(client, spool))
+}
+
+/// Re-reads the token file on every SIGHUP until `stop` fires.
+async fn reload_token_on_hangup(deliverer: Deliverer, stop: CancellationToken) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGHUP: the token file is still re-read when it changes");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reading the collector token again");
+                deliverer.client().reload_token();
+            }
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 fn open_spool(settings: &Settings) -> anyhow::Result<Spool> {
@@ -75,7 +107,13 @@ pub async fn serve(
         .context("preparing the scheduler's state in SPOOL_DIR")?;
 
     let stop_redelivery = CancellationToken::new();
-    let redelivery = deliverer.map(|deliverer| {
+    if let Some(deliverer) = &deliverer {
+        tokio::spawn(reload_token_on_hangup(
+            deliverer.clone(),
+            stop_redelivery.clone(),
+        ));
+    }
+    let redelivery = deliverer.clone().map(|deliverer| {
         let stop = stop_redelivery.clone();
         tokio::spawn(async move {
             deliverer
@@ -92,6 +130,7 @@ pub async fn serve(
         let router = status::router(StatusState {
             engine: engine.clone(),
             spool: spool.clone(),
+            deliverer,
             trigger_token: settings.trigger_token.clone(),
             prometheus,
         });

@@ -12,6 +12,7 @@ use clap::Args;
 pub const ENV_VARS: &[&str] = &[
     "COLLECTOR_URL",
     "COLLECTOR_TOKEN",
+    "COLLECTOR_TOKEN_FILE",
     "SCHEDULES_FILE",
     "SPOOL_DIR",
     "SCHEDULER_ADDR",
@@ -35,6 +36,11 @@ pub struct Settings {
     /// Bearer token with the `ingest` scope (`collector token --sub scheduler`).
     #[arg(long, env = "COLLECTOR_TOKEN", hide_env_values = true, global = true)]
     pub collector_token: Option<String>,
+    /// A file holding the token instead, re-read when it changes and on SIGHUP: a renewed
+    /// token takes effect without a restart, and the spool is delivered with it.
+    /// (Text, not a path, so that an empty variable reads as unset rather than an error.)
+    #[arg(long, env = "COLLECTOR_TOKEN_FILE", global = true)]
+    pub collector_token_file: Option<String>,
     /// The schedule file (TOML). Without it, agents run on their default schedules.
     #[arg(
         long,
@@ -74,10 +80,43 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+impl Settings {
+    /// An empty variable (compose passes `NAME=` for a blank line of `.env`) means unset.
+    pub fn without_empty_values(mut self) -> Self {
+        let blank = |s: &str| s.trim().is_empty();
+        self.collector_token = self.collector_token.filter(|t| !blank(t));
+        self.trigger_token = self.trigger_token.filter(|t| !blank(t));
+        self.collector_token_file = self.collector_token_file.filter(|p| !blank(p));
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{Args, Command};
+
+    #[test]
+    fn empty_values_mean_unset() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let cli = <Cli as clap::Parser>::parse_from([
+            "scheduler",
+            "--collector-token",
+            "",
+            "--trigger-token",
+            " ",
+            "--collector-token-file",
+            "",
+        ]);
+        let settings = cli.settings.without_empty_values();
+        assert_eq!(settings.collector_token, None);
+        assert_eq!(settings.trigger_token, None);
+        assert_eq!(settings.collector_token_file, None);
+    }
 
     #[test]
     fn env_vars_lists_every_variable_the_settings_read() {

@@ -1,5 +1,6 @@
 //! The status server (Flower's job): health, jobs, Prometheus, and manual triggers.
 
+use agent_sdk::wire::{ErrorBody, ErrorDetail};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,6 +16,8 @@ use crate::engine::{Engine, TriggerError};
 pub struct StatusState {
     pub engine: Engine,
     pub spool: agent_sdk::client::Spool,
+    /// `None` with `--no-push`.
+    pub deliverer: Option<agent_sdk::client::Deliverer>,
     pub trigger_token: Option<String>,
     pub prometheus: PrometheusHandle,
 }
@@ -23,18 +26,35 @@ pub fn router(state: StatusState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/jobs", get(jobs))
-        .route("/jobs/{agent}/run", post(trigger))
+        .route("/jobs/{job}/run", post(trigger))
         .route("/prometheus", get(prometheus))
         .with_state(state)
 }
 
+/// The collector's error shape, from the one wire type.
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": {"code": code, "message": message.into(), "details": null}});
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.into(),
+            details: serde_json::Value::Null,
+        },
+    };
     (status, Json(body)).into_response()
 }
 
-/// 200 while the spool can be written; 503 saying why when it cannot (full, read-only).
+/// 200 while reports can be delivered or kept; 503 saying why when the spool cannot be written
+/// (full, read-only) or the collector refuses the token (every report waits in the spool).
 async fn health(State(state): State<StatusState>) -> Response {
+    if let Some(why) = state.deliverer.as_ref().and_then(|d| d.token_refused()) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "token_refused",
+            format!(
+                "{why}; reports wait in the spool until a token it accepts is given (COLLECTOR_TOKEN_FILE)"
+            ),
+        );
+    }
     let spool = state.spool.clone();
     let writable = tokio::task::spawn_blocking(move || spool.check_writable()).await;
     let depth = state.spool.depth().await.ok();
@@ -54,7 +74,7 @@ async fn jobs(State(state): State<StatusState>) -> impl IntoResponse {
 
 async fn trigger(
     State(state): State<StatusState>,
-    Path(agent): Path<String>,
+    Path(job): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let Some(expected) = &state.trigger_token else {
@@ -76,7 +96,7 @@ async fn trigger(
             "send `Authorization: Bearer <SCHEDULER_TRIGGER_TOKEN>`",
         );
     }
-    match state.engine.trigger(&agent) {
+    match state.engine.trigger(&job) {
         Ok(run_key) => (StatusCode::ACCEPTED, Json(json!({"run_key": run_key}))).into_response(),
         Err(err @ TriggerError::NoSuchJob(_)) => {
             error(StatusCode::NOT_FOUND, "not_found", err.to_string())
@@ -104,8 +124,49 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The process-wide Prometheus recorder, with buckets for run durations.
+/// The process-wide Prometheus recorder, with buckets for run durations, and every metric of
+/// the scheduler described (its HELP line: what it counts, in which unit).
 pub fn prometheus_handle() -> PrometheusHandle {
+    let handle = recorder();
+    describe();
+    handle
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "scheduler_runs_total",
+        Unit::Count,
+        "Runs finished, by job, agent and status (success, failed)"
+    );
+    describe_histogram!(
+        "scheduler_run_duration_seconds",
+        Unit::Seconds,
+        "How long each run took, retries included, by job"
+    );
+    describe_gauge!(
+        "scheduler_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When each job's last successful run finished, in seconds since the Unix epoch"
+    );
+    describe_counter!(
+        "scheduler_skipped_ticks_total",
+        Unit::Count,
+        "Slots not run because the job's previous run was still going (concurrency_policy = forbid), by job"
+    );
+    describe_histogram!(
+        "scheduler_fire_lateness_seconds",
+        Unit::Seconds,
+        "Time from a slot's instant to the moment its run was started"
+    );
+    describe_gauge!(
+        "scheduler_spool_depth",
+        Unit::Count,
+        "Reports waiting in the spool for redelivery, when last scraped"
+    );
+}
+
+fn recorder() -> PrometheusHandle {
     agent_sdk::telemetry::prometheus(&[(
         "run_duration_seconds",
         &[

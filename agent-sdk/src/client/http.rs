@@ -1,7 +1,9 @@
 //! The collector's ingest endpoints, `POST /metrics` with retries on what retrying can fix, and
 //! `POST /metrics/batch` for redelivering the spool.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use reqwest::{StatusCode, header};
 
@@ -52,17 +54,63 @@ pub struct Delivered {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Connection failures, timeouts, 408, 429 and 5xx: trying later may work.
+    /// Connection failures, timeouts, 408, 429, 5xx, and answers that say nothing about the
+    /// report (404 from a wrong URL, say): trying later may work.
     #[error("{0}")]
     Retryable(String),
-    /// Any other 4xx: the report itself is wrong (or the token); retrying will not help.
+    /// 401 or 403: the token is missing, expired, signed with another secret or not allowed.
+    /// The report is fine; it waits for a token that works.
+    #[error("the collector refused the token ({status}): {body}")]
+    Unauthorized { status: u16, body: String },
+    /// 400, 413, 415 or 422: the report itself is wrong; retrying will not help.
     #[error("refused with {status}: {body}")]
     Rejected { status: u16, body: String },
+}
+
+/// What an answer's status says about the report that got it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Stored,
+    /// Keep it and try again later.
+    Retry,
+    /// Keep it; the token must change first.
+    Unauthorized,
+    /// The report itself is refused.
+    Rejected,
+}
+
+impl Verdict {
+    pub fn of(status: u16) -> Self {
+        match status {
+            200..=299 => Self::Stored,
+            401 | 403 => Self::Unauthorized,
+            400 | 413 | 415 | 422 => Self::Rejected,
+            _ => Self::Retry,
+        }
+    }
+}
+
+/// Where the bearer token comes from: fixed, or a file re-read whenever it changes (and when
+/// [`CollectorClient::reload_token`] is called, on SIGHUP), so that a renewed token takes
+/// effect without a restart and without touching the spool.
+#[derive(Clone)]
+pub enum TokenSource {
+    Fixed(Option<String>),
+    File(PathBuf),
+}
+
+/// The token last read from a file, and the file's (modified time, length) when it was read.
+#[derive(Default)]
+struct TokenCache {
+    seen: Option<(SystemTime, u64)>,
+    token: Option<String>,
 }
 
 struct Attempt {
     error: SendError,
     retry_after: Option<Duration>,
+    /// The answer's status, when there was an answer.
+    status: Option<u16>,
 }
 
 /// Posts reports to one collector with one bearer token.
@@ -71,15 +119,20 @@ pub struct CollectorClient {
     http: reqwest::Client,
     endpoint: String,
     batch_endpoint: String,
-    token: Option<String>,
+    token: TokenSource,
+    cache: Arc<Mutex<TokenCache>>,
     retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for CollectorClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = match &self.token {
+            TokenSource::Fixed(token) => token.as_ref().map(|_| "[redacted]".to_owned()),
+            TokenSource::File(path) => Some(format!("from {}", path.display())),
+        };
         f.debug_struct("CollectorClient")
             .field("endpoint", &self.endpoint)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token", &token)
             .finish()
     }
 }
@@ -87,6 +140,11 @@ impl std::fmt::Debug for CollectorClient {
 impl CollectorClient {
     /// A client for the collector at `base_url` (e.g. `http://collector:8000`).
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, reqwest::Error> {
+        Self::with_token_source(base_url, TokenSource::Fixed(token))
+    }
+
+    /// A client whose token comes from `token`.
+    pub fn with_token_source(base_url: &str, token: TokenSource) -> Result<Self, reqwest::Error> {
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -99,8 +157,43 @@ impl CollectorClient {
             endpoint: format!("{base_url}/metrics"),
             batch_endpoint: format!("{base_url}/metrics/batch"),
             token,
+            cache: Arc::default(),
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// Reads the token file again at the next request, whatever its modified time says.
+    pub fn reload_token(&self) {
+        lock(&self.cache).seen = None;
+    }
+
+    /// The token to send now: the fixed one, or the file's (re-read when it changed). A file
+    /// that cannot be read keeps the token read last, and says why.
+    fn token(&self) -> Option<String> {
+        let path = match &self.token {
+            TokenSource::Fixed(token) => return token.clone(),
+            TokenSource::File(path) => path,
+        };
+        let mut cache = lock(&self.cache);
+        let seen = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if seen.is_none() || seen != cache.seen {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let token = text.trim().to_owned();
+                    if cache.token.is_some() && cache.token.as_deref() != Some(token.as_str()) {
+                        tracing::info!(file = %path.display(), "the collector token changed: using the new one");
+                    }
+                    cache.token = (!token.is_empty()).then_some(token);
+                    cache.seen = seen;
+                }
+                Err(err) => {
+                    tracing::error!(file = %path.display(), error = %err, "cannot read the collector token file: keeping the token read last");
+                }
+            }
+        }
+        cache.token.clone()
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -122,6 +215,7 @@ impl CollectorClient {
                 Err(Attempt {
                     error: SendError::Retryable(why),
                     retry_after,
+                    ..
                 }) if attempt + 1 < self.retry.attempts => {
                     let delay = self.retry.delay(attempt, retry_after);
                     tracing::debug!(attempt, error = %why, ?delay, "delivery failed; retrying");
@@ -142,7 +236,14 @@ impl CollectorClient {
         let (_, body): (_, BatchResponse) = self
             .post(&self.batch_endpoint, &BatchRequest { reports })
             .await
-            .map_err(|a| a.error)?;
+            .map_err(|a| match a.status {
+                // A collector without the batch endpoint: the caller sends one at a time.
+                Some(status @ (404 | 405)) => SendError::Rejected {
+                    status,
+                    body: "no batch endpoint".into(),
+                },
+                _ => a.error,
+            })?;
         Ok(body.results)
     }
 
@@ -161,12 +262,13 @@ impl CollectorClient {
         body: &impl Serialize,
     ) -> Result<(StatusCode, T), Attempt> {
         let mut request = self.http.post(url).json(body);
-        if let Some(token) = &self.token {
+        if let Some(token) = self.token() {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(|e| Attempt {
             error: SendError::Retryable(describe(&e)),
             retry_after: None,
+            status: None,
         })?;
         let status = response.status();
         let retry_after = response
@@ -179,25 +281,37 @@ impl CollectorClient {
             let body: T = response.json().await.map_err(|e| Attempt {
                 error: SendError::Retryable(format!("unreadable answer: {e}")),
                 retry_after: None,
+                status: Some(status.as_u16()),
             })?;
             return Ok((status, body));
         }
-        let body = response.text().await.unwrap_or_default();
-        let error = if is_retryable(status.as_u16()) {
-            SendError::Retryable(format!("collector answered {status}"))
-        } else {
-            SendError::Rejected {
-                status: status.as_u16(),
-                body: body.chars().take(2000).collect(),
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(2000)
+            .collect();
+        let status = status.as_u16();
+        let error = match Verdict::of(status) {
+            Verdict::Unauthorized => SendError::Unauthorized { status, body },
+            Verdict::Rejected => SendError::Rejected { status, body },
+            Verdict::Stored | Verdict::Retry => {
+                SendError::Retryable(format!("collector answered {status}: {body}"))
             }
         };
-        Err(Attempt { error, retry_after })
+        Err(Attempt {
+            error,
+            retry_after,
+            status: Some(status),
+        })
     }
 }
 
-/// 5xx, 408 and 429: the collector may take the same report later.
-pub(super) fn is_retryable(status: u16) -> bool {
-    status >= 500 || status == 408 || status == 429
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// reqwest's message plus its causes ("error sending request: connection refused").
@@ -222,6 +336,20 @@ pub fn install_crypto_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_of_the_report_itself_are_final() {
+        for status in [400, 413, 415, 422] {
+            assert_eq!(Verdict::of(status), Verdict::Rejected, "{status}");
+        }
+        for status in [401, 403] {
+            assert_eq!(Verdict::of(status), Verdict::Unauthorized, "{status}");
+        }
+        for status in [404, 405, 408, 409, 429, 500, 502, 503] {
+            assert_eq!(Verdict::of(status), Verdict::Retry, "{status}");
+        }
+        assert_eq!(Verdict::of(201), Verdict::Stored);
+    }
 
     #[test]
     fn backoff_grows_to_its_ceiling_and_honours_retry_after() {

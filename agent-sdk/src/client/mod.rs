@@ -5,11 +5,14 @@
 mod http;
 mod spool;
 
-pub use http::{CollectorClient, Delivered, RetryPolicy, SendError, install_crypto_provider};
+pub use http::{
+    CollectorClient, Delivered, RetryPolicy, SendError, TokenSource, Verdict,
+    install_crypto_provider,
+};
 pub use spool::{Spool, SpoolError};
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -24,9 +27,11 @@ pub const REDELIVERY_BATCH: usize = 500;
 pub enum Outcome {
     /// Stored by the collector (`created` is false for a `run_key` it had already).
     Delivered { run_id: i64, created: bool },
-    /// Undeliverable for now: written to the spool for redelivery.
+    /// Undeliverable for now (the collector unreachable, or refusing the token): written to
+    /// the spool for redelivery.
     Spooled,
-    /// Refused by the collector (a 4xx other than 408/429): kept in `spool/rejected/`.
+    /// Refused by the collector for what it is (400, 413, 415, 422): kept in
+    /// `spool/rejected/`.
     Rejected { status: u16, reason: String },
 }
 
@@ -36,6 +41,8 @@ pub struct Deliverer {
     client: CollectorClient,
     spool: Spool,
     spooled: Arc<Notify>,
+    /// Why the collector refuses our token, from its last refusal until a report is accepted.
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 impl Deliverer {
@@ -44,11 +51,34 @@ impl Deliverer {
             client,
             spool,
             spooled: Arc::new(Notify::new()),
+            refused: Arc::default(),
         }
     }
 
     pub fn spool(&self) -> &Spool {
         &self.spool
+    }
+
+    pub fn client(&self) -> &CollectorClient {
+        &self.client
+    }
+
+    /// `Some(why)` while the collector refuses this client's token (401/403): reports wait in
+    /// the spool until a token it accepts is given (`COLLECTOR_TOKEN_FILE`).
+    pub fn token_refused(&self) -> Option<String> {
+        lock(&self.refused).clone()
+    }
+
+    fn accepted(&self) {
+        if lock(&self.refused).take().is_some() {
+            tracing::info!("the collector accepts the token again: delivering");
+        }
+    }
+
+    fn unauthorized(&self, status: u16, body: &str) {
+        let why = format!("the collector refuses the token ({status}): {body}");
+        tracing::error!(status, response = %body, "the collector refuses the token: reports wait in the spool until it is renewed (COLLECTOR_TOKEN_FILE, SIGHUP)");
+        *lock(&self.refused) = Some(why);
     }
 
     /// Delivers `report` with retries; if the collector stays unreachable the report goes to
@@ -70,7 +100,16 @@ impl Deliverer {
         sent: Result<Delivered, SendError>,
     ) -> Result<Outcome, SpoolError> {
         match sent {
-            Ok(Delivered { run_id, created }) => Ok(Outcome::Delivered { run_id, created }),
+            Ok(Delivered { run_id, created }) => {
+                self.accepted();
+                Ok(Outcome::Delivered { run_id, created })
+            }
+            Err(SendError::Unauthorized { status, body }) => {
+                self.unauthorized(status, &body);
+                self.spool.store(report).await?;
+                self.spooled.notify_one();
+                Ok(Outcome::Spooled)
+            }
             Err(SendError::Rejected { status, body }) => {
                 tracing::error!(
                     agent = %report.agent_name, status, response = %body,
@@ -131,17 +170,19 @@ impl Deliverer {
             let reports = chunk.iter().map(|(_, report)| report.clone()).collect();
             match self.client.send_batch(reports).await {
                 Ok(results) if results.len() == chunk.len() => {
+                    self.accepted();
                     let mut done = 0;
                     for ((entry, _), result) in chunk.iter().zip(results) {
-                        match result.status {
-                            200..=299 => {
+                        match Verdict::of(result.status) {
+                            Verdict::Stored => {
                                 self.spool.remove(entry).await?;
                                 done += 1;
                             }
-                            status if http::is_retryable(status) => {} // next pass
-                            status => {
+                            // Kept for the next pass.
+                            Verdict::Retry | Verdict::Unauthorized => {}
+                            Verdict::Rejected => {
                                 let reason = result.error.map(|e| e.message).unwrap_or_default();
-                                self.set_aside(entry, status, &reason).await?;
+                                self.set_aside(entry, result.status, &reason).await?;
                             }
                         }
                     }
@@ -151,6 +192,12 @@ impl Deliverer {
                     tracing::debug!(error = %why, "collector still unreachable; redelivery later");
                     return Ok((0, false));
                 }
+                Err(SendError::Unauthorized { status, body }) => {
+                    self.unauthorized(status, &body);
+                    return Ok((0, false));
+                }
+                // The batch as a whole was refused (no batch endpoint, over its body limit):
+                // one at a time.
                 Ok(_) | Err(SendError::Rejected { .. }) => {}
             }
         }
@@ -158,11 +205,16 @@ impl Deliverer {
         for (entry, report) in &chunk {
             match self.client.send(report).await {
                 Ok(_) => {
+                    self.accepted();
                     self.spool.remove(entry).await?;
                     done += 1;
                 }
                 Err(SendError::Rejected { status, body }) => {
                     self.set_aside(entry, status, &body).await?;
+                }
+                Err(SendError::Unauthorized { status, body }) => {
+                    self.unauthorized(status, &body);
+                    return Ok((done, false));
                 }
                 Err(SendError::Retryable(why)) => {
                     tracing::debug!(error = %why, "collector still unreachable; redelivery later");
@@ -203,4 +255,10 @@ impl Deliverer {
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

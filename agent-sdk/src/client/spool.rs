@@ -2,7 +2,6 @@
 //! written atomically (temporary file, fsync, rename, fsync of the folder) so that a crash
 //! never leaves half a report. Refused reports go to `rejected/` with the collector's answer.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -172,21 +171,12 @@ fn entry_name(report: &RunReport) -> String {
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, SpoolError> {
     let target = dir.join(name);
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
-    file.write_all(bytes).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    drop(file);
-    std::fs::rename(&temporary, &target).map_err(io(&target))?;
-    sync_dir(dir)?;
+    crate::fs::write_atomically(&target, bytes).map_err(io(&target))?;
     Ok(target)
 }
 
-/// Makes a rename durable.
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    crate::fs::sync_dir(dir).map_err(io(dir))
 }
 
 async fn blocking<T: Send + 'static>(

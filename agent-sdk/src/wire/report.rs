@@ -22,6 +22,10 @@ use super::{MetricValue, Metrics};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
     #[validate(custom(function = "validate_agent_name"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")
+    )]
     pub agent_name: String,
     /// Checked by [`validate_metrics`] in [`RunReport::check`], not by the derive: validator
     /// copies a field's value into its error, which a metrics map must not cost.
@@ -32,6 +36,7 @@ pub struct RunReport {
     /// `null` for a successful run; the error message of a failed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "validate_no_nul"))]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00]*$"))]
     pub error: Option<String>,
     /// Idempotency key: a report with a key the collector has seen is stored only once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +50,7 @@ pub struct RunReport {
     /// The machine that ran the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "validate_host"))]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255, pattern = r"^[^\x00]*$"))]
     pub host: Option<String>,
 }
 

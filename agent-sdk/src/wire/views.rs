@@ -18,6 +18,7 @@ pub struct IngestResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchRequest {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub reports: Vec<super::RunReport>,
 }
 
@@ -33,6 +34,9 @@ pub struct BatchResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchItemResult {
+    /// 201 or 200 with `run_id`; 400, 403, 422 with `error` (the report), 500 with `error` (a
+    /// run the database refused, alone).
+    #[cfg_attr(feature = "openapi", schema(minimum = 200, maximum = 599))]
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,

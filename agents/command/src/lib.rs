@@ -251,20 +251,59 @@ mod tests {
         );
     }
 
+    /// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // `pid (comm) state ...`: the state follows the last `)`.
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().next().map(|state| state != "Z")
+            })
+            .unwrap_or(false)
+    }
+
     #[tokio::test]
     async fn cancellation_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild.pid");
         let ctx = ctx(serde_json::json!({
             "program": "sh",
-            "args": ["-c", "sleep 30 & sleep 30; echo '{}'"],
+            "args": ["-c", format!("sleep 30 & echo $! > {}; wait; echo '{{}}'", pid_file.display())],
         }));
         let cancel = ctx.cancellation().clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        let watched = pid_file.clone();
+        let grandchild = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let pid = loop {
+                if let Some(pid) = std::fs::read_to_string(&watched)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u32>().ok())
+                {
+                    break pid;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the program never started its child"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
             cancel.cancel();
+            pid
         });
         let started = Instant::now();
         let err = Command.run(&ctx).await.unwrap_err();
         assert!(err.to_string().contains("killed"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+
+        let pid = grandchild.await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the program's child {pid} outlived the cancelled run"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

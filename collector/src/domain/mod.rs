@@ -1,7 +1,11 @@
-//! Validated types: holding one means the value meets the wire contract's rules.
+//! Validated types: holding one means the value meets the API's rules.
 
+mod cursor;
 mod decimal;
+mod names;
 mod run;
 
+pub use cursor::Cursor;
 pub use decimal::canonical_decimal;
-pub use run::{AgentName, MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
+pub use names::{AgentName, AgentPattern, MetricName, RoleName};
+pub use run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};

@@ -2,38 +2,18 @@
 
 use std::borrow::Cow;
 
-use agent_sdk::wire::{self, MetricValue, RunReport, RunStatus, RunTrigger};
+use agent_sdk::wire::{MetricValue, RunReport, RunStatus, RunTrigger};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
 use validator::{ValidationError, ValidationErrors};
+
+use super::AgentName;
 
 /// How far in the future a timestamp may be (clock skew between hosts), before it is refused.
 pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::days(1);
 
 /// Error messages longer than this are cut; a failed run is never refused for its message.
 const ERROR_MESSAGE_MAX_BYTES: usize = 64 * 1024;
-
-/// 1–100 characters of `[A-Za-z0-9_.-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AgentName(String);
-
-impl AgentName {
-    pub fn parse(name: impl Into<String>) -> Result<Self, ValidationError> {
-        let name = name.into();
-        wire::validate_agent_name(&name)?;
-        Ok(Self(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for AgentName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
 
 /// How a metric value lands in `agent_metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +85,12 @@ impl NewRun {
         }
 
         let status = report.status();
-        let agent_name = AgentName(report.agent_name);
+        // Checked by `report.check()` above; parsed again to hold it as the type that says so.
+        let agent_name = AgentName::parse(report.agent_name).map_err(|e| {
+            let mut errors = ValidationErrors::new();
+            errors.add("agent_name", e);
+            errors
+        })?;
         let metrics = report
             .metrics
             .into_iter()
@@ -136,6 +121,11 @@ impl NewRun {
 
     pub fn duration_ms(&self) -> i64 {
         (self.finished_at - self.started_at).num_milliseconds()
+    }
+
+    /// `agent_runs.metric_count` (an INTEGER): at most [`MAX_METRICS_PER_RUN`](agent_sdk::wire::limits::MAX_METRICS_PER_RUN).
+    pub fn metric_count(&self) -> i32 {
+        i32::try_from(self.metrics.len()).unwrap_or(i32::MAX)
     }
 }
 

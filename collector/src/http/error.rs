@@ -9,7 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use validator::{ValidationErrors, ValidationErrorsKind};
 
-use crate::store::{self, RETRY_AFTER};
+use crate::store::StoreError;
+
+/// How long a client should wait before retrying after a 503.
+pub(super) const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,7 +26,7 @@ pub enum ApiError {
     },
     /// The database cannot be reached right now; retrying later will work.
     #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] StoreError),
     /// A bug or an unexpected failure.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -151,12 +154,15 @@ fn default_message(
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
-        if store::is_unavailable(&err) {
-            Self::Unavailable(err)
-        } else {
-            Self::Internal(anyhow::Error::new(err).context("database query failed"))
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(err),
+            // A feature of the other backend, asked of this one over the API: the deployment's
+            // doing, not the client's; it must not look like a bad request.
+            StoreError::Unsupported(_) | StoreError::Internal { .. } => {
+                Self::Internal(anyhow::Error::new(err))
+            }
         }
     }
 }
@@ -180,7 +186,7 @@ impl ApiError {
                 ..
             } => (code, message, details),
             Self::Unavailable(err) => {
-                tracing::warn!(error = %anyhow::Error::new(err), "database unavailable: answering 503");
+                tracing::warn!(error = %err, "database unavailable: answering 503");
                 (
                     "unavailable",
                     "the database is unavailable; retry later".to_owned(),

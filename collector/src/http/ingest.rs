@@ -3,7 +3,7 @@
 
 use agent_sdk::wire::limits::MAX_REPORTS_PER_BATCH;
 use agent_sdk::wire::{
-    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunReport, RunStatus,
+    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunReport,
 };
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, parse_json};
 use crate::auth::Scope;
 use crate::domain::NewRun;
-use crate::store::{self, Stored};
+use crate::store::Stored;
 
 /// `201 {"run_id"}` for a new run; `200` with the same id when its `run_key` was stored before.
 #[utoipa::path(
@@ -47,13 +47,11 @@ pub(super) async fn post_metrics(
     let run = admit(report, &caller, Utc::now())?;
     tracing::Span::current().record("agent", run.agent_name.as_str());
 
-    let (status, metric_count) = (run.status, run.metrics.len());
-    let stored = state.batcher.store(run).await?;
+    let stored = state.ingest.store_one(run).await?;
 
     tracing::Span::current().record("run_id", stored.run_id());
-    let status = count_stored(stored, status, metric_count);
     Ok((
-        status,
+        status_of(stored),
         Json(IngestResponse {
             run_id: stored.run_id(),
         }),
@@ -119,33 +117,25 @@ pub(super) async fn post_batch(
     }
     drop(batch);
 
-    let mut outcomes = if runs.is_empty() {
-        Vec::new()
-    } else {
-        state.store.store_runs_isolated(&runs).await
-    };
     // An unavailable database refuses the whole transaction: nothing was stored, so the whole
     // request is answered 503 and may be retried as it is.
-    if let Some(i) = outcomes
-        .iter()
-        .position(|o| o.as_ref().is_err_and(store::is_unavailable))
-        && let Err(err) = outcomes.swap_remove(i)
-    {
-        return Err(ApiError::Unavailable(err));
-    }
+    let outcomes = if runs.is_empty() {
+        Vec::new()
+    } else {
+        state.ingest.store_batch(&runs).await?
+    };
 
     let mut stored = 0;
-    let mut outcomes = outcomes.into_iter().zip(&runs);
+    let mut outcomes = outcomes.into_iter();
     let results = results
         .into_iter()
         .map(|slot| {
             slot.unwrap_or_else(|| match outcomes.next() {
-                Some((Ok(outcome), run)) => {
+                Some(Ok(outcome)) => {
                     stored += 1;
-                    let code = count_stored(outcome, run.status, run.metrics.len());
-                    item_result(Ok((code, outcome.run_id())))
+                    item_result(Ok((status_of(outcome), outcome.run_id())))
                 }
-                Some((Err(err), _)) => item_result(Err(err.into())),
+                Some(Err(err)) => item_result(Err(err.into())),
                 None => item_result(Err(anyhow::anyhow!("a batch outcome is missing").into())),
             })
         })
@@ -161,20 +151,11 @@ fn admit(report: RunReport, caller: &Caller, now: DateTime<Utc>) -> Result<NewRu
     Ok(run)
 }
 
-/// Counts a stored report in `/prometheus` and returns its status code (201 new, 200 seen).
-fn count_stored(stored: Stored, status: RunStatus, metric_count: usize) -> StatusCode {
+/// 201 for a new run, 200 for a `run_key` stored before.
+fn status_of(stored: Stored) -> StatusCode {
     match stored {
-        Stored::Created(_) => {
-            metrics::counter!("collector_runs_stored_total", "status" => status.as_str())
-                .increment(1);
-            metrics::counter!("collector_metrics_stored_total").increment(metric_count as u64);
-            StatusCode::CREATED
-        }
-        Stored::Existing(id) => {
-            metrics::counter!("collector_runs_duplicate_total").increment(1);
-            tracing::info!(run_id = id, "run_key seen before: nothing written");
-            StatusCode::OK
-        }
+        Stored::Created(_) => StatusCode::CREATED,
+        Stored::Existing(_) => StatusCode::OK,
     }
 }
 

@@ -32,25 +32,27 @@ pub use extract::parse_json;
 
 use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
-use crate::store::{Batcher, Store};
+use crate::ingest::Ingest;
+use crate::store::Store;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
-pub struct AppState(Arc<App>);
+pub(crate) struct AppState(Arc<App>);
 
-pub struct App {
-    pub store: Store,
-    /// Group commit in front of `store` for POST /metrics.
-    pub batcher: Batcher,
-    pub tokens: TokenKeys,
-    pub prometheus: PrometheusHandle,
+pub(crate) struct App {
+    /// Reads.
+    pub(crate) store: Store,
+    /// Every write.
+    pub(crate) ingest: Ingest,
+    pub(crate) tokens: TokenKeys,
+    pub(crate) prometheus: PrometheusHandle,
 }
 
 impl AppState {
-    pub fn new(store: Store, tokens: TokenKeys) -> Self {
+    pub(crate) fn new(store: Store, ingest: Ingest, tokens: TokenKeys) -> Self {
         Self(Arc::new(App {
-            batcher: Batcher::start(store.clone()),
             store,
+            ingest,
             tokens,
             prometheus: prometheus::handle(),
         }))
@@ -66,7 +68,7 @@ impl Deref for AppState {
 }
 
 /// The whole API with its middleware, ready to serve.
-pub fn router(state: AppState, config: &HttpConfig) -> Router {
+pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
     let request_timeout = config.request_timeout;
     Router::new()
         .route(
@@ -123,6 +125,9 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
 
 /// A request that outlives `timeout` is dropped (rolling back any open transaction) and
 /// answered 503, so a client never hangs on us.
+///
+/// Not tower-http's `TimeoutLayer`: it answers with an empty body, and every error of this API
+/// is the JSON error shape with `Retry-After` on a 503 (`ApiError`), which clients parse.
 async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => response,

@@ -3,8 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::error::ApiError;
-use crate::domain::AgentName;
-use crate::store::Cursor;
+use crate::domain::{AgentName, Cursor, MetricName};
 
 pub(super) const DEFAULT_LIMIT: u64 = 100;
 pub(super) const MAX_LIMIT: u64 = 1000;
@@ -55,15 +54,21 @@ pub(super) fn date(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>
 
 pub(super) fn agent_name(value: Option<&str>) -> Result<Option<AgentName>, ApiError> {
     value
-        .map(|v| {
-            AgentName::parse(v).map_err(|e| {
-                ApiError::bad_param(
-                    "agent_name",
-                    e.message.map(|m| m.into_owned()).unwrap_or_default(),
-                )
-            })
-        })
+        .map(|v| AgentName::parse(v).map_err(|e| refused("agent_name", e)))
         .transpose()
+}
+
+pub(super) fn metric_name(value: Option<String>) -> Result<Option<MetricName>, ApiError> {
+    value
+        .map(|v| MetricName::parse(v).map_err(|e| refused("metric_name", e)))
+        .transpose()
+}
+
+fn refused(field: &str, error: validator::ValidationError) -> ApiError {
+    ApiError::bad_param(
+        field,
+        error.message.map(|m| m.into_owned()).unwrap_or_default(),
+    )
 }
 
 pub(super) fn cursor(value: Option<&str>) -> Result<Option<Cursor>, ApiError> {

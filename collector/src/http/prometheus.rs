@@ -13,9 +13,56 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The process-wide recorder, with latency histograms for every `*_seconds` metric.
+/// The process-wide recorder, with latency histograms for every `*_seconds` metric, and every
+/// metric of the collector described (its HELP line: what it counts, in which unit).
 pub fn handle() -> PrometheusHandle {
-    agent_sdk::telemetry::prometheus(&[("_seconds", LATENCY_BUCKETS)])
+    let handle = agent_sdk::telemetry::prometheus(&[("_seconds", LATENCY_BUCKETS)]);
+    describe();
+    handle
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        Unit::Count,
+        "HTTP requests answered, by method, route template and status code"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by method and route template"
+    );
+    describe_counter!(
+        "collector_runs_stored_total",
+        Unit::Count,
+        "Runs stored for the first time, by status (success, failed)"
+    );
+    describe_counter!(
+        "collector_metrics_stored_total",
+        Unit::Count,
+        "Metric rows stored with new runs"
+    );
+    describe_counter!(
+        "collector_runs_duplicate_total",
+        Unit::Count,
+        "Reports whose run_key was stored before: answered with the stored run, nothing written"
+    );
+    describe_histogram!(
+        "collector_batch_size",
+        Unit::Count,
+        "Runs stored per group-commit transaction of POST /metrics"
+    );
+    describe_gauge!(
+        "collector_db_pool_connections",
+        Unit::Count,
+        "Database connections of the pool, by state (open, idle), when last scraped"
+    );
+    describe_gauge!(
+        "collector_db_pool_max_connections",
+        Unit::Count,
+        "The most database connections the pool may open (DATABASE_MAX_CONNECTIONS)"
+    );
 }
 
 pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {

@@ -35,11 +35,22 @@ fn agent_filter(caller: &Caller, value: Option<&str>) -> Result<Option<AgentName
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct RunsQuery {
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
     agent_name: Option<String>,
+    #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
+    /// Inclusive, RFC 3339.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Exclusive, RFC 3339; not before `from`.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9]{1,18}$")]
     cursor: Option<String>,
+    /// Rows per page; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
 }
 
@@ -116,11 +127,27 @@ pub(super) async fn get_run(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct MetricsQuery {
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
     agent_name: Option<String>,
+    /// Only this metric's values.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     metric_name: Option<String>,
+    /// Inclusive, RFC 3339.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Exclusive, RFC 3339; not before `from`.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9]{1,18}$")]
     cursor: Option<String>,
+    /// Rows per page; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
 }
 
@@ -141,18 +168,10 @@ pub(super) async fn list_metrics(
 ) -> Result<Json<MetricPage>, ApiError> {
     caller.require(Scope::Read)?;
     let agent_name = agent_filter(&caller, query.agent_name.as_deref())?;
-    if let Some(name) = &query.metric_name {
-        agent_sdk::wire::validate_metric_name(name).map_err(|e| {
-            ApiError::bad_param(
-                "metric_name",
-                e.message.map(|m| m.into_owned()).unwrap_or_default(),
-            )
-        })?;
-    }
     let (from, to) = params::time_range(query.from.as_deref(), query.to.as_deref())?;
     let filter = MetricFilter {
         agent_name,
-        metric_name: query.metric_name,
+        metric_name: params::metric_name(query.metric_name)?,
         from,
         to,
         cursor: params::cursor(query.cursor.as_deref())?,
@@ -186,8 +205,14 @@ pub(super) async fn list_agents(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct SummariesQuery {
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
     agent_name: Option<String>,
+    /// First day (UTC), inclusive; 30 days before `to` when absent.
+    #[param(format = Date)]
     from: Option<String>,
+    /// Last day (UTC), inclusive; today when absent. At most 366 days after `from`.
+    #[param(format = Date)]
     to: Option<String>,
 }
 

@@ -2,15 +2,15 @@
 //!
 //! Two backends: PostgreSQL (production, the dashboard's database) and SQLite (the embedded
 //! default: one file, no server). Queries built from filters use sea-query and are rendered for
-//! whichever backend the store runs on; the ingest write is one statement per backend
-//! (`ingest.rs`), because PostgreSQL's form relies on arrays and data-modifying CTEs.
+//! whichever backend the store runs on; the ingest write has one module per backend
+//! (`write/postgres.rs`, `write/sqlite.rs`, same signature), because PostgreSQL's form relies
+//! on arrays and data-modifying CTEs. Every method answers [`StoreError`].
 
-mod batch;
-mod ingest;
-mod metric_day;
+mod error;
 mod readonly;
 mod reads;
 mod schema;
+mod write;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,15 +24,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
-use agent_sdk::wire::RunStatus;
-use tokio::sync::broadcast;
-
-use crate::config::DatabaseConfig;
-
-pub use batch::{Batcher, MAX_BATCH};
-pub use ingest::Stored;
-pub use readonly::{RoleName, grant_readonly};
-pub use reads::{AgentAccess, Cursor, MetricFilter, RunFilter, SummaryFilter};
+pub use error::StoreError;
+pub use readonly::grant_readonly;
+pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};
+pub use write::Stored;
 
 /// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -73,99 +68,63 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// The collector's access to its database. Clones share the pool and the announcements.
+/// How many connections a store may open, and how long a caller waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+/// The collector's access to its database. Clones share the pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
-    /// Every run stored, for whoever subscribed (the `platform` command prints them). A slow
-    /// subscriber misses announcements (it is told how many), never slows ingest.
-    stored_runs: broadcast::Sender<StoredRun>,
-    /// Concurrent write transactions for POST /metrics on PostgreSQL (see [`Batcher`]).
-    writers: usize,
-}
-
-/// Write transactions in parallel on PostgreSQL unless `DATABASE_WRITERS` says otherwise: on
-/// two cores, three took 23–58% more reports/s than one, 36% on average (docs/performance.md).
-pub const DEFAULT_WRITERS: usize = 3;
-
-/// A run just stored (not one seen before).
-#[derive(Debug, Clone)]
-pub struct StoredRun {
-    pub run_id: i64,
-    pub agent_name: String,
-    pub status: RunStatus,
-    pub duration_ms: i64,
-    pub metric_count: usize,
 }
 
 impl From<PgPool> for Store {
     fn from(pool: PgPool) -> Self {
-        Self::on(Pool::Postgres(pool))
+        Self {
+            pool: Pool::Postgres(pool),
+        }
     }
 }
 
 impl From<SqlitePool> for Store {
     fn from(pool: SqlitePool) -> Self {
-        Self::on(Pool::Sqlite(pool))
+        Self {
+            pool: Pool::Sqlite(pool),
+        }
     }
 }
 
 impl Store {
-    fn on(pool: Pool) -> Self {
-        Self {
-            pool,
-            stored_runs: broadcast::channel(1024).0,
-            writers: DEFAULT_WRITERS,
-        }
-    }
-
-    /// This store with `writers` concurrent write transactions for POST /metrics (at least
-    /// one; PostgreSQL only).
-    pub fn with_writers(mut self, writers: usize) -> Self {
-        self.writers = writers.max(1);
-        self
-    }
-
-    /// Concurrent write transactions for POST /metrics: SQLite has one, it runs one write
-    /// transaction at a time.
-    pub fn writers(&self) -> usize {
-        match self.pool {
-            Pool::Postgres(_) => self.writers,
-            Pool::Sqlite(_) => 1,
-        }
-    }
-
-    /// Every run stored from now on, as its transaction commits.
-    pub fn subscribe_stored_runs(&self) -> broadcast::Receiver<StoredRun> {
-        self.stored_runs.subscribe()
-    }
-
     /// A pool that connects on first use, so the service can start while the database is down.
     /// A SQLite file (and its directory) is created if missing.
-    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
-        match Backend::of_url(config.url()) {
-            Some(Backend::Sqlite) => Self::connect_sqlite(config),
+    pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self, sqlx::Error> {
+        match Backend::of_url(url) {
+            Some(Backend::Sqlite) => Self::connect_sqlite(url, settings),
             // Anything else is PostgreSQL's to refuse, with its own message.
-            _ => Self::connect_postgres(config),
+            _ => Self::connect_postgres(url, settings),
         }
     }
 
-    fn connect_postgres(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
-        let options = PgConnectOptions::from_str(config.url())?
+    fn connect_postgres(url: &str, settings: PoolSettings) -> Result<Self, sqlx::Error> {
+        let options = PgConnectOptions::from_str(url)?
             .application_name("collector")
             .options([
                 ("timezone", "UTC"),
                 ("statement_timeout", STATEMENT_TIMEOUT),
             ]);
         let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self::from(pool).with_writers(config.writers))
+        Ok(pool.into())
     }
 
-    fn connect_sqlite(config: &DatabaseConfig) -> Result<Self, sqlx::Error> {
-        let options = SqliteConnectOptions::from_str(config.url())?
+    fn connect_sqlite(url: &str, settings: PoolSettings) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             // Readers never block the writer nor each other; FULL keeps a committed run
             // through a power cut, as PostgreSQL does.
@@ -178,8 +137,8 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
         Ok(pool.into())
     }
@@ -209,11 +168,15 @@ impl Store {
 
     /// Applies pending migrations. Safe when several replicas start at once: sqlx holds a
     /// PostgreSQL advisory lock (SQLite: the database lock) while it migrates.
-    pub async fn migrate(&self) -> Result<(), MigrateError> {
-        match &self.pool {
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let applied = match &self.pool {
             Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
             Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
-        }
+        };
+        applied.map_err(|err| match err {
+            MigrateError::Execute(err) => err.into(),
+            other => StoreError::internal("applying the migrations", other),
+        })
     }
 
     /// Ready means: the database answers, and every migration this binary knows is applied.
@@ -231,7 +194,7 @@ impl Store {
                     expected: latest_known,
                 }
             } else {
-                NotReady::Unreachable(e)
+                NotReady::Unreachable(e.into())
             }
         })?;
         if applied.unwrap_or(0) < latest_known {
@@ -260,22 +223,22 @@ impl Store {
     }
 
     /// Runs a sea-query SELECT, rendered for this store's backend.
-    async fn fetch<T>(&self, select: &SelectStatement) -> Result<Vec<T>, sqlx::Error>
+    async fn fetch<T>(&self, select: &SelectStatement) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
         match &self.pool {
             Pool::Postgres(pool) => {
                 let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
-                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
                     .fetch_all(pool)
-                    .await
+                    .await?)
             }
             Pool::Sqlite(pool) => {
                 let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
-                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
                     .fetch_all(pool)
-                    .await
+                    .await?)
             }
         }
     }
@@ -302,62 +265,7 @@ fn is_missing_table(err: &sqlx::Error) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum NotReady {
     #[error("database unreachable: {0}")]
-    Unreachable(#[source] sqlx::Error),
+    Unreachable(#[source] StoreError),
     #[error("database schema not migrated: latest applied {applied:?}, expected {expected}")]
     NotMigrated { applied: Option<i64>, expected: i64 },
-}
-
-/// Errors that say "the database is not there right now" rather than "this request is wrong":
-/// they become `503 Retry-After`, and clients retry.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db)
-            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
-        {
-            // The primary result code: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL,
-            // SQLITE_CANTOPEN.
-            db.code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
-        }
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 57P0x: shutdown; 53: insufficient resources;
-            // 40001/40P01: serialization failure, deadlock; 57014: statement timeout;
-            // 55P03: lock not available.
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || code.starts_with("53")
-                || matches!(&*code, "40001" | "40P01" | "57014" | "55P03")
-        }),
-        _ => false,
-    }
-}
-
-/// How long a client should wait before retrying after a 503.
-pub const RETRY_AFTER: Duration = Duration::from_secs(5);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn sqlite_has_one_writer_whatever_it_is_told() {
-        let pool = SqlitePoolOptions::new()
-            .connect_lazy("sqlite::memory:")
-            .expect("a lazy pool opens nothing");
-        assert_eq!(Store::from(pool.clone()).writers(), 1);
-        assert_eq!(Store::from(pool).with_writers(5).writers(), 1);
-        let pg = PgPoolOptions::new()
-            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-            .expect("a lazy pool opens nothing");
-        assert_eq!(Store::from(pg.clone()).writers(), DEFAULT_WRITERS);
-        assert_eq!(Store::from(pg.clone()).with_writers(5).writers(), 5);
-        assert_eq!(Store::from(pg).with_writers(0).writers(), 1);
-    }
 }

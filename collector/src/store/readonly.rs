@@ -1,43 +1,10 @@
 //! The dashboard's read-only role: may connect and select, nothing else, now and later.
 
-use std::fmt;
-
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::Store;
-
-/// A PostgreSQL role name we create: lowercase letters, digits and `_`, at most 63 bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleName(String);
-
-impl RoleName {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        let valid = !name.is_empty()
-            && name.len() <= 63
-            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if valid {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(format!(
-                "invalid role name {name:?}: lowercase letters, digits and `_`, at most 63 characters"
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RoleName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use super::{Store, StoreError};
+use crate::domain::RoleName;
 
 /// Creates `role` (or updates its password) with read-only access to this database: CONNECT,
 /// USAGE on `public`, SELECT on every table, and SELECT on tables later migrations create.
@@ -47,12 +14,10 @@ pub async fn grant_readonly(
     store: &Store,
     role: &RoleName,
     password: &SecretString,
-) -> Result<(), sqlx::Error> {
-    let pool = store.postgres().ok_or_else(|| {
-        sqlx::Error::Configuration(
-            "read-only roles exist only in PostgreSQL; DATABASE_URL names a SQLite file".into(),
-        )
-    })?;
+) -> Result<(), StoreError> {
+    let pool = store.postgres().ok_or(StoreError::Unsupported(
+        "read-only roles exist only in PostgreSQL; DATABASE_URL names a SQLite file",
+    ))?;
     let mut tx = pool.begin().await?;
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
@@ -82,7 +47,8 @@ pub async fn grant_readonly(
     ] {
         execute_formatted(&mut tx, statement, role, None).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn execute_formatted(
@@ -109,24 +75,4 @@ async fn execute_formatted(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_names() {
-        assert!(RoleName::parse("webapp_readonly").is_ok());
-        for bad in [
-            "",
-            "Webapp",
-            "1abc",
-            "a-b",
-            "a;drop role x",
-            &"a".repeat(64),
-        ] {
-            assert!(RoleName::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,8 +1,5 @@
 //! The read endpoints' queries, built with sea-query from the request's filters.
 
-use std::fmt;
-use std::str::FromStr;
-
 use agent_sdk::wire::{
     AgentOverview, DailySummary, MetricPage, MetricPoint, MetricValue, Number, RunDetail, RunPage,
     RunStatus, RunTrigger, RunView,
@@ -12,10 +9,9 @@ use sea_query::{Alias, Condition, Expr, ExprTrait, Func, Order, Query, SelectSta
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::Store;
 use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns};
-use crate::auth::AgentPattern;
-use crate::domain::AgentName;
+use super::{Store, StoreError};
+use crate::domain::{AgentName, AgentPattern, Cursor, MetricName};
 
 /// Which agents a caller may see: every agent, or those matching the token's patterns.
 #[derive(Debug, Clone, Default)]
@@ -55,34 +51,6 @@ impl AgentAccess {
     }
 }
 
-/// A keyset position: the (time, id) of the last row of the previous page. Printed as
-/// `<microseconds since epoch>_<id>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub at: DateTime<Utc>,
-    pub id: i64,
-}
-
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.at.timestamp_micros(), self.id)
-    }
-}
-
-impl FromStr for Cursor {
-    type Err = &'static str;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const BAD: &str = "not a cursor returned by this API";
-        let (micros, id) = s.split_once('_').ok_or(BAD)?;
-        let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| BAD)?).ok_or(BAD)?;
-        Ok(Self {
-            at,
-            id: id.parse().map_err(|_| BAD)?,
-        })
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub agent_name: Option<AgentName>,
@@ -99,7 +67,7 @@ pub struct RunFilter {
 #[derive(Debug, Clone, Default)]
 pub struct MetricFilter {
     pub agent_name: Option<AgentName>,
-    pub metric_name: Option<String>,
+    pub metric_name: Option<MetricName>,
     /// Inclusive lower bound on `recorded_at`.
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `recorded_at`.
@@ -137,7 +105,7 @@ struct RunRow {
 }
 
 impl TryFrom<RunRow> for RunView {
-    type Error = sqlx::Error;
+    type Error = StoreError;
 
     fn try_from(row: RunRow) -> Result<Self, Self::Error> {
         Ok(Self {
@@ -170,15 +138,25 @@ struct MetricRow {
 }
 
 impl TryFrom<MetricRow> for MetricPoint {
-    type Error = sqlx::Error;
+    type Error = StoreError;
 
     fn try_from(row: MetricRow) -> Result<Self, Self::Error> {
         let value = match (row.metric_value, row.metric_text) {
             (Some(numeric), _) => Number::from_literal_checked(numeric)
                 .map(MetricValue::Number)
-                .ok_or_else(|| decode_error("metric_value is not a finite number"))?,
+                .ok_or_else(|| {
+                    decode_error(format!(
+                        "metric {} has a value that is not a finite number",
+                        row.id
+                    ))
+                })?,
             (None, Some(text)) => MetricValue::Text(text),
-            (None, None) => return Err(decode_error("metric has neither value nor text")),
+            (None, None) => {
+                return Err(decode_error(format!(
+                    "metric {} has neither value nor text",
+                    row.id
+                )));
+            }
         };
         Ok(Self {
             id: row.id,
@@ -218,12 +196,12 @@ struct SummaryRow {
     last_success_at: Option<DateTime<Utc>>,
 }
 
-fn decode_error(message: &str) -> sqlx::Error {
-    sqlx::Error::Decode(message.into())
+fn decode_error(message: String) -> StoreError {
+    StoreError::internal("reading a stored row", message)
 }
 
-fn parse_status(status: &str) -> Result<RunStatus, sqlx::Error> {
-    RunStatus::parse(status).ok_or_else(|| decode_error("unknown run status"))
+fn parse_status(status: &str) -> Result<RunStatus, StoreError> {
+    RunStatus::parse(status).ok_or_else(|| decode_error(format!("unknown run status {status:?}")))
 }
 
 fn run_columns(select: &mut SelectStatement) -> &mut SelectStatement {
@@ -268,7 +246,7 @@ fn before_cursor<C: sea_query::IntoColumnRef>(time: C, id: C, cursor: Cursor) ->
 
 impl Store {
     /// Runs, newest `started_at` first.
-    pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage, sqlx::Error> {
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage, StoreError> {
         let mut select = Query::select();
         run_columns(&mut select)
             .from(AgentRuns::Table)
@@ -311,7 +289,7 @@ impl Store {
     }
 
     /// One run and its metrics, in the order they were reported.
-    pub async fn get_run(&self, id: i64) -> Result<Option<RunDetail>, sqlx::Error> {
+    pub async fn get_run(&self, id: i64) -> Result<Option<RunDetail>, StoreError> {
         let mut select = Query::select();
         run_columns(&mut select)
             .from(AgentRuns::Table)
@@ -337,7 +315,7 @@ impl Store {
     }
 
     /// Metric values, newest `recorded_at` first.
-    pub async fn list_metrics(&self, filter: &MetricFilter) -> Result<MetricPage, sqlx::Error> {
+    pub async fn list_metrics(&self, filter: &MetricFilter) -> Result<MetricPage, StoreError> {
         let mut select = Query::select();
         metric_columns(&mut select)
             .from(AgentMetrics::Table)
@@ -390,7 +368,7 @@ impl Store {
         &self,
         today: NaiveDate,
         access: &AgentAccess,
-    ) -> Result<Vec<AgentOverview>, sqlx::Error> {
+    ) -> Result<Vec<AgentOverview>, StoreError> {
         let week_start = today - chrono::Days::new(6);
         // Sums over the days a condition admits, as BIGINT (PostgreSQL sums BIGINT to NUMERIC).
         let sum_where = |column: AgentDailySummaries, admits: Expr| {
@@ -482,7 +460,7 @@ impl Store {
     pub async fn daily_summaries(
         &self,
         filter: &SummaryFilter,
-    ) -> Result<Vec<DailySummary>, sqlx::Error> {
+    ) -> Result<Vec<DailySummary>, StoreError> {
         let mut select = Query::select();
         select
             .columns([
@@ -551,21 +529,5 @@ fn paginate<T>(
         (rows, next)
     } else {
         (rows, None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trips() {
-        let cursor = Cursor {
-            at: "2026-02-19T10:00:00.123456Z".parse().unwrap(),
-            id: 42,
-        };
-        assert_eq!(cursor.to_string().parse::<Cursor>(), Ok(cursor));
-        assert!("nonsense".parse::<Cursor>().is_err());
-        assert!("1_x".parse::<Cursor>().is_err());
     }
 }

@@ -33,6 +33,84 @@ fn with_header(header: &str, payload: serde_json::Value, signature: &str) -> Str
     format!("{header}.{body}.{signature}")
 }
 
+/// A private key made by openssl for this test alone, in DER: `openssl genpkey {args}`, then
+/// `convert` (another openssl command reading DER) into the form jsonwebtoken reads.
+fn private_key(args: &str, convert: &str) -> Vec<u8> {
+    let output = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("openssl genpkey {args} -outform DER | openssl {convert}"),
+        ])
+        .output()
+        .expect("openssl runs (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "openssl genpkey {args} | openssl {convert}"
+    );
+    output.stdout
+}
+
+/// PKCS#1, RSA's own form.
+const TO_PKCS1: &str = "pkey -inform DER -outform DER -traditional";
+/// PKCS#8.
+const TO_PKCS8: &str = "pkcs8 -topk8 -nocrypt -inform DER -outform DER";
+
+/// Tokens of the asymmetric algorithms, signed with real keys, and an RS256 token whose
+/// "signature" is an HMAC under the collector's secret (algorithm confusion): HS256 only, so
+/// each is refused, and no RSA private-key operation ever runs on the server (which is why
+/// deny.toml may ignore RUSTSEC-2023-0071 in the `rsa` crate).
+async fn asymmetric_and_confused_tokens_are_401_and_write_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let claims = claims(3600);
+    let signed = |algorithm, key: EncodingKey| {
+        jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).unwrap()
+    };
+    let rsa = private_key("-algorithm RSA -pkeyopt rsa_keygen_bits:2048", TO_PKCS1);
+    let ec = private_key("-algorithm EC -pkeyopt ec_paramgen_curve:P-256", TO_PKCS8);
+    let ed = private_key("-algorithm ED25519", TO_PKCS8);
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_string(&claims).unwrap());
+    let signing_input = format!("{header}.{payload}");
+    let hmac = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    let cases = [
+        (
+            "RS256",
+            signed(Algorithm::RS256, EncodingKey::from_rsa_der(&rsa)),
+        ),
+        (
+            "ES256",
+            signed(Algorithm::ES256, EncodingKey::from_ec_der(&ec)),
+        ),
+        (
+            "EdDSA",
+            signed(Algorithm::EdDSA, EncodingKey::from_ed_der(&ed)),
+        ),
+        (
+            "RS256 keyed with the HMAC secret",
+            format!("{signing_input}.{hmac}"),
+        ),
+    ];
+    for (case, token) in cases {
+        let (status, body) = app
+            .post_raw(
+                &report("authz").to_string(),
+                "application/json",
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_eq!(error_code(&body), "unauthorized", "{case}");
+        let (status, _) = app.get_with("/runs", Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: reads too");
+    }
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+}
+
 async fn bad_tokens_are_401_and_write_nothing(db: Db) {
     let app = TestApp::spawn(db).await;
     let keys = &app.keys;
@@ -161,6 +239,7 @@ async fn health_needs_no_token(db: Db) {
 
 on_both_backends!(
     bad_tokens_are_401_and_write_nothing,
+    asymmetric_and_confused_tokens_are_401_and_write_nothing,
     wrong_scope_is_403,
     agent_allow_list_admits_exact_names_and_prefixes_only,
     health_needs_no_token,

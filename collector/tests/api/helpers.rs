@@ -8,10 +8,11 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use collector::auth::{AgentPattern, Scope, TokenKeys};
+use collector::auth::{Scope, TokenKeys};
 use collector::config::{HttpConfig, LogFormat, SecretKey};
-use collector::http::AppState;
-use collector::startup::Application;
+use collector::domain::AgentPattern;
+use collector::ingest::DEFAULT_WRITERS;
+use collector::startup::{Application, Services};
 use collector::store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -154,8 +155,12 @@ impl TestApp {
     pub(crate) async fn spawn_on_store(store: Store, db: Db, http: HttpConfig) -> Self {
         init_logs();
         let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
-        let state = AppState::new(store, keys.clone());
-        let app = Application::bind("127.0.0.1:0".parse().unwrap(), state, &http)
+        let services = Services {
+            store,
+            tokens: keys.clone(),
+            writers: DEFAULT_WRITERS,
+        };
+        let app = Application::bind("127.0.0.1:0".parse().unwrap(), services, &http)
             .await
             .unwrap();
         let addr = app.local_addr().unwrap();

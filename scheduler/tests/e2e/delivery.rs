@@ -143,3 +143,97 @@ async fn a_run_interrupted_by_a_killed_scheduler_is_reported_failed_on_restart(p
         "{error}"
     );
 }
+
+/// Fires a manual run of `job` and returns its run key.
+async fn trigger(scheduler: &SchedulerProcess, job: &str) -> uuid::Uuid {
+    let answer: serde_json::Value = crate::helpers::http()
+        .post(format!("{}/jobs/{job}/run", scheduler.status_url))
+        .bearer_auth("trigger-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["run_key"].as_str().unwrap().parse().unwrap()
+}
+
+async fn health_status(scheduler: &SchedulerProcess) -> u16 {
+    crate::helpers::http()
+        .get(format!("{}/health", scheduler.status_url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn a_rotated_secret_keeps_reports_in_the_spool_until_a_new_token_delivers_them(pool: PgPool) {
+    const OLD: &str = "old-secret-old-secret-old-secret-0123456789";
+    const NEW: &str = "new-secret-new-secret-new-secret-0123456789";
+    let collector = Collector::start_with_secret(&pool, None, OLD).await;
+    let addr = collector.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let token_file = dir.path().join("collector.token");
+    std::fs::write(&token_file, &collector.token).unwrap();
+    let schedule = write_schedule(dir.path(), "[agents.hello]\ncron = \"0 0 1 1 *\"\n");
+    let scheduler = SchedulerProcess::start_with_env(
+        &collector.url(),
+        &[("COLLECTOR_TOKEN_FILE", token_file.to_str().unwrap())],
+        &schedule,
+        &spool,
+        &[],
+    )
+    .await;
+    let mut keys = vec![trigger(&scheduler, "hello").await];
+    wait_for("the first run", Duration::from_secs(10), || async {
+        runs_of(&pool, "hello").await == 1
+    })
+    .await;
+
+    // The collector comes back with another secret: the scheduler's token is refused.
+    collector.stop().await;
+    let rotated = Collector::start_with_secret(&pool, Some(addr), NEW).await;
+    keys.push(trigger(&scheduler, "hello").await);
+    keys.push(trigger(&scheduler, "hello").await);
+    wait_for(
+        "refused reports kept in the spool, and /health saying so",
+        Duration::from_secs(30),
+        || async { spool_files(&spool) == 2 && health_status(&scheduler).await == 503 },
+    )
+    .await;
+    let rejected = std::fs::read_dir(spool.join("rejected")).unwrap().count();
+    assert_eq!(rejected, 0, "a refused token rejects no report");
+    assert_eq!(runs_of(&pool, "hello").await, 1);
+
+    // A new token in the file (and SIGHUP, as docs/deploy.md says): the spool drains.
+    std::fs::write(&token_file, &rotated.token).unwrap();
+    if let Some(pid) = scheduler.child.id() {
+        tokio::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+    }
+    wait_for("the spool to drain", Duration::from_secs(40), || async {
+        spool_files(&spool) == 0 && health_status(&scheduler).await == 200
+    })
+    .await;
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("the collector refuses the token"),
+        "a log line says why: {logs}"
+    );
+
+    let mut stored: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select run_key from agent_runs where agent_name = 'hello'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    stored.sort();
+    keys.sort();
+    assert_eq!(stored, keys, "every report arrived, once");
+}

@@ -320,11 +320,9 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
         .and_utc();
     std::fs::write(
         state.join("last-fires.json"),
-        serde_json::json!({ "catch_up": three_days_ago }).to_string(),
+        serde_json::json!({ "catch_up": three_days_ago, "skipper": three_days_ago }).to_string(),
     )
     .unwrap();
-    // The one-file-per-job state of earlier versions is still read.
-    std::fs::write(state.join("skipper.last-fire"), three_days_ago.to_rfc3339()).unwrap();
     let running = Running::start_with(
         &pool,
         vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
@@ -368,45 +366,75 @@ async fn misfires_after_downtime_run_once_or_are_skipped(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
-async fn markers_left_by_the_version_before_the_journal_are_delivered(pool: PgPool) {
-    let dir = tempfile::tempdir().unwrap();
-    let running = dir.path().join("state").join("running");
-    std::fs::create_dir_all(&running).unwrap();
-    let now = chrono::Utc::now();
-    let key = uuid::Uuid::new_v4();
-    let report = agent_sdk::wire::RunReport {
-        agent_name: "slow".into(),
-        metrics: Metrics::new(),
-        started_at: now,
-        finished_at: now,
-        error: Some("interrupted: the scheduler stopped during the run".into()),
-        run_key: Some(key),
-        trigger: None,
-        scheduled_for: None,
-        host: None,
-    };
-    std::fs::write(
-        running.join(format!("{key}.json")),
-        serde_json::to_vec(&report).unwrap(),
-    )
-    .unwrap();
-
-    let engine = Running::start_with(
+async fn a_timed_out_run_is_retried_unless_the_job_says_not_to(pool: PgPool) {
+    let running = Running::start(
         &pool,
         vec![Arc::new(Slow::default()) as Arc<dyn Agent>],
-        "[agents.slow]\ncron = \"0 0 1 1 *\"\n",
-        4,
-        dir,
+        "[agents.retried]\nagent = \"slow\"\ncron = \"0 0 1 1 *\"\ntimeout = \"200ms\"\nretries = 2\nretry_backoff = \"10ms\"\nparams = { secs = 30 }\n\
+         [agents.once]\nagent = \"slow\"\ncron = \"0 0 1 1 *\"\ntimeout = \"200ms\"\nretries = 2\nretry_backoff = \"10ms\"\nretry_on_timeout = false\nparams = { secs = 30 }\n",
     )
     .await;
+    let engine = &running.engine;
+    engine.trigger("retried").unwrap();
+    engine.trigger("once").unwrap();
+    wait_for("both runs", Duration::from_secs(20), || async {
+        runs_of(&pool, "retried").await >= 1 && runs_of(&pool, "once").await >= 1
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(5)).await;
 
     assert_eq!(
-        outcomes(&pool, "slow").await,
+        outcomes(&pool, "retried").await,
         [(
             "failed".to_owned(),
-            Some("interrupted: the scheduler stopped during the run".to_owned())
+            Some("after 3 attempts: timed out after 200ms".to_owned())
         )]
     );
-    assert!(!running.exists(), "the old markers are gone");
-    engine.engine.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        outcomes(&pool, "once").await,
+        [(
+            "failed".to_owned(),
+            Some("timed out after 200ms".to_owned())
+        )]
+    );
+}
+
+/// Sleeps until the wall clock's fraction of a second is about `fraction`.
+async fn at_fraction(fraction: f64) {
+    let now = chrono::Utc::now();
+    let current = f64::from(now.timestamp_subsec_micros()) / 1e6;
+    let wait = (fraction - current).rem_euclid(1.0);
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+}
+
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn slots_are_the_crons_instants_and_two_engines_agree_on_their_run_keys(pool: PgPool) {
+    let toml = "[agents.tick]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.01 }\n";
+    let agents = || vec![Arc::new(Slow::default()) as Arc<dyn Agent>];
+    // Two processes started at different fractions of a second, both firing the same job.
+    at_fraction(0.47).await;
+    let first = Running::start(&pool, agents(), toml).await;
+    at_fraction(0.81).await;
+    let second = Running::start(&pool, agents(), toml).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    first.engine.shutdown(Duration::from_secs(5)).await;
+    second.engine.shutdown(Duration::from_secs(5)).await;
+
+    let runs: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("select run_key, scheduled_for from agent_runs order by scheduled_for")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(runs.len() >= 3, "{runs:?}");
+    for (run_key, slot) in &runs {
+        assert_eq!(slot.timestamp_subsec_nanos(), 0, "{slot} is a whole second");
+        assert_eq!(*run_key, scheduler::engine::run_key_of("tick", *slot));
+    }
+    let mut seconds: Vec<i64> = runs.iter().map(|(_, slot)| slot.timestamp()).collect();
+    seconds.dedup();
+    assert_eq!(
+        seconds.len(),
+        runs.len(),
+        "both engines fired each slot, stored once: {runs:?}"
+    );
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use collector::auth::{Scope, TokenKeys};
 use collector::config::{HttpConfig, SecretKey};
-use collector::http::AppState;
-use collector::startup::Application;
+use collector::ingest::DEFAULT_WRITERS;
+use collector::startup::{Application, Services};
 use collector::store::Store;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
@@ -27,10 +27,23 @@ pub(crate) struct Collector {
 impl Collector {
     /// On a free port, or on `addr` (to come back where clients expect it).
     pub(crate) async fn start(pool: &PgPool, addr: Option<SocketAddr>) -> Self {
-        let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
-        let state = AppState::new(Store::from(pool.clone()), keys.clone());
+        Self::start_with_secret(pool, addr, SECRET).await
+    }
+
+    /// Signing and checking tokens with `secret` (a rotated one, say).
+    pub(crate) async fn start_with_secret(
+        pool: &PgPool,
+        addr: Option<SocketAddr>,
+        secret: &str,
+    ) -> Self {
+        let keys = TokenKeys::new(&SecretKey::parse(secret.into()).unwrap());
+        let services = Services {
+            store: Store::from(pool.clone()),
+            tokens: keys.clone(),
+            writers: DEFAULT_WRITERS,
+        };
         let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-        let app = Application::bind(addr, state, &HttpConfig::default())
+        let app = Application::bind(addr, services, &HttpConfig::default())
             .await
             .unwrap();
         let addr = app.local_addr().unwrap();
@@ -115,13 +128,31 @@ impl SchedulerProcess {
         spool: &Path,
         args: &[&str],
     ) -> Self {
+        Self::start_with_env(
+            collector_url,
+            &[("COLLECTOR_TOKEN", token)],
+            schedule,
+            spool,
+            args,
+        )
+        .await
+    }
+
+    /// With `env` (the token's variable, at least) on top of the test's settings.
+    pub(crate) async fn start_with_env(
+        collector_url: &str,
+        env: &[(&str, &str)],
+        schedule: &Path,
+        spool: &Path,
+        args: &[&str],
+    ) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_scheduler"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("COLLECTOR_URL", collector_url)
-            .env("COLLECTOR_TOKEN", token)
+            .envs(env.iter().copied())
             .env("SCHEDULES_FILE", schedule)
             .env("SPOOL_DIR", spool)
             .env("SCHEDULER_ADDR", format!("127.0.0.1:{port}"))
@@ -178,7 +209,7 @@ impl SchedulerProcess {
             .as_array()
             .unwrap()
             .iter()
-            .any(|j| j["agent"] == job && j["last_run"]["status"] == "success")
+            .any(|j| j["job"] == job && j["last_run"]["status"] == "success")
     }
 
     /// SIGTERM, then the exit status and everything it logged.

@@ -155,6 +155,7 @@ async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPo
         .await
         .unwrap();
     let hello = &jobs["jobs"][0];
+    assert_eq!(hello["job"], "hello");
     assert_eq!(hello["agent"], "hello");
     assert_eq!(hello["schedule"], "0 0 1 1 *");
     assert_eq!(hello["timezone"], "Europe/Madrid");
@@ -172,10 +173,10 @@ async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPo
 
     let text = scheduler.get_text("/prometheus").await;
     for expected in [
-        r#"scheduler_runs_total{agent="hello",status="success"} 1"#,
+        r#"scheduler_runs_total{job="hello",agent="hello",status="success"} 1"#,
         "scheduler_run_duration_seconds_bucket",
         "scheduler_spool_depth 0",
-        r#"scheduler_last_success_timestamp_seconds{agent="hello"}"#,
+        r#"scheduler_last_success_timestamp_seconds{job="hello"}"#,
     ] {
         assert!(text.contains(expected), "missing {expected}:\n{text}");
     }

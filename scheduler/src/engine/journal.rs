@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// Past this size the journal is rewritten with the live runs only.
-pub const COMPACT_BYTES: u64 = 4 * 1024 * 1024;
+pub(super) const COMPACT_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,14 +40,14 @@ enum Entry {
 
 /// The journal's writer. Cheap to clone; the writer thread ends with the last clone.
 #[derive(Clone)]
-pub struct Journal {
+pub(super) struct Journal {
     queue: mpsc::Sender<(Entry, Option<oneshot::Sender<()>>)>,
 }
 
 impl Journal {
     /// Reads the runs a previous process left unfinished (their latest reports) and starts the
     /// journal at `path` with just those, so they stay recorded until they are done.
-    pub fn open(path: &Path) -> io::Result<(Self, Vec<RunReport>)> {
+    pub(super) fn open(path: &Path) -> io::Result<(Self, Vec<RunReport>)> {
         let left = read_live(path)?;
         let lines = left
             .iter()
@@ -66,7 +66,7 @@ impl Journal {
     }
 
     /// Records `report` as its run's current state; returns once the line is written.
-    pub async fn record(&self, report: &RunReport) {
+    pub(super) async fn record(&self, report: &RunReport) {
         let Some(run_key) = report.run_key else {
             return;
         };
@@ -88,7 +88,7 @@ impl Journal {
     }
 
     /// The run is delivered or spooled: a restart has nothing to do for it.
-    pub fn done(&self, run_key: Uuid) {
+    pub(super) fn done(&self, run_key: Uuid) {
         let _ = self.queue.send((Entry::Done(run_key), None));
     }
 }

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 
+use crate::store::StoreError;
+
 /// The aggregate of some values, or of a stored row.
 #[derive(Debug, Clone)]
 pub(super) struct MetricDay {
@@ -28,8 +30,9 @@ struct Value {
 }
 
 impl Value {
-    fn parse(text: &str) -> Result<Self, sqlx::Error> {
-        let number = BigDecimal::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        let number = BigDecimal::from_str(text)
+            .map_err(|e| StoreError::internal("reading a stored decimal", e))?;
         Ok(Self {
             number,
             text: text.to_owned(),
@@ -39,7 +42,7 @@ impl Value {
 
 impl MetricDay {
     /// The aggregate of one value, recorded at `at`.
-    pub(super) fn of(value: &str, at: DateTime<Utc>) -> Result<Self, sqlx::Error> {
+    pub(super) fn of(value: &str, at: DateTime<Utc>) -> Result<Self, StoreError> {
         let value = Value::parse(value)?;
         Ok(Self {
             count: 1,
@@ -59,7 +62,7 @@ impl MetricDay {
         max: &str,
         last: String,
         last_at: DateTime<Utc>,
-    ) -> Result<Self, sqlx::Error> {
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             count,
             sum: Value::parse(sum)?.number,

@@ -1,68 +1,83 @@
 //! Group commit: concurrent reports share one transaction.
 //!
 //! Handlers queue their validated run and wait for its outcome. A writer task takes whatever
-//! is queued (up to [`MAX_BATCH`]) and stores it with one `store_runs` call: when the collector
-//! is idle a batch is one run and nothing waits; under load, the next batch grows while the
-//! current transaction commits, and the per-transaction cost is shared. Each request is
-//! answered once its batch has committed.
+//! is queued (up to [`MAX_BATCH`]) and stores it in one transaction: when the collector is idle
+//! a batch is one run and nothing waits; under load, the next batch grows while the current
+//! transaction commits, and the per-transaction cost is shared. Each request is answered once
+//! its batch has committed.
 //!
-//! Several writers ([`Store::writers`], `DATABASE_WRITERS`), each with its own queue, and an
-//! agent's reports always go to the same one: batches on different writers never upsert the
-//! same summary row (one per agent and day), so they never wait on each other's row locks,
-//! while PostgreSQL runs their inserts on several cores. One writer leaves PostgreSQL's other
-//! cores idle (docs/performance.md); an agent's runs are still stored one batch at a time, in
-//! the order they came. SQLite has one writer: it takes one write transaction at a time.
-//!
-//! A run the database refuses fails alone, not its batch-mates
-//! ([`Store::store_runs_isolated`]).
+//! Several writers (`DATABASE_WRITERS`), each with its own queue, and an agent's reports always
+//! go to the same one: batches on different writers never upsert the same summary row (one per
+//! agent and day), so they never wait on each other's row locks, while PostgreSQL runs their
+//! inserts on several cores. One writer leaves PostgreSQL's other cores idle
+//! (docs/performance.md); an agent's runs are still stored one batch at a time, in the order
+//! they came.
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
-use super::{Store, Stored};
+use super::Sink;
 use crate::domain::NewRun;
+use crate::store::{StoreError, Stored};
 
 /// Most runs in one transaction.
 pub const MAX_BATCH: usize = 256;
 
-type Reply = oneshot::Sender<Result<Stored, sqlx::Error>>;
+type Reply = oneshot::Sender<Result<Stored, StoreError>>;
 
 /// The queues in front of the store, one per writer. Cheap to clone.
 #[derive(Clone)]
-pub struct Batcher {
+pub(super) struct Writers {
     queues: Arc<[mpsc::Sender<(NewRun, Reply)>]>,
+    tasks: TaskTracker,
 }
 
-impl Batcher {
-    /// Starts the writer tasks; they end when every `Batcher` clone is dropped.
-    pub fn start(store: Store) -> Self {
-        let queues = (0..store.writers())
+impl Writers {
+    /// Starts `count` writer tasks storing into `sink`; they end when every clone is dropped.
+    pub(super) fn start(count: usize, sink: &Sink) -> Self {
+        let tasks = TaskTracker::new();
+        let queues = (0..count.max(1))
             .map(|_| {
                 let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
-                let store = store.clone();
-                tokio::spawn(async move {
+                let sink = sink.clone();
+                tasks.spawn(async move {
                     let mut batch = Vec::with_capacity(MAX_BATCH);
                     // Waits for one queued run, then takes those queued behind it.
                     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                        commit(&store, std::mem::take(&mut batch)).await;
+                        commit(&sink, std::mem::take(&mut batch)).await;
                     }
                 });
                 queue
             })
             .collect();
-        Self { queues }
+        tasks.close();
+        Self { queues, tasks }
+    }
+
+    pub(super) fn count(&self) -> usize {
+        self.queues.len()
     }
 
     /// Stores `run` in the next batch of its agent's writer and returns its outcome.
-    pub async fn store(&self, run: NewRun) -> Result<Stored, sqlx::Error> {
+    pub(super) async fn store(&self, run: NewRun) -> Result<Stored, StoreError> {
         let (reply, outcome) = oneshot::channel();
+        let stopped = || StoreError::internal("queueing a run", "the ingest writers have stopped");
         self.queues[writer_of(run.agent_name.as_str(), self.queues.len())]
             .send((run, reply))
             .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        outcome.await.map_err(|_| sqlx::Error::PoolClosed)?
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    /// Drops this handle's queues and waits for the writer tasks to end (they end once every
+    /// handle is gone and their queues are drained).
+    pub(super) async fn stopped(self) {
+        let Self { queues, tasks } = self;
+        drop(queues);
+        tasks.wait().await;
     }
 }
 
@@ -73,10 +88,10 @@ fn writer_of(agent: &str, writers: usize) -> usize {
     (hash % writers as u64) as usize
 }
 
-async fn commit(store: &Store, batch: Vec<(NewRun, Reply)>) {
+async fn commit(sink: &Sink, batch: Vec<(NewRun, Reply)>) {
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
     metrics::histogram!("collector_batch_size").record(runs.len() as f64);
-    let outcomes = store.store_runs_isolated(&runs).await;
+    let outcomes = sink.store_isolated(&runs).await;
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // The client may have gone; its run is stored all the same.
         let _ = reply.send(outcome);

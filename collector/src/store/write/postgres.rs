@@ -1,0 +1,68 @@
+//! The write on PostgreSQL: one statement per batch ([`STORE_BATCH`]), the columns as arrays.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::metric_columns;
+use crate::domain::NewRun;
+use crate::store::StoreError;
+
+/// `sql/postgres/store_batch.sql`: runs, metrics and both daily aggregates in one statement
+/// (data-modifying CTEs), the ingest rate measured in docs/performance.md.
+const STORE_BATCH: &str = include_str!("../sql/postgres/store_batch.sql");
+
+/// Writes the runs of `runs` whose `run_key` is new, their metrics and both daily aggregates,
+/// in one statement; returns (run_key, id) of each run written.
+pub(super) async fn insert_new(
+    pool: &PgPool,
+    runs: &[&NewRun],
+) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    let keys: Vec<Uuid> = runs.iter().map(|r| r.run_key).collect();
+    let agents: Vec<&str> = runs.iter().map(|r| r.agent_name.as_str()).collect();
+    let started: Vec<DateTime<Utc>> = runs.iter().map(|r| r.started_at).collect();
+    let finished: Vec<DateTime<Utc>> = runs.iter().map(|r| r.finished_at).collect();
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error_message.as_deref()).collect();
+    let durations: Vec<i64> = runs.iter().map(|r| r.duration_ms()).collect();
+    let triggers: Vec<&str> = runs.iter().map(|r| r.trigger.as_str()).collect();
+    let scheduled: Vec<Option<DateTime<Utc>>> = runs.iter().map(|r| r.scheduled_for).collect();
+    let hosts: Vec<Option<&str>> = runs.iter().map(|r| r.host.as_deref()).collect();
+    let counts: Vec<i32> = runs.iter().map(|r| r.metric_count()).collect();
+
+    let rows = runs.iter().map(|run| run.metrics.len()).sum();
+    let mut metric_keys = Vec::with_capacity(rows);
+    let mut names = Vec::with_capacity(rows);
+    let mut numbers = Vec::with_capacity(rows);
+    let mut texts = Vec::with_capacity(rows);
+    for run in runs {
+        for metric in &run.metrics {
+            let (number, text) = metric_columns(metric);
+            metric_keys.push(run.run_key);
+            names.push(metric.name.as_str());
+            numbers.push(number);
+            texts.push(text);
+        }
+    }
+
+    let mut conn = pool.acquire().await?;
+    let created = sqlx::query_as(STORE_BATCH)
+        .bind(keys)
+        .bind(agents)
+        .bind(started)
+        .bind(finished)
+        .bind(statuses)
+        .bind(errors)
+        .bind(durations)
+        .bind(triggers)
+        .bind(scheduled)
+        .bind(hosts)
+        .bind(counts)
+        .bind(metric_keys)
+        .bind(names)
+        .bind(numbers)
+        .bind(texts)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(created)
+}

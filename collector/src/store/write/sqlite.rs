@@ -1,0 +1,272 @@
+//! The write on SQLite, which has neither arrays, data-modifying CTEs nor a decimal type:
+//! several statements in one transaction, the per-metric sums in exact decimals computed here
+//! ([`MetricDay`]).
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_query::{Expr, InsertStatement, OnConflict, Query, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use super::metric_columns;
+use super::metric_day::MetricDay;
+use crate::domain::{NewRun, StoredValue};
+use crate::store::StoreError;
+use crate::store::schema::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
+
+/// Rows per multi-row INSERT, well under its 32 766 bound parameters per statement.
+const RUNS_PER_INSERT: usize = 500;
+const METRICS_PER_INSERT: usize = 1000;
+
+/// Writes the runs of `runs` whose `run_key` is new, their metrics and both daily aggregates,
+/// in one `BEGIN IMMEDIATE` transaction (the write lock taken up front, so that the busy
+/// timeout applies): the new runs (multi-row INSERT … ON CONFLICT DO NOTHING RETURNING), their
+/// metrics, the daily summaries aggregated by SQLite from the runs just inserted
+/// ([`DAILY_SUMMARIES`]), and the per-metric aggregates in exact decimals
+/// ([`merge_metric_days`]). Returns (run_key, id) of each run written.
+pub(super) async fn insert_new(
+    pool: &SqlitePool,
+    runs: &[&NewRun],
+) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut created: Vec<(Uuid, i64)> = Vec::with_capacity(runs.len());
+    for chunk in runs.chunks(RUNS_PER_INSERT) {
+        let (sql, values) = insert_runs(chunk)?.build_sqlx(SqliteQueryBuilder);
+        created.extend(
+            sqlx::query_as_with::<_, (Uuid, i64), _>(AssertSqlSafe(sql), values)
+                .fetch_all(&mut *tx)
+                .await?,
+        );
+    }
+    if created.is_empty() {
+        tx.commit().await?;
+        return Ok(created);
+    }
+
+    let ids: HashMap<Uuid, i64> = created.iter().copied().collect();
+    // In report order, each run's metrics in the order sent: ids grow as they were reported.
+    let metrics: Vec<_> = runs
+        .iter()
+        .filter_map(|run| ids.get(&run.run_key).map(|id| (*id, *run)))
+        .flat_map(|(id, run)| run.metrics.iter().map(move |metric| (id, run, metric)))
+        .collect();
+    for chunk in metrics.chunks(METRICS_PER_INSERT) {
+        let mut insert = Query::insert();
+        insert.into_table(AgentMetrics::Table).columns([
+            AgentMetrics::RunId,
+            AgentMetrics::AgentName,
+            AgentMetrics::MetricName,
+            AgentMetrics::MetricValue,
+            AgentMetrics::MetricText,
+            AgentMetrics::RecordedAt,
+        ]);
+        for (id, run, metric) in chunk {
+            let (number, text) = metric_columns(metric);
+            insert
+                .values([
+                    (*id).into(),
+                    run.agent_name.as_str().into(),
+                    metric.name.as_str().into(),
+                    number.into(),
+                    text.into(),
+                    run.finished_at.into(),
+                ])
+                .map_err(statement_error)?;
+        }
+        execute(&mut tx, &insert).await?;
+    }
+
+    // The new runs' ids as one JSON array: the statements stay the same whatever the batch.
+    let new_ids = serde_json::to_string(&created.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+        .map_err(json_error)?;
+    sqlx::query(DAILY_SUMMARIES)
+        .bind(&new_ids)
+        .execute(&mut *tx)
+        .await?;
+    // The per-metric aggregates of the numeric metrics, in report order.
+    let mut days: BTreeMap<(&str, &str, NaiveDate), MetricDay> = BTreeMap::new();
+    for (_, run, metric) in &metrics {
+        if let StoredValue::Numeric(value) = &metric.value {
+            let key = (
+                run.agent_name.as_str(),
+                metric.name.as_str(),
+                run.finished_at.date_naive(),
+            );
+            let value = MetricDay::of(value, run.finished_at)?;
+            match days.entry(key) {
+                Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
+                Entry::Occupied(mut entry) => entry.get_mut().merge(value),
+            }
+        }
+    }
+    let mut days = days.into_iter().peekable();
+    while days.peek().is_some() {
+        let chunk = days.by_ref().take(METRIC_DAYS_PER_STATEMENT).collect();
+        merge_metric_days(&mut tx, chunk).await?;
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+fn insert_runs(runs: &[&NewRun]) -> Result<InsertStatement, StoreError> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(AgentRuns::Table)
+        .columns([
+            AgentRuns::RunKey,
+            AgentRuns::AgentName,
+            AgentRuns::StartedAt,
+            AgentRuns::FinishedAt,
+            AgentRuns::Status,
+            AgentRuns::ErrorMessage,
+            AgentRuns::DurationMs,
+            AgentRuns::Trigger,
+            AgentRuns::ScheduledFor,
+            AgentRuns::Host,
+            AgentRuns::MetricCount,
+        ])
+        .on_conflict(
+            OnConflict::column(AgentRuns::RunKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning(Query::returning().columns([AgentRuns::RunKey, AgentRuns::Id]));
+    for run in runs {
+        insert
+            .values([
+                run.run_key.into(),
+                run.agent_name.as_str().into(),
+                run.started_at.into(),
+                run.finished_at.into(),
+                run.status.as_str().into(),
+                run.error_message.as_deref().into(),
+                run.duration_ms().into(),
+                run.trigger.as_str().into(),
+                run.scheduled_for.into(),
+                run.host.as_deref().into(),
+                run.metric_count().into(),
+            ])
+            .map_err(statement_error)?;
+    }
+    Ok(insert)
+}
+
+fn statement_error(err: sea_query::error::Error) -> StoreError {
+    StoreError::internal("building an insert", err)
+}
+
+fn json_error(err: serde_json::Error) -> StoreError {
+    StoreError::internal("encoding the statement's JSON parameter", err)
+}
+
+/// `sql/sqlite/daily_summaries.sql`: the daily summaries of the runs just inserted, merged into
+/// the stored ones.
+const DAILY_SUMMARIES: &str = include_str!("../sql/sqlite/daily_summaries.sql");
+
+/// Now, as SQLite writes `updated_at` (the schema's default).
+const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// `sql/sqlite/stored_metric_days.sql`: the stored aggregates of the (agent, metric, day) keys
+/// `?1` lists.
+const STORED_METRIC_DAYS: &str = include_str!("../sql/sqlite/stored_metric_days.sql");
+
+/// Metric days written per upsert: nine parameters each.
+const METRIC_DAYS_PER_STATEMENT: usize = 1000;
+
+type MetricDayKey<'a> = (&'a str, &'a str, NaiveDate);
+
+/// Merges each (agent, metric, day) aggregate of a batch into its stored row: the PostgreSQL
+/// statement's `metric_daily` step for SQLite. The stored rows are read in one statement
+/// ([`STORED_METRIC_DAYS`]), merged in exact decimals ([`MetricDay`]) and written back in one
+/// upsert, under the transaction's write lock.
+async fn merge_metric_days(
+    conn: &mut SqliteConnection,
+    batch: Vec<(MetricDayKey<'_>, MetricDay)>,
+) -> Result<(), StoreError> {
+    use AgentMetricDailySummaries as S;
+    const KEY: [S; 3] = [S::AgentName, S::MetricName, S::Day];
+    const AGGREGATE: [S; 6] = [
+        S::ValueCount,
+        S::ValueSum,
+        S::ValueMin,
+        S::ValueMax,
+        S::LastValue,
+        S::LastRecordedAt,
+    ];
+    let keys = serde_json::to_string(
+        &batch
+            .iter()
+            .map(|((agent, metric, day), _)| (agent, metric, day))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(json_error)?;
+    type Row = (
+        String,
+        String,
+        NaiveDate,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+    );
+    let mut stored: HashMap<(String, String, NaiveDate), MetricDay> = HashMap::new();
+    for (agent, metric, day, count, sum, min, max, last, last_at) in
+        sqlx::query_as::<_, Row>(STORED_METRIC_DAYS)
+            .bind(keys)
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        let aggregate = MetricDay::stored(count, &sum, &min, &max, last, last_at)?;
+        stored.insert((agent, metric, day), aggregate);
+    }
+
+    let mut upsert = Query::insert();
+    upsert
+        .into_table(S::Table)
+        .columns(KEY.into_iter().chain(AGGREGATE))
+        .on_conflict(
+            OnConflict::columns(KEY)
+                .update_columns(AGGREGATE)
+                .value(S::UpdatedAt, Expr::cust(SQLITE_NOW))
+                .to_owned(),
+        );
+    for ((agent, metric, day), new) in batch {
+        let merged = match stored.remove(&(agent.to_owned(), metric.to_owned(), day)) {
+            Some(mut merged) => {
+                merged.merge(new);
+                merged
+            }
+            None => new,
+        };
+        let (sum, min, max, last) = merged.texts();
+        upsert
+            .values([
+                agent.into(),
+                metric.into(),
+                day.into(),
+                merged.count.into(),
+                sum.into(),
+                min.into(),
+                max.into(),
+                last.into(),
+                merged.last_at.into(),
+            ])
+            .map_err(statement_error)?;
+    }
+    execute(conn, &upsert).await
+}
+
+async fn execute(conn: &mut SqliteConnection, insert: &InsertStatement) -> Result<(), StoreError> {
+    let (sql, values) = insert.build_sqlx(SqliteQueryBuilder);
+    sqlx::query_with(AssertSqlSafe(sql), values)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

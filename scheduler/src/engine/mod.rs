@@ -1,0 +1,232 @@
+//! Fires jobs on their schedules and runs them. A job is an entry of the schedule file; it runs
+//! an agent (its own name's, or the one its `agent` names) with its parameters.
+//!
+//! - [`clock`]: each job's clock: the slots of its cron, misfires after downtime, firing under
+//!   the concurrency policy, and the run key of a slot;
+//! - [`run`]: one run: the global limit, the timeout and retries of its attempts, the journal,
+//!   its metrics and log line, delivery;
+//! - [`last_fires`] and [`journal`]: the state on disk, in `<spool>/state/`: each job's last
+//!   slot fired (so that downtime is handled by the misfire policy) and every run not yet
+//!   delivered or spooled (so that a killed scheduler loses none).
+
+mod clock;
+mod journal;
+mod last_fires;
+mod run;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use agent_sdk::RunContext;
+use agent_sdk::client::{Deliverer, Spool};
+use agent_sdk::wire::RunStatus;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::schedule::Job;
+use journal::Journal;
+use run::CancelReason;
+
+pub use clock::run_key_of;
+
+/// What `/jobs` shows for one job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobStatus {
+    /// The job: its name in the schedule file.
+    pub job: String,
+    /// The registered agent it runs.
+    pub agent: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub enabled: bool,
+    pub next_fire: Option<DateTime<Utc>>,
+    pub last_run: Option<LastRun>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Runs in progress now.
+    pub running: usize,
+    pub skipped_ticks: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub started_at: DateTime<Utc>,
+    pub status: RunStatus,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+struct JobState {
+    job: Job,
+    status: Mutex<JobStatus>,
+    /// Runs in progress: their cancellation and why it was used.
+    running: Mutex<HashMap<Uuid, (CancellationToken, Option<CancelReason>)>>,
+    /// The last slot fired (or skipped as a misfire), as `last-fires.json` keeps it.
+    last_fire: Mutex<Option<DateTime<Utc>>>,
+}
+
+struct Inner {
+    jobs: Vec<Arc<JobState>>,
+    permits: Arc<Semaphore>,
+    /// `None` when delivery is off (`serve --no-push`): runs are logged only.
+    deliverer: Option<Deliverer>,
+    state_dir: PathBuf,
+    /// Opened by [`Engine::start`].
+    journal: OnceLock<Journal>,
+    /// Stops firing.
+    stop_firing: CancellationToken,
+    /// Cancels running agents (after the shutdown grace).
+    stop_runs: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// The running scheduler. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no job named `{0}`")]
+    NoSuchJob(String),
+    #[error("the scheduler is shutting down")]
+    ShuttingDown,
+}
+
+impl Engine {
+    pub fn new(jobs: Vec<Job>, deliverer: Deliverer, max_concurrent_runs: usize) -> Self {
+        let state_dir = deliverer.spool().dir().join("state");
+        Self::build(jobs, Some(deliverer), state_dir, max_concurrent_runs)
+    }
+
+    /// An engine that runs its jobs and logs their results but delivers nothing (a dry run of a
+    /// schedule file, a benchmark of the firing); its state still lives in `spool`.
+    pub fn without_delivery(jobs: Vec<Job>, spool: &Spool, max_concurrent_runs: usize) -> Self {
+        Self::build(jobs, None, spool.dir().join("state"), max_concurrent_runs)
+    }
+
+    fn build(
+        jobs: Vec<Job>,
+        deliverer: Option<Deliverer>,
+        state_dir: PathBuf,
+        max_concurrent_runs: usize,
+    ) -> Self {
+        let jobs = jobs
+            .into_iter()
+            .map(|job| {
+                Arc::new(JobState {
+                    status: Mutex::new(JobStatus {
+                        job: job.name.clone(),
+                        agent: job.agent.name().to_owned(),
+                        schedule: job.cron.expression().to_owned(),
+                        timezone: job.cron.timezone().name().to_owned(),
+                        enabled: job.enabled,
+                        ..JobStatus::default()
+                    }),
+                    job,
+                    running: Mutex::new(HashMap::new()),
+                    last_fire: Mutex::new(None),
+                })
+            })
+            .collect();
+        Self(Arc::new(Inner {
+            jobs,
+            permits: Arc::new(Semaphore::new(max_concurrent_runs)),
+            deliverer,
+            state_dir,
+            journal: OnceLock::new(),
+            stop_firing: CancellationToken::new(),
+            stop_runs: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }))
+    }
+
+    /// Reports runs a previous process left unfinished, then starts every enabled job's clock.
+    pub async fn start(&self) -> std::io::Result<()> {
+        let (journal, left) = Journal::open(&self.0.state_dir.join("runs.journal"))?;
+        let journal = self.0.journal.get_or_init(|| journal).clone();
+        self.report_interrupted_runs(&journal, left).await;
+        self.load_last_fires();
+        let engine = self.clone();
+        self.0.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(last_fires::SAVE_EVERY) => engine.save_last_fires().await,
+                    () = engine.0.stop_firing.cancelled() => break,
+                }
+            }
+        });
+        for state in &self.0.jobs {
+            if state.job.enabled {
+                let engine = self.clone();
+                let state = state.clone();
+                self.0
+                    .tracker
+                    .spawn(async move { engine.clock(state).await });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn statuses(&self) -> Vec<JobStatus> {
+        self.0
+            .jobs
+            .iter()
+            .map(|s| JobStatus {
+                running: lock(&s.running).len(),
+                ..lock(&s.status).clone()
+            })
+            .collect()
+    }
+
+    /// Runs the job `name` now, whatever its schedule says.
+    pub fn trigger(&self, name: &str) -> Result<Uuid, TriggerError> {
+        if self.0.stop_firing.is_cancelled() {
+            return Err(TriggerError::ShuttingDown);
+        }
+        let state = self
+            .0
+            .jobs
+            .iter()
+            .find(|s| s.job.name == name)
+            .ok_or_else(|| TriggerError::NoSuchJob(name.to_owned()))?;
+        let run_key = Uuid::new_v4();
+        self.spawn_run(state.clone(), RunContext::new(name).with_run_key(run_key));
+        Ok(run_key)
+    }
+
+    /// Stops firing, gives running agents `grace` to finish, cancels the rest (reported as
+    /// failed), and waits until every report is delivered or spooled.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.0.stop_firing.cancel();
+        self.0.tracker.close();
+        if tokio::time::timeout(grace, self.0.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "runs still going after the shutdown grace: cancelling them"
+            );
+            for state in &self.0.jobs {
+                for (_, reason) in lock(&state.running).values_mut() {
+                    reason.get_or_insert(CancelReason::Shutdown);
+                }
+            }
+            self.0.stop_runs.cancel();
+            self.0.tracker.wait().await;
+        }
+        self.save_last_fires().await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data behind: keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,189 @@
+//! One run of a job: a place under the global limit, its attempts (each with the job's timeout,
+//! retried with backoff while the job allows), the journal on disk meanwhile, then its metrics,
+//! its log line and its delivery.
+
+use std::sync::Arc;
+
+use agent_sdk::client::Outcome;
+use agent_sdk::wire::{RunReport, RunStatus};
+use agent_sdk::{RunContext, execute};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::journal::Journal;
+use super::{Engine, JobState, LastRun, lock};
+
+/// Why a run was cancelled from outside (a timeout is the attempt's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CancelReason {
+    Replaced,
+    Shutdown,
+}
+
+impl Engine {
+    pub(super) fn spawn_run(&self, state: Arc<JobState>, ctx: RunContext) {
+        let ctx = ctx
+            .with_params(state.job.params.clone())
+            .with_parent_cancellation(&self.0.stop_runs);
+        let run_key = ctx.run_key();
+        lock(&state.running).insert(run_key, (ctx.cancellation().clone(), None));
+        let engine = self.clone();
+        self.0.tracker.spawn(async move {
+            let report = engine.run(&state, ctx).await;
+            engine.finish(&state, run_key, report).await;
+        });
+    }
+
+    /// Runs with retries, under the global limit, with the run journalled while it goes on.
+    async fn run(&self, state: &JobState, ctx: RunContext) -> RunReport {
+        let job = &state.job;
+        let permit = tokio::select! {
+            permit = self.0.permits.clone().acquire_owned() => permit.ok(),
+            () = ctx.cancelled() => None,
+        };
+        let placeholder = interrupted_report(&ctx, Utc::now());
+        self.journal(&placeholder).await;
+
+        let mut attempt = 0;
+        let started = Utc::now();
+        let mut report = loop {
+            if permit.is_none() {
+                break RunReport {
+                    error: Some("cancelled".into()),
+                    ..placeholder.clone()
+                };
+            }
+            // Each attempt has a cancellation of its own: its timeout ends the attempt, while
+            // cancelling the run (shutdown, replace) ends every attempt.
+            let report = execute(job.agent.clone(), ctx.attempt(), Some(job.timeout)).await;
+            let retry = match &report.error {
+                None => false,
+                Some(_) if attempt >= job.retries || ctx.is_cancelled() => false,
+                Some(error) => job.retry_on_timeout || !error.starts_with("timed out"),
+            };
+            if !retry {
+                break report;
+            }
+            let backoff = job.retry_backoff.saturating_mul(1 << attempt.min(10));
+            tracing::warn!(job = %job.name, attempt = attempt + 1, error = report.error.as_deref().unwrap_or_default(), ?backoff, "run failed; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = ctx.cancelled() => break report,
+            }
+            attempt += 1;
+        };
+        drop(permit);
+        report.started_at = started;
+        if let Some(error) = &mut report.error {
+            if error.starts_with("cancelled") {
+                let reason = lock(&state.running)
+                    .get(&ctx.run_key())
+                    .and_then(|(_, r)| *r);
+                *error = match reason {
+                    Some(CancelReason::Replaced) => {
+                        "cancelled: replaced by a newer run (concurrency_policy = replace)".into()
+                    }
+                    _ => "cancelled: the scheduler shut down before the run finished".into(),
+                };
+            }
+            if attempt > 0 {
+                *error = format!("after {} attempts: {error}", attempt + 1);
+            }
+        }
+        // From here until it is delivered or spooled, the journal holds the real report.
+        self.journal(&report).await;
+        report
+    }
+
+    async fn journal(&self, report: &RunReport) {
+        if let Some(journal) = self.0.journal.get() {
+            journal.record(report).await;
+        }
+    }
+
+    async fn finish(&self, state: &JobState, run_key: Uuid, report: RunReport) {
+        let job = &state.job;
+        let agent = job.agent.name();
+        let duration = report.finished_at - report.started_at;
+        let status = report.status();
+        metrics::counter!("scheduler_runs_total", "job" => job.name.clone(), "agent" => agent, "status" => status.as_str()).increment(1);
+        metrics::histogram!("scheduler_run_duration_seconds", "job" => job.name.clone())
+            .record(duration.as_seconds_f64());
+        if status == RunStatus::Success {
+            metrics::gauge!("scheduler_last_success_timestamp_seconds", "job" => job.name.clone())
+                .set(report.finished_at.timestamp() as f64);
+        }
+        match &report.error {
+            None => {
+                tracing::info!(job = %job.name, agent, %run_key, duration_ms = duration.num_milliseconds(), metrics = report.metrics.len(), "run succeeded")
+            }
+            Some(error) => {
+                tracing::warn!(job = %job.name, agent, %run_key, duration_ms = duration.num_milliseconds(), error, "run failed")
+            }
+        }
+        {
+            let mut s = lock(&state.status);
+            s.last_run = Some(LastRun {
+                started_at: report.started_at,
+                status,
+                duration_ms: duration.num_milliseconds(),
+                error: report.error.clone(),
+            });
+            if status == RunStatus::Success {
+                s.last_success_at = Some(report.finished_at);
+            }
+        }
+        // The agent is done: the job may fire again while its report is being delivered.
+        lock(&state.running).remove(&run_key);
+        self.deliver(&report).await;
+        if let (Some(journal), Some(key)) = (self.0.journal.get(), report.run_key) {
+            journal.done(key);
+        }
+    }
+
+    async fn deliver(&self, report: &RunReport) {
+        let Some(deliverer) = &self.0.deliverer else {
+            return;
+        };
+        let delivered = if self.0.stop_runs.is_cancelled() {
+            // Shutting down: one try, then the spool; no backoff to hold the exit.
+            deliverer.deliver_once(report).await
+        } else {
+            deliverer.deliver(report).await
+        };
+        match delivered {
+            Ok(Outcome::Delivered { run_id, .. }) => tracing::debug!(run_id, "report delivered"),
+            Ok(Outcome::Spooled | Outcome::Rejected { .. }) => {}
+            Err(err) => {
+                tracing::error!(error = %err, job = %report.agent_name, "REPORT LOST: neither delivered nor spooled")
+            }
+        }
+    }
+
+    /// Delivers the runs a process that died left in the journal: finished reports, or failed
+    /// ("interrupted") ones if they were still running.
+    pub(super) async fn report_interrupted_runs(&self, journal: &Journal, left: Vec<RunReport>) {
+        for report in left {
+            tracing::warn!(job = %report.agent_name, run_key = ?report.run_key, error = report.error.as_deref().unwrap_or_default(), "the previous scheduler process left this run undelivered: delivering it");
+            self.deliver(&report).await;
+            if let Some(key) = report.run_key {
+                journal.done(key);
+            }
+        }
+    }
+}
+
+/// What is reported if the process dies during the run: failed, with why.
+fn interrupted_report(ctx: &RunContext, started_at: DateTime<Utc>) -> RunReport {
+    RunReport {
+        agent_name: ctx.agent_name().to_owned(),
+        metrics: Default::default(),
+        started_at,
+        finished_at: started_at,
+        error: Some("interrupted: the scheduler stopped during the run (killed or crashed); its end time is unknown".into()),
+        run_key: Some(ctx.run_key()),
+        trigger: Some(ctx.trigger()),
+        scheduled_for: ctx.scheduled_for(),
+        host: agent_sdk::hostname(),
+    }
+}

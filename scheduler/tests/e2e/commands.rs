@@ -1,0 +1,111 @@
+//! `scheduler run` and `scheduler check`: the exit codes and lines the README promises.
+
+use std::path::Path;
+use std::process::Output;
+
+use sqlx::PgPool;
+
+use crate::helpers::{Collector, free_port, outcomes, spool_files, write_schedule};
+
+/// Runs the scheduler binary with `args` against `collector_url`, the spool in `dir`.
+async fn scheduler(args: &[&str], collector_url: &str, token: &str, dir: &Path) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_scheduler"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("COLLECTOR_URL", collector_url)
+        .env("COLLECTOR_TOKEN", token)
+        .env("SCHEDULES_FILE", dir.join("schedules.toml"))
+        .env("SPOOL_DIR", dir.join("spool"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn run_exits_0_when_stored_1_when_the_run_failed_2_when_not_delivered(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_schedule(dir.path(), "[agents.hello]\ncron = \"0 0 1 1 *\"\n");
+
+    let ok = scheduler(
+        &["run", "hello"],
+        &collector.url(),
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(printed["status"], "success");
+    assert!(
+        text(&ok.stderr).contains("delivered: run"),
+        "{}",
+        text(&ok.stderr)
+    );
+
+    let failed = scheduler(
+        &["run", "command", "--param", "program=\"false\""],
+        &collector.url(),
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
+    assert_eq!(
+        outcomes(&pool, "command").await,
+        [(
+            "failed".to_owned(),
+            Some("false exited with status 1".to_owned())
+        )],
+        "a failed run is delivered too"
+    );
+
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let spooled = scheduler(&["run", "hello"], &nowhere, &collector.token, dir.path()).await;
+    assert_eq!(spooled.status.code(), Some(2), "{}", text(&spooled.stderr));
+    assert!(
+        text(&spooled.stderr).contains("not delivered: the collector is unreachable"),
+        "{}",
+        text(&spooled.stderr)
+    );
+    assert_eq!(spool_files(&dir.path().join("spool")), 1, "kept for later");
+
+    let no_push = scheduler(&["run", "hello", "--no-push"], &nowhere, "", dir.path()).await;
+    assert_eq!(no_push.status.code(), Some(0), "{}", text(&no_push.stderr));
+}
+
+#[tokio::test]
+async fn check_says_ok_or_one_line_per_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "http://127.0.0.1:9";
+    write_schedule(
+        dir.path(),
+        "[agents.hello]\ncron = \"*/5 * * * *\"\ntimezone = \"Europe/Madrid\"\n",
+    );
+    let ok = scheduler(&["check"], url, "", dir.path()).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains(": ok, "), "{}", text(&ok.stdout));
+
+    write_schedule(
+        dir.path(),
+        "[agents.hello]\ncron = \"61 * * * *\"\n\
+         [agents.nobody]\ncron = \"* * * * *\"\n\
+         [agents.lost]\nagent = \"hello\"\ncron = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\n",
+    );
+    let bad = scheduler(&["check"], url, "", dir.path()).await;
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
+    let stderr = text(&bad.stderr);
+    for job in ["agents.hello", "agents.nobody", "agents.lost"] {
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(job)).count(),
+            1,
+            "one line for {job}: {stderr}"
+        );
+    }
+}

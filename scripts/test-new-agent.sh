@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make new-agent NAME=x`, for real, on a copy of the workspace: the new crate builds, passes its
+# own test, is formatted and lint-clean, and the scheduler binary runs it (its registration
+# survived linking). Run by .ci/run. The copy builds into this checkout's target/ (dependencies
+# are not compiled again); this checkout's own scheduler binary is relinked at the end.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+restore() { rm -rf "$work"; (cd "$root" && cargo build --quiet -p scheduler) || true; }
+trap restore EXIT
+fail() { echo "test-new-agent: FAILED: $*" >&2; exit 1; }
+
+# The tracked files only, as a fresh clone has them.
+(cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$work")
+cd "$work"
+export CARGO_TARGET_DIR="$root/target"
+
+make new-agent NAME=price_watch >/dev/null || fail "make new-agent"
+[ -f agents/price_watch/src/lib.rs ] || fail "agents/price_watch was not created"
+make new-agent NAME=price_watch >/dev/null 2>&1 && fail "a second run must refuse an existing agent"
+make new-agent NAME=Bad-Name >/dev/null 2>&1 && fail "a bad name must be refused"
+
+cargo fmt --all --check || fail "the new crate is not formatted"
+cargo test --quiet -p price_watch || fail "the new crate's test"
+cargo clippy --quiet -p price_watch -p scheduler -- -D warnings || fail "clippy on the new crate"
+cargo build --quiet -p scheduler || fail "the scheduler with the new agent"
+out=$(SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TARGET_DIR/debug/scheduler" run price_watch --no-push) \
+  || fail "scheduler run price_watch"
+grep -q '"items_processed": 0' <<<"$out" || fail "unexpected output: $out"
+echo "test-new-agent: ok (created, formatted, tested, linted, built and run by the scheduler)"

@@ -79,5 +79,8 @@ grep -q "^$name = { path" scheduler/Cargo.toml || { echo "could not add $name to
 last_use=$(grep -n '^use [a-z0-9_]* as _;$' scheduler/src/lib.rs | tail -n 1 | cut -d: -f1)
 sed -i "${last_use}a use $name as _;" scheduler/src/lib.rs
 
+# rustfmt's layout (a long name wraps the test's call; the scheduler's `use` lines sort).
+if cargo fmt --version >/dev/null 2>&1; then cargo fmt -p "$name" -p scheduler; fi
+
 echo "created $dir (agent \`$name\`), added to scheduler/Cargo.toml and scheduler/src/lib.rs"
 echo "next: write run() in $dir/src/lib.rs, then: cargo run -p scheduler -- run $name --no-push"

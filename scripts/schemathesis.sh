@@ -25,6 +25,9 @@ trap 'kill -TERM $collector 2>/dev/null; wait $collector 2>/dev/null; psql "$DAT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 
 token=$(target/debug/collector token --sub schemathesis --scope ingest --scope read --ttl 1h)
+# The rules no JSON Schema can state (two values, the clock) are written in the document's
+# descriptions; scripts/schemathesis_hooks.py drops only refusals that name one of them.
+PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks \
 schemathesis run "http://127.0.0.1:$port/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \

@@ -16,15 +16,18 @@ cd "$work"
 export CARGO_TARGET_DIR="$root/target"
 
 make new-agent NAME=price_watch >/dev/null || fail "make new-agent"
+make new-agent NAME=alpha_feed >/dev/null || fail "make new-agent (a name that sorts first)"
 [ -f agents/price_watch/src/lib.rs ] || fail "agents/price_watch was not created"
 make new-agent NAME=price_watch >/dev/null 2>&1 && fail "a second run must refuse an existing agent"
 make new-agent NAME=Bad-Name >/dev/null 2>&1 && fail "a bad name must be refused"
 
 cargo fmt --all --check || fail "the new crate is not formatted"
-cargo test --quiet -p price_watch || fail "the new crate's test"
-cargo clippy --quiet -p price_watch -p scheduler -- -D warnings || fail "clippy on the new crate"
+cargo test --quiet -p price_watch -p alpha_feed || fail "the new crate's test"
+cargo clippy --quiet -p price_watch -p alpha_feed -p scheduler -- -D warnings || fail "clippy on the new crate"
 cargo build --quiet -p scheduler || fail "the scheduler with the new agent"
-out=$(SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TARGET_DIR/debug/scheduler" run price_watch --no-push) \
+out=$(RUST_LOG=error SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TARGET_DIR/debug/scheduler" run price_watch --no-push) \
   || fail "scheduler run price_watch"
 grep -q '"items_processed": 0' <<<"$out" || fail "unexpected output: $out"
+RUST_LOG=error SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TARGET_DIR/debug/scheduler" run alpha_feed --no-push >/dev/null \
+  || fail "scheduler run alpha_feed"
 echo "test-new-agent: ok (created, formatted, tested, linted, built and run by the scheduler)"

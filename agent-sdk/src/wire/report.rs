@@ -17,7 +17,9 @@ use super::{MetricValue, Metrics};
 ///
 /// Compatible with the original design's curl example: only `agent_name`, `started_at` and
 /// `finished_at` are required. [`RunReport::check`] applies every rule that needs no clock;
-/// the collector adds the time rules (order, future timestamps).
+/// the collector adds the time rules: `finished_at` not before `started_at`, and no timestamp
+/// more than a day in the future. A number must be finite as a double, at most 64 characters
+/// and 1000 decimal places.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
@@ -31,7 +33,19 @@ pub struct RunReport {
     /// copies a field's value into its error, which a metrics map must not cost.
     #[serde(default)]
     pub metrics: Metrics,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
     pub started_at: DateTime<Utc>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
     pub finished_at: DateTime<Utc>,
     /// `null` for a successful run; the error message of a failed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,12 +54,24 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Idempotency key: a report with a key the collector has seen is stored only once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        )
+    )]
     pub run_key: Option<Uuid>,
     /// What started the run; `api` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<RunTrigger>,
     /// The cron slot this run belongs to, for scheduled runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
     pub scheduled_for: Option<DateTime<Utc>>,
     /// The machine that ran the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -41,10 +41,10 @@ pub(super) struct RunsQuery {
     #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
     /// Inclusive, RFC 3339.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
     from: Option<String>,
     /// Exclusive, RFC 3339; not before `from`.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
     to: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,16}_[0-9]{1,18}$")]
@@ -138,10 +138,10 @@ pub(super) struct MetricsQuery {
     )]
     metric_name: Option<String>,
     /// Inclusive, RFC 3339.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
     from: Option<String>,
     /// Exclusive, RFC 3339; not before `from`.
-    #[param(format = DateTime)]
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
     to: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,16}_[0-9]{1,18}$")]
@@ -209,10 +209,11 @@ pub(super) struct SummariesQuery {
     #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
     agent_name: Option<String>,
     /// First day (UTC), inclusive; 30 days before `to` when absent.
-    #[param(format = Date)]
+    #[param(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     from: Option<String>,
-    /// Last day (UTC), inclusive; today when absent. At most 366 days after `from`.
-    #[param(format = Date)]
+    /// Last day (UTC), inclusive; today when absent. Not before `from`, and at most 365 days
+    /// after it.
+    #[param(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     to: Option<String>,
 }
 

@@ -109,3 +109,41 @@ async fn check_says_ok_or_one_line_per_problem() {
         );
     }
 }
+
+/// Compose passes `NAME=` for a blank line of `.env`: an empty variable is unset.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn empty_variables_are_unset(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    write_schedule(dir.path(), "[agents.hello]\ncron = \"0 0 1 1 *\"\n");
+    let url = "http://127.0.0.1:9";
+
+    // An empty token: start-up stops, with one line saying which variable.
+    let refused = scheduler(&["serve"], url, "", dir.path()).await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("COLLECTOR_TOKEN"), "{stderr}");
+
+    // An empty trigger token: manual runs are disabled, not open to anyone.
+    let collector = Collector::start(&pool, None).await;
+    let process = crate::helpers::SchedulerProcess::start_with_env(
+        &collector.url(),
+        &[
+            ("COLLECTOR_TOKEN", &collector.token),
+            ("COLLECTOR_TOKEN_FILE", ""),
+            ("SCHEDULER_TRIGGER_TOKEN", ""),
+        ],
+        &dir.path().join("schedules.toml"),
+        &dir.path().join("spool"),
+        &[],
+    )
+    .await;
+    let answer = crate::helpers::http()
+        .post(format!("{}/jobs/hello/run", process.status_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let (status, logs) = process.terminate().await;
+    assert!(status.success(), "{logs}");
+}

@@ -146,26 +146,12 @@ async fn a_run_interrupted_by_a_killed_scheduler_is_reported_failed_on_restart(p
 
 /// Fires a manual run of `job` and returns its run key.
 async fn trigger(scheduler: &SchedulerProcess, job: &str) -> uuid::Uuid {
-    let answer: serde_json::Value = crate::helpers::http()
-        .post(format!("{}/jobs/{job}/run", scheduler.status_url))
-        .bearer_auth("trigger-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: serde_json::Value = scheduler.trigger(job, true).await.json().await.unwrap();
     answer["run_key"].as_str().unwrap().parse().unwrap()
 }
 
 async fn health_status(scheduler: &SchedulerProcess) -> u16 {
-    crate::helpers::http()
-        .get(format!("{}/health", scheduler.status_url))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    scheduler.health().await.status().as_u16()
 }
 
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]

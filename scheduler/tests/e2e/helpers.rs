@@ -138,7 +138,7 @@ impl SchedulerProcess {
         .await
     }
 
-    /// With `env` (the token's variable, at least) on top of the test's settings.
+    /// With `env` (the token's variable, at least) over the test's settings.
     pub(crate) async fn start_with_env(
         collector_url: &str,
         env: &[(&str, &str)],
@@ -152,7 +152,6 @@ impl SchedulerProcess {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("COLLECTOR_URL", collector_url)
-            .envs(env.iter().copied())
             .env("SCHEDULES_FILE", schedule)
             .env("SPOOL_DIR", spool)
             .env("SCHEDULER_ADDR", format!("127.0.0.1:{port}"))
@@ -160,6 +159,8 @@ impl SchedulerProcess {
             .env("SHUTDOWN_GRACE", "5s")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // The caller's last: they may override the test's settings.
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -188,6 +189,26 @@ impl SchedulerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         process
+    }
+
+    /// `POST /jobs/{job}/run`, with the trigger token when `authorised`.
+    pub(crate) async fn trigger(&self, job: &str, authorised: bool) -> reqwest::Response {
+        let request = http().post(format!("{}/jobs/{job}/run", self.status_url));
+        let request = if authorised {
+            request.bearer_auth("trigger-secret")
+        } else {
+            request
+        };
+        request.send().await.unwrap()
+    }
+
+    /// `GET /health`.
+    pub(crate) async fn health(&self) -> reqwest::Response {
+        http()
+            .get(format!("{}/health", self.status_url))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The text of a GET on the status server.

@@ -106,36 +106,12 @@ async fn the_status_server_reports_jobs_metrics_and_takes_manual_runs(pool: PgPo
     let client = crate::helpers::http();
     let base = scheduler.status_url.clone();
 
-    let health: serde_json::Value = client
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = scheduler.health().await.json().await.unwrap();
     assert_eq!(health["spool"]["writable"], true);
 
-    let refused = client
-        .post(format!("{base}/jobs/hello/run"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    let missing = client
-        .post(format!("{base}/jobs/nope/run"))
-        .bearer_auth("trigger-secret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-    let accepted = client
-        .post(format!("{base}/jobs/hello/run"))
-        .bearer_auth("trigger-secret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 202);
+    assert_eq!(scheduler.trigger("hello", false).await.status(), 401);
+    assert_eq!(scheduler.trigger("nope", true).await.status(), 404);
+    assert_eq!(scheduler.trigger("hello", true).await.status(), 202);
     wait_for("the manual run", Duration::from_secs(10), || async {
         runs_of(&pool, "hello").await == 1
     })

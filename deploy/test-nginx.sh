@@ -84,7 +84,8 @@ check "the pushed run is stored" 200 "$(status -H "Authorization: Bearer $token"
 check "security headers are set" 1 "$(grep -ci '^x-content-type-options: nosniff' "$work/headers")"
 
 python3 -c 'print("{\"agent_name\":\"big\",\"metrics\":{\"blob\":\"" + "x" * (2 * 1024 * 1024) + "\"}}")' >"$work/big.json"
-check "an oversized body gets 413" 413 "$(status -X POST "$proxy/metrics" -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary "@$work/big.json")"
+check "an oversized body gets 413" 413 "$(status -D "$work/headers" -X POST "$proxy/metrics" -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary "@$work/big.json")"
+check "nginx's own 413 carries the security headers" 1 "$(grep -ci '^x-content-type-options: nosniff' "$work/headers")"
 check "the 413 is JSON" "payload_too_large" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["code"])' "$work/body")"
 
 # A batch over /metrics's 1 MiB but within /metrics/batch's 16 MiB: through whole.
@@ -95,17 +96,20 @@ print(json.dumps({"reports": [report] * 1000}))' >"$work/batch.json"
 check "a 2 MiB batch passes to /metrics/batch" 200 "$(status -X POST "$proxy/metrics/batch" -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary "@$work/batch.json")"
 check "every report of it is stored" 1000 "$(python3 -c 'import json,sys; print(sum(r["status"] == 201 for r in json.load(open(sys.argv[1]))["results"]))' "$work/body")"
 
-seq 1 400 | xargs -P 40 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST "$proxy/metrics" \
+seq 1 400 | xargs -P 40 -I{} curl -s -o /dev/null \
+  -w '%{http_code} %header{x-frame-options} %header{retry-after}\n' -X POST "$proxy/metrics" \
   -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$body" >"$work/burst"
-limited=$(grep -c '^429$' "$work/burst" || true)
-accepted=$(grep -cE '^20[01]$' "$work/burst" || true)
-check "a burst beyond the limit gets 429" yes "$([ "$limited" -gt 0 ] && echo yes || echo "no ($limited)")"
+limited=$(grep -c '^429 DENY 1$' "$work/burst" || true)
+accepted=$(grep -cE '^20[01] DENY $' "$work/burst" || true)
+check "a burst beyond the limit gets 429 (with the security headers and Retry-After)" yes "$([ "$limited" -gt 0 ] && echo yes || echo "no ($limited)")"
 check "the burst's first requests pass" yes "$([ "$accepted" -ge 100 ] && echo yes || echo "no ($accepted)")"
 check "nothing else in the burst" 400 "$((limited + accepted))"
 check "a GET is not rate limited" 200 "$(status -H "Authorization: Bearer $token" "$proxy/runs?limit=1")"
 
 check "the scheduler page asks for a password" 401 "$(status "$proxy/scheduler/jobs")"
-check "with it, an absent scheduler is a JSON 503" 503 "$(status -u ops:ops-password "$proxy/scheduler/jobs")"
+check "with it, an absent scheduler is a JSON 503" 503 "$(status -D "$work/headers" -u ops:ops-password "$proxy/scheduler/jobs")"
+check "nginx's own 503 carries the security headers and Retry-After" "1 1" \
+  "$(grep -ci '^x-frame-options: deny' "$work/headers") $(grep -ci '^retry-after: 5' "$work/headers")"
 check "/prometheus is not public" 404 "$(status "$proxy/prometheus")"
 
 echo "nginx: $passed passed, $failed failed"

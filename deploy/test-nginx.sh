@@ -2,7 +2,8 @@
 # Runs nginx/nginx.conf for real in front of a real collector (on the PostgreSQL that
 # scripts/with-postgres.sh finds or starts): a push through nginx is stored, an oversized body
 # gets 413, a burst beyond the rate limit gets 429, /health passes, the scheduler's page asks
-# for a password. Upstream names are replaced by loopback addresses; nothing else changes.
+# for a password, and a manual run fired through it is stored. Upstream names are replaced by
+# loopback addresses; nothing else changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,11 +26,12 @@ work=$(mktemp -d)
 chmod 755 "$work"
 collector_port=$(free_port)
 proxy_port=$(free_port)
-scheduler_port=$(free_port) # nothing listens there: the page must still ask for a password
+scheduler_port=$(free_port) # nothing listens there at first: the page must still ask for a password
 proxy="http://127.0.0.1:$proxy_port"
 
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -n "${scheduler_pid:-}" ] && kill -TERM "$scheduler_pid" 2>/dev/null && wait "$scheduler_pid" 2>/dev/null || true
   [ -n "${collector_pid:-}" ] && kill -TERM "$collector_pid" 2>/dev/null && wait "$collector_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -39,7 +41,7 @@ trap cleanup EXIT
 db="nginx_test_$$"
 PGOPTIONS=--client-min-messages=warning psql "$DATABASE_URL" -XAtqc "drop database if exists $db" -c "create database $db" >/dev/null
 trap 'cleanup; psql "$DATABASE_URL" -XAtqc "drop database if exists $db" >/dev/null 2>&1 || true' EXIT
-cargo build --quiet -p collector
+cargo build --quiet -p collector -p scheduler
 export COLLECTOR_SECRET_KEY=nginx-test-secret-nginx-test-secret-0123
 DATABASE_URL="${DATABASE_URL%/*}/$db" COLLECTOR_ADDR="127.0.0.1:$collector_port" RUST_LOG=warn \
   target/debug/collector serve &
@@ -111,6 +113,27 @@ check "with it, an absent scheduler is a JSON 503" 503 "$(status -D "$work/heade
 check "nginx's own 503 carries the security headers and Retry-After" "1 1" \
   "$(grep -ci '^x-frame-options: deny' "$work/headers") $(grep -ci '^retry-after: 5' "$work/headers")"
 check "/prometheus is not public" 404 "$(status "$proxy/prometheus")"
+
+# A manual run through nginx, as docs/deploy.md shows it: the page's login in Authorization,
+# the trigger token in X-Trigger-Token.
+printf '[agents.hello]\ncron = "0 0 1 1 *"\n' >"$work/schedules.toml"
+COLLECTOR_URL="http://127.0.0.1:$collector_port" COLLECTOR_TOKEN=$token SCHEDULES_FILE="$work/schedules.toml" \
+  SPOOL_DIR="$work/spool" SCHEDULER_ADDR="127.0.0.1:$scheduler_port" SCHEDULER_TRIGGER_TOKEN=trigger-secret \
+  RUST_LOG=warn target/debug/scheduler serve 2>"$work/scheduler.log" &
+scheduler_pid=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$scheduler_port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+check "a manual run without the trigger token is refused" 401 \
+  "$(status -X POST -u ops:ops-password "$proxy/scheduler/jobs/hello/run")"
+check "a manual run through nginx is accepted" 202 \
+  "$(status -X POST -u ops:ops-password -H "X-Trigger-Token: trigger-secret" "$proxy/scheduler/jobs/hello/run")"
+run_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_key"])' "$work/body")
+stored=no
+for _ in $(seq 1 100); do
+  status -H "Authorization: Bearer $token" "$proxy/runs?agent_name=hello" >/dev/null
+  if grep -q "$run_key" "$work/body"; then stored=yes; break; fi
+  sleep 0.1
+done
+check "the manual run is stored" yes "$stored"
 
 echo "nginx: $passed passed, $failed failed"
 if [ "$failed" -gt 0 ]; then

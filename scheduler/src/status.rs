@@ -12,6 +12,9 @@ use serde_json::json;
 
 use crate::engine::{Engine, TriggerError};
 
+/// The header that carries `SCHEDULER_TRIGGER_TOKEN` for `POST /jobs/{job}/run`.
+pub const TRIGGER_TOKEN_HEADER: &str = "x-trigger-token";
+
 #[derive(Clone)]
 pub struct StatusState {
     pub engine: Engine,
@@ -84,16 +87,23 @@ async fn trigger(
             "manual triggers are disabled: set SCHEDULER_TRIGGER_TOKEN",
         );
     };
+    // `X-Trigger-Token`, or `Authorization: Bearer`: behind nginx, `Authorization` carries the
+    // status page's Basic login, so the token travels in a header of its own.
     let presented = headers
-        .get(header::AUTHORIZATION)
+        .get(TRIGGER_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
         .unwrap_or_default();
     if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "send `Authorization: Bearer <SCHEDULER_TRIGGER_TOKEN>`",
+            "send the trigger token as `X-Trigger-Token: <SCHEDULER_TRIGGER_TOKEN>` (or `Authorization: Bearer <SCHEDULER_TRIGGER_TOKEN>`)",
         );
     }
     match state.engine.trigger(&job) {

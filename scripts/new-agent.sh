@@ -79,6 +79,9 @@ grep -q "^$name = { path" scheduler/Cargo.toml || { echo "could not add $name to
 last_use=$(grep -n '^use [a-z0-9_]* as _;$' scheduler/src/lib.rs | tail -n 1 | cut -d: -f1)
 sed -i "${last_use}a use $name as _;" scheduler/src/lib.rs
 
+# Cargo.lock gains the new crate, so that `--locked` builds (the Docker image's) still work.
+cargo update --workspace --offline --quiet
+
 # rustfmt's layout (a long name wraps the test's call; the scheduler's `use` lines sort).
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt -p "$name" -p scheduler; fi
 

@@ -21,10 +21,11 @@ make new-agent NAME=alpha_feed >/dev/null || fail "make new-agent (a name that s
 make new-agent NAME=price_watch >/dev/null 2>&1 && fail "a second run must refuse an existing agent"
 make new-agent NAME=Bad-Name >/dev/null 2>&1 && fail "a bad name must be refused"
 
+# --locked first: nothing may have rewritten Cargo.lock since make new-agent.
+cargo build --quiet --locked -p scheduler || fail "the scheduler with the new agents, --locked (as the image builds)"
 cargo fmt --all --check || fail "the new crate is not formatted"
 cargo test --quiet -p price_watch -p alpha_feed || fail "the new crate's test"
 cargo clippy --quiet -p price_watch -p alpha_feed -p scheduler -- -D warnings || fail "clippy on the new crate"
-cargo build --quiet -p scheduler || fail "the scheduler with the new agent"
 out=$(RUST_LOG=error SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TARGET_DIR/debug/scheduler" run price_watch --no-push) \
   || fail "scheduler run price_watch"
 grep -q '"items_processed": 0' <<<"$out" || fail "unexpected output: $out"

@@ -52,6 +52,11 @@ async fn a_missing_or_bad_variable_stops_start_up_with_one_line() {
             vec![("DATABASE_URL", url)],
             "COLLECTOR_SECRET_KEY is not set",
         ),
+        // Compose passes `NAME=` for a blank line of `.env`: empty is unset.
+        (
+            vec![("DATABASE_URL", url), ("COLLECTOR_SECRET_KEY", "")],
+            "COLLECTOR_SECRET_KEY is not set",
+        ),
         (
             vec![("DATABASE_URL", url), ("COLLECTOR_SECRET_KEY", short)],
             "COLLECTOR_SECRET_KEY is invalid",

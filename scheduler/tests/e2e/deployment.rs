@@ -279,3 +279,44 @@ fn docker_compose_config_accepts_the_files() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Each variable of `.env.example` with the comment lines right above it.
+fn documented_with_comments() -> Vec<(String, String)> {
+    let mut comments = String::new();
+    let mut out = Vec::new();
+    for line in read(".env.example").lines() {
+        if let Some(comment) = line.strip_prefix('#') {
+            comments.push_str(comment);
+            comments.push(' ');
+        } else if let Some((name, _)) = line.split_once('=') {
+            out.push((name.trim().to_owned(), std::mem::take(&mut comments)));
+        } else {
+            comments.clear();
+        }
+    }
+    out
+}
+
+#[test]
+fn every_env_example_variable_reaches_a_service_or_says_it_does_not() {
+    let mut reached = BTreeSet::new();
+    for path in ["docker-compose.yml", "docker-compose.postgres-port.yml"] {
+        reached.extend(interpolated(&read(path)));
+    }
+    let makefile = read("Makefile");
+    let mut silent = Vec::new();
+    for (name, comments) in documented_with_comments() {
+        let used_by_make = makefile.contains(&format!("$({name})"));
+        let marked = comments.contains("[local runs only");
+        if reached.contains(&name) || used_by_make {
+            assert!(!marked, "{name} reaches a service but is marked local-only");
+        } else if !marked {
+            silent.push(name);
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "in .env.example, neither passed by compose or the Makefile nor marked \
+         [local runs only]: {silent:?}"
+    );
+}

@@ -17,6 +17,11 @@ impl AgentName {
         Ok(Self(name))
     }
 
+    /// A name `RunReport::check` has already validated (the ingest path checks it once).
+    pub(super) fn checked(name: String) -> Self {
+        Self(name)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

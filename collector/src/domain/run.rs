@@ -85,12 +85,8 @@ impl NewRun {
         }
 
         let status = report.status();
-        // Checked by `report.check()` above; parsed again to hold it as the type that says so.
-        let agent_name = AgentName::parse(report.agent_name).map_err(|e| {
-            let mut errors = ValidationErrors::new();
-            errors.add("agent_name", e);
-            errors
-        })?;
+        // Validated by `report.check()` above.
+        let agent_name = AgentName::checked(report.agent_name);
         let metrics = report
             .metrics
             .into_iter()

@@ -138,26 +138,27 @@ impl Sink {
                 outcomes
             }
         };
+        // One subscriber check per batch: nothing is built when nobody listens.
+        let announce = self.stored_runs.receiver_count() > 0;
         for (run, outcome) in runs.iter().zip(&outcomes) {
             if let Ok(stored) = outcome {
-                self.count(run, *stored);
+                self.count(run, *stored, announce);
             }
         }
         outcomes
     }
 
-    /// Counts a stored run in `/prometheus` and announces it if it is new.
-    fn count(&self, run: &NewRun, stored: Stored) {
-        let stored_runs = &self.stored_runs;
+    /// Counts a stored run in `/prometheus`, and announces it if it is new and `announce`.
+    fn count(&self, run: &NewRun, stored: Stored, announce: bool) {
         match stored {
             Stored::Created(run_id) => {
                 metrics::counter!("collector_runs_stored_total", "status" => run.status.as_str())
                     .increment(1);
                 metrics::counter!("collector_metrics_stored_total")
                     .increment(run.metrics.len() as u64);
-                if stored_runs.receiver_count() > 0 {
+                if announce {
                     // No subscriber left is not an error.
-                    let _ = stored_runs.send(StoredRun {
+                    let _ = self.stored_runs.send(StoredRun {
                         run_id,
                         agent_name: run.agent_name.as_str().to_owned(),
                         status: run.status,

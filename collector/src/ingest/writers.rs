@@ -36,10 +36,11 @@ pub(super) struct Writers {
 }
 
 impl Writers {
-    /// Starts `count` writer tasks storing into `sink`; they end when every clone is dropped.
+    /// Starts `count` (at least one, [`super::Ingest::start`] sees to it) writer tasks storing
+    /// into `sink`; they end when every clone is dropped.
     pub(super) fn start(count: usize, sink: &Sink) -> Self {
         let tasks = TaskTracker::new();
-        let queues = (0..count.max(1))
+        let queues = (0..count)
             .map(|_| {
                 let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
                 let sink = sink.clone();

@@ -264,8 +264,9 @@ fn is_missing_table(err: &sqlx::Error) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotReady {
-    #[error("database unreachable: {0}")]
-    Unreachable(#[source] StoreError),
+    /// `StoreError::Unavailable` says it ("the database is unavailable: …"), or what else failed.
+    #[error("{0}")]
+    Unreachable(StoreError),
     #[error("database schema not migrated: latest applied {applied:?}, expected {expected}")]
     NotMigrated { applied: Option<i64>, expected: i64 },
 }

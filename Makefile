@@ -1,43 +1,34 @@
-# Agent platform. `make help` lists the targets. Deployment targets drive docker compose with
-# the settings in .env (docs/deploy.md); dev, test, fmt and lint work on a checkout.
+# Agent platform. `make help` lists the targets. Server targets drive docker compose through
+# deploy/ops.sh with the settings in .env (docs/deploy.md); dev, test, fmt and lint work on a
+# checkout. .env is never read as make syntax: its values may hold # $ quotes and spaces.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
--include .env
-
-# The opt-in PostgreSQL port (POSTGRES_PUBLISH) adds its override file.
-COMPOSE := docker compose -f docker-compose.yml $(if $(POSTGRES_PUBLISH),-f docker-compose.postgres-port.yml)
+# docker compose reads COMPOSE_FILE (and the rest) from .env itself, so a plain `docker compose …`
+# acts on the same files as these targets.
+COMPOSE := docker compose
+OPS := deploy/ops.sh
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_/-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 ## --- on the server (docker compose) -----------------------------------------------------
 
 .PHONY: deploy
-deploy: check-env nginx/htpasswd ## Build and start everything (postgres, collector, scheduler, nginx)
-	@if [ -z "$(COLLECTOR_TOKEN)" ]; then \
-	  echo "first deploy: starting the database and the collector to issue the scheduler's token"; \
-	  $(COMPOSE) up -d --build postgres collector || exit 1; \
-	  for i in $$(seq 1 90); do \
-	    $(COMPOSE) exec -T collector curl -fsS http://127.0.0.1:8000/health/ready >/dev/null 2>&1 && break; sleep 2; \
-	  done; \
-	  token=$$($(COMPOSE) exec -T collector collector token --sub scheduler --ttl 365d) || exit 1; \
-	  sed -i "s|^COLLECTOR_TOKEN=.*|COLLECTOR_TOKEN=$$token|" .env; \
-	  echo "COLLECTOR_TOKEN written to .env (valid 365 days; renew: make token SUB=scheduler TTL=365d)"; \
-	fi
-	$(COMPOSE) up -d --build --remove-orphans
-	@$(COMPOSE) ps
+deploy: ## Build and start everything; issues the scheduler's token and the certificate when missing
+	@$(OPS) deploy
 
 .PHONY: check-env
-check-env: ## Refuse to deploy while .env is missing or still has placeholders
-	@test -f .env || { echo ".env is missing: cp .env.example .env, then fill it in (docs/deploy.md)"; exit 1; }
-	@if grep -nE '^[A-Z_]+=change-me' .env; then echo "replace the placeholders above in .env first"; exit 1; fi
+check-env: ## Refuse to deploy while .env is missing, has placeholders or contradicts itself
+	@$(OPS) check-env
 
 nginx/htpasswd: .env ## The scheduler page's login, from SCHEDULER_STATUS_USER/PASSWORD
-	@test -n "$(SCHEDULER_STATUS_USER)" -a -n "$(SCHEDULER_STATUS_PASSWORD)" || { echo "set SCHEDULER_STATUS_USER and SCHEDULER_STATUS_PASSWORD in .env"; exit 1; }
-	@printf '%s:%s\n' "$(SCHEDULER_STATUS_USER)" "$$(openssl passwd -apr1 '$(SCHEDULER_STATUS_PASSWORD)')" > $@
-	@chmod 644 $@
+	@$(OPS) htpasswd
+
+.PHONY: rotate-scheduler-token
+rotate-scheduler-token: ## New scheduler token (TTL=365d), in use at once, spool kept
+	@$(OPS) rotate-token
 
 .PHONY: logs
 logs: ## Follow every service's logs (SERVICE=collector for one)
@@ -50,6 +41,7 @@ ps: ## Services and their health
 .PHONY: restart-scheduler
 restart-scheduler: ## Rebuild and restart the scheduler (new agents, schedules.toml changes)
 	$(COMPOSE) up -d --build --no-deps scheduler
+	@$(OPS) wait-healthy scheduler
 
 .PHONY: shell-collector
 shell-collector: ## A shell in the collector's container
@@ -57,7 +49,7 @@ shell-collector: ## A shell in the collector's container
 
 .PHONY: shell-db
 shell-db: ## psql in the database
-	$(COMPOSE) exec postgres psql -U "$(POSTGRES_USER)" -d "$(POSTGRES_DB)"
+	@$(OPS) shell-db
 
 .PHONY: migrate
 migrate: ## Apply database migrations (serve also does, at start)
@@ -74,16 +66,11 @@ readonly-user: ## Create/update the web app's read-only role (WEBAPP_READONLY_PA
 
 .PHONY: backup-db
 backup-db: ## Dump the database to backups/<time>.dump (pg_dump custom format)
-	@mkdir -p backups
-	$(COMPOSE) exec -T postgres pg_dump -U "$(POSTGRES_USER)" -d "$(POSTGRES_DB)" -Fc > backups/$$(date -u +%Y%m%dT%H%M%SZ).dump
-	@ls -lh backups | tail -n 1
+	@$(OPS) backup
 
 .PHONY: restore-db
 restore-db: ## Restore a dump: make restore-db FILE=backups/<time>.dump (replaces the data)
-	@test -f "$(FILE)" || { echo "usage: make restore-db FILE=backups/<time>.dump"; exit 1; }
-	$(COMPOSE) stop collector scheduler
-	$(COMPOSE) exec -T postgres pg_restore -U "$(POSTGRES_USER)" -d "$(POSTGRES_DB)" --clean --if-exists --no-owner < "$(FILE)"
-	$(COMPOSE) start collector scheduler
+	@$(OPS) restore "$(FILE)"
 
 ## --- on a checkout ---------------------------------------------------------------------
 

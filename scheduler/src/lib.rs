@@ -7,6 +7,7 @@ pub mod schedule;
 pub mod service;
 pub mod settings;
 pub mod status;
+pub mod token;
 
 // Every agent crate. A crate nothing references is dropped by the linker, and its
 // `register_agent!` with it; `make new-agent` adds a line here (and a test checks that every

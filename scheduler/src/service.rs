@@ -79,7 +79,8 @@ fn open_spool(settings: &Settings) -> anyhow::Result<Spool> {
 
 /// Runs `jobs` on their schedules with the status server on `settings.addr`, delivering each
 /// report to the collector (unless `no_push`), until `shutdown` resolves; then no new runs
-/// start, running ones get `settings.shutdown_grace` to finish and deliver, and it returns.
+/// start, running ones get [`Settings::grace_for_runs`] to finish, the rest of
+/// `settings.shutdown_grace` is for delivering or spooling their reports, and it returns.
 pub async fn serve(
     settings: &Settings,
     jobs: Vec<Job>,
@@ -109,6 +110,10 @@ pub async fn serve(
     let stop_redelivery = CancellationToken::new();
     if let Some(deliverer) = &deliverer {
         tokio::spawn(reload_token_on_hangup(
+            deliverer.clone(),
+            stop_redelivery.clone(),
+        ));
+        tokio::spawn(crate::token::watch(
             deliverer.clone(),
             stop_redelivery.clone(),
         ));
@@ -144,8 +149,9 @@ pub async fn serve(
     tracing::info!(addr = %settings.addr, collector = %settings.collector_url, jobs = engine.statuses().len(), "scheduler running");
 
     shutdown.await;
-    tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new runs; waiting for running ones");
-    engine.shutdown(settings.shutdown_grace).await;
+    let for_runs = settings.grace_for_runs();
+    tracing::info!(grace = ?settings.shutdown_grace, ?for_runs, "shutting down: no new runs; waiting for running ones");
+    engine.shutdown(for_runs).await;
     stop_redelivery.cancel();
     if let Some(redelivery) = redelivery {
         let _ = redelivery.await;

@@ -64,7 +64,9 @@ pub struct Settings {
     /// Most agent runs at once, across all agents.
     #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_concurrent_runs: u32,
-    /// On SIGTERM, how long running agents may finish before they are cancelled.
+    /// On SIGTERM, how long the scheduler may take to stop (docker-compose.yml's
+    /// `stop_grace_period` is the same variable): running agents get all of it but the last
+    /// third (at most 10 s), which is for delivering or spooling their reports.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_grace: Duration,
     /// Bearer token that `POST /jobs/{agent}/run` requires; unset disables manual triggers.
@@ -81,6 +83,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The part of `SHUTDOWN_GRACE` running agents get before they are cancelled: all but a
+    /// third of it, and at most 10 s less. The rest is for their reports, so that a stop after
+    /// `SHUTDOWN_GRACE` (compose's `stop_grace_period`) finds nothing left to do.
+    pub fn grace_for_runs(&self) -> Duration {
+        let reserve = (self.shutdown_grace / 3).min(Duration::from_secs(10));
+        self.shutdown_grace - reserve
+    }
+
     /// An empty variable (compose passes `NAME=` for a blank line of `.env`) means unset.
     pub fn without_empty_values(mut self) -> Self {
         let blank = |s: &str| s.trim().is_empty();
@@ -116,6 +126,24 @@ mod tests {
         assert_eq!(settings.collector_token, None);
         assert_eq!(settings.trigger_token, None);
         assert_eq!(settings.collector_token_file, None);
+    }
+
+    #[test]
+    fn runs_get_the_grace_but_a_third_at_most_ten_seconds() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let for_runs = |grace: &str| {
+            <Cli as clap::Parser>::parse_from(["scheduler", "--shutdown-grace", grace])
+                .settings
+                .grace_for_runs()
+        };
+        assert_eq!(for_runs("30s"), Duration::from_secs(20));
+        assert_eq!(for_runs("3s"), Duration::from_secs(2));
+        assert_eq!(for_runs("5m"), Duration::from_secs(290));
+        assert_eq!(for_runs("0s"), Duration::ZERO);
     }
 
     #[test]

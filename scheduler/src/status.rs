@@ -48,6 +48,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// 200 while reports can be delivered or kept; 503 saying why when the spool cannot be written
 /// (full, read-only) or the collector refuses the token (every report waits in the spool).
+/// The token's expiry is shown, with a warning within `token::WARN_BEFORE` of it.
 async fn health(State(state): State<StatusState>) -> Response {
     if let Some(why) = state.deliverer.as_ref().and_then(|d| d.token_refused()) {
         return error(
@@ -62,12 +63,27 @@ async fn health(State(state): State<StatusState>) -> Response {
     let writable = tokio::task::spawn_blocking(move || spool.check_writable()).await;
     let depth = state.spool.depth().await.ok();
     match writable {
-        Ok(Ok(())) => Json(json!({"status": "ok", "spool": {"dir": state.spool.dir(), "writable": true, "depth": depth}})).into_response(),
+        Ok(Ok(())) => {
+            let mut body = json!({"status": "ok", "spool": {"dir": state.spool.dir(), "writable": true, "depth": depth}});
+            if let Some(deliverer) = &state.deliverer {
+                body["token"] =
+                    crate::token::health(deliverer.client().token_expires_at(), chrono::Utc::now());
+            }
+            Json(body).into_response()
+        }
         Ok(Err(err)) => {
             tracing::error!(error = %err, "the spool cannot be written: undeliverable reports would be lost");
-            error(StatusCode::SERVICE_UNAVAILABLE, "spool_unwritable", format!("the spool cannot be written: {err}"))
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "spool_unwritable",
+                format!("the spool cannot be written: {err}"),
+            )
         }
-        Err(join) => error(StatusCode::SERVICE_UNAVAILABLE, "spool_unwritable", join.to_string()),
+        Err(join) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "spool_unwritable",
+            join.to_string(),
+        ),
     }
 }
 
@@ -168,6 +184,11 @@ fn describe() {
         "scheduler_fire_lateness_seconds",
         Unit::Seconds,
         "Time from a slot's instant to the moment its run was started"
+    );
+    describe_gauge!(
+        "scheduler_collector_token_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the collector token expires (its exp claim), in seconds since the Unix epoch; 0 without one"
     );
     describe_gauge!(
         "scheduler_spool_depth",

@@ -167,6 +167,11 @@ impl CollectorClient {
         lock(&self.cache).seen = None;
     }
 
+    /// When the token this client sends expires (its `exp`), when it has one.
+    pub fn token_expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.token().as_deref().and_then(super::token_expires_at)
+    }
+
     /// The token to send now: the fixed one, or the file's (re-read when it changed). A file
     /// that cannot be read keeps the token read last, and says why.
     fn token(&self) -> Option<String> {

@@ -2,8 +2,11 @@
 //! for what cannot be delivered now, redelivered oldest first (also after a restart).
 //! Redelivery is safe: each report carries a `run_key`, which the collector stores once.
 
+mod expiry;
 mod http;
 mod spool;
+
+pub use expiry::token_expires_at;
 
 pub use http::{
     CollectorClient, Delivered, RetryPolicy, SendError, TokenSource, Verdict,

@@ -33,7 +33,7 @@ env_get() {
   while IFS= read -r line || [ -n "$line" ]; do
     line=${line#"${line%%[![:space:]]*}"}
     line=${line#export }
-    [[ $line == "$name="* || $line =~ ^$name[[:space:]]+= ]] || continue
+    [[ $line == "$name="* || $line =~ ^${name}[[:space:]]+= ]] || continue
     value=${line#*=}
     value=${value#"${value%%[![:space:]]*}"}
     case $value in

@@ -31,8 +31,9 @@ pub fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
             bail!("COLLECTOR_TOKEN and COLLECTOR_TOKEN_FILE are both set: keep one")
         }
         (None, Some(file)) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("COLLECTOR_TOKEN_FILE {file}"))?;
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("COLLECTOR_TOKEN_FILE {file} (under docker compose, make deploy writes it from .env's COLLECTOR_TOKEN)")
+            })?;
             if text.trim().is_empty() {
                 bail!("COLLECTOR_TOKEN_FILE {file} is empty");
             }

@@ -232,7 +232,7 @@ cmd_rotate_token() {
   cmd_wait_healthy collector
   issue_token "$ttl"
   if [ -n "$(compose ps --quiet scheduler)" ]; then
-    compose kill -s HUP scheduler >/dev/null
+    compose kill -s SIGHUP scheduler >/dev/null
     say "new scheduler token (valid $ttl) in $ENV_FILE and in use: the scheduler re-read it; its spool is delivered with it"
     compose exec -T scheduler curl -fsS http://127.0.0.1:8001/health || true
     echo

@@ -167,7 +167,7 @@ new=$(ENV_FILE="$site/.env" deploy/ops.sh env-get COLLECTOR_TOKEN)
 check "rotation issues a new token" yes "$([ -n "$new" ] && [ "$new" != "$token" ] && echo yes || echo no)"
 check "one COLLECTOR_TOKEN line in .env" 1 "$(grep -c '^COLLECTOR_TOKEN=' "$site/.env")"
 check "the scheduler's volume has it" "$new" "$(cat "$work/volume/collector-token")"
-check "the running scheduler is told (SIGHUP)" 1 "$(calls 'kill -s HUP scheduler')"
+check "the running scheduler is told (SIGHUP)" 1 "$(calls 'kill -s SIGHUP scheduler')"
 check "nothing is restarted" 0 "$(calls -E '^compose (up|restart|stop)')"
 
 # --- check-env ---

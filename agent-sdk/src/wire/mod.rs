@@ -4,12 +4,14 @@ mod metrics;
 mod report;
 #[cfg(feature = "openapi")]
 mod schema;
+mod start;
 mod views;
 
 pub use metrics::{MetricValue, Metrics, Number};
 pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,
 };
+pub use start::{RunClaim, RunStart, RunStarted};
 pub use views::{
     AgentOverview, AgentsResponse, BatchItemResult, BatchRequest, BatchResponse, DailySummary,
     ErrorBody, ErrorDetail, IngestResponse, MetricPage, MetricPoint, RunDetail, RunPage, RunView,

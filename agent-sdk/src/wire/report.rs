@@ -290,7 +290,7 @@ fn mantissa_is_zero(literal: &str) -> bool {
     !mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'))
 }
 
-fn validate_host(host: &str) -> Result<(), ValidationError> {
+pub(super) fn validate_host(host: &str) -> Result<(), ValidationError> {
     let chars = host.chars().count();
     if chars > HOST_MAX_CHARS {
         return Err(invalid(

@@ -138,6 +138,10 @@ pub struct AgentOverview {
     pub failures_today: i64,
     pub runs_7d: i64,
     pub failures_7d: i64,
+    /// Runs of the agent `running` now (started with `POST /runs`, not yet finished).
+    pub running: i64,
+    /// When the oldest of them started.
+    pub running_since: Option<DateTime<Utc>>,
 }
 
 /// `GET /summaries`: one row of `agent_daily_summaries` (per agent and UTC day).

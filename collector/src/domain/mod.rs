@@ -4,8 +4,10 @@ mod cursor;
 mod decimal;
 mod names;
 mod run;
+mod start;
 
 pub use cursor::Cursor;
 pub use decimal::canonical_decimal;
 pub use names::{AgentName, AgentPattern, MetricName, RoleName};
 pub use run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
+pub use start::NewStart;

@@ -127,11 +127,11 @@ impl NewRun {
 
 /// Timestamps keep microseconds, as PostgreSQL's `timestamptz` does: both backends store the
 /// same instant, and keyset cursors (microseconds) match the rows exactly.
-fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(super) fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
 }
 
-fn invalid(code: &'static str, message: String) -> ValidationError {
+pub(super) fn invalid(code: &'static str, message: String) -> ValidationError {
     ValidationError::new(code).with_message(Cow::Owned(message))
 }
 

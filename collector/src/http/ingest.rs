@@ -1,9 +1,10 @@
 //! `POST /metrics`: one run report in, one stored run out; `POST /metrics/batch`: many, each
-//! judged on its own.
+//! judged on its own; `POST /runs`: a run starts (a `running` row that its report completes).
 
 use agent_sdk::wire::limits::MAX_REPORTS_PER_BATCH;
 use agent_sdk::wire::{
-    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunReport,
+    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunReport, RunStart,
+    RunStarted,
 };
 use axum::Json;
 use axum::extract::State;
@@ -17,10 +18,12 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, parse_json};
 use crate::auth::Scope;
-use crate::domain::NewRun;
-use crate::store::Stored;
+use crate::domain::{NewRun, NewStart};
+use crate::store::{Started, Stored};
 
-/// `201 {"run_id"}` for a new run; `200` with the same id when its `run_key` was stored before.
+/// `201 {"run_id"}` for a new run, or a `running` one (`POST /runs`) completed; `200` with the
+/// same id when its `run_key` was stored before; `409` when the key is another agent's running
+/// run.
 #[utoipa::path(
     post, path = "/metrics", tag = "ingest",
     request_body(content = RunReport, content_type = "application/json"),
@@ -28,6 +31,7 @@ use crate::store::Stored;
         (status = 201, description = "Stored", body = IngestResponse),
         (status = 200, description = "This run_key was stored before; nothing written", body = IngestResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "run_key_reused: the run_key belongs to another agent's running run; nothing written", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -50,12 +54,63 @@ pub(super) async fn post_metrics(
     let stored = state.ingest.store_one(run).await?;
 
     tracing::Span::current().record("run_id", stored.run_id());
-    Ok((
-        status_of(stored),
-        Json(IngestResponse {
-            run_id: stored.run_id(),
-        }),
-    ))
+    let (status, run_id) = answer(stored)?;
+    Ok((status, Json(IngestResponse { run_id })))
+}
+
+/// `201 {"run_id"}`: the run is started, a `running` row until the report with the same
+/// `run_key` completes it; `200` when the same claimant started it before; `409 run_claimed`
+/// when another claimant holds the key or the run has finished.
+#[utoipa::path(
+    post, path = "/runs", tag = "ingest",
+    request_body(content = RunStart, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Started: run the agent", body = RunStarted),
+        (status = 200, description = "Started before by the same claimant: still its run", body = RunStarted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 409, description = "run_claimed: another claimant holds this run_key, or the run has finished; details: {run_id, status, host, claimant}", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A rule of the contract is broken; details.fields names each field", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(name = "start", skip_all, fields(agent, run_id))]
+pub(super) async fn post_start(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(start): ApiJson<RunStart>,
+) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
+    caller.require(Scope::Ingest)?;
+    let start = NewStart::parse(start, Utc::now()).map_err(|e| ApiError::validation(&e))?;
+    caller.require_agent(start.agent_name.as_str())?;
+    tracing::Span::current().record("agent", start.agent_name.as_str());
+
+    let (status, run_id) = match state.ingest.start_run(&start).await? {
+        Started::Created(run_id) => (StatusCode::CREATED, run_id),
+        Started::Again(run_id) => (StatusCode::OK, run_id),
+        Started::Claimed(claim) => {
+            let message = format!(
+                "run_key {} is held by run {} ({}, claimant {}, host {})",
+                start.run_key,
+                claim.run_id,
+                claim.status.as_str(),
+                claim.claimant.as_deref().unwrap_or("none"),
+                claim.host.as_deref().unwrap_or("unknown"),
+            );
+            return Err(ApiError::Client {
+                status: StatusCode::CONFLICT,
+                code: "run_claimed",
+                message,
+                details: serde_json::to_value(&claim).unwrap_or_default(),
+            });
+        }
+    };
+    tracing::Span::current().record("run_id", run_id);
+    Ok((status, Json(RunStarted { run_id })))
 }
 
 /// The body of [`BatchRequest`], read lazily: each report is parsed on its own, so a malformed
@@ -132,8 +187,9 @@ pub(super) async fn post_batch(
         .map(|slot| {
             slot.unwrap_or_else(|| match outcomes.next() {
                 Some(Ok(outcome)) => {
-                    stored += 1;
-                    item_result(Ok((status_of(outcome), outcome.run_id())))
+                    let answer = answer(outcome);
+                    stored += usize::from(answer.is_ok());
+                    item_result(answer)
                 }
                 Some(Err(err)) => item_result(Err(err.into())),
                 None => item_result(Err(anyhow::anyhow!("a batch outcome is missing").into())),
@@ -151,11 +207,19 @@ fn admit(report: RunReport, caller: &Caller, now: DateTime<Utc>) -> Result<NewRu
     Ok(run)
 }
 
-/// 201 for a new run, 200 for a `run_key` stored before.
-fn status_of(stored: Stored) -> StatusCode {
+/// 201 for a new (or completed) run, 200 for a `run_key` stored before, 409 for a key held by
+/// another agent's running run.
+fn answer(stored: Stored) -> Result<(StatusCode, i64), ApiError> {
     match stored {
-        Stored::Created(_) => StatusCode::CREATED,
-        Stored::Existing(_) => StatusCode::OK,
+        Stored::Created(id) => Ok((StatusCode::CREATED, id)),
+        Stored::Existing(id) => Ok((StatusCode::OK, id)),
+        Stored::Conflict(id) => Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "run_key_reused",
+            format!(
+                "the run_key belongs to run {id}, another agent's run, still running: nothing stored"
+            ),
+        )),
     }
 }
 

@@ -79,7 +79,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
             "/metrics/batch",
             post(ingest::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit)),
         )
-        .route("/runs", get(reads::list_runs))
+        .route("/runs", get(reads::list_runs).post(ingest::post_start))
         .route("/runs/{id}", get(reads::get_run))
         .route("/agents", get(reads::list_agents))
         .route("/summaries", get(reads::list_summaries))

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::ingest::post_metrics,
         super::ingest::post_batch,
+        super::ingest::post_start,
         super::reads::list_runs,
         super::reads::get_run,
         super::reads::list_metrics,

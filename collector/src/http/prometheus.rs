@@ -48,6 +48,16 @@ fn describe() {
         Unit::Count,
         "Reports whose run_key was stored before: answered with the stored run, nothing written"
     );
+    describe_counter!(
+        "collector_runs_conflict_total",
+        Unit::Count,
+        "Reports refused (409) because their run_key belongs to another agent's running run"
+    );
+    describe_counter!(
+        "collector_run_starts_total",
+        Unit::Count,
+        "POST /runs answers, by outcome: created, again (the same claimant), claimed (409)"
+    );
     describe_histogram!(
         "collector_batch_size",
         Unit::Count,

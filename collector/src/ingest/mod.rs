@@ -1,4 +1,4 @@
-//! The one way in for writes: every endpoint that stores runs goes through [`Ingest`].
+//! The one way in for writes: every endpoint that stores or starts runs goes through [`Ingest`].
 //!
 //! It owns what happens between a validated run and the store: group commit on per-agent
 //! writers for single reports ([`writers`]), one transaction for a batch request, the isolation
@@ -11,8 +11,8 @@ mod writers;
 use agent_sdk::wire::RunStatus;
 use tokio::sync::broadcast;
 
-use crate::domain::NewRun;
-use crate::store::{Backend, Store, StoreError, Stored};
+use crate::domain::{NewRun, NewStart};
+use crate::store::{Backend, Started, Store, StoreError, Stored};
 use writers::Writers;
 
 pub use writers::MAX_BATCH;
@@ -92,6 +92,19 @@ impl Ingest {
         }
     }
 
+    /// Starts a run (`POST /runs`): a `running` row, unless another claimant holds its key.
+    /// Not batched: a start is one small insert, and its caller waits on it to run the agent.
+    pub async fn start_run(&self, start: &NewStart) -> Result<Started, StoreError> {
+        let started = self.sink.store.start_run(start).await?;
+        let outcome = match &started {
+            Started::Created(_) => "created",
+            Started::Again(_) => "again",
+            Started::Claimed(_) => "claimed",
+        };
+        metrics::counter!("collector_run_starts_total", "outcome" => outcome).increment(1);
+        Ok(started)
+    }
+
     /// Every run stored from now on, as its transaction commits.
     pub fn subscribe(&self) -> broadcast::Receiver<StoredRun> {
         self.sink.stored_runs.subscribe()
@@ -166,6 +179,14 @@ impl Sink {
                         metric_count: run.metrics.len(),
                     });
                 }
+            }
+            Stored::Conflict(run_id) => {
+                metrics::counter!("collector_runs_conflict_total").increment(1);
+                tracing::warn!(
+                    run_id,
+                    agent = run.agent_name.as_str(),
+                    "run_key held by another agent's running run: refused"
+                );
             }
             Stored::Existing(run_id) => {
                 metrics::counter!("collector_runs_duplicate_total").increment(1);

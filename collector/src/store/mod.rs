@@ -15,7 +15,7 @@ mod write;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_query::{PostgresQueryBuilder, SelectStatement, SqliteQueryBuilder};
+use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -27,7 +27,7 @@ use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};
-pub use write::Stored;
+pub use write::{Started, Stored};
 
 /// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -222,10 +222,12 @@ impl Store {
         }
     }
 
-    /// Runs a sea-query SELECT, rendered for this store's backend.
-    async fn fetch<T>(&self, select: &SelectStatement) -> Result<Vec<T>, StoreError>
+    /// Runs a sea-query statement (a SELECT, or a write with RETURNING), rendered for this
+    /// store's backend, and returns its rows.
+    async fn fetch<T, S>(&self, select: &S) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+        S: SqlxBinder,
     {
         match &self.pool {
             Pool::Postgres(pool) => {

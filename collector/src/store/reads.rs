@@ -179,6 +179,8 @@ struct AgentRow {
     failures_today: i64,
     runs_7d: i64,
     failures_7d: i64,
+    running: i64,
+    running_since: Option<DateTime<Utc>>,
 }
 
 #[derive(FromRow)]
@@ -294,7 +296,7 @@ impl Store {
         run_columns(&mut select)
             .from(AgentRuns::Table)
             .and_where(Expr::col(AgentRuns::Id).eq(id));
-        let Some(row) = self.fetch::<RunRow>(&select).await?.pop() else {
+        let Some(row) = self.fetch::<RunRow, _>(&select).await?.pop() else {
             return Ok(None);
         };
         let mut select = Query::select();
@@ -303,7 +305,7 @@ impl Store {
             .and_where(Expr::col(AgentMetrics::RunId).eq(id))
             .order_by(AgentMetrics::Id, Order::Asc);
         let metrics = self
-            .fetch::<MetricRow>(&select)
+            .fetch::<MetricRow, _>(&select)
             .await?
             .into_iter()
             .map(MetricPoint::try_from)
@@ -374,6 +376,27 @@ impl Store {
         let sum_where = |column: AgentDailySummaries, admits: Expr| {
             Func::sum(Expr::case(admits, Expr::col(column)).finally(0)).cast_as("bigint")
         };
+        // Of the agent's runs now `running` (POST /runs; the partial index holds only those).
+        let running =
+            |aggregate: Expr| {
+                Expr::SubQuery(
+                    None,
+                    Box::new(
+                        Query::select()
+                            .expr(aggregate)
+                            .from(AgentRuns::Table)
+                            .and_where(Expr::col((AgentRuns::Table, AgentRuns::AgentName)).equals(
+                                (AgentDailySummaries::Table, AgentDailySummaries::AgentName),
+                            ))
+                            .and_where(
+                                Expr::col((AgentRuns::Table, AgentRuns::Status))
+                                    .eq(RunStatus::Running.as_str()),
+                            )
+                            .take()
+                            .into(),
+                    ),
+                )
+            };
         // The status of the agent's latest run, from its latest day.
         let latest = Alias::new("latest");
         let last_status = Query::select()
@@ -429,6 +452,11 @@ impl Store {
                 ),
                 "failures_7d",
             )
+            .expr_as(running(Expr::col(AgentRuns::Id).count()), "running")
+            .expr_as(
+                running(Expr::col(AgentRuns::StartedAt).min()),
+                "running_since",
+            )
             .from(AgentDailySummaries::Table)
             .group_by_col((AgentDailySummaries::Table, AgentDailySummaries::AgentName))
             .order_by(
@@ -438,7 +466,7 @@ impl Store {
         if let Some(access) = access.condition(AgentDailySummaries::AgentName) {
             select.cond_where(access);
         }
-        self.fetch::<AgentRow>(&select)
+        self.fetch::<AgentRow, _>(&select)
             .await?
             .into_iter()
             .map(|row| {
@@ -451,6 +479,8 @@ impl Store {
                     failures_today: row.failures_today,
                     runs_7d: row.runs_7d,
                     failures_7d: row.failures_7d,
+                    running: row.running,
+                    running_since: row.running_since,
                 })
             })
             .collect()
@@ -492,7 +522,7 @@ impl Store {
         if let Some(access) = filter.access.condition(AgentDailySummaries::AgentName) {
             select.cond_where(access);
         }
-        self.fetch::<SummaryRow>(&select)
+        self.fetch::<SummaryRow, _>(&select)
             .await?
             .into_iter()
             .map(|row| {

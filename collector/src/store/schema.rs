@@ -18,6 +18,8 @@ pub(super) enum AgentRuns {
     Host,
     MetricCount,
     ReceivedAt,
+    Claimant,
+    Deadline,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

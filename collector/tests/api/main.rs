@@ -10,6 +10,7 @@ mod cli;
 mod health;
 mod helpers;
 mod ingest;
+mod lifecycle;
 mod properties;
 mod readonly;
 mod reads;

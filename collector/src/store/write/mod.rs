@@ -28,9 +28,13 @@
 mod metric_day;
 mod postgres;
 mod sqlite;
+mod start;
+
+pub use start::Started;
 
 use std::collections::HashMap;
 
+use agent_sdk::wire::RunStatus;
 use sea_query::{Expr, ExprTrait, Query};
 use uuid::Uuid;
 
@@ -41,16 +45,18 @@ use crate::domain::{NewMetric, NewRun, StoredValue};
 /// What happened to one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// A new run, with its id.
+    /// A new run, or a `running` one (`POST /runs`) completed, with its id.
     Created(i64),
     /// Its `run_key` was stored before (or earlier in the same batch): nothing was written.
     Existing(i64),
+    /// Its `run_key` belongs to a run still `running` for another agent: nothing was written.
+    Conflict(i64),
 }
 
 impl Stored {
     pub fn run_id(self) -> i64 {
         match self {
-            Self::Created(id) | Self::Existing(id) => id,
+            Self::Created(id) | Self::Existing(id) | Self::Conflict(id) => id,
         }
     }
 }
@@ -59,7 +65,9 @@ impl Store {
     /// Stores `runs` in one transaction and returns one outcome per run, in order.
     ///
     /// A run whose `run_key` is already stored — by an earlier request, a concurrent one, or an
-    /// earlier element of `runs` — is not written again. Daily summaries count only new runs.
+    /// earlier element of `runs` — is not written again, unless that run is `running` (started
+    /// by `POST /runs`) for the same agent: the report completes it. Daily summaries count each
+    /// run once, when it is written finished.
     pub async fn store_runs(&self, runs: &[NewRun]) -> Result<Vec<Stored>, StoreError> {
         // The first report with a given key is the one written; later ones in the batch repeat it.
         let mut first_with_key: HashMap<Uuid, usize> = HashMap::with_capacity(runs.len());
@@ -85,17 +93,18 @@ impl Store {
             .map(|run| run.run_key)
             .filter(|key| !created.contains_key(key))
             .collect();
-        let existing: HashMap<Uuid, i64> = if existing_keys.is_empty() {
+        let existing: HashMap<Uuid, (i64, String)> = if existing_keys.is_empty() {
             HashMap::new()
         } else {
             let select = Query::select()
-                .columns([AgentRuns::RunKey, AgentRuns::Id])
+                .columns([AgentRuns::RunKey, AgentRuns::Id, AgentRuns::Status])
                 .from(AgentRuns::Table)
                 .and_where(Expr::col(AgentRuns::RunKey).is_in(existing_keys))
                 .take();
-            self.fetch::<(Uuid, i64)>(&select)
+            self.fetch::<(Uuid, i64, String), _>(&select)
                 .await?
                 .into_iter()
+                .map(|(key, id, status)| (key, (id, status)))
                 .collect()
         };
 
@@ -105,7 +114,12 @@ impl Store {
                 let is_first = first_with_key.get(&run.run_key) == Some(&i);
                 match (created.get(&run.run_key), existing.get(&run.run_key)) {
                     (Some(id), _) if is_first => Ok(Stored::Created(*id)),
-                    (Some(id), _) | (None, Some(id)) => Ok(Stored::Existing(*id)),
+                    (Some(id), _) => Ok(Stored::Existing(*id)),
+                    // Still running after the write: another agent's run holds the key.
+                    (None, Some((id, status))) if status == RunStatus::Running.as_str() => {
+                        Ok(Stored::Conflict(*id))
+                    }
+                    (None, Some((id, _))) => Ok(Stored::Existing(*id)),
                     (None, None) => Err(StoreError::internal(
                         "storing a batch",
                         format!(

@@ -12,8 +12,9 @@ use crate::store::StoreError;
 /// (data-modifying CTEs), the ingest rate measured in docs/performance.md.
 const STORE_BATCH: &str = include_str!("../sql/postgres/store_batch.sql");
 
-/// Writes the runs of `runs` whose `run_key` is new, their metrics and both daily aggregates,
-/// in one statement; returns (run_key, id) of each run written.
+/// Writes the runs of `runs` whose `run_key` is new or whose run is `running` (completed now),
+/// their metrics and both daily aggregates, in one statement; returns (run_key, id) of each
+/// run written.
 pub(super) async fn insert_new(
     pool: &PgPool,
     runs: &[&NewRun],

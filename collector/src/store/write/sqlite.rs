@@ -21,9 +21,10 @@ use crate::store::schema::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
 const RUNS_PER_INSERT: usize = 500;
 const METRICS_PER_INSERT: usize = 1000;
 
-/// Writes the runs of `runs` whose `run_key` is new, their metrics and both daily aggregates,
-/// in one `BEGIN IMMEDIATE` transaction (the write lock taken up front, so that the busy
-/// timeout applies): the new runs (multi-row INSERT … ON CONFLICT DO NOTHING RETURNING), their
+/// Writes the runs of `runs` whose `run_key` is new or whose run is `running` (started by
+/// `POST /runs`: completed now), their metrics and both daily aggregates, in one
+/// `BEGIN IMMEDIATE` transaction (the write lock taken up front, so that the busy timeout
+/// applies): the runs (multi-row INSERT … ON CONFLICT DO UPDATE … WHERE running, RETURNING), their
 /// metrics, the daily summaries aggregated by SQLite from the runs just inserted
 /// ([`DAILY_SUMMARIES`]), and the per-metric aggregates in exact decimals
 /// ([`merge_metric_days`]). Returns (run_key, id) of each run written.
@@ -130,9 +131,32 @@ fn insert_runs(runs: &[&NewRun]) -> Result<InsertStatement, StoreError> {
             AgentRuns::Host,
             AgentRuns::MetricCount,
         ])
+        // A `running` row of the same agent (POST /runs) is completed by its report; any other
+        // row with the key is left alone (as in sql/postgres/store_batch.sql).
         .on_conflict(
             OnConflict::column(AgentRuns::RunKey)
-                .do_nothing()
+                .update_columns([
+                    AgentRuns::StartedAt,
+                    AgentRuns::FinishedAt,
+                    AgentRuns::Status,
+                    AgentRuns::ErrorMessage,
+                    AgentRuns::DurationMs,
+                    AgentRuns::MetricCount,
+                ])
+                .values([
+                    (
+                        AgentRuns::ScheduledFor,
+                        Expr::cust("coalesce(excluded.scheduled_for, agent_runs.scheduled_for)"),
+                    ),
+                    (
+                        AgentRuns::Host,
+                        Expr::cust("coalesce(excluded.host, agent_runs.host)"),
+                    ),
+                    (AgentRuns::ReceivedAt, Expr::cust(SQLITE_NOW)),
+                ])
+                .action_and_where(Expr::cust(
+                    "agent_runs.status = 'running' and agent_runs.agent_name = excluded.agent_name",
+                ))
                 .to_owned(),
         )
         .returning(Query::returning().columns([AgentRuns::RunKey, AgentRuns::Id]));

@@ -1,10 +1,12 @@
 -- The whole write of a batch in one statement (one round trip, atomic on its own): the runs
--- whose run_key is new, their metrics, and both daily summaries computed from those rows,
+-- whose run_key is new or whose run is `running` (started by POST /runs, of the same agent:
+-- the report completes it; running rows are in no summary yet, so it is counted now, once),
+-- their metrics, and both daily summaries computed from those rows,
 -- never read back from the tables (the rules: store/write/mod.rs). The columns travel as
 -- arrays, so the statement is prepared once per connection whatever the batch size. Summary
 -- rows are upserted in key order, so concurrent batches cannot deadlock on them. Numbers
 -- travel as text and are cast by PostgreSQL, so each decimal is stored exactly as sent.
--- Returns (run_key, id) of each new run. bench/run.sh runs this file under pgbench.
+-- Returns (run_key, id) of each run written (new or completed). bench/run.sh runs this file under pgbench.
 with new_runs as (
     insert into agent_runs
         (run_key, agent_name, started_at, finished_at, status, error_message, duration_ms,
@@ -12,7 +14,18 @@ with new_runs as (
     select * from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
                          $5::text[], $6::text[], $7::int8[], $8::text[], $9::timestamptz[],
                          $10::text[], $11::int4[])
-    on conflict (run_key) do nothing
+    on conflict (run_key) do update set
+        started_at    = excluded.started_at,
+        finished_at   = excluded.finished_at,
+        status        = excluded.status,
+        error_message = excluded.error_message,
+        duration_ms   = excluded.duration_ms,
+        trigger       = excluded.trigger,
+        scheduled_for = coalesce(excluded.scheduled_for, agent_runs.scheduled_for),
+        host          = coalesce(excluded.host, agent_runs.host),
+        metric_count  = excluded.metric_count,
+        received_at   = now()
+    where agent_runs.status = 'running' and agent_runs.agent_name = excluded.agent_name
     returning id, run_key, agent_name, started_at, finished_at, status, duration_ms
 ),
 new_metrics as (

@@ -1,0 +1,117 @@
+//! A run's start (`POST /runs`) turned into the `running` row it will be stored as.
+
+use agent_sdk::wire::{RunStart, RunTrigger};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use validator::{Validate, ValidationErrors};
+
+use super::AgentName;
+use super::run::{MAX_FUTURE_SKEW, invalid, to_micros};
+
+/// A start that passed every rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStart {
+    pub run_key: Uuid,
+    pub agent_name: AgentName,
+    pub started_at: DateTime<Utc>,
+    pub trigger: RunTrigger,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub host: Option<String>,
+    pub claimant: String,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl NewStart {
+    /// Checks `start` against every rule; `now` bounds how far in the future it may begin.
+    pub fn parse(start: RunStart, now: DateTime<Utc>) -> Result<Self, ValidationErrors> {
+        let mut errors = start.validate().err().unwrap_or_default();
+        let latest = now + MAX_FUTURE_SKEW;
+        for (field, at) in [
+            ("started_at", Some(start.started_at)),
+            ("scheduled_for", start.scheduled_for),
+        ] {
+            if at.is_some_and(|at| at > latest) {
+                errors.add(
+                    field,
+                    invalid(
+                        "future",
+                        format!("{field} is more than a day in the future"),
+                    ),
+                );
+            }
+        }
+        if let Some(deadline) = start.deadline.filter(|d| *d <= start.started_at) {
+            errors.add(
+                "deadline",
+                invalid(
+                    "order",
+                    format!(
+                        "deadline ({}) is not after started_at ({})",
+                        deadline.to_rfc3339(),
+                        start.started_at.to_rfc3339()
+                    ),
+                ),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            run_key: start.run_key,
+            // Validated by `start.validate()` above.
+            agent_name: AgentName::checked(start.agent_name),
+            started_at: to_micros(start.started_at),
+            trigger: start.trigger.unwrap_or(RunTrigger::Api),
+            scheduled_for: start.scheduled_for.map(to_micros),
+            host: start.host,
+            claimant: start.claimant,
+            deadline: start.deadline.map(to_micros),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(json: serde_json::Value) -> RunStart {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn fields(errors: &ValidationErrors) -> Vec<String> {
+        let mut fields: Vec<String> = errors
+            .field_errors()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        fields.sort_unstable();
+        fields
+    }
+
+    #[test]
+    fn a_start_needs_a_claimant_and_a_deadline_after_it() {
+        let now = "2026-12-02T12:00:00Z".parse().unwrap();
+        let ok = NewStart::parse(
+            start(serde_json::json!({
+                "agent_name": "a", "run_key": "00000000-0000-4000-8000-000000000001",
+                "started_at": "2026-12-02T11:59:00Z", "claimant": "host-1:42",
+                "deadline": "2026-12-02T12:09:00Z"})),
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.trigger, RunTrigger::Api);
+
+        let bad = NewStart::parse(
+            start(serde_json::json!({
+                "agent_name": "no spaces", "run_key": "00000000-0000-4000-8000-000000000001",
+                "started_at": "2026-12-04T12:00:00Z", "claimant": "",
+                "deadline": "2026-12-04T11:00:00Z"})),
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(&bad),
+            ["agent_name", "claimant", "deadline", "started_at"]
+        );
+    }
+}

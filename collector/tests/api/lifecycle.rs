@@ -1,0 +1,237 @@
+//! POST /runs: a run is `running` from its start until its report completes it, counted once;
+//! one claimant holds a run_key; bad starts change nothing.
+
+use chrono::{TimeDelta, Utc};
+use collector::auth::Scope;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Db, TestApp, error_field, on_both_backends};
+
+fn start(agent: &str, key: Uuid, claimant: &str) -> Value {
+    let now = Utc::now();
+    json!({
+        "agent_name": agent,
+        "run_key": key,
+        "started_at": (now - TimeDelta::seconds(5)).to_rfc3339(),
+        "trigger": "schedule",
+        "scheduled_for": (now - TimeDelta::seconds(5)).to_rfc3339(),
+        "host": "host-a",
+        "claimant": claimant,
+        "deadline": (now + TimeDelta::minutes(10)).to_rfc3339(),
+    })
+}
+
+fn finished(agent: &str, key: Uuid) -> Value {
+    let now = Utc::now();
+    json!({
+        "agent_name": agent,
+        "run_key": key,
+        "started_at": (now - TimeDelta::seconds(5)).to_rfc3339(),
+        "finished_at": now.to_rfc3339(),
+        "metrics": {"items": 3},
+        "trigger": "schedule",
+        "host": "host-a",
+    })
+}
+
+impl TestApp {
+    async fn post_start(&self, body: &Value) -> (StatusCode, Value) {
+        self.post_raw_to(
+            "/runs",
+            &body.to_string(),
+            "application/json",
+            Some(&self.token),
+        )
+        .await
+    }
+
+    /// (run_count, success_count) of the agent's summaries, all days.
+    async fn counted(&self, agent: &str) -> (i64, i64) {
+        self.db
+            .row(&format!(
+                "select cast(coalesce(sum(run_count), 0) as bigint), cast(coalesce(sum(success_count), 0) as bigint)
+                 from agent_daily_summaries where agent_name = '{agent}'"
+            ))
+            .await
+    }
+}
+
+async fn a_started_run_is_running_until_its_report_completes_it_once(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // An earlier finished run, so that the agent has a summary row for /agents.
+    let (status, _) = app
+        .post_report(&finished("lifecycle", Uuid::new_v4()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let key = Uuid::new_v4();
+    let (status, body) = app
+        .post_start(&start("lifecycle", key, "scheduler-1"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run_id = body["run_id"].as_i64().unwrap();
+
+    // Visible as running, in the API and the database, and counted in no summary yet.
+    let (_, page) = app.get("/runs?status=running").await;
+    let runs = page["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{page}");
+    assert_eq!(runs[0]["id"], run_id);
+    assert_eq!(runs[0]["status"], "running");
+    assert!(runs[0]["finished_at"].is_null());
+    let (claimant, deadline_set): (Option<String>, bool) = app
+        .db
+        .row(&format!(
+            "select claimant, deadline is not null from agent_runs where id = {run_id}"
+        ))
+        .await;
+    assert_eq!(claimant.as_deref(), Some("scheduler-1"));
+    assert!(deadline_set);
+    assert_eq!(app.counted("lifecycle").await, (1, 1));
+    let (_, agents) = app.get("/agents").await;
+    assert_eq!(agents["agents"][0]["running"], 1, "{agents}");
+    assert!(agents["agents"][0]["running_since"].is_string(), "{agents}");
+
+    // The report completes that row: the same id, finished, its metrics, counted once.
+    let (status, body) = app.post_report(&finished("lifecycle", key)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["run_id"], run_id);
+    let (status, finished_set, metrics): (String, bool, i64) = app
+        .db
+        .row(&format!(
+            "select status, finished_at is not null, (select count(*) from agent_metrics where run_id = {run_id})
+             from agent_runs where id = {run_id}"
+        ))
+        .await;
+    assert_eq!(
+        (status.as_str(), finished_set, metrics),
+        ("success", true, 1)
+    );
+    assert_eq!(app.counted("lifecycle").await, (2, 2));
+    let (_, page) = app.get("/runs?status=running").await;
+    assert_eq!(page["runs"].as_array().unwrap().len(), 0, "{page}");
+    let (_, agents) = app.get("/agents").await;
+    assert_eq!(agents["agents"][0]["running"], 0, "{agents}");
+
+    // Delivered again (a retry, the spool): the same run, nothing counted twice.
+    let (status, body) = app.post_report(&finished("lifecycle", key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["run_id"], run_id);
+    assert_eq!(app.counted("lifecycle").await, (2, 2));
+    assert_eq!(app.row_counts().await.0, 2);
+}
+
+async fn one_claimant_holds_a_run_key(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let key = Uuid::new_v4();
+    let (status, body) = app.post_start(&start("claimed", key, "scheduler-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run_id = body["run_id"].as_i64().unwrap();
+
+    // The same claimant again (a retried request): harmless.
+    let (status, body) = app.post_start(&start("claimed", key, "scheduler-1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["run_id"], run_id);
+
+    // Another claimant: refused, told who holds it.
+    let (status, body) = app.post_start(&start("claimed", key, "scheduler-2")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "run_claimed");
+    assert_eq!(
+        body["error"]["details"],
+        json!({"run_id": run_id, "status": "running", "host": "host-a", "claimant": "scheduler-1"})
+    );
+
+    // Finished: nobody may start it again, not even its claimant.
+    let (status, _) = app.post_report(&finished("claimed", key)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = app.post_start(&start("claimed", key, "scheduler-1")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["details"]["status"], "success");
+    assert_eq!(app.row_counts().await.0, 1);
+}
+
+async fn a_report_cannot_complete_another_agents_running_run(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let key = Uuid::new_v4();
+    let (status, _) = app.post_start(&start("owner", key, "scheduler-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, body) = app.post_report(&finished("intruder", key)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "run_key_reused");
+    let (status, body) = app.post_batch(vec![finished("intruder", key)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["status"], 409, "{body}");
+
+    let (status, agent): (String, String) = app
+        .db
+        .row("select status, agent_name from agent_runs")
+        .await;
+    assert_eq!((status.as_str(), agent.as_str()), ("running", "owner"));
+    assert_eq!(app.row_counts().await, (1, 0, 0, 0), "nothing else stored");
+}
+
+async fn bad_starts_get_a_clear_4xx_and_change_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let key = Uuid::new_v4();
+    let post = |body: String, token: Option<String>| {
+        let app = &app;
+        async move {
+            app.post_raw_to("/runs", &body, "application/json", token.as_deref())
+                .await
+        }
+    };
+    let token = Some(app.token.clone());
+
+    let (status, body) = post("{\"agent_name\":".into(), token.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let mut no_claimant = start("bad", key, "x");
+    no_claimant.as_object_mut().unwrap().remove("claimant");
+    let (status, body) = post(no_claimant.to_string(), token.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let mut empty_claimant = start("bad", key, "");
+    let (status, body) = post(empty_claimant.to_string(), token.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_field(&body), "claimant");
+
+    empty_claimant["claimant"] = json!("x");
+    empty_claimant["deadline"] = json!((Utc::now() - TimeDelta::hours(1)).to_rfc3339());
+    let (status, body) = post(empty_claimant.to_string(), token.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_field(&body), "deadline");
+
+    let mut long_name = start("bad", key, "x");
+    long_name["agent_name"] = json!("a".repeat(101));
+    let (status, _) = post(long_name.to_string(), token.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let mut wrong_type = start("bad", key, "x");
+    wrong_type["run_key"] = json!(42);
+    let (status, _) = post(wrong_type.to_string(), token.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let good = start("bad", key, "x").to_string();
+    let (status, _) = post(good.clone(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post(good.clone(), Some("forged.token.here".into())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let read_only = app.token_for(&[Scope::Read], None);
+    let (status, _) = post(good.clone(), Some(read_only)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let elsewhere = app.token_for(&[Scope::Ingest], Some(&["other"]));
+    let (status, _) = post(good, Some(elsewhere)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+}
+
+on_both_backends!(
+    a_started_run_is_running_until_its_report_completes_it_once,
+    one_claimant_holds_a_run_key,
+    a_report_cannot_complete_another_agents_running_run,
+    bad_starts_get_a_clear_4xx_and_change_nothing,
+);

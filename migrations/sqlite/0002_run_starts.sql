@@ -1,0 +1,5 @@
+-- migrations/postgres/0002_run_starts.sql, in SQLite's types.
+ALTER TABLE agent_runs ADD COLUMN claimant TEXT CHECK (length(claimant) <= 255);
+ALTER TABLE agent_runs ADD COLUMN deadline TEXT;
+
+CREATE INDEX agent_runs_running_idx ON agent_runs (agent_name, started_at) WHERE status = 'running';

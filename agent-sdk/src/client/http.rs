@@ -62,7 +62,8 @@ pub enum SendError {
     /// The report is fine; it waits for a token that works.
     #[error("the collector refused the token ({status}): {body}")]
     Unauthorized { status: u16, body: String },
-    /// 400, 413, 415 or 422: the report itself is wrong; retrying will not help.
+    /// 400, 409, 413, 415 or 422: the report itself is wrong (409: its run_key holds another
+    /// report); retrying will not help.
     #[error("refused with {status}: {body}")]
     Rejected { status: u16, body: String },
 }
@@ -84,7 +85,7 @@ impl Verdict {
         match status {
             200..=299 => Self::Stored,
             401 | 403 => Self::Unauthorized,
-            400 | 413 | 415 | 422 => Self::Rejected,
+            400 | 409 | 413 | 415 | 422 => Self::Rejected,
             _ => Self::Retry,
         }
     }
@@ -344,13 +345,13 @@ mod tests {
 
     #[test]
     fn only_refusals_of_the_report_itself_are_final() {
-        for status in [400, 413, 415, 422] {
+        for status in [400, 409, 413, 415, 422] {
             assert_eq!(Verdict::of(status), Verdict::Rejected, "{status}");
         }
         for status in [401, 403] {
             assert_eq!(Verdict::of(status), Verdict::Unauthorized, "{status}");
         }
-        for status in [404, 405, 408, 409, 429, 500, 502, 503] {
+        for status in [404, 405, 408, 429, 500, 502, 503] {
             assert_eq!(Verdict::of(status), Verdict::Retry, "{status}");
         }
         assert_eq!(Verdict::of(201), Verdict::Stored);

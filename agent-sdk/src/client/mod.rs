@@ -33,7 +33,7 @@ pub enum Outcome {
     /// Undeliverable for now (the collector unreachable, or refusing the token): written to
     /// the spool for redelivery.
     Spooled,
-    /// Refused by the collector for what it is (400, 413, 415, 422): kept in
+    /// Refused by the collector for what it is (400, 409, 413, 415, 422): kept in
     /// `spool/rejected/`.
     Rejected { status: u16, reason: String },
 }

@@ -22,16 +22,16 @@ use crate::domain::{NewRun, NewStart};
 use crate::store::{Started, Stored};
 
 /// `201 {"run_id"}` for a new run, or a `running` one (`POST /runs`) completed; `200` with the
-/// same id when its `run_key` was stored before; `409` when the key is another agent's running
-/// run.
+/// same id when its `run_key` was stored before with the same report; `409` when the key holds
+/// another report.
 #[utoipa::path(
     post, path = "/metrics", tag = "ingest",
     request_body(content = RunReport, content_type = "application/json"),
     responses(
         (status = 201, description = "Stored", body = IngestResponse),
-        (status = 200, description = "This run_key was stored before; nothing written", body = IngestResponse),
+        (status = 200, description = "This run_key was stored before with the same report; nothing written", body = IngestResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 409, description = "run_key_reused: the run_key belongs to another agent's running run; nothing written", body = ErrorBody),
+        (status = 409, description = "run_key_reused: the run_key holds another report (other status, times, error or metrics, or another agent's running run); nothing written", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -207,8 +207,8 @@ fn admit(report: RunReport, caller: &Caller, now: DateTime<Utc>) -> Result<NewRu
     Ok(run)
 }
 
-/// 201 for a new (or completed) run, 200 for a `run_key` stored before, 409 for a key held by
-/// another agent's running run.
+/// 201 for a new (or completed) run, 200 for a `run_key` stored before with the same report,
+/// 409 for a key that holds another report.
 fn answer(stored: Stored) -> Result<(StatusCode, i64), ApiError> {
     match stored {
         Stored::Created(id) => Ok((StatusCode::CREATED, id)),
@@ -217,7 +217,7 @@ fn answer(stored: Stored) -> Result<(StatusCode, i64), ApiError> {
             StatusCode::CONFLICT,
             "run_key_reused",
             format!(
-                "the run_key belongs to run {id}, another agent's run, still running: nothing stored"
+                "the run_key belongs to run {id}, which holds another report (other status, times, error or metrics, or another agent's running run): nothing stored"
             ),
         )),
     }

@@ -102,8 +102,9 @@ async fn ten_identical_posts_at_once_store_one_run(db: Db) {
     posted_at_once_they_store_one_run(&app, vec![body; 10]).await;
 }
 
-/// The same run sent at once under ten agent names: on PostgreSQL they go to different writers
-/// (each agent has its own), whose transactions race for the key. One run is stored.
+/// One run_key sent at once under ten agent names: on PostgreSQL they go to different writers
+/// (each agent has its own), whose transactions race for the key. One run is stored; the nine
+/// others are other reports under its key, refused with 409.
 async fn one_run_key_under_ten_agent_names_at_once_stores_one_run(db: Db) {
     let app = TestApp::spawn(db).await;
     let key = Uuid::new_v4();
@@ -115,7 +116,22 @@ async fn one_run_key_under_ten_agent_names_at_once_stores_one_run(db: Db) {
         })
         .collect();
 
-    posted_at_once_they_store_one_run(&app, bodies).await;
+    let results = post_concurrently(&app, bodies).await;
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .map(|(_, b)| b["error"]["code"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        (created, refused),
+        (1, vec!["run_key_reused"; 9]),
+        "{results:?}"
+    );
+    assert_stored_once(&app).await;
 }
 
 /// Posts `bodies`, ten reports of one run (one `run_key`, three metrics), all at once: one is
@@ -132,6 +148,11 @@ async fn posted_at_once_they_store_one_run(app: &TestApp, bodies: Vec<serde_json
     let ids: std::collections::HashSet<_> =
         results.iter().map(|(_, b)| b["run_id"].clone()).collect();
     assert_eq!(ids.len(), 1, "every answer names the same run: {ids:?}");
+    assert_stored_once(app).await;
+}
+
+/// One run with three metrics in the tables, counted once.
+async fn assert_stored_once(app: &TestApp) {
     let (runs, metrics, _, _) = app.row_counts().await;
     assert_eq!((runs, metrics), (1, 3));
     let counted: i64 = app

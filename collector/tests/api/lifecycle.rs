@@ -94,7 +94,8 @@ async fn a_started_run_is_running_until_its_report_completes_it_once(db: Db) {
     assert!(agents["agents"][0]["running_since"].is_string(), "{agents}");
 
     // The report completes that row: the same id, finished, its metrics, counted once.
-    let (status, body) = app.post_report(&finished("lifecycle", key)).await;
+    let report = finished("lifecycle", key);
+    let (status, body) = app.post_report(&report).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["run_id"], run_id);
     let (status, finished_set, metrics): (String, bool, i64) = app
@@ -115,7 +116,7 @@ async fn a_started_run_is_running_until_its_report_completes_it_once(db: Db) {
     assert_eq!(agents["agents"][0]["running"], 0, "{agents}");
 
     // Delivered again (a retry, the spool): the same run, nothing counted twice.
-    let (status, body) = app.post_report(&finished("lifecycle", key)).await;
+    let (status, body) = app.post_report(&report).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["run_id"], run_id);
     assert_eq!(app.counted("lifecycle").await, (2, 2));
@@ -229,7 +230,85 @@ async fn bad_starts_get_a_clear_4xx_and_change_nothing(db: Db) {
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }
 
+async fn a_reused_run_key_with_another_report_is_refused(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let key = Uuid::new_v4();
+    let report = json!({
+        "agent_name": "keyed", "run_key": key,
+        "started_at": "2026-02-19T10:00:00Z", "finished_at": "2026-02-19T10:00:01.5Z",
+        "metrics": {"price": 12.50, "big": 1.5e3, "label": "ok"},
+    });
+    let (status, body) = app.post_report(&report).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run_id = body["run_id"].clone();
+    let before = (app.row_counts().await, app.counted("keyed").await);
+
+    // The same report again, its metrics in another order: the same run.
+    let reordered = json!({
+        "metrics": {"label": "ok", "big": 1.5e3, "price": 12.50},
+        "agent_name": "keyed", "run_key": key,
+        "started_at": "2026-02-19T10:00:00Z", "finished_at": "2026-02-19T10:00:01.5Z",
+    });
+    let (status, body) = app.post_report(&reordered).await;
+    assert_eq!(
+        (status, &body["run_id"]),
+        (StatusCode::OK, &run_id),
+        "{body}"
+    );
+
+    // Another report under the key: refused, whatever differs.
+    let mut variants = Vec::new();
+    for (field, value) in [
+        (
+            "metrics",
+            json!({"price": 12.51, "big": 1.5e3, "label": "ok"}),
+        ),
+        ("metrics", json!({"price": 12.50, "big": 1.5e3})),
+        ("error", json!("it failed after all")),
+        ("finished_at", json!("2026-02-19T10:00:02Z")),
+        ("started_at", json!("2026-02-19T09:00:00Z")),
+        ("agent_name", json!("someone_else")),
+    ] {
+        let mut other = report.clone();
+        other[field] = value;
+        variants.push(other);
+    }
+    for other in &variants {
+        let (status, body) = app.post_report(other).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{other}: {body}");
+        assert_eq!(body["error"]["code"], "run_key_reused");
+    }
+    let (status, body) = app
+        .post_batch(vec![report.clone(), variants[0].clone()])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["results"][0]["status"], 200, "{body}");
+    assert_eq!(body["results"][1]["status"], 409, "{body}");
+
+    // Within one batch: the first report with a new key is stored, a different second refused.
+    let fresh = Uuid::new_v4();
+    let mut first = report.clone();
+    first["run_key"] = json!(fresh);
+    let mut second = first.clone();
+    second["error"] = json!("no");
+    let (_, body) = app
+        .post_batch(vec![first.clone(), first.clone(), second])
+        .await;
+    let statuses: Vec<&Value> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(201), &json!(200), &json!(409)], "{body}");
+
+    let (rows, counted) = (app.row_counts().await, app.counted("keyed").await);
+    assert_eq!(rows.0, before.0.0 + 1, "only the fresh key's run was added");
+    assert_eq!(counted, (before.1.0 + 1, before.1.1 + 1));
+}
+
 on_both_backends!(
+    a_reused_run_key_with_another_report_is_refused,
     a_started_run_is_running_until_its_report_completes_it_once,
     one_claimant_holds_a_run_key,
     a_report_cannot_complete_another_agents_running_run,

@@ -35,10 +35,11 @@ pub use start::Started;
 use std::collections::HashMap;
 
 use agent_sdk::wire::RunStatus;
+use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, Query};
 use uuid::Uuid;
 
-use super::schema::AgentRuns;
+use super::schema::{AgentMetrics, AgentRuns};
 use super::{Pool, Store, StoreError};
 use crate::domain::{NewMetric, NewRun, StoredValue};
 
@@ -47,9 +48,11 @@ use crate::domain::{NewMetric, NewRun, StoredValue};
 pub enum Stored {
     /// A new run, or a `running` one (`POST /runs`) completed, with its id.
     Created(i64),
-    /// Its `run_key` was stored before (or earlier in the same batch): nothing was written.
+    /// Its `run_key` was stored before (or earlier in the same batch) with the same report:
+    /// nothing was written.
     Existing(i64),
-    /// Its `run_key` belongs to a run still `running` for another agent: nothing was written.
+    /// Its `run_key` belongs to another report: a finished run with other values (status,
+    /// times, error, metrics), or another agent's running run. Nothing was written.
     Conflict(i64),
 }
 
@@ -67,7 +70,9 @@ impl Store {
     /// A run whose `run_key` is already stored — by an earlier request, a concurrent one, or an
     /// earlier element of `runs` — is not written again, unless that run is `running` (started
     /// by `POST /runs`) for the same agent: the report completes it. Daily summaries count each
-    /// run once, when it is written finished.
+    /// run once, when it is written finished. A repeated key is the same run only with the
+    /// same report (agent, status, times, error, metrics: [`same_report`]); with another, the
+    /// outcome is [`Stored::Conflict`], as idempotency keys go (a key names one request).
     pub async fn store_runs(&self, runs: &[NewRun]) -> Result<Vec<Stored>, StoreError> {
         // The first report with a given key is the one written; later ones in the batch repeat it.
         let mut first_with_key: HashMap<Uuid, usize> = HashMap::with_capacity(runs.len());
@@ -93,33 +98,27 @@ impl Store {
             .map(|run| run.run_key)
             .filter(|key| !created.contains_key(key))
             .collect();
-        let existing: HashMap<Uuid, (i64, String)> = if existing_keys.is_empty() {
+        let existing: HashMap<Uuid, StoredReport> = if existing_keys.is_empty() {
             HashMap::new()
         } else {
-            let select = Query::select()
-                .columns([AgentRuns::RunKey, AgentRuns::Id, AgentRuns::Status])
-                .from(AgentRuns::Table)
-                .and_where(Expr::col(AgentRuns::RunKey).is_in(existing_keys))
-                .take();
-            self.fetch::<(Uuid, i64, String), _>(&select)
-                .await?
-                .into_iter()
-                .map(|(key, id, status)| (key, (id, status)))
-                .collect()
+            self.stored_reports(existing_keys).await?
         };
 
         runs.iter()
             .enumerate()
             .map(|(i, run)| {
                 let is_first = first_with_key.get(&run.run_key) == Some(&i);
+                let first = first_with_key.get(&run.run_key).map(|i| &runs[*i]);
                 match (created.get(&run.run_key), existing.get(&run.run_key)) {
                     (Some(id), _) if is_first => Ok(Stored::Created(*id)),
-                    (Some(id), _) => Ok(Stored::Existing(*id)),
-                    // Still running after the write: another agent's run holds the key.
-                    (None, Some((id, status))) if status == RunStatus::Running.as_str() => {
-                        Ok(Stored::Conflict(*id))
+                    (Some(id), _) if first.is_some_and(|first| first.same_report(run)) => {
+                        Ok(Stored::Existing(*id))
                     }
-                    (None, Some((id, _))) => Ok(Stored::Existing(*id)),
+                    (Some(id), _) => Ok(Stored::Conflict(*id)),
+                    (None, Some(stored)) if stored.is_report(run) => {
+                        Ok(Stored::Existing(stored.id))
+                    }
+                    (None, Some(stored)) => Ok(Stored::Conflict(stored.id)),
                     (None, None) => Err(StoreError::internal(
                         "storing a batch",
                         format!(
@@ -130,6 +129,135 @@ impl Store {
                 }
             })
             .collect()
+    }
+}
+
+/// A stored metric: (name, numeric value as text, text value).
+type StoredMetric = (String, Option<String>, Option<String>);
+
+/// A stored run, as a report repeating its key is compared with.
+struct StoredReport {
+    id: i64,
+    agent_name: String,
+    status: String,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    error_message: Option<String>,
+    /// Sorted by name.
+    metrics: Vec<StoredMetric>,
+}
+
+impl StoredReport {
+    /// Whether `run` is the report this row holds (a running row holds none yet).
+    fn is_report(&self, run: &NewRun) -> bool {
+        let mut metrics: Vec<(&str, Option<&str>, Option<&str>)> = run
+            .metrics
+            .iter()
+            .map(|m| {
+                let (number, text) = metric_columns(m);
+                (m.name.as_str(), number, text)
+            })
+            .collect();
+        metrics.sort_unstable();
+        self.status != RunStatus::Running.as_str()
+            && self.agent_name == run.agent_name.as_str()
+            && self.status == run.status.as_str()
+            && self.started_at == run.started_at
+            && self.finished_at == Some(run.finished_at)
+            && self.error_message == run.error_message
+            && self.metrics.len() == metrics.len()
+            && self
+                .metrics
+                .iter()
+                .zip(&metrics)
+                .all(|(a, b)| (a.0.as_str(), a.1.as_deref(), a.2.as_deref()) == *b)
+    }
+}
+
+impl NewRun {
+    /// Whether `other` is the same report (what [`StoredReport::is_report`] compares).
+    fn same_report(&self, other: &NewRun) -> bool {
+        fn sorted(run: &NewRun) -> Vec<&NewMetric> {
+            let mut metrics: Vec<&NewMetric> = run.metrics.iter().collect();
+            metrics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            metrics
+        }
+        self.agent_name == other.agent_name
+            && self.status == other.status
+            && self.started_at == other.started_at
+            && self.finished_at == other.finished_at
+            && self.error_message == other.error_message
+            && sorted(self) == sorted(other)
+    }
+}
+
+impl Store {
+    /// The stored runs of `keys`, with their metrics.
+    async fn stored_reports(
+        &self,
+        keys: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, StoredReport>, StoreError> {
+        type RunRow = (
+            Uuid,
+            i64,
+            String,
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<String>,
+        );
+        let select = Query::select()
+            .columns([
+                AgentRuns::RunKey,
+                AgentRuns::Id,
+                AgentRuns::AgentName,
+                AgentRuns::Status,
+                AgentRuns::StartedAt,
+                AgentRuns::FinishedAt,
+                AgentRuns::ErrorMessage,
+            ])
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::RunKey).is_in(keys))
+            .take();
+        let rows: Vec<RunRow> = self.fetch(&select).await?;
+        let ids: Vec<i64> = rows.iter().map(|row| row.1).collect();
+        let select = Query::select()
+            .column(AgentMetrics::RunId)
+            .column(AgentMetrics::MetricName)
+            .expr(Expr::col(AgentMetrics::MetricValue).cast_as("text"))
+            .column(AgentMetrics::MetricText)
+            .from(AgentMetrics::Table)
+            .and_where(Expr::col(AgentMetrics::RunId).is_in(ids))
+            .take();
+        let mut metrics: HashMap<i64, Vec<StoredMetric>> = HashMap::new();
+        for (run_id, name, number, text) in self
+            .fetch::<(i64, String, Option<String>, Option<String>), _>(&select)
+            .await?
+        {
+            metrics
+                .entry(run_id)
+                .or_default()
+                .push((name, number, text));
+        }
+        Ok(rows
+            .into_iter()
+            .map(
+                |(key, id, agent_name, status, started_at, finished_at, error_message)| {
+                    let mut metrics = metrics.remove(&id).unwrap_or_default();
+                    metrics.sort_unstable();
+                    let stored = StoredReport {
+                        id,
+                        agent_name,
+                        status,
+                        started_at,
+                        finished_at,
+                        error_message,
+                        metrics,
+                    };
+                    (key, stored)
+                },
+            )
+            .collect())
     }
 }
 

@@ -22,12 +22,16 @@ use crate::store::Store;
 /// How long `serve` keeps retrying migrations while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
 
+/// How often runs `running` past their deadline are looked for and closed as failed.
+pub const OVERDUE_CHECK_EVERY: Duration = Duration::from_secs(10);
+
 /// A bound, not yet serving, collector. Binding port 0 gives a free port (tests use it).
 pub struct Application {
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
     ingest: Ingest,
+    overdue: tokio::task::JoinHandle<()>,
 }
 
 /// What an application serves: its store, the keys its tokens are checked with, and how many
@@ -55,12 +59,14 @@ impl Application {
             writers,
         } = services;
         let ingest = Ingest::start(store.clone(), writers);
+        let overdue = tokio::spawn(close_overdue_runs(store.clone()));
         let state = AppState::new(store, ingest.clone(), tokens);
         Ok(Self {
             listener,
             router: http::router(state, http),
             header_read_timeout: http.header_read_timeout,
             ingest,
+            overdue,
         })
     }
 
@@ -118,14 +124,40 @@ impl Application {
             listener,
             router,
             ingest,
+            overdue,
             ..
         } = self;
         drop(listener);
+        // Between two passes, or in one: its transaction rolls back, the next process redoes it.
+        overdue.abort();
         connections.shutdown().await;
         // The router held the last other handles on the ingest service.
         drop(router);
         ingest.stopped().await;
         Ok(())
+    }
+}
+
+/// Closes runs `running` past their deadline, every [`OVERDUE_CHECK_EVERY`], as failed (on
+/// PostgreSQL one replica at a time: `Store::close_overdue`).
+async fn close_overdue_runs(store: Store) {
+    let mut ticks = tokio::time::interval(OVERDUE_CHECK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.close_overdue(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(closed) => {
+                metrics::counter!("collector_runs_overdue_total").increment(closed as u64);
+                tracing::warn!(
+                    closed,
+                    "runs past their deadline without a result: closed as failed"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "closing overdue runs failed; retrying at the next pass")
+            }
+        }
     }
 }
 

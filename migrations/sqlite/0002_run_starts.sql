@@ -1,5 +1,6 @@
 -- migrations/postgres/0002_run_starts.sql, in SQLite's types.
 ALTER TABLE agent_runs ADD COLUMN claimant TEXT CHECK (length(claimant) <= 255);
 ALTER TABLE agent_runs ADD COLUMN deadline TEXT;
+ALTER TABLE agent_runs ADD COLUMN overdue_at TEXT;
 
 CREATE INDEX agent_runs_running_idx ON agent_runs (agent_name, started_at) WHERE status = 'running';

@@ -54,6 +54,11 @@ fn describe() {
         "Reports refused (409) because their run_key belongs to another agent's running run"
     );
     describe_counter!(
+        "collector_runs_overdue_total",
+        Unit::Count,
+        "Runs closed as failed because no result arrived by their deadline"
+    );
+    describe_counter!(
         "collector_run_starts_total",
         Unit::Count,
         "POST /runs answers, by outcome: created, again (the same claimant), claimed (409)"

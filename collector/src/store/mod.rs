@@ -27,7 +27,7 @@ use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};
-pub use write::{Started, Stored};
+pub use write::{OVERDUE_LOCK, Started, Stored};
 
 /// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");

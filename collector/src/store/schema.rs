@@ -20,6 +20,7 @@ pub(super) enum AgentRuns {
     ReceivedAt,
     Claimant,
     Deadline,
+    OverdueAt,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

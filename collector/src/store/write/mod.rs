@@ -26,10 +26,12 @@
 //! (collector/tests/api/ingest.rs: summaries across days, late reports, duplicates, exact sums).
 
 mod metric_day;
+mod overdue;
 mod postgres;
 mod sqlite;
 mod start;
 
+pub use overdue::OVERDUE_LOCK;
 pub use start::Started;
 
 use std::collections::HashMap;
@@ -83,8 +85,10 @@ impl Store {
             .map(|(_, run)| run)
             .collect();
 
-        let created: HashMap<Uuid, i64> = match &self.pool {
-            Pool::Postgres(pool) => postgres::insert_new(pool, &unique).await?,
+        let mut created: HashMap<Uuid, i64> = match &self.pool {
+            Pool::Postgres(pool) => {
+                postgres::insert_new(&mut *pool.acquire().await?, &unique).await?
+            }
             Pool::Sqlite(pool) => sqlite::insert_new(pool, &unique).await?,
         }
         .into_iter()
@@ -103,6 +107,15 @@ impl Store {
         } else {
             self.stored_reports(existing_keys).await?
         };
+        // The late result of a run closed as overdue completes it after all (overdue.rs).
+        for run in &unique {
+            let late = existing
+                .get(&run.run_key)
+                .is_some_and(|stored| stored.closed_as_overdue(run));
+            if late && let Some(id) = self.complete_overdue(run).await? {
+                created.insert(run.run_key, id);
+            }
+        }
 
         runs.iter()
             .enumerate()
@@ -148,6 +161,14 @@ struct StoredReport {
 }
 
 impl StoredReport {
+    /// Whether this row is `run`'s, closed by the collector as overdue (failed, with no
+    /// `finished_at`: every report has one).
+    fn closed_as_overdue(&self, run: &NewRun) -> bool {
+        self.status == RunStatus::Failed.as_str()
+            && self.finished_at.is_none()
+            && self.agent_name == run.agent_name.as_str()
+    }
+
     /// Whether `run` is the report this row holds (a running row holds none yet).
     fn is_report(&self, run: &NewRun) -> bool {
         let mut metrics: Vec<(&str, Option<&str>, Option<&str>)> = run

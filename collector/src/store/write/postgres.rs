@@ -1,7 +1,7 @@
 //! The write on PostgreSQL: one statement per batch ([`STORE_BATCH`]), the columns as arrays.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::metric_columns;
@@ -16,7 +16,7 @@ const STORE_BATCH: &str = include_str!("../sql/postgres/store_batch.sql");
 /// their metrics and both daily aggregates, in one statement; returns (run_key, id) of each
 /// run written.
 pub(super) async fn insert_new(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, StoreError> {
     let keys: Vec<Uuid> = runs.iter().map(|r| r.run_key).collect();
@@ -46,7 +46,6 @@ pub(super) async fn insert_new(
         }
     }
 
-    let mut conn = pool.acquire().await?;
     let created = sqlx::query_as(STORE_BATCH)
         .bind(keys)
         .bind(agents)
@@ -63,7 +62,7 @@ pub(super) async fn insert_new(
         .bind(names)
         .bind(numbers)
         .bind(texts)
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     Ok(created)
 }

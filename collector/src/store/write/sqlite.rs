@@ -33,6 +33,16 @@ pub(super) async fn insert_new(
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let created = write(&mut tx, runs).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`insert_new`]'s writes, in the caller's transaction.
+pub(super) async fn write(
+    tx: &mut SqliteConnection,
+    runs: &[&NewRun],
+) -> Result<Vec<(Uuid, i64)>, StoreError> {
     let mut created: Vec<(Uuid, i64)> = Vec::with_capacity(runs.len());
     for chunk in runs.chunks(RUNS_PER_INSERT) {
         let (sql, values) = insert_runs(chunk)?.build_sqlx(SqliteQueryBuilder);
@@ -43,7 +53,6 @@ pub(super) async fn insert_new(
         );
     }
     if created.is_empty() {
-        tx.commit().await?;
         return Ok(created);
     }
 
@@ -77,7 +86,7 @@ pub(super) async fn insert_new(
                 ])
                 .map_err(statement_error)?;
         }
-        execute(&mut tx, &insert).await?;
+        execute(&mut *tx, &insert).await?;
     }
 
     // The new runs' ids as one JSON array: the statements stay the same whatever the batch.
@@ -108,9 +117,8 @@ pub(super) async fn insert_new(
     let mut days = days.into_iter().peekable();
     while days.peek().is_some() {
         let chunk = days.by_ref().take(METRIC_DAYS_PER_STATEMENT).collect();
-        merge_metric_days(&mut tx, chunk).await?;
+        merge_metric_days(&mut *tx, chunk).await?;
     }
-    tx.commit().await?;
     Ok(created)
 }
 
@@ -287,8 +295,12 @@ async fn merge_metric_days(
     execute(conn, &upsert).await
 }
 
-async fn execute(conn: &mut SqliteConnection, insert: &InsertStatement) -> Result<(), StoreError> {
-    let (sql, values) = insert.build_sqlx(SqliteQueryBuilder);
+/// Runs a sea-query write on SQLite.
+pub(super) async fn execute(
+    conn: &mut SqliteConnection,
+    statement: &impl SqlxBinder,
+) -> Result<(), StoreError> {
+    let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
     sqlx::query_with(AssertSqlSafe(sql), values)
         .execute(conn)
         .await?;

@@ -124,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_concurrent_runs: 4,
         shutdown_grace: Duration::from_secs(10),
         trigger_token: Some(token.clone()),
+        high_availability: false,
         log_format: LogFormat::Text,
     };
     let job_names: Vec<String> = jobs

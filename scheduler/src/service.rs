@@ -96,11 +96,15 @@ pub async fn serve(
         (engine, spool, None)
     } else {
         let deliverer = deliverer(settings)?;
-        let engine = Engine::new(
+        let engine = Engine::with_claims(
             jobs,
             deliverer.clone(),
             settings.max_concurrent_runs as usize,
+            settings.high_availability,
         );
+        if settings.high_availability {
+            tracing::info!("SCHEDULER_HA: each run is claimed from the collector before it starts");
+        }
         (engine, deliverer.spool().clone(), Some(deliverer))
     };
     engine

@@ -19,6 +19,7 @@ pub const ENV_VARS: &[&str] = &[
     "MAX_CONCURRENT_RUNS",
     "SHUTDOWN_GRACE",
     "SCHEDULER_TRIGGER_TOKEN",
+    "SCHEDULER_HA",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -77,6 +78,11 @@ pub struct Settings {
         global = true
     )]
     pub trigger_token: Option<String>,
+    /// High availability: several schedulers with the same schedule run each slot once. A
+    /// run's start is then a claim the collector must grant before the agent runs; a slot whose
+    /// claim cannot be asked (the collector unreachable) is not run, and says why (`/jobs`).
+    #[arg(long, env = "SCHEDULER_HA", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub high_availability: bool,
     /// `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,

@@ -185,6 +185,11 @@ fn describe() {
         Unit::Seconds,
         "Time from a slot's instant to the moment its run was started"
     );
+    describe_counter!(
+        "scheduler_runs_not_run_total",
+        Unit::Count,
+        "Runs fired but not run here, by job and reason: claimed_elsewhere (another scheduler holds the run_key, or it ran already), claim_failed (SCHEDULER_HA and the collector could not be asked)"
+    );
     describe_gauge!(
         "scheduler_collector_token_expiry_timestamp_seconds",
         Unit::Seconds,

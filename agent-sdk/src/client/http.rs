@@ -10,7 +10,10 @@ use reqwest::{StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::wire::{BatchItemResult, BatchRequest, BatchResponse, IngestResponse, RunReport};
+use crate::wire::{
+    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunClaim, RunReport,
+    RunStart, RunStarted,
+};
 
 /// Exponential backoff with full jitter: attempt `n` waits a random time up to
 /// `min(max_delay, base_delay * 2^n)`, or what `Retry-After` asks when the collector says.
@@ -91,6 +94,16 @@ impl Verdict {
     }
 }
 
+/// What `POST /runs` said about a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAnswer {
+    /// The run is this claimant's: run the agent (`created` is false when it had started it
+    /// before, a retried request).
+    Started { run_id: i64, created: bool },
+    /// Another claimant holds the run, or it has finished: do not run it.
+    Claimed(RunClaim),
+}
+
 /// Where the bearer token comes from: fixed, or a file re-read whenever it changes (and when
 /// [`CollectorClient::reload_token`] is called, on SIGHUP), so that a renewed token takes
 /// effect without a restart and without touching the spool.
@@ -120,6 +133,7 @@ pub struct CollectorClient {
     http: reqwest::Client,
     endpoint: String,
     batch_endpoint: String,
+    runs_endpoint: String,
     token: TokenSource,
     cache: Arc<Mutex<TokenCache>>,
     retry: RetryPolicy,
@@ -157,6 +171,7 @@ impl CollectorClient {
             http,
             endpoint: format!("{base_url}/metrics"),
             batch_endpoint: format!("{base_url}/metrics/batch"),
+            runs_endpoint: format!("{base_url}/runs"),
             token,
             cache: Arc::default(),
             retry: RetryPolicy::default(),
@@ -240,7 +255,7 @@ impl CollectorClient {
         reports: Vec<RunReport>,
     ) -> Result<Vec<BatchItemResult>, SendError> {
         let (_, body): (_, BatchResponse) = self
-            .post(&self.batch_endpoint, &BatchRequest { reports })
+            .post(&self.batch_endpoint, &BatchRequest { reports }, None)
             .await
             .map_err(|a| match a.status {
                 // A collector without the batch endpoint: the caller sends one at a time.
@@ -253,21 +268,54 @@ impl CollectorClient {
         Ok(body.results)
     }
 
+    /// Announces a run's start (`POST /runs`), one attempt within `timeout`: the run is ours
+    /// to run, or another claimant's (or finished already).
+    pub async fn start(
+        &self,
+        start: &RunStart,
+        timeout: Duration,
+    ) -> Result<StartAnswer, SendError> {
+        match self
+            .post::<RunStarted>(&self.runs_endpoint, start, Some(timeout))
+            .await
+        {
+            Ok((status, body)) => Ok(StartAnswer::Started {
+                run_id: body.run_id,
+                created: status == StatusCode::CREATED,
+            }),
+            Err(Attempt {
+                error: SendError::Rejected { status: 409, body },
+                ..
+            }) => serde_json::from_str::<ErrorBody>(&body)
+                .ok()
+                .filter(|answer| answer.error.code == "run_claimed")
+                .and_then(|answer| serde_json::from_value::<RunClaim>(answer.error.details).ok())
+                .map(StartAnswer::Claimed)
+                .ok_or(SendError::Rejected { status: 409, body }),
+            Err(failed) => Err(failed.error),
+        }
+    }
+
     async fn attempt(&self, report: &RunReport) -> Result<Delivered, Attempt> {
-        let (status, body): (_, IngestResponse) = self.post(&self.endpoint, report).await?;
+        let (status, body): (_, IngestResponse) = self.post(&self.endpoint, report, None).await?;
         Ok(Delivered {
             run_id: body.run_id,
             created: status == StatusCode::CREATED,
         })
     }
 
-    /// Posts `body` as JSON; a 2xx answer is read as `T`, anything else is a [`SendError`].
+    /// Posts `body` as JSON (within `timeout`, else the client's 30 s); a 2xx answer is read
+    /// as `T`, anything else is a [`SendError`].
     async fn post<T: DeserializeOwned>(
         &self,
         url: &str,
         body: &impl Serialize,
+        timeout: Option<Duration>,
     ) -> Result<(StatusCode, T), Attempt> {
         let mut request = self.http.post(url).json(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(token) = self.token() {
             request = request.bearer_auth(token);
         }

@@ -9,7 +9,7 @@ mod spool;
 pub use expiry::token_expires_at;
 
 pub use http::{
-    CollectorClient, Delivered, RetryPolicy, SendError, TokenSource, Verdict,
+    CollectorClient, Delivered, RetryPolicy, SendError, StartAnswer, TokenSource, Verdict,
     install_crypto_provider,
 };
 pub use spool::{Spool, SpoolError};

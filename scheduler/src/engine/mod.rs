@@ -9,6 +9,7 @@
 //!   slot fired (so that downtime is handled by the misfire policy) and every run not yet
 //!   delivered or spooled (so that a killed scheduler loses none).
 
+mod claim;
 mod clock;
 mod journal;
 mod last_fires;
@@ -33,6 +34,7 @@ use crate::schedule::Job;
 use journal::Journal;
 use run::CancelReason;
 
+pub use claim::NotRun;
 pub use clock::run_key_of;
 
 /// What `/jobs` shows for one job.
@@ -51,6 +53,11 @@ pub struct JobStatus {
     /// Runs in progress now.
     pub running: usize,
     pub skipped_ticks: u64,
+    /// Runs another scheduler claimed (or that had run already): not run here.
+    pub claimed_elsewhere: u64,
+    /// With `SCHEDULER_HA`: slots not run because the collector could not be asked.
+    pub claims_failed: u64,
+    pub last_not_run: Option<NotRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +82,10 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// `None` when delivery is off (`serve --no-push`): runs are logged only.
     deliverer: Option<Deliverer>,
+    /// `SCHEDULER_HA`: a run's start is a claim, and only a granted claim runs the agent.
+    high_availability: bool,
+    /// This process, as the collector knows it: host, process id, a random part.
+    claimant: String,
     state_dir: PathBuf,
     /// Opened by [`Engine::start`].
     journal: OnceLock<Journal>,
@@ -99,14 +110,37 @@ pub enum TriggerError {
 
 impl Engine {
     pub fn new(jobs: Vec<Job>, deliverer: Deliverer, max_concurrent_runs: usize) -> Self {
+        Self::with_claims(jobs, deliverer, max_concurrent_runs, false)
+    }
+
+    /// With `high_availability`, a run's agent runs only once the collector has granted its
+    /// claim: replicas with the same schedule run each slot once.
+    pub fn with_claims(
+        jobs: Vec<Job>,
+        deliverer: Deliverer,
+        max_concurrent_runs: usize,
+        high_availability: bool,
+    ) -> Self {
         let state_dir = deliverer.spool().dir().join("state");
-        Self::build(jobs, Some(deliverer), state_dir, max_concurrent_runs)
+        Self::build(
+            jobs,
+            Some(deliverer),
+            state_dir,
+            max_concurrent_runs,
+            high_availability,
+        )
     }
 
     /// An engine that runs its jobs and logs their results but delivers nothing (a dry run of a
     /// schedule file, a benchmark of the firing); its state still lives in `spool`.
     pub fn without_delivery(jobs: Vec<Job>, spool: &Spool, max_concurrent_runs: usize) -> Self {
-        Self::build(jobs, None, spool.dir().join("state"), max_concurrent_runs)
+        Self::build(
+            jobs,
+            None,
+            spool.dir().join("state"),
+            max_concurrent_runs,
+            false,
+        )
     }
 
     fn build(
@@ -114,6 +148,7 @@ impl Engine {
         deliverer: Option<Deliverer>,
         state_dir: PathBuf,
         max_concurrent_runs: usize,
+        high_availability: bool,
     ) -> Self {
         let jobs = jobs
             .into_iter()
@@ -137,6 +172,13 @@ impl Engine {
             jobs,
             permits: Arc::new(Semaphore::new(max_concurrent_runs)),
             deliverer,
+            high_availability,
+            claimant: format!(
+                "{}:{}:{}",
+                agent_sdk::hostname().unwrap_or_else(|| "unknown".into()),
+                std::process::id(),
+                &Uuid::new_v4().simple().to_string()[..8]
+            ),
             state_dir,
             journal: OnceLock::new(),
             stop_firing: CancellationToken::new(),

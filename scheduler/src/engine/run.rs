@@ -29,18 +29,29 @@ impl Engine {
         lock(&state.running).insert(run_key, (ctx.cancellation().clone(), None));
         let engine = self.clone();
         self.0.tracker.spawn(async move {
-            let report = engine.run(&state, ctx).await;
-            engine.finish(&state, run_key, report).await;
+            match engine.run(&state, ctx).await {
+                Some(report) => engine.finish(&state, run_key, report).await,
+                // Claimed by another scheduler: nothing ran here, nothing to report.
+                None => {
+                    lock(&state.running).remove(&run_key);
+                }
+            }
         });
     }
 
-    /// Runs with retries, under the global limit, with the run journalled while it goes on.
-    async fn run(&self, state: &JobState, ctx: RunContext) -> RunReport {
+    /// Runs with retries, under the global limit, with the run journalled while it goes on;
+    /// `None` when the run is not this process's to run (another scheduler claimed it).
+    async fn run(&self, state: &JobState, ctx: RunContext) -> Option<RunReport> {
         let job = &state.job;
         let permit = tokio::select! {
             permit = self.0.permits.clone().acquire_owned() => permit.ok(),
             () = ctx.cancelled() => None,
         };
+        // Announced when the agent is about to run, so that the replica with a free place
+        // claims the slot.
+        if permit.is_some() && !self.claim(state, &ctx).await {
+            return None;
+        }
         let placeholder = interrupted_report(&ctx, Utc::now());
         self.journal(&placeholder).await;
 
@@ -92,7 +103,7 @@ impl Engine {
         }
         // From here until it is delivered or spooled, the journal holds the real report.
         self.journal(&report).await;
-        report
+        Some(report)
     }
 
     async fn journal(&self, report: &RunReport) {

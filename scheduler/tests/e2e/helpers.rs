@@ -293,12 +293,15 @@ where
     }
 }
 
+/// The agent's finished runs (a run announced by `POST /runs` is a `running` row before).
 pub(crate) async fn runs_of(pool: &PgPool, agent: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from agent_runs where agent_name = $1")
-        .bind(agent)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "select count(*) from agent_runs where agent_name = $1 and status <> 'running'",
+    )
+    .bind(agent)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 /// (status, error_message) of an agent's runs, oldest first.

@@ -4,6 +4,7 @@
 // A failed unwrap is a failed test, helpers included.
 #![allow(clippy::unwrap_used)]
 
+mod claims;
 mod commands;
 mod delivery;
 mod deployment;

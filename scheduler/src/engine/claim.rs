@@ -1,0 +1,106 @@
+//! A run's start, announced to the collector before its agent runs (`POST /runs`): the run is
+//! visible as `running` while it runs, and closed as overdue if its result never comes. With
+//! high availability (`SCHEDULER_HA`) the start is a claim: replicas compute the same `run_key`
+//! for a slot, and only the one whose claim the collector accepts runs the agent.
+
+use std::time::Duration;
+
+use agent_sdk::RunContext;
+use agent_sdk::client::StartAnswer;
+use agent_sdk::wire::RunStart;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use super::{Engine, JobState, lock};
+use crate::schedule::Job;
+
+/// How long a single scheduler waits for the collector's answer to a start before running the
+/// agent anyway (the start is skipped, not spooled; the report still arrives).
+const START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a replica waits for its claim to be answered before giving the slot up.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Added to a run's longest possible time (every attempt, every backoff) for its deadline:
+/// delivery, clock skew.
+const DEADLINE_GRACE: TimeDelta = TimeDelta::seconds(60);
+
+/// Why a fired run did not run here.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotRun {
+    pub at: DateTime<Utc>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub why: String,
+}
+
+impl Engine {
+    /// Announces `ctx`'s start; `true` when this process is to run the agent.
+    pub(super) async fn claim(&self, state: &JobState, ctx: &RunContext) -> bool {
+        let Some(deliverer) = &self.0.deliverer else {
+            return true;
+        };
+        let job = &state.job;
+        let now = Utc::now();
+        let start = RunStart {
+            agent_name: ctx.agent_name().to_owned(),
+            run_key: ctx.run_key(),
+            started_at: now,
+            trigger: Some(ctx.trigger()),
+            scheduled_for: ctx.scheduled_for(),
+            host: agent_sdk::hostname(),
+            claimant: self.0.claimant.clone(),
+            deadline: Some(now + longest(job) + DEADLINE_GRACE),
+        };
+        let ha = self.0.high_availability;
+        let timeout = if ha { CLAIM_TIMEOUT } else { START_TIMEOUT };
+        match deliverer.client().start(&start, timeout).await {
+            Ok(StartAnswer::Started { .. }) => true,
+            Ok(StartAnswer::Claimed(claim)) => {
+                let why = format!(
+                    "claimed by {} on {} (run {}, {})",
+                    claim.claimant.as_deref().unwrap_or("another scheduler"),
+                    claim.host.as_deref().unwrap_or("an unknown host"),
+                    claim.run_id,
+                    claim.status.as_str(),
+                );
+                tracing::info!(job = %job.name, run_key = %start.run_key, "{why}: not run here");
+                self.not_run(state, ctx, "claimed_elsewhere", why);
+                false
+            }
+            Err(err) if ha => {
+                let why = format!("the collector could not be asked for the claim: {err}");
+                tracing::warn!(job = %job.name, run_key = %start.run_key, "slot not run ({why}): with SCHEDULER_HA a slot runs only once claimed");
+                self.not_run(state, ctx, "claim_failed", why);
+                false
+            }
+            Err(err) => {
+                tracing::debug!(job = %job.name, error = %err, "start not announced; running anyway");
+                true
+            }
+        }
+    }
+
+    fn not_run(&self, state: &JobState, ctx: &RunContext, reason: &'static str, why: String) {
+        metrics::counter!("scheduler_runs_not_run_total", "job" => state.job.name.clone(), "reason" => reason)
+            .increment(1);
+        let mut status = lock(&state.status);
+        match reason {
+            "claimed_elsewhere" => status.claimed_elsewhere += 1,
+            _ => status.claims_failed += 1,
+        }
+        status.last_not_run = Some(NotRun {
+            at: Utc::now(),
+            scheduled_for: ctx.scheduled_for(),
+            why,
+        });
+    }
+}
+
+/// The longest a run of `job` can take: every attempt to its timeout, every backoff between.
+fn longest(job: &Job) -> TimeDelta {
+    let backoffs: Duration = (0..job.retries)
+        .map(|attempt| job.retry_backoff.saturating_mul(1 << attempt.min(10)))
+        .sum();
+    let attempts = job.timeout.saturating_mul(job.retries.saturating_add(1));
+    TimeDelta::from_std(attempts.saturating_add(backoffs)).unwrap_or(TimeDelta::MAX)
+}

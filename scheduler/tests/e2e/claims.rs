@@ -1,0 +1,174 @@
+//! Runs announced before they run (POST /runs): visible while they run; with SCHEDULER_HA,
+//! replicas sharing a schedule run each slot once; a slot whose claim cannot be asked is not run.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::helpers::{Collector, SchedulerProcess, wait_for, write_schedule};
+
+/// `name`'s entry in a `/jobs` answer.
+fn job<'a>(jobs: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == name)
+        .unwrap()
+}
+
+/// A job that appends its slot to `file` (the agent's own side effect, counted apart from the
+/// stored rows), every second.
+fn appending_schedule(file: &std::path::Path) -> String {
+    format!(
+        "[agents.tick]\nagent = \"command\"\ncron = \"* * * * * *\"\ntimeout = \"10s\"\n\
+         params = {{ program = \"sh\", args = [\"-c\", \"echo \\\"$AGENT_SCHEDULED_FOR\\\" >> {}; echo {{}}\"] }}\n",
+        file.display()
+    )
+}
+
+/// Three schedulers with one schedule for about ten seconds: every slot ran once (one line
+/// each in the agent's file, no slot twice, none missing between the first and the last) and
+/// was stored once.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn replicas_run_each_slot_once(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("ran");
+    let schedule = write_schedule(dir.path(), &appending_schedule(&effects));
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        replicas.push(
+            SchedulerProcess::start_with_env(
+                &collector.url(),
+                &[
+                    ("COLLECTOR_TOKEN", collector.token.as_str()),
+                    ("SCHEDULER_HA", "true"),
+                ],
+                &schedule,
+                &dir.path().join(format!("spool-{i}")),
+                &[],
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut claimed_elsewhere = 0;
+    for replica in &replicas {
+        let jobs: serde_json::Value =
+            serde_json::from_str(&replica.get_text("/jobs").await).unwrap();
+        claimed_elsewhere += job(&jobs, "tick")["claimed_elsewhere"].as_u64().unwrap();
+    }
+    for replica in replicas {
+        let (status, logs) = replica.terminate().await;
+        assert!(status.success(), "{logs}");
+    }
+
+    let lines: Vec<String> = std::fs::read_to_string(&effects)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let slots: BTreeSet<chrono::DateTime<chrono::Utc>> =
+        lines.iter().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(slots.len(), lines.len(), "a slot ran twice: {lines:?}");
+    assert!(slots.len() >= 7, "{lines:?}");
+    let (first, last) = (*slots.first().unwrap(), *slots.last().unwrap());
+    assert_eq!(
+        (last - first).num_seconds() + 1,
+        slots.len() as i64,
+        "a slot between the first and the last did not run: {lines:?}"
+    );
+    assert!(
+        claimed_elsewhere >= slots.len() as u64,
+        "{claimed_elsewhere}"
+    );
+
+    let (stored, distinct, succeeded): (i64, i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct scheduled_for), count(*) filter (where status = 'success')
+         from agent_runs where agent_name = 'tick'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((stored, distinct), (lines.len() as i64, lines.len() as i64));
+    assert_eq!(succeeded, stored, "every run finished and was stored once");
+}
+
+/// A run is `running` in the database, with its claimant and deadline, while its agent works.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn a_run_is_running_while_its_agent_works(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(
+        dir.path(),
+        "[agents.slow]\nagent = \"command\"\ncron = \"0 0 1 1 *\"\nparams = { program = \"sh\", args = [\"-c\", \"sleep 2; echo {}\"] }\n",
+    );
+    let scheduler = SchedulerProcess::start(
+        &collector.url(),
+        &collector.token,
+        &schedule,
+        &dir.path().join("spool"),
+    )
+    .await;
+    assert_eq!(scheduler.trigger("slow", true).await.status(), 202);
+    let running = || async {
+        sqlx::query_as::<_, (String, bool, bool)>(
+            "select status, claimant is not null, deadline > started_at from agent_runs where agent_name = 'slow'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    };
+    wait_for("the run to be visible", Duration::from_secs(5), || async {
+        running().await.is_some()
+    })
+    .await;
+    assert_eq!(running().await, Some(("running".into(), true, true)));
+    wait_for("the run to finish", Duration::from_secs(10), || async {
+        running()
+            .await
+            .is_some_and(|(status, _, _)| status == "success")
+    })
+    .await;
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+}
+
+/// With SCHEDULER_HA and no collector to grant the claim, the agent does not run (never twice,
+/// at the cost of the slot), and /jobs says why.
+#[tokio::test]
+async fn without_a_granted_claim_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("ran");
+    let schedule = write_schedule(
+        dir.path(),
+        &appending_schedule(&effects).replace("* * * * * *", "0 0 1 1 *"),
+    );
+    let nowhere = format!("http://127.0.0.1:{}", crate::helpers::free_port());
+    let scheduler = SchedulerProcess::start_with_env(
+        &nowhere,
+        &[("COLLECTOR_TOKEN", "unused"), ("SCHEDULER_HA", "true")],
+        &schedule,
+        &dir.path().join("spool"),
+        &[],
+    )
+    .await;
+    assert_eq!(scheduler.trigger("tick", true).await.status(), 202);
+    let job = || async {
+        let jobs: serde_json::Value =
+            serde_json::from_str(&scheduler.get_text("/jobs").await).unwrap();
+        job(&jobs, "tick").clone()
+    };
+    wait_for("the claim to fail", Duration::from_secs(10), || async {
+        job().await["claims_failed"] == 1
+    })
+    .await;
+    let job = job().await;
+    let why = job["last_not_run"]["why"].as_str().unwrap();
+    assert!(why.contains("could not be asked"), "{why}");
+    assert!(!effects.exists(), "the agent ran without a claim");
+    let (status, logs) = scheduler.terminate().await;
+    assert!(status.success(), "{logs}");
+}

@@ -125,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(10),
         trigger_token: Some(token.clone()),
         high_availability: false,
+        deadline_grace: Duration::from_secs(60),
         log_format: LogFormat::Text,
     };
     let job_names: Vec<String> = jobs

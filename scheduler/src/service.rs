@@ -100,7 +100,10 @@ pub async fn serve(
             jobs,
             deliverer.clone(),
             settings.max_concurrent_runs as usize,
-            settings.high_availability,
+            crate::engine::Claims {
+                high_availability: settings.high_availability,
+                deadline_grace: settings.deadline_grace,
+            },
         );
         if settings.high_availability {
             tracing::info!("SCHEDULER_HA: each run is claimed from the collector before it starts");

@@ -20,6 +20,7 @@ pub const ENV_VARS: &[&str] = &[
     "SHUTDOWN_GRACE",
     "SCHEDULER_TRIGGER_TOKEN",
     "SCHEDULER_HA",
+    "SCHEDULER_DEADLINE_GRACE",
     "RUST_LOG",
     "LOG_FORMAT",
 ];
@@ -83,6 +84,11 @@ pub struct Settings {
     /// claim cannot be asked (the collector unreachable) is not run, and says why (`/jobs`).
     #[arg(long, env = "SCHEDULER_HA", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
     pub high_availability: bool,
+    /// A run's deadline, announced with its start, is its longest possible time (every attempt
+    /// to its timeout, every backoff) plus this; past it without a result, the collector closes
+    /// the run as failed.
+    #[arg(long, env = "SCHEDULER_DEADLINE_GRACE", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub deadline_grace: Duration,
     /// `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,

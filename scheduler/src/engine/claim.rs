@@ -21,9 +21,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a replica waits for its claim to be answered before giving the slot up.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Added to a run's longest possible time (every attempt, every backoff) for its deadline:
-/// delivery, clock skew.
-const DEADLINE_GRACE: TimeDelta = TimeDelta::seconds(60);
+/// How runs are claimed: `SCHEDULER_HA` and `SCHEDULER_DEADLINE_GRACE`.
+#[derive(Debug, Clone, Copy)]
+pub struct Claims {
+    pub high_availability: bool,
+    pub deadline_grace: Duration,
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Self {
+            high_availability: false,
+            deadline_grace: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Why a fired run did not run here.
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +61,7 @@ impl Engine {
             scheduled_for: ctx.scheduled_for(),
             host: agent_sdk::hostname(),
             claimant: self.0.claimant.clone(),
-            deadline: Some(now + longest(job) + DEADLINE_GRACE),
+            deadline: Some(now + longest(job) + self.0.deadline_grace),
         };
         let ha = self.0.high_availability;
         let timeout = if ha { CLAIM_TIMEOUT } else { START_TIMEOUT };

@@ -23,7 +23,7 @@ use std::time::Duration;
 use agent_sdk::RunContext;
 use agent_sdk::client::{Deliverer, Spool};
 use agent_sdk::wire::RunStatus;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ use crate::schedule::Job;
 use journal::Journal;
 use run::CancelReason;
 
-pub use claim::NotRun;
+pub use claim::{Claims, NotRun};
 pub use clock::run_key_of;
 
 /// What `/jobs` shows for one job.
@@ -86,6 +86,8 @@ struct Inner {
     high_availability: bool,
     /// This process, as the collector knows it: host, process id, a random part.
     claimant: String,
+    /// Added to a run's longest possible time for the deadline announced with its start.
+    deadline_grace: TimeDelta,
     state_dir: PathBuf,
     /// Opened by [`Engine::start`].
     journal: OnceLock<Journal>,
@@ -110,16 +112,16 @@ pub enum TriggerError {
 
 impl Engine {
     pub fn new(jobs: Vec<Job>, deliverer: Deliverer, max_concurrent_runs: usize) -> Self {
-        Self::with_claims(jobs, deliverer, max_concurrent_runs, false)
+        Self::with_claims(jobs, deliverer, max_concurrent_runs, Claims::default())
     }
 
-    /// With `high_availability`, a run's agent runs only once the collector has granted its
-    /// claim: replicas with the same schedule run each slot once.
+    /// With `claims.high_availability`, a run's agent runs only once the collector has granted
+    /// its claim: replicas with the same schedule run each slot once.
     pub fn with_claims(
         jobs: Vec<Job>,
         deliverer: Deliverer,
         max_concurrent_runs: usize,
-        high_availability: bool,
+        claims: Claims,
     ) -> Self {
         let state_dir = deliverer.spool().dir().join("state");
         Self::build(
@@ -127,7 +129,7 @@ impl Engine {
             Some(deliverer),
             state_dir,
             max_concurrent_runs,
-            high_availability,
+            claims,
         )
     }
 
@@ -139,7 +141,7 @@ impl Engine {
             None,
             spool.dir().join("state"),
             max_concurrent_runs,
-            false,
+            Claims::default(),
         )
     }
 
@@ -148,7 +150,7 @@ impl Engine {
         deliverer: Option<Deliverer>,
         state_dir: PathBuf,
         max_concurrent_runs: usize,
-        high_availability: bool,
+        claims: Claims,
     ) -> Self {
         let jobs = jobs
             .into_iter()
@@ -172,7 +174,8 @@ impl Engine {
             jobs,
             permits: Arc::new(Semaphore::new(max_concurrent_runs)),
             deliverer,
-            high_availability,
+            high_availability: claims.high_availability,
+            deadline_grace: TimeDelta::from_std(claims.deadline_grace).unwrap_or(TimeDelta::MAX),
             claimant: format!(
                 "{}:{}:{}",
                 agent_sdk::hostname().unwrap_or_else(|| "unknown".into()),

@@ -172,3 +172,126 @@ async fn without_a_granted_claim_nothing_runs() {
     let (status, logs) = scheduler.terminate().await;
     assert!(status.success(), "{logs}");
 }
+
+/// `kill -9` of a replica in the middle of a run: the run is closed as overdue after its
+/// deadline, the other replica runs every later slot, and the killed one, restarted, runs
+/// nothing twice (it reports the run it lost as interrupted; the slots it missed ran elsewhere).
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("ran");
+    // A two-second run every three seconds, with a timeout of four: a deadline of five.
+    let schedule = write_schedule(
+        dir.path(),
+        &format!(
+            "[agents.long]\nagent = \"command\"\ncron = \"*/3 * * * * *\"\ntimeout = \"4s\"\nretries = 0\n\
+             params = {{ program = \"sh\", args = [\"-c\", \"echo \\\"$AGENT_SCHEDULED_FOR\\\" >> {}; sleep 2; echo {{}}\"] }}\n",
+            effects.display()
+        ),
+    );
+    let env = [
+        ("COLLECTOR_TOKEN", collector.token.as_str()),
+        ("SCHEDULER_HA", "true"),
+        ("SCHEDULER_DEADLINE_GRACE", "1s"),
+    ];
+    let start = |i: usize| {
+        let (env, schedule, spool) = (env, schedule.clone(), dir.path().join(format!("spool-{i}")));
+        let url = collector.url();
+        async move { SchedulerProcess::start_with_env(&url, &env, &schedule, &spool, &[]).await }
+    };
+    let (a, b) = (start(0).await, start(1).await);
+
+    // Wait for a run of A's, then kill A in its middle.
+    let a_pid = a.child.id().unwrap();
+    let a_run = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select id from agent_runs where status = 'running' and claimant like '%:' || $1 || ':%'",
+        )
+        .bind(a_pid.to_string())
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    };
+    wait_for(
+        "a run of the first replica",
+        Duration::from_secs(20),
+        || async { a_run().await.is_some() },
+    )
+    .await;
+    let lost = a_run().await.unwrap();
+    tokio::process::Command::new("kill")
+        .args(["-KILL", &a_pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    drop(a);
+
+    // Past its deadline (five seconds) the collector closes it (its pass comes every ten).
+    let lost_run = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "select status, error_message from agent_runs where id = $1",
+        )
+        .bind(lost)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    wait_for(
+        "the lost run to be closed",
+        Duration::from_secs(25),
+        || async { lost_run().await.0 == "failed" },
+    )
+    .await;
+    let (_, error) = lost_run().await;
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("no result from"),
+        "{error:?}"
+    );
+
+    // Restarted on its spool: it reports the run it lost, and runs nothing another ran.
+    let a = start(0).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    for replica in [a, b] {
+        let (status, logs) = replica.terminate().await;
+        assert!(status.success(), "{logs}");
+    }
+
+    let lines: Vec<String> = std::fs::read_to_string(&effects)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let slots: BTreeSet<chrono::DateTime<chrono::Utc>> =
+        lines.iter().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(slots.len(), lines.len(), "a slot ran twice: {lines:?}");
+    let (first, last) = (*slots.first().unwrap(), *slots.last().unwrap());
+    assert_eq!(
+        (last - first).num_seconds() / 3 + 1,
+        slots.len() as i64,
+        "a slot between the first and the last did not run: {lines:?}"
+    );
+    let (stored, distinct, running): (i64, i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct scheduled_for), count(*) filter (where status = 'running')
+         from agent_runs where agent_name = 'long'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (stored, distinct, running),
+        (lines.len() as i64, lines.len() as i64, 0)
+    );
+    let (status, error) = lost_run().await;
+    assert_eq!(status, "failed");
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("interrupted"),
+        "the restarted replica's report of its lost run lands: {error:?}"
+    );
+}

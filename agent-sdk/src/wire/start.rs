@@ -60,6 +60,16 @@ pub struct RunStart {
         schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")
     )]
     pub claimant: String,
+    /// At most one `running` run holds this key at a time: another start with it is refused
+    /// (409, naming the running run) until that run ends. The scheduler sends its job's name
+    /// for `concurrency_policy = "forbid"`, so that the rule holds across replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(custom(function = "validate_claimant"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")
+    )]
+    pub exclusive: Option<String>,
     /// When the run is overdue: normally its start, its timeout and a grace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(

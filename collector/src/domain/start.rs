@@ -18,6 +18,7 @@ pub struct NewStart {
     pub scheduled_for: Option<DateTime<Utc>>,
     pub host: Option<String>,
     pub claimant: String,
+    pub exclusive: Option<String>,
     pub deadline: Option<DateTime<Utc>>,
 }
 
@@ -65,6 +66,7 @@ impl NewStart {
             scheduled_for: start.scheduled_for.map(to_micros),
             host: start.host,
             claimant: start.claimant,
+            exclusive: start.exclusive,
             deadline: start.deadline.map(to_micros),
         })
     }

@@ -21,6 +21,7 @@ pub(super) enum AgentRuns {
     Claimant,
     Deadline,
     OverdueAt,
+    ExclusiveKey,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

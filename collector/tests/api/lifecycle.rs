@@ -461,7 +461,44 @@ async fn one_replica_at_a_time_closes_overdue_runs(pool: sqlx::PgPool) {
     assert_eq!((failures, still_running().await), (20, 0));
 }
 
+async fn one_running_run_at_a_time_holds_an_exclusive_key(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let first = Uuid::new_v4();
+    let mut begun = start("forbid", first, "scheduler-1");
+    begun["exclusive"] = json!("forbid-job");
+    let (status, body) = app.post_start(&begun).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first_id = body["run_id"].clone();
+
+    // Another run of the job, from another replica or the same: refused, naming the first.
+    for claimant in ["scheduler-2", "scheduler-1"] {
+        let mut next = start("forbid", Uuid::new_v4(), claimant);
+        next["exclusive"] = json!("forbid-job");
+        let (status, body) = app.post_start(&next).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "run_claimed");
+        assert_eq!(body["error"]["details"]["run_id"], first_id);
+        assert_eq!(body["error"]["details"]["claimant"], "scheduler-1");
+    }
+    // Without the key, or with another, it starts.
+    let (status, _) = app
+        .post_start(&start("forbid", Uuid::new_v4(), "scheduler-2"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Once the first has finished, the key is free.
+    assert_eq!(
+        app.post_report(&finished("forbid", first)).await.0,
+        StatusCode::CREATED
+    );
+    let mut next = start("forbid", Uuid::new_v4(), "scheduler-2");
+    next["exclusive"] = json!("forbid-job");
+    let (status, body) = app.post_start(&next).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 on_both_backends!(
+    one_running_run_at_a_time_holds_an_exclusive_key,
     an_overdue_run_is_closed_as_failed_and_its_late_result_corrects_it,
     a_reused_run_key_with_another_report_is_refused,
     a_started_run_is_running_until_its_report_completes_it_once,

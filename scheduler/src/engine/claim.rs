@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::{Engine, JobState, lock};
-use crate::schedule::Job;
+use crate::schedule::{ConcurrencyPolicy, Job};
 
 /// How long a single scheduler waits for the collector's answer to a start before running the
 /// agent anyway (the start is skipped, not spooled; the report still arrives).
@@ -61,6 +61,8 @@ impl Engine {
             scheduled_for: ctx.scheduled_for(),
             host: agent_sdk::hostname(),
             claimant: self.0.claimant.clone(),
+            // forbid holds across replicas: one running run of the job at a time, anywhere.
+            exclusive: (job.concurrency == ConcurrencyPolicy::Forbid).then(|| job.name.clone()),
             deadline: Some(now + longest(job) + self.0.deadline_grace),
         };
         let ha = self.0.high_availability;

@@ -181,11 +181,13 @@ async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool:
     let collector = Collector::start(&pool, None).await;
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("ran");
-    // A two-second run every three seconds, with a timeout of four: a deadline of five.
+    // A two-second run every three seconds, with a timeout of four: a deadline of five. Runs
+    // may overlap (with "forbid", the lost run would hold the job until it is closed).
     let schedule = write_schedule(
         dir.path(),
         &format!(
             "[agents.long]\nagent = \"command\"\ncron = \"*/3 * * * * *\"\ntimeout = \"4s\"\nretries = 0\n\
+             concurrency_policy = \"allow\"\n\
              params = {{ program = \"sh\", args = [\"-c\", \"echo \\\"$AGENT_SCHEDULED_FOR\\\" >> {}; sleep 2; echo {{}}\"] }}\n",
             effects.display()
         ),
@@ -294,4 +296,53 @@ async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool:
             .starts_with("interrupted"),
         "the restarted replica's report of its lost run lands: {error:?}"
     );
+}
+
+/// `concurrency_policy = "forbid"` across replicas: runs of a job never overlap, whichever
+/// replica runs them.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn forbid_holds_across_replicas(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = write_schedule(
+        dir.path(),
+        "[agents.exclusive]\nagent = \"command\"\ncron = \"* * * * * *\"\n\
+         params = { program = \"sh\", args = [\"-c\", \"sleep 1.5; echo {}\"] }\n",
+    );
+    let mut replicas = Vec::new();
+    for i in 0..2 {
+        replicas.push(
+            SchedulerProcess::start_with_env(
+                &collector.url(),
+                &[
+                    ("COLLECTOR_TOKEN", collector.token.as_str()),
+                    ("SCHEDULER_HA", "true"),
+                ],
+                &schedule,
+                &dir.path().join(format!("spool-{i}")),
+                &[],
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for replica in replicas {
+        let (status, logs) = replica.terminate().await;
+        assert!(status.success(), "{logs}");
+    }
+    let runs: Vec<(
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "select started_at, finished_at, claimant from agent_runs
+             where agent_name = 'exclusive' and status = 'success' order by started_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(runs.len() >= 2, "{runs:?}");
+    for pair in runs.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "two runs overlapped: {pair:?}");
+    }
 }

@@ -1,9 +1,10 @@
 //! `POST /runs`: a `running` row, claimed by whoever inserted it first. PostgreSQL's (and
-//! SQLite's) unique constraint on `run_key` is the whole coordination: of several claimants of
-//! one key, exactly one insert wins; the others find the row and who holds it.
+//! SQLite's) unique indexes are the whole coordination: of several claimants of one `run_key`,
+//! exactly one insert wins and the others find the row and who holds it; of runs with one
+//! `exclusive_key`, one at a time is running.
 
 use agent_sdk::wire::{RunClaim, RunStatus};
-use sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_query::{Expr, ExprTrait, OnConflict, Query, SelectStatement};
 
 use crate::domain::NewStart;
 use crate::store::schema::AgentRuns;
@@ -17,13 +18,29 @@ pub enum Started {
     /// The same claimant started this run before (a retried request): still its run.
     Again(i64),
     /// Another claimant holds this `run_key`, or the run has finished (or belongs to another
-    /// agent): the caller must not run it.
+    /// agent), or a running run holds the start's exclusive key: the caller must not run it.
     Claimed(RunClaim),
 }
 
+/// (id, agent_name, status, host, claimant) of the run that holds a key.
+type Holder = (i64, String, String, Option<String>, Option<String>);
+
 impl Store {
-    /// Starts `start`'s run, unless its `run_key` is taken.
+    /// Starts `start`'s run, unless its `run_key` is taken or its exclusive key held.
     pub async fn start_run(&self, start: &NewStart) -> Result<Started, StoreError> {
+        // A holder gone between the insert and the look (its run ended): try again.
+        for _ in 0..3 {
+            if let Some(started) = self.try_start(start).await? {
+                return Ok(started);
+            }
+        }
+        Err(StoreError::internal(
+            "starting a run",
+            format!("run_key {}: neither inserted nor held", start.run_key),
+        ))
+    }
+
+    async fn try_start(&self, start: &NewStart) -> Result<Option<Started>, StoreError> {
         let mut insert = Query::insert();
         insert
             .into_table(AgentRuns::Table)
@@ -36,6 +53,7 @@ impl Store {
                 AgentRuns::ScheduledFor,
                 AgentRuns::Host,
                 AgentRuns::Claimant,
+                AgentRuns::ExclusiveKey,
                 AgentRuns::Deadline,
             ])
             .values([
@@ -47,47 +65,39 @@ impl Store {
                 start.scheduled_for.into(),
                 start.host.as_deref().into(),
                 start.claimant.as_str().into(),
+                start.exclusive.as_deref().into(),
                 start.deadline.into(),
             ])
             .map_err(|e| StoreError::internal("building the start's insert", e))?
-            .on_conflict(
-                OnConflict::column(AgentRuns::RunKey)
-                    .do_nothing()
-                    .to_owned(),
-            )
+            // Either index refuses it: the run_key's, or the running exclusive key's.
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
             .returning_col(AgentRuns::Id);
         if let Some((id,)) = self.fetch::<(i64,), _>(&insert).await?.first() {
-            return Ok(Started::Created(*id));
+            return Ok(Some(Started::Created(*id)));
         }
 
-        // The key was taken: by this claimant before, or by another. The insert waited for a
-        // concurrent holder to commit, so the row is there to read.
-        let select = Query::select()
-            .columns([
-                AgentRuns::Id,
-                AgentRuns::AgentName,
-                AgentRuns::Status,
-                AgentRuns::Host,
-                AgentRuns::Claimant,
-            ])
-            .from(AgentRuns::Table)
-            .and_where(Expr::col(AgentRuns::RunKey).eq(start.run_key))
-            .take();
-        type Holder = (i64, String, String, Option<String>, Option<String>);
-        let rows: Vec<Holder> = self.fetch(&select).await?;
-        let Some((run_id, agent_name, status, host, claimant)) = rows.into_iter().next() else {
-            return Err(StoreError::internal(
-                "starting a run",
-                format!("run_key {} was neither inserted nor found", start.run_key),
-            ));
+        // Refused: the insert waited for a concurrent holder to commit, so it is there to read.
+        let mut holders: Vec<Holder> = self
+            .fetch(&holder(Expr::col(AgentRuns::RunKey).eq(start.run_key)))
+            .await?;
+        let by_key = !holders.is_empty();
+        if !by_key && let Some(exclusive) = &start.exclusive {
+            let running = Expr::col(AgentRuns::ExclusiveKey)
+                .eq(exclusive.as_str())
+                .and(Expr::col(AgentRuns::Status).eq(RunStatus::Running.as_str()));
+            holders = self.fetch(&holder(running)).await?;
+        }
+        let Some((run_id, agent_name, status, host, claimant)) = holders.into_iter().next() else {
+            return Ok(None);
         };
         let status = RunStatus::parse(&status).ok_or_else(|| {
             StoreError::internal("starting a run", format!("unknown run status {status:?}"))
         })?;
-        let same_run = status == RunStatus::Running
+        let same_run = by_key
+            && status == RunStatus::Running
             && agent_name == start.agent_name.as_str()
             && claimant.as_deref() == Some(start.claimant.as_str());
-        Ok(if same_run {
+        Ok(Some(if same_run {
             Started::Again(run_id)
         } else {
             Started::Claimed(RunClaim {
@@ -96,6 +106,21 @@ impl Store {
                 host,
                 claimant,
             })
-        })
+        }))
     }
+}
+
+/// The run `condition` finds, as a [`Holder`].
+fn holder(condition: Expr) -> SelectStatement {
+    Query::select()
+        .columns([
+            AgentRuns::Id,
+            AgentRuns::AgentName,
+            AgentRuns::Status,
+            AgentRuns::Host,
+            AgentRuns::Claimant,
+        ])
+        .from(AgentRuns::Table)
+        .and_where(condition)
+        .take()
 }

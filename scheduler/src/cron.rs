@@ -106,6 +106,28 @@ impl CronSchedule {
         best
     }
 
+    /// The latest fire at or before `at` (looking back up to about two years): the slot a
+    /// Kubernetes CronJob's pod stands for (`scheduler run JOB --slot latest`). The same
+    /// instants as [`CronSchedule::next_after`], so the same run keys as `serve`.
+    pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let at = at.trunc_subsecs(0);
+        // A window doubled until it holds a fire: a handful of fires walked, however sparse.
+        let mut window = TimeDelta::minutes(1);
+        while window <= TimeDelta::days(800) {
+            let mut cursor = at - window;
+            let mut latest = None;
+            while let Some(fire) = self.next_after(cursor).filter(|fire| *fire <= at) {
+                latest = Some(fire);
+                cursor = fire;
+            }
+            if latest.is_some() {
+                return latest;
+            }
+            window = window * 2;
+        }
+        None
+    }
+
     /// The next `n` fires after `after`.
     pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
         let mut fires = Vec::with_capacity(n);
@@ -174,6 +196,39 @@ mod tests {
             .into_iter()
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .collect()
+    }
+
+    #[test]
+    fn the_latest_fire_is_the_one_next_after_would_give() {
+        let latest = |expression: &str, at: &str| {
+            madrid(expression)
+                .latest_at_or_before(utc(at))
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        };
+        // At the slot itself, and a moment after it.
+        assert_eq!(
+            latest("*/5 * * * *", "2026-02-19T10:05:00Z").unwrap(),
+            "2026-02-19T10:05:00Z"
+        );
+        assert_eq!(
+            latest("*/5 * * * *", "2026-02-19T10:09:59.9Z").unwrap(),
+            "2026-02-19T10:05:00Z"
+        );
+        // Across the spring-forward gap: 02:30 did not exist on 2026-03-29, 03:30 CEST stood in.
+        assert_eq!(
+            latest("30 2 * * *", "2026-03-29T12:00:00Z").unwrap(),
+            "2026-03-29T01:30:00Z"
+        );
+        // Sparse: once a year.
+        assert_eq!(
+            latest("0 0 1 1 *", "2026-12-02T12:00:00Z").unwrap(),
+            "2025-12-31T23:00:00Z"
+        );
+        // Every second.
+        assert_eq!(
+            latest("* * * * * *", "2026-02-19T10:00:07.5Z").unwrap(),
+            "2026-02-19T10:00:07Z"
+        );
     }
 
     #[test]

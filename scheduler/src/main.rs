@@ -39,7 +39,9 @@ enum Command {
     /// Run one job or agent once now, print its metrics, and push the report.
     ///
     /// Exit status: 0 when the run succeeded and was delivered (or --no-push), 1 when the run
-    /// failed, 2 when the report could not be delivered (it is in the spool).
+    /// failed, 2 when the report could not be delivered (it is in the spool). With --slot: 0
+    /// or 1 also when the slot had run already (its stored status), 2 when the claim could
+    /// not be asked (nothing ran), 3 when the slot is running elsewhere.
     Run {
         /// A job from the schedule file, or a registered agent.
         name: String,
@@ -49,6 +51,12 @@ enum Command {
         /// Print the result without sending it to the collector.
         #[arg(long)]
         no_push: bool,
+        /// Run the job for a slot of its cron, as `serve` would (the same run_key, trigger
+        /// `schedule`), claimed first so that it runs once however often it is started:
+        /// `latest` (the latest slot at or before now, in the job's timezone: a Kubernetes
+        /// CronJob's pod) or an RFC 3339 instant that is a slot.
+        #[arg(long, value_name = "latest|TIME", conflicts_with = "no_push")]
+        slot: Option<String>,
     },
 }
 
@@ -90,6 +98,16 @@ fn main() -> ExitCode {
                 name,
                 params,
                 no_push,
+                slot: Some(slot),
+            } => {
+                debug_assert!(!no_push);
+                run_slot(&settings, &name, params, &slot).await
+            }
+            Command::Run {
+                name,
+                params,
+                no_push,
+                slot: None,
             } => run_once(&settings, &name, params, no_push).await,
         }
     });
@@ -202,5 +220,115 @@ async fn run_once(
         (_, false) => ExitCode::from(2),
         (RunStatus::Success, true) => ExitCode::SUCCESS,
         (_, true) => ExitCode::FAILURE,
+    })
+}
+
+/// `scheduler run JOB --slot …`: the job's run for one slot of its cron, once. The spool (a
+/// mounted volume's reports from an earlier pod) is delivered first; the slot is claimed from
+/// the collector; only a granted claim runs the agent.
+async fn run_slot(
+    settings: &Settings,
+    name: &str,
+    overrides: Vec<(String, Value)>,
+    slot: &str,
+) -> anyhow::Result<ExitCode> {
+    use agent_sdk::client::StartAnswer;
+    use anyhow::Context;
+
+    let job = load_jobs(settings)?
+        .into_iter()
+        .find(|j| j.name == name)
+        .with_context(|| {
+            format!(
+                "--slot needs a job of {}: no job `{name}`",
+                settings.schedules_file.display()
+            )
+        })?;
+    let now = chrono::Utc::now();
+    let slot = match slot {
+        "latest" => job
+            .cron
+            .latest_at_or_before(now)
+            .with_context(|| format!("`{}` has no slot before now", job.cron.expression()))?,
+        text => {
+            let at: chrono::DateTime<chrono::Utc> = text.parse().with_context(|| {
+                format!("--slot {text:?}: expected `latest` or an RFC 3339 time")
+            })?;
+            anyhow::ensure!(
+                job.cron.next_after(at - chrono::TimeDelta::seconds(1)) == Some(at),
+                "--slot {text}: not a slot of `{}`",
+                job.cron.expression()
+            );
+            at
+        }
+    };
+    let deliverer = deliverer(settings)?;
+    if let Err(err) = deliverer.redeliver_once().await {
+        eprintln!("the spool could not be read: {err}");
+    }
+
+    let mut params = job.params.clone();
+    params.extend(overrides);
+    let ctx = RunContext::new(name)
+        .scheduled(slot)
+        .with_run_key(scheduler::engine::run_key_of(name, slot))
+        .with_params(params);
+    let grace =
+        chrono::TimeDelta::from_std(settings.deadline_grace).unwrap_or(chrono::TimeDelta::MAX);
+    let start = scheduler::engine::run_start(&job, &ctx, &scheduler::engine::claimant(), grace);
+    match deliverer
+        .client()
+        .start(&start, scheduler::engine::CLAIM_WAIT)
+        .await
+    {
+        Ok(StartAnswer::Started { .. }) => {}
+        Ok(StartAnswer::Claimed(claim)) => {
+            eprintln!(
+                "slot {slot}: run {} already {} (claimant {}, host {}): not run again",
+                claim.run_id,
+                claim.status.as_str(),
+                claim.claimant.as_deref().unwrap_or("none"),
+                claim.host.as_deref().unwrap_or("unknown"),
+            );
+            return Ok(match claim.status {
+                RunStatus::Success => ExitCode::SUCCESS,
+                RunStatus::Failed => ExitCode::FAILURE,
+                RunStatus::Running => ExitCode::from(3),
+            });
+        }
+        Err(err) => {
+            eprintln!("slot {slot}: the claim could not be asked ({err}): not run");
+            return Ok(ExitCode::from(2));
+        }
+    }
+
+    let report = execute(job.agent.clone(), ctx, Some(job.timeout)).await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "job": name,
+            "slot": slot,
+            "status": report.status(),
+            "error": report.error,
+            "run_key": report.run_key,
+            "metrics": report.metrics,
+        }))?
+    );
+    Ok(match deliverer.deliver(&report).await? {
+        Outcome::Delivered { run_id, .. } => {
+            eprintln!("slot {slot}: delivered: run {run_id}");
+            if report.status() == RunStatus::Success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Outcome::Spooled | Outcome::Rejected { .. } => {
+            eprintln!(
+                "slot {slot}: not delivered; the report is in {} (a volume keeps it for the next pod)",
+                settings.spool_dir.display()
+            );
+            ExitCode::from(2)
+        }
     })
 }

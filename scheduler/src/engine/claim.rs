@@ -52,19 +52,7 @@ impl Engine {
             return true;
         };
         let job = &state.job;
-        let now = Utc::now();
-        let start = RunStart {
-            agent_name: ctx.agent_name().to_owned(),
-            run_key: ctx.run_key(),
-            started_at: now,
-            trigger: Some(ctx.trigger()),
-            scheduled_for: ctx.scheduled_for(),
-            host: agent_sdk::hostname(),
-            claimant: self.0.claimant.clone(),
-            // forbid holds across replicas: one running run of the job at a time, anywhere.
-            exclusive: (job.concurrency == ConcurrencyPolicy::Forbid).then(|| job.name.clone()),
-            deadline: Some(now + longest(job) + self.0.deadline_grace),
-        };
+        let start = run_start(job, ctx, &self.0.claimant, self.0.deadline_grace);
         let ha = self.0.high_availability;
         let timeout = if ha { CLAIM_TIMEOUT } else { START_TIMEOUT };
         match deliverer.client().start(&start, timeout).await {
@@ -109,6 +97,36 @@ impl Engine {
         });
     }
 }
+
+/// This process, as the collector knows it: host, process id, a random part.
+pub fn claimant() -> String {
+    format!(
+        "{}:{}:{}",
+        agent_sdk::hostname().unwrap_or_else(|| "unknown".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// The start of `ctx`'s run of `job`, as `claimant` announces it now.
+pub fn run_start(job: &Job, ctx: &RunContext, claimant: &str, grace: TimeDelta) -> RunStart {
+    let now = Utc::now();
+    RunStart {
+        agent_name: ctx.agent_name().to_owned(),
+        run_key: ctx.run_key(),
+        started_at: now,
+        trigger: Some(ctx.trigger()),
+        scheduled_for: ctx.scheduled_for(),
+        host: agent_sdk::hostname(),
+        claimant: claimant.to_owned(),
+        // forbid holds across replicas: one running run of the job at a time, anywhere.
+        exclusive: (job.concurrency == ConcurrencyPolicy::Forbid).then(|| job.name.clone()),
+        deadline: Some(now + longest(job) + grace),
+    }
+}
+
+/// How long a claim may wait for its answer.
+pub const CLAIM_WAIT: Duration = CLAIM_TIMEOUT;
 
 /// The longest a run of `job` can take: every attempt to its timeout, every backoff between.
 fn longest(job: &Job) -> TimeDelta {

@@ -34,7 +34,7 @@ use crate::schedule::Job;
 use journal::Journal;
 use run::CancelReason;
 
-pub use claim::{Claims, NotRun};
+pub use claim::{CLAIM_WAIT, Claims, NotRun, claimant, run_start};
 pub use clock::run_key_of;
 
 /// What `/jobs` shows for one job.
@@ -176,12 +176,7 @@ impl Engine {
             deliverer,
             high_availability: claims.high_availability,
             deadline_grace: TimeDelta::from_std(claims.deadline_grace).unwrap_or(TimeDelta::MAX),
-            claimant: format!(
-                "{}:{}:{}",
-                agent_sdk::hostname().unwrap_or_else(|| "unknown".into()),
-                std::process::id(),
-                &Uuid::new_v4().simple().to_string()[..8]
-            ),
+            claimant: claim::claimant(),
             state_dir,
             journal: OnceLock::new(),
             stop_firing: CancellationToken::new(),

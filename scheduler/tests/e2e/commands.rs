@@ -147,3 +147,74 @@ async fn empty_variables_are_unset(pool: PgPool) {
     let (status, logs) = process.terminate().await;
     assert!(status.success(), "{logs}");
 }
+
+/// `scheduler run JOB --slot latest` twice for one slot (a Kubernetes CronJob's pod, retried):
+/// the agent runs once, one row is stored, under the run_key `serve` would use; the second
+/// says the slot ran and exits with its status. A time that is no slot is refused.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn run_slot_latest_runs_a_slot_once(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("ran");
+    write_schedule(
+        dir.path(),
+        &format!(
+            "[agents.yearly]\nagent = \"command\"\ncron = \"0 0 1 1 *\"\ntimezone = \"Europe/Madrid\"\n\
+             params = {{ program = \"sh\", args = [\"-c\", \"echo \\\"$AGENT_SCHEDULED_FOR\\\" >> {}; echo '{{\\\"ok\\\": 1}}'\"] }}\n",
+            effects.display()
+        ),
+    );
+    let first = scheduler(
+        &["run", "yearly", "--slot", "latest"],
+        &collector.url(),
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let second = scheduler(
+        &["run", "yearly", "--slot", "latest"],
+        &collector.url(),
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("already success"),
+        "{}",
+        text(&second.stderr)
+    );
+
+    let ran = std::fs::read_to_string(&effects).unwrap();
+    assert_eq!(ran.lines().count(), 1, "the agent ran once: {ran}");
+    let slot: chrono::DateTime<chrono::Utc> = ran.trim().parse().unwrap();
+    assert_eq!(
+        slot.format("%m-%d %H:%M").to_string(),
+        "12-31 23:00",
+        "midnight in Madrid"
+    );
+    let (count, key, trigger): (i64, Option<uuid::Uuid>, String) = sqlx::query_as(
+        "select count(*) over (), run_key, trigger from agent_runs where agent_name = 'yearly'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 1);
+    assert_eq!(key, Some(scheduler::engine::run_key_of("yearly", slot)));
+    assert_eq!(trigger, "schedule");
+
+    let not_a_slot = scheduler(
+        &["run", "yearly", "--slot", "2026-03-03T10:00:00Z"],
+        &collector.url(),
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(not_a_slot.status.code(), Some(1));
+    assert!(
+        text(&not_a_slot.stderr).contains("not a slot"),
+        "{}",
+        text(&not_a_slot.stderr)
+    );
+}

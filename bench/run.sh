@@ -8,7 +8,10 @@
 # same work one report per transaction. Then the release collector under bench/loadgen at the
 # same count,
 # and counts the rows actually written (a collector that answers without writing fails the run).
-# Then POST /metrics/batch, and the FastAPI + SQLAlchemy peer when BENCH_PEER=1.
+# Then each run's whole life (POST /runs, then its report) at the same counts, next to
+# report-only. Then open loop at 50% and 80% of the peak report-only rate measured here
+# (requests due by the clock, latency from when each was due, as wrk2). Then POST /metrics/batch,
+# and the FastAPI + SQLAlchemy peer when BENCH_PEER=1.
 # Prints one table; exits non-zero only when something could not run or rows are missing. Each
 # second's latencies of the POST /metrics rows go to target/bench-timeline-<connections>.txt.
 #
@@ -132,6 +135,32 @@ for c in $clients; do
   rps=$(field reports_per_s "$out")
   row "collector, $c connections" "$rps" "$(field metric_rows_per_s "$out")" "$(field p50_ms "$out")" \
     "$(field p99_ms "$out")" "$(peak_mb "$collector_pid") MB" "$(awk -v a="$rps" -v b="$tps" 'BEGIN{printf "%.2f", a/b}')"
+  peak=$(awk -v a="$rps" -v b="${peak:-0}" 'BEGIN{print (a > b) ? a : b}')
+  report_only=$rps
+
+  # Start and finish: a run is a running row first, then completed by its report.
+  reset
+  log "collector POST /runs + POST /metrics: $c connections, $duration"
+  out=$("$loadgen" --addr "127.0.0.1:$port" --connections "$c" --duration "$duration" --lifecycle)
+  [ "$(field errors "$out")" = none ] || log "errors: $(field errors "$out")"
+  check_rows "start+finish, $c connections" "$(field reports "$out")"
+  running=$(sql "select count(*) from agent_runs where status = 'running'")
+  [ "$running" = 0 ] || fail "start+finish: $running runs left running"
+  lrps=$(field reports_per_s "$out")
+  row "start+finish, $c connections" "$lrps" "$(field metric_rows_per_s "$out")" "$(field p50_ms "$out")" \
+    "$(field p99_ms "$out")" "" "$(awk -v a="$lrps" -v b="$report_only" 'BEGIN{printf "%.2f", a/b}')"
+done
+
+# Open loop at 50% and 80% of the peak: is latency kept when the rate is not the limit?
+for share in 50 80; do
+  rate=$(awk -v p="$peak" -v s="$share" 'BEGIN{printf "%.0f", p * s / 100}')
+  reset
+  log "collector POST /metrics open loop: $rate/s ($share% of $peak), 64 connections, $duration"
+  out=$("$loadgen" --addr "127.0.0.1:$port" --connections 64 --duration "$duration" --rate "$rate")
+  [ "$(field errors "$out")" = none ] || log "errors: $(field errors "$out")"
+  check_rows "open loop $share%" "$(field reports "$out")"
+  row "open loop, $share% of peak ($rate/s)" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
+    "$(field p50_ms "$out")" "$(field p99_ms "$out")" "" ""
 done
 
 reset
@@ -186,5 +215,6 @@ fi
 echo
 echo "PostgreSQL $(sql 'show server_version'), fsync=$fsync, synchronous_commit=$synchronous_commit;" \
   "$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); $duration per row"
-echo "ratio = collector reports/s / pgbench tps at the same client count (one report per transaction)"
+echo "ratio = collector reports/s / pgbench tps at the same client count (one report per transaction);" \
+  "for start+finish, its runs/s / report-only reports/s. Open loop: latency from when each request was due"
 printf '%s\n' "${table[@]}"

@@ -5,6 +5,11 @@
 //! Each report carries the benchmark's body: 10 metrics (8 numbers, 2 strings), a fresh
 //! `run_key`, and an agent name rotating over `--agents` names. Only answers that say a run
 //! was stored (201) count as reports; anything else is an error, counted by status.
+//!
+//! `--lifecycle` starts each run first (`POST /runs`, then the report with its key: a run's
+//! whole life). `--rate R` is open loop: requests leave at R a second by the clock, whatever
+//! the answers, and each latency counts from the instant its request was due (no coordinated
+//! omission, as wrk2 measures).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -51,6 +56,27 @@ struct Args {
     /// the slow answers were.
     #[arg(long)]
     timeline: bool,
+    /// Each run announced first (`POST /runs`), then its report: the run's whole life, timed
+    /// as one request.
+    #[arg(long)]
+    lifecycle: bool,
+    /// Open loop: requests due at this many a second in all, spread over the connections;
+    /// latency counts from when a request was due. 0: closed loop (each connection sends its
+    /// next request when the last is answered).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+/// How one connection sends.
+#[derive(Clone, Copy)]
+struct Plan {
+    worker: usize,
+    connections: usize,
+    agents: usize,
+    batch: usize,
+    lifecycle: bool,
+    /// Requests a second in all (open loop), or 0.
+    rate: f64,
 }
 
 /// What one connection saw.
@@ -84,10 +110,15 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..args.connections)
         .map(|worker| {
             let (addr, token) = (args.addr.clone(), args.token.clone());
-            let (agents, batch) = (args.agents, args.batch);
-            tokio::spawn(async move {
-                connection(&addr, &token, worker, agents, batch, started, deadline).await
-            })
+            let plan = Plan {
+                worker,
+                connections: args.connections,
+                agents: args.agents,
+                batch: args.batch,
+                lifecycle: args.lifecycle,
+                rate: args.rate,
+            };
+            tokio::spawn(async move { connection(&addr, &token, plan, started, deadline).await })
         })
         .collect();
     let mut total = Tally::default();
@@ -162,12 +193,18 @@ fn print_timeline(tally: &Tally) {
 async fn connection(
     addr: &str,
     token: &str,
-    worker: usize,
-    agents: usize,
-    batch: usize,
+    plan: Plan,
     started: Instant,
     deadline: Instant,
 ) -> anyhow::Result<Tally> {
+    let Plan {
+        worker,
+        connections,
+        agents,
+        batch,
+        lifecycle,
+        rate,
+    } = plan;
     let mut tally = Tally::default();
     let (path, reports_per_request) = match batch {
         0 => ("/metrics", 1),
@@ -175,6 +212,13 @@ async fn connection(
     };
     let authorization = format!("Bearer {token}");
     let mut sequence = worker;
+    // Open loop: this connection's k-th request is the (worker + k × connections)-th of all,
+    // due at that index / rate.
+    let mut sent_requests: u64 = 0;
+    let due = |k: u64| {
+        let index = worker as f64 + k as f64 * connections as f64;
+        started + Duration::from_secs_f64(index / rate)
+    };
     'connect: while Instant::now() < deadline {
         let stream = match TcpStream::connect(addr).await {
             Ok(stream) => stream,
@@ -188,6 +232,53 @@ async fn connection(
         let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         while Instant::now() < deadline {
+            let sent = if rate > 0.0 {
+                let at = due(sent_requests);
+                if at >= deadline {
+                    break 'connect;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                at
+            } else {
+                Instant::now()
+            };
+            sent_requests += 1;
+            if lifecycle {
+                sequence += 1;
+                let key = Uuid::new_v4();
+                let start = run_start(sequence % agents, key);
+                let first = post(&mut sender, addr, &authorization, "/runs", start).await;
+                let answer = match first {
+                    Ok((201, _)) => {
+                        post(
+                            &mut sender,
+                            addr,
+                            &authorization,
+                            "/metrics",
+                            report_with(sequence % agents, key),
+                        )
+                        .await
+                    }
+                    other => other,
+                };
+                let elapsed = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+                let answered_at = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
+                match answer {
+                    Ok((201, _)) => {
+                        tally.record(elapsed, answered_at);
+                        tally.stored += 1;
+                    }
+                    Ok((status, _)) => {
+                        tally.record(elapsed, answered_at);
+                        *tally.errors.entry(status).or_default() += 1;
+                    }
+                    Err(_) => {
+                        *tally.errors.entry(0).or_default() += 1;
+                        continue 'connect;
+                    }
+                }
+                continue;
+            }
             let body = if batch == 0 {
                 sequence += 1;
                 report(sequence % agents)
@@ -200,20 +291,7 @@ async fn connection(
                     .collect();
                 format!(r#"{{"reports":[{}]}}"#, reports.join(","))
             };
-            let request = Request::post(path)
-                .header("host", addr)
-                .header("authorization", &authorization)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body)))?;
-            let sent = Instant::now();
-            let answer = async {
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let status = response.status().as_u16();
-                let body = response.into_body().collect().await?.to_bytes();
-                Ok::<_, hyper::Error>((status, body))
-            }
-            .await;
+            let answer = post(&mut sender, addr, &authorization, path, body).await;
             let elapsed = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
             let answered_at = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
             match answer {
@@ -247,8 +325,50 @@ async fn connection(
     Ok(tally)
 }
 
+/// One request on `sender`: the answer's status and body.
+async fn post(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    addr: &str,
+    authorization: &str,
+    path: &str,
+    body: String,
+) -> anyhow::Result<(u16, Bytes)> {
+    let request = Request::post(path)
+        .header("host", addr)
+        .header("authorization", authorization)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// The start of the benchmark's run `key` (`POST /runs`).
+fn run_start(agent: usize, key: Uuid) -> String {
+    let now = Utc::now();
+    format!(
+        concat!(
+            r#"{{"agent_name":"bench_agent_{agent:02}","run_key":"{key}","started_at":"{started}","#,
+            r#""claimant":"loadgen","trigger":"schedule","deadline":"{deadline}"}}"#
+        ),
+        agent = agent,
+        key = key,
+        started = (now - chrono::TimeDelta::milliseconds(1500))
+            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        deadline =
+            (now + chrono::TimeDelta::minutes(10)).to_rfc3339_opts(SecondsFormat::Millis, true),
+    )
+}
+
 /// The benchmark's report: 10 metrics (8 numbers, 2 strings), a fresh run_key.
 fn report(agent: usize) -> String {
+    report_with(agent, Uuid::new_v4())
+}
+
+/// The benchmark's report of run `key`.
+fn report_with(agent: usize, key: Uuid) -> String {
     let finished = Utc::now();
     let started = finished - chrono::TimeDelta::milliseconds(1500);
     format!(
@@ -260,7 +380,7 @@ fn report(agent: usize) -> String {
             r#""status":"ok","model":"llama-3.1-8b"}}}}"#
         ),
         agent = agent,
-        key = Uuid::new_v4(),
+        key = key,
         started = started.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished = finished.to_rfc3339_opts(SecondsFormat::Millis, true),
     )

@@ -28,9 +28,9 @@ fn appending_schedule(file: &std::path::Path) -> String {
     )
 }
 
-/// Three schedulers with one schedule for about ten seconds: every slot ran once (one line
-/// each in the agent's file, no slot twice, none missing between the first and the last) and
-/// was stored once.
+/// Three schedulers with one schedule for thirty seconds: every slot ran once (one line each
+/// in the agent's file, no slot twice, none missing between the first and the last) and was
+/// stored once.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn replicas_run_each_slot_once(pool: PgPool) {
     let collector = Collector::start(&pool, None).await;
@@ -53,7 +53,7 @@ async fn replicas_run_each_slot_once(pool: PgPool) {
             .await,
         );
     }
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     let mut claimed_elsewhere = 0;
     for replica in &replicas {
         let jobs: serde_json::Value =
@@ -73,7 +73,7 @@ async fn replicas_run_each_slot_once(pool: PgPool) {
     let slots: BTreeSet<chrono::DateTime<chrono::Utc>> =
         lines.iter().map(|l| l.parse().unwrap()).collect();
     assert_eq!(slots.len(), lines.len(), "a slot ran twice: {lines:?}");
-    assert!(slots.len() >= 7, "{lines:?}");
+    assert!(slots.len() >= 25, "{lines:?}");
     let (first, last) = (*slots.first().unwrap(), *slots.last().unwrap());
     assert_eq!(
         (last - first).num_seconds() + 1,

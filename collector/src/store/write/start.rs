@@ -4,11 +4,15 @@
 //! `exclusive_key`, one at a time is running.
 
 use agent_sdk::wire::{RunClaim, RunStatus};
-use sea_query::{Expr, ExprTrait, OnConflict, Query, SelectStatement};
+use sea_query::{
+    Expr, ExprTrait, InsertStatement, OnConflict, PostgresQueryBuilder, Query, SelectStatement,
+};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::AssertSqlSafe;
 
 use crate::domain::NewStart;
 use crate::store::schema::AgentRuns;
-use crate::store::{Store, StoreError};
+use crate::store::{Pool, Store, StoreError};
 
 /// What became of a start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +76,8 @@ impl Store {
             // Either index refuses it: the run_key's, or the running exclusive key's.
             .on_conflict(OnConflict::new().do_nothing().to_owned())
             .returning_col(AgentRuns::Id);
-        if let Some((id,)) = self.fetch::<(i64,), _>(&insert).await?.first() {
-            return Ok(Some(Started::Created(*id)));
+        if let Some(id) = self.insert_start(&insert).await? {
+            return Ok(Some(Started::Created(id)));
         }
 
         // Refused: the insert waited for a concurrent holder to commit, so it is there to read.
@@ -107,6 +111,37 @@ impl Store {
                 claimant,
             })
         }))
+    }
+}
+
+impl Store {
+    /// Runs a start's insert; the new row's id, or `None` when an index refused it.
+    ///
+    /// On PostgreSQL the commit does not wait for the WAL to reach the disk
+    /// (`synchronous_commit = off`, this transaction only): a start is a claim, not a result,
+    /// and waiting for the flush halved the rate of whole runs (docs/performance.md). What a
+    /// crash of PostgreSQL can lose is the starts of its last fraction of a second: their runs
+    /// still go on, and their reports are stored as runs without a start.
+    async fn insert_start(&self, insert: &InsertStatement) -> Result<Option<i64>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("set local synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                let (sql, values) = insert.build_sqlx(PostgresQueryBuilder);
+                let id: Option<(i64,)> = sqlx::query_as_with(AssertSqlSafe(sql), values)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(id.map(|(id,)| id))
+            }
+            Pool::Sqlite(_) => Ok(self
+                .fetch::<(i64,), _>(insert)
+                .await?
+                .first()
+                .map(|(id,)| *id)),
+        }
     }
 }
 

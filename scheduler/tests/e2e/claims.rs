@@ -19,10 +19,12 @@ fn job<'a>(jobs: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 }
 
 /// A job that appends its slot to `file` (the agent's own side effect, counted apart from the
-/// stored rows), every second.
+/// stored rows), every second. Its runs may overlap: a report delivered late on a loaded machine
+/// must not hold the next slot back (`forbid` across replicas has a test of its own).
 fn appending_schedule(file: &std::path::Path) -> String {
     format!(
         "[agents.tick]\nagent = \"command\"\ncron = \"* * * * * *\"\ntimeout = \"10s\"\n\
+         concurrency_policy = \"allow\"\n\
          params = {{ program = \"sh\", args = [\"-c\", \"echo \\\"$AGENT_SCHEDULED_FOR\\\" >> {}; echo {{}}\"] }}\n",
         file.display()
     )

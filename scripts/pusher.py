@@ -31,9 +31,9 @@ def main():
     statuses = collections.Counter()
     deadline = time.monotonic() + args.seconds
 
-    def push(key):
+    def report(key):
         now = datetime.datetime.now(datetime.timezone.utc)
-        body = json.dumps({
+        return json.dumps({
             "agent_name": "pusher",
             "run_key": key,
             "metrics": {"n": 1, "ratio": 0.5, "label": "fault-test"},
@@ -41,6 +41,8 @@ def main():
             "finished_at": now.isoformat(),
             "error": None,
         }).encode()
+
+    def push(body):
         request = urllib.request.Request(
             args.url + "/metrics", data=body, method="POST",
             headers={"Authorization": "Bearer " + args.token, "Content-Type": "application/json"})
@@ -61,9 +63,11 @@ def main():
                 next_at += interval
                 time.sleep(max(0.0, next_at - time.monotonic()))
             key = str(uuid.uuid4())
+            # A retry sends the same report: a different one under a stored key is refused (409).
+            body = report(key)
             started = time.monotonic()
             while True:
-                status, retry_after = push(key)
+                status, retry_after = push(body)
                 with lock:
                     statuses[status] += 1
                 if status in (200, 201):

@@ -14,9 +14,15 @@ use serde::Serialize;
 use super::{Engine, JobState, lock};
 use crate::schedule::{ConcurrencyPolicy, Job};
 
-/// How long a single scheduler waits for the collector's answer to a start before running the
-/// agent anyway (the start is skipped, not spooled; the report still arrives).
+/// How long a single scheduler's start may take to be answered (in the background; it is then
+/// skipped, not spooled: the report still arrives).
 const START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a single scheduler's run waits for its start to be answered before the agent runs
+/// anyway: long enough that a healthy collector stores the start first (the run is seen as
+/// running, and its report never overtakes it), short enough that a collector that is away never
+/// delays a run past its next tick.
+const START_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a replica waits for its claim to be answered before giving the slot up.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,9 +59,24 @@ impl Engine {
         };
         let job = &state.job;
         let start = run_start(job, ctx, &self.0.claimant, self.0.deadline_grace);
-        let ha = self.0.high_availability;
-        let timeout = if ha { CLAIM_TIMEOUT } else { START_TIMEOUT };
-        match deliverer.client().start(&start, timeout).await {
+        let answer = if self.0.high_availability {
+            deliverer.client().start(&start, CLAIM_TIMEOUT).await
+        } else {
+            // Here a start never holds a run up: it is answered in the background, bounded, and
+            // the agent runs when no answer came within START_WAIT.
+            let client = deliverer.client().clone();
+            let body = start.clone();
+            let mut announce =
+                tokio::spawn(async move { client.start(&body, START_TIMEOUT).await });
+            match tokio::time::timeout(START_WAIT, &mut announce).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!(job = %job.name, run_key = %start.run_key, "start not answered yet; running the agent");
+                    return true;
+                }
+            }
+        };
+        match answer {
             Ok(StartAnswer::Started { .. }) => true,
             Ok(StartAnswer::Claimed(claim)) => {
                 let why = format!(
@@ -69,7 +90,7 @@ impl Engine {
                 self.not_run(state, ctx, "claimed_elsewhere", why);
                 false
             }
-            Err(err) if ha => {
+            Err(err) if self.0.high_availability => {
                 let why = format!("the collector could not be asked for the claim: {err}");
                 tracing::warn!(job = %job.name, run_key = %start.run_key, "slot not run ({why}): with SCHEDULER_HA a slot runs only once claimed");
                 self.not_run(state, ctx, "claim_failed", why);

@@ -68,6 +68,11 @@ fn describe() {
         Unit::Count,
         "Runs stored per group-commit transaction of POST /metrics"
     );
+    describe_histogram!(
+        "collector_batch_seconds",
+        Unit::Seconds,
+        "Time a group-commit transaction of POST /metrics takes to store its batch, commit included"
+    );
     describe_gauge!(
         "collector_db_pool_connections",
         Unit::Count,

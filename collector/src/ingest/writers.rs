@@ -92,7 +92,9 @@ fn writer_of(agent: &str, writers: usize) -> usize {
 async fn commit(sink: &Sink, batch: Vec<(NewRun, Reply)>) {
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
     metrics::histogram!("collector_batch_size").record(runs.len() as f64);
+    let started = std::time::Instant::now();
     let outcomes = sink.store_isolated(&runs).await;
+    metrics::histogram!("collector_batch_seconds").record(started.elapsed().as_secs_f64());
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // The client may have gone; its run is stored all the same.
         let _ = reply.send(outcome);

@@ -98,6 +98,9 @@ impl From<SqlitePool> for Store {
     }
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is used.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Store {
     /// A pool that connects on first use, so the service can start while the database is down.
     /// A SQLite file (and its directory) is created if missing.
@@ -117,6 +120,18 @@ impl Store {
                 ("statement_timeout", STATEMENT_TIMEOUT),
             ]);
         let pool = PgPoolOptions::new()
+            // sqlx pings every connection it hands out; that is a second round trip for each
+            // batch of the ingest path (docs/performance.md). Only a connection idle for a while
+            // (a PostgreSQL restart leaves idle connections dead) is pinged before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);

@@ -4,11 +4,7 @@
 //! `exclusive_key`, one at a time is running.
 
 use agent_sdk::wire::{RunClaim, RunStatus};
-use sea_query::{
-    Expr, ExprTrait, InsertStatement, OnConflict, PostgresQueryBuilder, Query, SelectStatement,
-};
-use sea_query_sqlx::SqlxBinder;
-use sqlx::AssertSqlSafe;
+use sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query, SelectStatement};
 
 use crate::domain::NewStart;
 use crate::store::schema::AgentRuns;
@@ -25,6 +21,9 @@ pub enum Started {
     /// agent), or a running run holds the start's exclusive key: the caller must not run it.
     Claimed(RunClaim),
 }
+
+/// `sql/postgres/start_run.sql`.
+const START_RUN: &str = include_str!("../sql/postgres/start_run.sql");
 
 /// (id, agent_name, status, host, claimant) of the run that holds a key.
 type Holder = (i64, String, String, Option<String>, Option<String>);
@@ -76,7 +75,7 @@ impl Store {
             // Either index refuses it: the run_key's, or the running exclusive key's.
             .on_conflict(OnConflict::new().do_nothing().to_owned())
             .returning_col(AgentRuns::Id);
-        if let Some(id) = self.insert_start(&insert).await? {
+        if let Some(id) = self.insert_start(start, &insert).await? {
             return Ok(Some(Started::Created(id)));
         }
 
@@ -122,18 +121,26 @@ impl Store {
     /// and waiting for the flush halved the rate of whole runs (docs/performance.md). What a
     /// crash of PostgreSQL can lose is the starts of its last fraction of a second: their runs
     /// still go on, and their reports are stored as runs without a start.
-    async fn insert_start(&self, insert: &InsertStatement) -> Result<Option<i64>, StoreError> {
+    async fn insert_start(
+        &self,
+        start: &NewStart,
+        insert: &InsertStatement,
+    ) -> Result<Option<i64>, StoreError> {
         match &self.pool {
+            // One statement (sql/postgres/start_run.sql), one round trip.
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("set local synchronous_commit = off")
-                    .execute(&mut *tx)
+                let id: Option<(i64,)> = sqlx::query_as(START_RUN)
+                    .bind(start.run_key)
+                    .bind(start.agent_name.as_str())
+                    .bind(start.started_at)
+                    .bind(start.trigger.as_str())
+                    .bind(start.scheduled_for)
+                    .bind(start.host.as_deref())
+                    .bind(start.claimant.as_str())
+                    .bind(start.exclusive.as_deref())
+                    .bind(start.deadline)
+                    .fetch_optional(pool)
                     .await?;
-                let (sql, values) = insert.build_sqlx(PostgresQueryBuilder);
-                let id: Option<(i64,)> = sqlx::query_as_with(AssertSqlSafe(sql), values)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
                 Ok(id.map(|(id,)| id))
             }
             Pool::Sqlite(_) => Ok(self

@@ -6,6 +6,8 @@
 //!   [`execute`], which runs an agent and turns any outcome into a [`wire::RunReport`].
 //! - `client` feature: [`client::Deliverer`], which delivers reports to the collector with
 //!   retries and keeps undelivered ones in a disk spool.
+//! - `cron` feature: [`cron::CronSchedule`], cron expressions in an IANA time zone, correct
+//!   across DST changes (the scheduler's schedules, the collector's expectations).
 //! - `telemetry` feature: logging, Prometheus set-up and the shutdown signal shared by the
 //!   platform's services.
 //!
@@ -38,6 +40,8 @@ mod execute;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "cron")]
+pub mod cron;
 #[cfg(feature = "client")]
 pub mod fs;
 

@@ -1,7 +1,7 @@
 //! The scheduler: runs registered agents on cron schedules and delivers every report to the
 //! collector. It never touches the database.
 
-pub mod cron;
+pub use agent_sdk::cron;
 pub mod engine;
 pub mod schedule;
 pub mod service;

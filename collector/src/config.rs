@@ -12,7 +12,19 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ingest::DEFAULT_WRITERS;
-use crate::store::{Backend, PoolSettings};
+use crate::store::{Backend, PoolSettings, WatchRules};
+
+/// The watcher's rules: `INCIDENT_FAILING_AFTER` (1 or more).
+fn watch_rules() -> Result<WatchRules, ConfigError> {
+    let failing_after = parse_or(INCIDENT_FAILING_AFTER, WatchRules::default().failing_after)?;
+    if failing_after == 0 {
+        return Err(ConfigError::Invalid {
+            var: INCIDENT_FAILING_AFTER,
+            reason: "must be 1 or more (1: every failure opens or continues an incident)".into(),
+        });
+    }
+    Ok(WatchRules { failing_after })
+}
 
 /// Every variable the collector reads. `.env.example` must document each of them.
 pub const ENV_VARS: &[&str] = &[
@@ -25,6 +37,7 @@ pub const ENV_VARS: &[&str] = &[
     COLLECTOR_BODY_LIMIT,
     COLLECTOR_BATCH_BODY_LIMIT,
     COLLECTOR_REQUEST_TIMEOUT,
+    INCIDENT_FAILING_AFTER,
     WEBAPP_READONLY_PASSWORD,
     RUST_LOG,
     LOG_FORMAT,
@@ -39,6 +52,7 @@ pub const COLLECTOR_ADDR: &str = "COLLECTOR_ADDR";
 pub const COLLECTOR_BODY_LIMIT: &str = "COLLECTOR_BODY_LIMIT";
 pub const COLLECTOR_BATCH_BODY_LIMIT: &str = "COLLECTOR_BATCH_BODY_LIMIT";
 pub const COLLECTOR_REQUEST_TIMEOUT: &str = "COLLECTOR_REQUEST_TIMEOUT";
+pub const INCIDENT_FAILING_AFTER: &str = "INCIDENT_FAILING_AFTER";
 pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
@@ -65,6 +79,7 @@ pub struct ServeConfig {
     pub secret_key: SecretKey,
     pub addr: SocketAddr,
     pub http: HttpConfig,
+    pub watch: WatchRules,
 }
 
 impl ServeConfig {
@@ -77,6 +92,7 @@ impl ServeConfig {
                 "0.0.0.0:8000".parse().expect("valid default"),
             )?,
             http: HttpConfig::from_env()?,
+            watch: watch_rules()?,
         })
     }
 }

@@ -1,14 +1,15 @@
-//! `collector`: serve (default), migrate, token, grant-readonly. Settings come from the
+//! `collector`: serve (default), migrate, token, expect, grant-readonly. Settings come from the
 //! environment (see `.env.example`); a missing or bad one stops start-up with one line.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agent_sdk::wire::{ExpectationRequest, ExpectationSource};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use collector::auth::{Scope, TokenKeys};
 use collector::config::{self, DatabaseConfig, SecretKey, ServeConfig};
-use collector::domain::{AgentPattern, RoleName};
+use collector::domain::{AgentName, AgentPattern, NewExpectation, RoleName};
 use collector::startup::{self, Application, Services};
 use collector::store::{self, Store};
 use collector::telemetry;
@@ -44,6 +45,27 @@ enum Command {
         /// How long the token is valid (e.g. 30d, 12h).
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
         ttl: Duration,
+    },
+    /// Declare what to expect of an agent (as PUT /agents/{name}/expectation does), or remove
+    /// it with --delete; prints the stored expectation as JSON.
+    Expect {
+        /// The agent's name.
+        name: String,
+        /// A cron expression (5 or 6 fields).
+        #[arg(long, conflicts_with = "every")]
+        cron: Option<String>,
+        /// The cron expression's IANA time zone (UTC when absent).
+        #[arg(long, requires = "cron")]
+        timezone: Option<String>,
+        /// A run at least this often (e.g. 1h).
+        #[arg(long)]
+        every: Option<String>,
+        /// How late a run may start before its slot counts as missed (default 5m).
+        #[arg(long)]
+        grace: Option<String>,
+        /// Remove the agent's expectation instead.
+        #[arg(long, conflicts_with_all = ["cron", "every", "grace", "timezone"])]
+        delete: bool,
     },
     /// Create or update the dashboard's read-only role (password from WEBAPP_READONLY_PASSWORD).
     GrantReadonly {
@@ -99,6 +121,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Expect {
+            name,
+            cron,
+            timezone,
+            every,
+            grace,
+            delete,
+        } => {
+            let agent = AgentName::parse(name.as_str())
+                .map_err(|e| anyhow::anyhow!("{name:?} is not an agent name: {e}"))?;
+            let store = connect(&DatabaseConfig::from_env()?)?;
+            startup::migrate_when_reachable(&store).await?;
+            if delete {
+                let removed = store.delete_expectation(&agent).await?;
+                store.close().await;
+                anyhow::ensure!(removed, "agent `{name}` has no expectation");
+                println!("agent `{name}` is no longer expected");
+                return Ok(());
+            }
+            let request = ExpectationRequest {
+                cron,
+                timezone,
+                every,
+                grace,
+            };
+            let expectation = NewExpectation::parse(agent, request, ExpectationSource::Api)
+                .map_err(|errors| {
+                    let mut lines: Vec<String> = errors
+                        .field_errors()
+                        .into_iter()
+                        .flat_map(|(field, errors)| {
+                            errors.iter().map(move |e| {
+                                format!("{field}: {}", e.message.as_deref().unwrap_or(&e.code))
+                            })
+                        })
+                        .collect();
+                    lines.sort();
+                    anyhow::anyhow!("{}", lines.join("; "))
+                })?;
+            let (stored, _) = store
+                .put_expectation(&expectation, chrono::Utc::now())
+                .await?;
+            store.close().await;
+            println!("{}", serde_json::to_string_pretty(&stored)?);
+            Ok(())
+        }
         Command::GrantReadonly { role } => {
             let store = connect(&DatabaseConfig::from_env()?)?;
             let password = config::readonly_password()?;
@@ -124,6 +192,7 @@ async fn serve() -> anyhow::Result<()> {
         store: store.clone(),
         tokens: TokenKeys::new(&config.secret_key),
         writers: config.database.writers(),
+        watch: config.watch,
     };
     let app = Application::bind(config.addr, services, &config.http).await?;
     tracing::info!(addr = %app.local_addr()?, writers = app.ingest().writers(), "collector listening");

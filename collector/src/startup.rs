@@ -17,12 +17,13 @@ use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
-use crate::store::Store;
+use crate::store::{Store, WatchRules, Watched};
 
 /// How long `serve` keeps retrying migrations while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
 
-/// How often runs `running` past their deadline are looked for and closed as failed.
+/// How often runs `running` past their deadline are closed as failed, and the watcher judges
+/// expected slots and the latest runs.
 pub const OVERDUE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// A bound, not yet serving, collector. Binding port 0 gives a free port (tests use it).
@@ -41,6 +42,8 @@ pub struct Services {
     pub tokens: TokenKeys,
     /// `DATABASE_WRITERS` (PostgreSQL; SQLite has one).
     pub writers: usize,
+    /// What the watcher opens incidents on.
+    pub watch: WatchRules,
 }
 
 impl Application {
@@ -57,9 +60,10 @@ impl Application {
             store,
             tokens,
             writers,
+            watch,
         } = services;
         let ingest = Ingest::start(store.clone(), writers);
-        let overdue = tokio::spawn(close_overdue_runs(store.clone()));
+        let overdue = tokio::spawn(watch_runs(store.clone(), watch));
         let state = AppState::new(store, ingest.clone(), tokens);
         Ok(Self {
             listener,
@@ -138,9 +142,10 @@ impl Application {
     }
 }
 
-/// Closes runs `running` past their deadline, every [`OVERDUE_CHECK_EVERY`], as failed (on
-/// PostgreSQL one replica at a time: `Store::close_overdue`).
-async fn close_overdue_runs(store: Store) {
+/// Every [`OVERDUE_CHECK_EVERY`]: closes runs `running` past their deadline as failed
+/// (`Store::close_overdue`), then the watcher's pass (`Store::watch`); on PostgreSQL each one
+/// replica at a time.
+async fn watch_runs(store: Store, rules: WatchRules) {
     let mut ticks = tokio::time::interval(OVERDUE_CHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -156,6 +161,16 @@ async fn close_overdue_runs(store: Store) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, "closing overdue runs failed; retrying at the next pass")
+            }
+        }
+        match store.watch(chrono::Utc::now(), rules).await {
+            Ok(None | Some(Watched { missed: 0, .. })) => {}
+            Ok(Some(watched)) => {
+                metrics::counter!("collector_missed_slots_total").increment(watched.missed as u64);
+                tracing::warn!(missed = watched.missed, "expected slots missed");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the watcher's pass failed; retrying at the next pass")
             }
         }
     }

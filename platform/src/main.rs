@@ -95,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         store: store.clone(),
         tokens: keys.clone(),
         writers: database.writers(),
+        watch: collector::store::WatchRules::default(),
     };
     let app = Application::bind(cli.collector_addr, services, &HttpConfig::default())
         .await

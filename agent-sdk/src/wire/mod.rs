@@ -1,5 +1,6 @@
 //! The collector's HTTP contract: request and response bodies, and the rules a report must meet.
 
+mod expect;
 mod metrics;
 mod report;
 #[cfg(feature = "openapi")]
@@ -7,6 +8,10 @@ mod schema;
 mod start;
 mod views;
 
+pub use expect::{
+    Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse, Incident,
+    IncidentKind, IncidentsResponse, MissedResponse, MissedSlot,
+};
 pub use metrics::{MetricValue, Metrics, Number};
 pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,

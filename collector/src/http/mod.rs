@@ -2,6 +2,7 @@
 
 mod auth;
 mod error;
+mod expect;
 mod extract;
 mod health;
 mod ingest;
@@ -19,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -82,6 +83,13 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/runs", get(reads::list_runs).post(ingest::post_start))
         .route("/runs/{id}", get(reads::get_run))
         .route("/agents", get(reads::list_agents))
+        .route(
+            "/agents/{name}/expectation",
+            put(expect::put_expectation).delete(expect::delete_expectation),
+        )
+        .route("/expectations", get(expect::list_expectations))
+        .route("/missed", get(expect::list_missed))
+        .route("/incidents", get(expect::list_incidents))
         .route("/summaries", get(reads::list_summaries))
         .route("/health", get(health::live))
         .route("/health/ready", get(health::ready))

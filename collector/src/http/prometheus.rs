@@ -68,6 +68,11 @@ fn describe() {
         Unit::Count,
         "Runs stored per group-commit transaction of POST /metrics"
     );
+    describe_counter!(
+        "collector_missed_slots_total",
+        Unit::Count,
+        "Expected slots no run answered within their grace (GET /missed)"
+    );
     describe_histogram!(
         "collector_batch_seconds",
         Unit::Seconds,

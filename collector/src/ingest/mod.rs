@@ -8,10 +8,11 @@
 
 mod writers;
 
-use agent_sdk::wire::RunStatus;
+use agent_sdk::wire::{Expectation, RunStatus};
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
-use crate::domain::{NewRun, NewStart};
+use crate::domain::{AgentName, NewExpectation, NewRun, NewStart};
 use crate::store::{Backend, Started, Store, StoreError, Stored};
 use writers::Writers;
 
@@ -103,6 +104,20 @@ impl Ingest {
         };
         metrics::counter!("collector_run_starts_total", "outcome" => outcome).increment(1);
         Ok(started)
+    }
+
+    /// Stores an agent's expectation: `true` when it is new.
+    pub async fn put_expectation(
+        &self,
+        expectation: &NewExpectation,
+        now: DateTime<Utc>,
+    ) -> Result<(Expectation, bool), StoreError> {
+        self.sink.store.put_expectation(expectation, now).await
+    }
+
+    /// Removes an agent's expectation: `false` when there was none.
+    pub async fn delete_expectation(&self, agent: &AgentName) -> Result<bool, StoreError> {
+        self.sink.store.delete_expectation(agent).await
     }
 
     /// Every run stored from now on, as its transaction commits.

@@ -7,9 +7,12 @@
 //! on arrays and data-modifying CTEs. Every method answers [`StoreError`].
 
 mod error;
+mod expect;
 mod readonly;
 mod reads;
 mod schema;
+mod tx;
+mod watch;
 mod write;
 
 use std::str::FromStr;
@@ -27,6 +30,7 @@ use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};
+pub use watch::{WATCH_LOCK, WatchRules, Watched};
 pub use write::{OVERDUE_LOCK, Started, Stored};
 
 /// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.

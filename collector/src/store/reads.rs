@@ -23,7 +23,7 @@ impl AgentAccess {
     }
 
     /// The SQL condition on `column`, or `None` when every agent is visible.
-    fn condition<C>(&self, column: C) -> Option<Condition>
+    pub(super) fn condition<C>(&self, column: C) -> Option<Condition>
     where
         C: sea_query::IntoColumnRef + Copy,
     {

@@ -66,3 +66,38 @@ pub(super) enum AgentMetricDailySummaries {
     LastRecordedAt,
     UpdatedAt,
 }
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AgentExpectations {
+    Table,
+    Name,
+    AgentName,
+    Cron,
+    Timezone,
+    EverySeconds,
+    GraceSeconds,
+    Source,
+    CreatedAt,
+    UpdatedAt,
+    CheckedUntil,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum MissedSlots {
+    Table,
+    Id,
+    AgentName,
+    Slot,
+    DetectedAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum Incidents {
+    Table,
+    Id,
+    AgentName,
+    Kind,
+    OpenedAt,
+    ResolvedAt,
+    Summary,
+}

@@ -475,3 +475,46 @@ async fn secrets_and_tokens_never_appear_in_logs(pool: PgPool) {
 }
 
 on_both_backends!(token_prints_a_token_the_server_accepts,);
+
+/// `collector expect` stores what the API's PUT would, refuses a bad expectation with one
+/// line naming the field, and removes one with --delete (on a SQLite file it creates).
+#[tokio::test]
+async fn expect_declares_and_removes_an_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("platform.db").display());
+    let env = [("DATABASE_URL", url.as_str())];
+    let (ok, stdout, stderr) = run(
+        &["expect", "nightly", "--every", "1h", "--grace", "10m"],
+        &env,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let stored: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (stored["every"].as_str(), stored["grace"].as_str()),
+        (Some("1h"), Some("10m"))
+    );
+
+    let (ok, _, stderr) = run(
+        &[
+            "expect",
+            "nightly",
+            "--cron",
+            "0 3 * * *",
+            "--timezone",
+            "Mars/Base",
+        ],
+        &env,
+    )
+    .await;
+    assert!(!ok, "a bad time zone is refused");
+    assert!(
+        stderr.contains("timezone:") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = run(&["expect", "nightly", "--delete"], &env).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["expect", "nightly", "--delete"], &env).await;
+    assert!(!ok && stderr.contains("has no expectation"), "{stderr}");
+}

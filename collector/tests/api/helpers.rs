@@ -13,7 +13,7 @@ use collector::config::{HttpConfig, LogFormat, SecretKey};
 use collector::domain::AgentPattern;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
-use collector::store::Store;
+use collector::store::{Store, WatchRules};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
@@ -153,12 +153,22 @@ impl TestApp {
     /// A collector whose store is `store` (tests point it at a proxy they can cut), while the
     /// test itself inspects the database through `db`.
     pub(crate) async fn spawn_on_store(store: Store, db: Db, http: HttpConfig) -> Self {
+        Self::spawn_full(store, db, http, WatchRules::default()).await
+    }
+
+    /// A collector whose watcher follows `rules`.
+    pub(crate) async fn spawn_watching(db: Db, rules: WatchRules) -> Self {
+        Self::spawn_full(db.store(), db, HttpConfig::default(), rules).await
+    }
+
+    async fn spawn_full(store: Store, db: Db, http: HttpConfig, rules: WatchRules) -> Self {
         init_logs();
         let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
         let services = Services {
             store,
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
+            watch: rules,
         };
         let app = Application::bind("127.0.0.1:0".parse().unwrap(), services, &http)
             .await

@@ -7,6 +7,7 @@
 mod auth;
 mod batch;
 mod cli;
+mod expect;
 mod health;
 mod helpers;
 mod ingest;

@@ -41,6 +41,7 @@ impl Collector {
             store: Store::from(pool.clone()),
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
+            watch: collector::store::WatchRules::default(),
         };
         let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let app = Application::bind(addr, services, &HttpConfig::default())

@@ -9,7 +9,7 @@
 //! transaction the row is made `running` again, its old day's summary computed again without
 //! it, and the report written as any completion is (counted then, once).
 
-use agent_sdk::wire::RunStatus;
+use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use sea_query::{
     Expr, ExprTrait, LockBehavior, LockType, PostgresQueryBuilder, Query, SelectStatement,
@@ -20,7 +20,9 @@ use sqlx::{AssertSqlSafe, FromRow, PgConnection, SqliteConnection};
 
 use super::{Pool, Store, StoreError, postgres, sqlite};
 use crate::domain::NewRun;
+use crate::store::expect::open_incident;
 use crate::store::schema::AgentRuns;
+use crate::store::tx::Tx;
 
 /// Most rows one pass closes; the next pass takes the rest.
 const CLOSE_AT_MOST: u64 = 500;
@@ -79,39 +81,31 @@ impl Store {
             .limit(CLOSE_AT_MOST)
             // PostgreSQL: rows a report is completing right now are left for the next pass.
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let mine: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
-                    .bind(OVERDUE_LOCK)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if !mine {
-                    return Ok(0);
-                }
-                let rows: Vec<OverdueRun> = pg_fetch(&mut tx, &select).await?;
-                for row in &rows {
-                    pg_execute(&mut tx, &close(row, now)).await?;
-                }
-                for (agent, day) in days(rows.iter().map(|r| (&r.agent_name, r.started_at))) {
-                    recompute_postgres(&mut tx, agent, day).await?;
-                }
-                tx.commit().await?;
-                Ok(rows.len())
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let rows: Vec<OverdueRun> = sqlite_fetch(&mut tx, &select).await?;
-                for row in &rows {
-                    sqlite::execute(&mut tx, &close(row, now)).await?;
-                }
-                for (agent, day) in days(rows.iter().map(|r| (&r.agent_name, r.started_at))) {
-                    recompute_sqlite(&mut tx, agent, day).await?;
-                }
-                tx.commit().await?;
-                Ok(rows.len())
+        let mut tx = Tx::begin(self).await?;
+        if !tx.try_lock(OVERDUE_LOCK).await? {
+            return Ok(0);
+        }
+        let rows: Vec<OverdueRun> = tx.fetch(&select).await?;
+        for row in &rows {
+            tx.execute(&close(row, now)).await?;
+            // Resolved by the agent's next successful run (the watcher).
+            open_incident(
+                &mut tx,
+                &row.agent_name,
+                IncidentKind::Overdue,
+                now,
+                &row.error_message(),
+            )
+            .await?;
+        }
+        for (agent, day) in days(rows.iter().map(|r| (&r.agent_name, r.started_at))) {
+            match &mut tx {
+                Tx::Postgres(tx) => recompute_postgres(tx, agent, day).await?,
+                Tx::Sqlite(tx) => recompute_sqlite(tx, agent, day).await?,
             }
         }
+        tx.commit().await?;
+        Ok(rows.len())
     }
 
     /// Completes the run `run_key` names with `run`, its late result, if the collector closed

@@ -1,0 +1,172 @@
+//! Expected against actual: what should run (`PUT /agents/{name}/expectation`,
+//! `GET /expectations`), the slots nothing answered (`GET /missed`) and the incidents the
+//! collector's watcher opens and resolves (`GET /incidents`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What to expect of an agent: a cron expression in a time zone, or a period; and a grace.
+/// Durations are written as `90s`, `10m`, `1h`, `1d` (humantime).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExpectationRequest {
+    /// Five fields (minute hour day month weekday) or six (seconds first). Not with `every`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub cron: Option<String>,
+    /// The IANA time zone of `cron` (`Europe/Madrid`); UTC when absent. Only with `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub timezone: Option<String>,
+    /// A run is expected at least this often (`1h`): a dead man's switch. Not with `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub every: Option<String>,
+    /// How late a run may start before its slot counts as missed; 5 minutes when absent, at
+    /// most a year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub grace: Option<String>,
+}
+
+/// Who declared an expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectationSource {
+    /// `PUT /agents/{name}/expectation` or `collector expect`.
+    Api,
+    /// A scheduler publishing its jobs.
+    Scheduler,
+}
+
+impl ExpectationSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Scheduler => "scheduler",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "api" => Some(Self::Api),
+            "scheduler" => Some(Self::Scheduler),
+            _ => None,
+        }
+    }
+}
+
+/// A stored expectation and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Expectation {
+    pub name: String,
+    pub agent_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The period, as `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// As `5m`.
+    pub grace: String,
+    pub source: ExpectationSource,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The latest slot at or before now (none before the expectation's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_slot: Option<DateTime<Utc>>,
+    /// The next slot after now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_slot: Option<DateTime<Utc>>,
+}
+
+/// `GET /expectations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExpectationsResponse {
+    pub expectations: Vec<Expectation>,
+}
+
+/// A slot no run answered within its grace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MissedSlot {
+    pub id: i64,
+    pub agent_name: String,
+    pub slot: DateTime<Utc>,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// `GET /missed`: newest detection first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MissedResponse {
+    pub missed: Vec<MissedSlot>,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// An expected slot had no run within its grace.
+    Missed,
+    /// The agent's latest runs failed.
+    Failing,
+    /// No successful run for several periods.
+    Stale,
+    /// A run stayed `running` past its deadline.
+    Overdue,
+    /// A run took much longer than the agent's recent ones.
+    Slow,
+}
+
+impl IncidentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missed => "missed",
+            Self::Failing => "failing",
+            Self::Stale => "stale",
+            Self::Overdue => "overdue",
+            Self::Slow => "slow",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::Missed,
+            Self::Failing,
+            Self::Stale,
+            Self::Overdue,
+            Self::Slow,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
+    }
+}
+
+/// An incident: open until its condition clears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Incident {
+    pub id: i64,
+    pub agent_name: String,
+    pub kind: IncidentKind,
+    pub opened_at: DateTime<Utc>,
+    /// Absent while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// One line: what happened.
+    pub summary: String,
+}
+
+/// `GET /incidents`: open ones first, then the most recently opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IncidentsResponse {
+    pub incidents: Vec<Incident>,
+}

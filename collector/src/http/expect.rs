@@ -1,0 +1,209 @@
+//! Expected against actual: `PUT`/`DELETE /agents/{name}/expectation` (scope `ingest`),
+//! `GET /expectations`, `GET /missed` and `GET /incidents` (scope `read`).
+
+use agent_sdk::wire::{
+    ErrorBody, Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse,
+    IncidentsResponse, MissedResponse,
+};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::params;
+use crate::auth::Scope;
+use crate::domain::{AgentName, NewExpectation};
+
+fn path_agent(name: String) -> Result<AgentName, ApiError> {
+    params::agent_name(Some(&name))?.ok_or_else(|| ApiError::bad_param("name", "missing"))
+}
+
+/// `201` with the expectation when it is new, `200` when it replaced one. A changed cron or
+/// period is judged from now on.
+#[utoipa::path(put, path = "/agents/{name}/expectation", tag = "expect",
+    params(("name" = String, Path, description = "The agent's name", min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")),
+    request_body(content = ExpectationRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored: a new expectation", body = Expectation),
+        (status = 200, description = "Stored: it replaced the agent's expectation", body = Expectation),
+        (status = 400, description = "Malformed JSON or a bad agent name", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A bad cron, time zone, period or grace; details.fields names each", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(name = "expect", skip_all, fields(agent))]
+pub(super) async fn put_expectation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<ExpectationRequest>,
+) -> Result<(StatusCode, Json<Expectation>), ApiError> {
+    caller.require(Scope::Ingest)?;
+    let agent = path_agent(name)?;
+    caller.require_agent(agent.as_str())?;
+    tracing::Span::current().record("agent", agent.as_str());
+    let expectation = NewExpectation::parse(agent, request, ExpectationSource::Api)
+        .map_err(|e| ApiError::validation(&e))?;
+    let (stored, created) = state
+        .ingest
+        .put_expectation(&expectation, Utc::now())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(stored)))
+}
+
+/// `204`: the agent is no longer expected; `404` when it was not.
+#[utoipa::path(delete, path = "/agents/{name}/expectation", tag = "expect",
+    params(("name" = String, Path, description = "The agent's name", min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A bad agent name", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 404, description = "The agent has no expectation", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(name = "unexpect", skip_all, fields(agent))]
+pub(super) async fn delete_expectation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Ingest)?;
+    let agent = path_agent(name)?;
+    caller.require_agent(agent.as_str())?;
+    tracing::Span::current().record("agent", agent.as_str());
+    if state.ingest.delete_expectation(&agent).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "agent `{}` has no expectation",
+            agent.as_str()
+        )))
+    }
+}
+
+/// `GET /expectations`: every expectation the token may see, by name, with its last and next
+/// slot.
+#[utoipa::path(get, path = "/expectations", tag = "read",
+    responses((status = 200, body = ExpectationsResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_expectations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ExpectationsResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let expectations = state
+        .store
+        .list_expectations(&caller.access(), Utc::now())
+        .await?;
+    Ok(Json(ExpectationsResponse { expectations }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct MissedQuery {
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
+    agent_name: Option<String>,
+    /// Rows; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// `GET /missed`: slots no run answered within their grace, newest detection first.
+#[utoipa::path(get, path = "/missed", tag = "read", params(MissedQuery),
+    responses((status = 200, body = MissedResponse),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_missed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<MissedQuery>,
+) -> Result<Json<MissedResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent = params::agent_name(query.agent_name.as_deref())?;
+    if let Some(agent) = &agent {
+        caller.require_agent(agent.as_str())?;
+    }
+    let missed = state
+        .store
+        .list_missed(
+            agent.as_ref(),
+            &caller.access(),
+            params::limit(query.limit)?,
+        )
+        .await?;
+    Ok(Json(MissedResponse { missed }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct IncidentsQuery {
+    /// `true`: open ones only; `false`: resolved ones only.
+    open: Option<bool>,
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
+    agent_name: Option<String>,
+    /// Rows; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// `GET /incidents`: open ones first, then the latest opened.
+#[utoipa::path(get, path = "/incidents", tag = "read", params(IncidentsQuery),
+    responses((status = 200, body = IncidentsResponse),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_incidents(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<IncidentsQuery>,
+) -> Result<Json<IncidentsResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent = params::agent_name(query.agent_name.as_deref())?;
+    if let Some(agent) = &agent {
+        caller.require_agent(agent.as_str())?;
+    }
+    let incidents = state
+        .store
+        .list_incidents(
+            query.open,
+            agent.as_ref(),
+            &caller.access(),
+            params::limit(query.limit)?,
+        )
+        .await?;
+    Ok(Json(IncidentsResponse { incidents }))
+}

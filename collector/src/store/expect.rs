@@ -1,0 +1,402 @@
+//! Expectations, missed slots and incidents: stored, listed, and opened or resolved.
+
+use agent_sdk::wire::{Expectation, ExpectationSource, Incident, IncidentKind, MissedSlot};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use sea_query::{Expr, ExprTrait, Order, Query};
+use sqlx::FromRow;
+
+use super::reads::AgentAccess;
+use super::schema::{AgentExpectations, Incidents, MissedSlots};
+use super::tx::Tx;
+use super::{Store, StoreError};
+use crate::domain::{AgentName, Cadence, NewExpectation, human};
+
+/// A stored expectation, as read back.
+#[derive(Debug, Clone, FromRow)]
+pub(super) struct ExpectationRow {
+    pub(super) name: String,
+    pub(super) agent_name: String,
+    pub(super) cron: Option<String>,
+    pub(super) timezone: Option<String>,
+    pub(super) every_seconds: Option<i64>,
+    pub(super) grace_seconds: i64,
+    pub(super) source: String,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
+    pub(super) checked_until: DateTime<Utc>,
+}
+
+impl ExpectationRow {
+    pub(super) fn cadence(&self) -> Result<Cadence, String> {
+        Cadence::from_columns(
+            self.cron.as_deref(),
+            self.timezone.as_deref(),
+            self.every_seconds,
+        )
+    }
+
+    pub(super) fn grace(&self) -> TimeDelta {
+        TimeDelta::seconds(self.grace_seconds)
+    }
+
+    /// The API's view at `now`, with the last and next slot: for a cron, the slots around
+    /// `now`; for a period, the slot a period after the last one judged (`last_run`: the
+    /// agent's latest run, when later).
+    fn view(&self, now: DateTime<Utc>, last_run: Option<DateTime<Utc>>) -> Expectation {
+        let cadence = self.cadence().ok();
+        let (last_slot, next_slot) = match &cadence {
+            Some(Cadence::Cron(schedule)) => (
+                schedule
+                    .latest_at_or_before(now)
+                    .filter(|slot| *slot >= self.created_at),
+                schedule.next_after(now),
+            ),
+            Some(every @ Cadence::Every(_)) => {
+                let anchor =
+                    last_run.map_or(self.checked_until, |r| Ord::max(r, self.checked_until));
+                (None, every.next_after(anchor))
+            }
+            None => (None, None),
+        };
+        Expectation {
+            name: self.name.clone(),
+            agent_name: self.agent_name.clone(),
+            cron: self.cron.clone(),
+            timezone: self.timezone.clone(),
+            every: cadence.as_ref().and_then(Cadence::every),
+            grace: human(self.grace()),
+            source: ExpectationSource::parse(&self.source).unwrap_or(ExpectationSource::Api),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_slot,
+            next_slot,
+        }
+    }
+}
+
+fn expectation_columns() -> [AgentExpectations; 10] {
+    [
+        AgentExpectations::Name,
+        AgentExpectations::AgentName,
+        AgentExpectations::Cron,
+        AgentExpectations::Timezone,
+        AgentExpectations::EverySeconds,
+        AgentExpectations::GraceSeconds,
+        AgentExpectations::Source,
+        AgentExpectations::CreatedAt,
+        AgentExpectations::UpdatedAt,
+        AgentExpectations::CheckedUntil,
+    ]
+}
+
+#[derive(FromRow)]
+struct MissedRow {
+    id: i64,
+    agent_name: String,
+    slot: DateTime<Utc>,
+    detected_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct IncidentRow {
+    id: i64,
+    agent_name: String,
+    kind: String,
+    opened_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    summary: String,
+}
+
+/// Longest one-line summary of an incident, in characters.
+const SUMMARY_MAX_CHARS: usize = 500;
+
+impl Store {
+    /// Stores `expectation` under its agent's name at `now`: `true` when it is new. A changed
+    /// cadence is judged from `now` on; the same one keeps its progress (a scheduler publishes
+    /// its jobs again at every start).
+    pub async fn put_expectation(
+        &self,
+        expectation: &NewExpectation,
+        now: DateTime<Utc>,
+    ) -> Result<(Expectation, bool), StoreError> {
+        // Microseconds, as both backends keep them.
+        let now = now.trunc_subsecs(6);
+        let name = expectation.agent_name.as_str();
+        let (cron, timezone, every) = expectation.cadence.columns();
+        let mut tx = Tx::begin(self).await?;
+        let mut select = Query::select();
+        select
+            .columns(expectation_columns())
+            .from(AgentExpectations::Table)
+            .and_where(Expr::col(AgentExpectations::Name).eq(name));
+        let existing: Option<ExpectationRow> = tx.fetch(&select).await?.pop();
+        let created = existing.is_none();
+        match &existing {
+            None => {
+                let mut insert = Query::insert();
+                insert
+                    .into_table(AgentExpectations::Table)
+                    .columns(expectation_columns())
+                    .values_panic([
+                        name.into(),
+                        name.into(),
+                        cron.into(),
+                        timezone.into(),
+                        every.into(),
+                        expectation.grace.num_seconds().into(),
+                        expectation.source.as_str().into(),
+                        now.into(),
+                        now.into(),
+                        now.into(),
+                    ]);
+                tx.execute(&insert).await?;
+            }
+            Some(row) => {
+                let same_cadence = (row.cron.clone(), row.timezone.clone(), row.every_seconds)
+                    == (cron.clone(), timezone.clone(), every);
+                let mut update = Query::update();
+                update
+                    .table(AgentExpectations::Table)
+                    .values([
+                        (AgentExpectations::Cron, cron.into()),
+                        (AgentExpectations::Timezone, timezone.into()),
+                        (AgentExpectations::EverySeconds, every.into()),
+                        (
+                            AgentExpectations::GraceSeconds,
+                            expectation.grace.num_seconds().into(),
+                        ),
+                        (
+                            AgentExpectations::Source,
+                            expectation.source.as_str().into(),
+                        ),
+                        (AgentExpectations::UpdatedAt, now.into()),
+                        (
+                            AgentExpectations::CheckedUntil,
+                            if same_cadence { row.checked_until } else { now }.into(),
+                        ),
+                    ])
+                    .and_where(Expr::col(AgentExpectations::Name).eq(name));
+                tx.execute(&update).await?;
+            }
+        }
+        let stored: Option<ExpectationRow> = tx.fetch(&select).await?.pop();
+        tx.commit().await?;
+        let stored = stored.ok_or_else(|| {
+            StoreError::internal("storing an expectation", "the row is gone after its write")
+        })?;
+        Ok((stored.view(now, None), created))
+    }
+
+    /// Removes `agent`'s expectation: `false` when there was none.
+    pub async fn delete_expectation(&self, agent: &AgentName) -> Result<bool, StoreError> {
+        let mut delete = Query::delete();
+        delete
+            .from_table(AgentExpectations::Table)
+            .and_where(Expr::col(AgentExpectations::Name).eq(agent.as_str()));
+        let mut tx = Tx::begin(self).await?;
+        let deleted = tx.execute(&delete).await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    /// Every expectation the caller may see, by name, with its slots around `now`.
+    pub async fn list_expectations(
+        &self,
+        access: &AgentAccess,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Expectation>, StoreError> {
+        let mut select = Query::select();
+        select
+            .columns(expectation_columns())
+            .from(AgentExpectations::Table)
+            .order_by(AgentExpectations::Name, Order::Asc);
+        if let Some(access) = access.condition(AgentExpectations::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<ExpectationRow> = self.fetch(&select).await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let last_run = match row.every_seconds {
+                Some(_) => self.last_run_started(&row.agent_name).await?,
+                None => None,
+            };
+            views.push(row.view(now, last_run));
+        }
+        Ok(views)
+    }
+
+    /// Missed slots, newest detection first.
+    pub async fn list_missed(
+        &self,
+        agent: Option<&AgentName>,
+        access: &AgentAccess,
+        limit: u64,
+    ) -> Result<Vec<MissedSlot>, StoreError> {
+        let mut select = Query::select();
+        select
+            .columns([
+                MissedSlots::Id,
+                MissedSlots::AgentName,
+                MissedSlots::Slot,
+                MissedSlots::DetectedAt,
+            ])
+            .from(MissedSlots::Table)
+            .and_where_option(agent.map(|a| Expr::col(MissedSlots::AgentName).eq(a.as_str())))
+            .order_by(MissedSlots::DetectedAt, Order::Desc)
+            .order_by(MissedSlots::Id, Order::Desc)
+            .limit(limit);
+        if let Some(access) = access.condition(MissedSlots::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<MissedRow> = self.fetch(&select).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MissedSlot {
+                id: r.id,
+                agent_name: r.agent_name,
+                slot: r.slot,
+                detected_at: r.detected_at,
+            })
+            .collect())
+    }
+
+    /// Incidents, open ones first, then the latest opened; `open` keeps only open (`true`) or
+    /// resolved (`false`) ones.
+    pub async fn list_incidents(
+        &self,
+        open: Option<bool>,
+        agent: Option<&AgentName>,
+        access: &AgentAccess,
+        limit: u64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let mut select = Query::select();
+        select
+            .columns([
+                Incidents::Id,
+                Incidents::AgentName,
+                Incidents::Kind,
+                Incidents::OpenedAt,
+                Incidents::ResolvedAt,
+                Incidents::Summary,
+            ])
+            .from(Incidents::Table)
+            .and_where_option(agent.map(|a| Expr::col(Incidents::AgentName).eq(a.as_str())))
+            .and_where_option(open.map(|open| {
+                if open {
+                    Expr::col(Incidents::ResolvedAt).is_null()
+                } else {
+                    Expr::col(Incidents::ResolvedAt).is_not_null()
+                }
+            }))
+            .order_by_expr(Expr::col(Incidents::ResolvedAt).is_null(), Order::Desc)
+            .order_by(Incidents::OpenedAt, Order::Desc)
+            .order_by(Incidents::Id, Order::Desc)
+            .limit(limit);
+        if let Some(access) = access.condition(Incidents::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<IncidentRow> = self.fetch(&select).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Incident {
+                    id: r.id,
+                    kind: IncidentKind::parse(&r.kind).ok_or_else(|| {
+                        StoreError::internal(
+                            "reading incidents",
+                            format!("unknown kind {:?}", r.kind),
+                        )
+                    })?,
+                    agent_name: r.agent_name,
+                    opened_at: r.opened_at,
+                    resolved_at: r.resolved_at,
+                    summary: r.summary,
+                })
+            })
+            .collect()
+    }
+
+    /// The latest `started_at` of `agent`'s runs.
+    pub(super) async fn last_run_started(
+        &self,
+        agent: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows: Vec<(DateTime<Utc>,)> = self.fetch(&last_run_select(agent)).await?;
+        Ok(rows.into_iter().next().map(|(at,)| at))
+    }
+}
+
+/// The latest run's `started_at` of `agent` (the agent-and-time index answers it).
+pub(super) fn last_run_select(agent: &str) -> sea_query::SelectStatement {
+    use super::schema::AgentRuns;
+    Query::select()
+        .column(AgentRuns::StartedAt)
+        .from(AgentRuns::Table)
+        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
+        .order_by(AgentRuns::StartedAt, Order::Desc)
+        .limit(1)
+        .to_owned()
+}
+
+/// Opens an incident of `kind` for `agent` at `at` unless one is open: `true` when opened.
+pub(super) async fn open_incident(
+    tx: &mut Tx,
+    agent: &str,
+    kind: IncidentKind,
+    at: DateTime<Utc>,
+    summary: &str,
+) -> Result<bool, StoreError> {
+    let summary: String = summary
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(SUMMARY_MAX_CHARS)
+        .collect();
+    let open = Query::select()
+        .expr(Expr::val(1))
+        .from(Incidents::Table)
+        .and_where(Expr::col(Incidents::AgentName).eq(agent))
+        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+        .to_owned();
+    let values = Query::select()
+        .exprs([
+            Expr::val(agent),
+            Expr::val(kind.as_str()),
+            Expr::val(at),
+            Expr::val(summary),
+        ])
+        .and_where(Expr::exists(open).not())
+        .to_owned();
+    let mut insert = Query::insert();
+    insert
+        .into_table(Incidents::Table)
+        .columns([
+            Incidents::AgentName,
+            Incidents::Kind,
+            Incidents::OpenedAt,
+            Incidents::Summary,
+        ])
+        .select_from(values)
+        .map_err(|e| StoreError::internal("opening an incident", e.to_string()))?;
+    Ok(tx.execute(&insert).await? > 0)
+}
+
+/// Resolves `agent`'s open incident of `kind` at `at`: `true` when there was one.
+pub(super) async fn resolve_incident(
+    tx: &mut Tx,
+    agent: &str,
+    kind: IncidentKind,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut update = Query::update();
+    update
+        .table(Incidents::Table)
+        .value(Incidents::ResolvedAt, at)
+        .and_where(Expr::col(Incidents::AgentName).eq(agent))
+        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+        // Never before it opened (a clock that went back).
+        .and_where(Expr::col(Incidents::OpenedAt).lte(at));
+    Ok(tx.execute(&update).await? > 0)
+}

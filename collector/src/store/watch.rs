@@ -1,0 +1,347 @@
+//! The watcher's pass: expected slots judged against the runs stored, missed slots recorded,
+//! incidents opened and resolved. One pass at a time in a deployment (on PostgreSQL a
+//! transaction-scoped advisory lock; SQLite is one process), everything in one transaction:
+//! the state is in the database, so a restart or another replica carries on where the last
+//! pass committed, and never records a slot or opens an incident twice.
+
+use std::collections::HashMap;
+
+use agent_sdk::wire::{IncidentKind, RunStatus};
+use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
+use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+
+use super::expect::{ExpectationRow, last_run_select, open_incident, resolve_incident};
+use super::schema::{AgentDailySummaries, AgentExpectations, AgentRuns, MissedSlots};
+use super::tx::Tx;
+use super::{Store, StoreError};
+use crate::domain::{Cadence, human};
+
+/// The advisory lock the replicas take in turn for a pass ("watcher" in ASCII).
+pub const WATCH_LOCK: i64 = 0x0077_6174_6368_6572;
+
+/// Most slots of one expectation judged in a pass; the next pass takes the rest.
+const SLOTS_PER_PASS: usize = 1000;
+
+/// How early before its slot a run may start and still answer it (clocks differ).
+const EARLY: TimeDelta = TimeDelta::seconds(60);
+
+/// What a pass is told.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchRules {
+    /// `failing` opens when this many of an agent's latest runs failed (1: every failure).
+    pub failing_after: u32,
+}
+
+impl Default for WatchRules {
+    fn default() -> Self {
+        Self { failing_after: 1 }
+    }
+}
+
+/// What a pass did; `None` from [`Store::watch`] when another replica is doing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watched {
+    pub missed: usize,
+    pub opened: usize,
+    pub resolved: usize,
+}
+
+#[derive(sqlx::FromRow)]
+struct LastStatus {
+    agent_name: String,
+    day: NaiveDate,
+    last_status: Option<String>,
+    last_run_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RecentRun {
+    status: String,
+    error_message: Option<String>,
+    started_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// One pass of the watcher at `now`.
+    pub async fn watch(
+        &self,
+        now: DateTime<Utc>,
+        rules: WatchRules,
+    ) -> Result<Option<Watched>, StoreError> {
+        // Microseconds, as both backends keep them.
+        let now = now.trunc_subsecs(6);
+        let mut tx = Tx::begin(self).await?;
+        if !tx.try_lock(WATCH_LOCK).await? {
+            return Ok(None);
+        }
+        let mut watched = Watched::default();
+        let mut select = Query::select();
+        select
+            .columns([
+                AgentExpectations::Name,
+                AgentExpectations::AgentName,
+                AgentExpectations::Cron,
+                AgentExpectations::Timezone,
+                AgentExpectations::EverySeconds,
+                AgentExpectations::GraceSeconds,
+                AgentExpectations::Source,
+                AgentExpectations::CreatedAt,
+                AgentExpectations::UpdatedAt,
+                AgentExpectations::CheckedUntil,
+            ])
+            .from(AgentExpectations::Table)
+            .order_by(AgentExpectations::Name, Order::Asc);
+        let expectations: Vec<ExpectationRow> = tx.fetch(&select).await?;
+        for expectation in &expectations {
+            match expectation.cadence() {
+                Ok(cadence) => {
+                    judge_slots(&mut tx, expectation, &cadence, now, &mut watched).await?;
+                }
+                Err(err) => {
+                    tracing::warn!(expectation = %expectation.name, error = %err, "an expectation that cannot be read is skipped");
+                }
+            }
+        }
+        judge_latest_runs(&mut tx, now, rules, &mut watched).await?;
+        tx.commit().await?;
+        Ok(Some(watched))
+    }
+}
+
+/// Judges the slots of `expectation` that are past their grace at `now`.
+async fn judge_slots(
+    tx: &mut Tx,
+    expectation: &ExpectationRow,
+    cadence: &Cadence,
+    now: DateTime<Utc>,
+    watched: &mut Watched,
+) -> Result<(), StoreError> {
+    let agent = expectation.agent_name.as_str();
+    let grace = expectation.grace();
+    let mut checked = expectation.checked_until;
+    // Each slot judged, in order: (slot, answered by a run).
+    let mut judged: Vec<(DateTime<Utc>, bool)> = Vec::new();
+    match cadence {
+        Cadence::Cron(_) => {
+            let mut slots = Vec::new();
+            let mut after = checked;
+            while let Some(slot) = cadence.next_after(after) {
+                if slot + grace > now || slots.len() == SLOTS_PER_PASS {
+                    break;
+                }
+                slots.push(slot);
+                after = slot;
+            }
+            let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
+                return Ok(());
+            };
+            let runs = run_starts(tx, agent, *first - EARLY, *last + grace).await?;
+            for slot in slots {
+                let from = runs.partition_point(|at| *at < slot - EARLY);
+                judged.push((slot, runs.get(from).is_some_and(|at| *at <= slot + grace)));
+            }
+        }
+        Cadence::Every(_) => {
+            let last_run = tx
+                .fetch::<(DateTime<Utc>,), _>(&last_run_select(agent))
+                .await?
+                .pop()
+                .map(|(at,)| at);
+            let mut anchor = checked;
+            if let Some(run) = last_run.filter(|at| *at > checked) {
+                // A run since the last slot judged: the switch is reset.
+                judged.push((run, true));
+                anchor = run;
+            }
+            while judged.len() <= SLOTS_PER_PASS {
+                let Some(due) = cadence.next_after(anchor).filter(|due| *due + grace <= now) else {
+                    break;
+                };
+                judged.push((due, false));
+                anchor = due;
+            }
+        }
+    }
+    for (slot, met) in judged {
+        // A cron's progress is its last slot judged; a period's, its last slot missed (its
+        // runs are read again at each pass).
+        if met {
+            if matches!(cadence, Cadence::Cron(_)) {
+                checked = slot;
+            }
+            if resolve_incident(tx, agent, IncidentKind::Missed, now).await? {
+                watched.resolved += 1;
+                tracing::info!(agent, %slot, "incident resolved: missed (a run answered its slot)");
+            }
+            continue;
+        }
+        checked = slot;
+        record_missed(tx, agent, slot, now, watched).await?;
+        let summary = format!(
+            "no run for the slot at {} within its grace of {}",
+            rfc3339(slot),
+            human(grace)
+        );
+        if open_incident(tx, agent, IncidentKind::Missed, now, &summary).await? {
+            watched.opened += 1;
+            tracing::warn!(agent, %slot, "incident opened: missed");
+        }
+    }
+    if checked > expectation.checked_until {
+        let mut update = Query::update();
+        update
+            .table(AgentExpectations::Table)
+            .value(AgentExpectations::CheckedUntil, checked)
+            .and_where(Expr::col(AgentExpectations::Name).eq(expectation.name.as_str()));
+        tx.execute(&update).await?;
+    }
+    Ok(())
+}
+
+/// The `started_at` of `agent`'s runs from `from` to `to`, in order.
+async fn run_starts(
+    tx: &mut Tx,
+    agent: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, StoreError> {
+    let mut select = Query::select();
+    select
+        .column(AgentRuns::StartedAt)
+        .from(AgentRuns::Table)
+        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
+        .and_where(Expr::col(AgentRuns::StartedAt).gte(from))
+        .and_where(Expr::col(AgentRuns::StartedAt).lte(to))
+        .order_by(AgentRuns::StartedAt, Order::Asc);
+    let rows: Vec<(DateTime<Utc>,)> = tx.fetch(&select).await?;
+    Ok(rows.into_iter().map(|(at,)| at).collect())
+}
+
+async fn record_missed(
+    tx: &mut Tx,
+    agent: &str,
+    slot: DateTime<Utc>,
+    now: DateTime<Utc>,
+    watched: &mut Watched,
+) -> Result<(), StoreError> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(MissedSlots::Table)
+        .columns([
+            MissedSlots::AgentName,
+            MissedSlots::Slot,
+            MissedSlots::DetectedAt,
+        ])
+        .values_panic([agent.into(), slot.into(), now.into()])
+        .on_conflict(
+            OnConflict::columns([MissedSlots::AgentName, MissedSlots::Slot])
+                .do_nothing()
+                .to_owned(),
+        );
+    watched.missed += usize::try_from(tx.execute(&insert).await?).unwrap_or(0);
+    Ok(())
+}
+
+/// `failing` from each agent's latest run, read from the daily summaries of the last two days
+/// (an agent with no run since has not changed); a success resolves `failing` and `overdue`.
+async fn judge_latest_runs(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+    rules: WatchRules,
+    watched: &mut Watched,
+) -> Result<(), StoreError> {
+    let since = (now - TimeDelta::days(1)).date_naive();
+    let mut select = Query::select();
+    select
+        .columns([
+            AgentDailySummaries::AgentName,
+            AgentDailySummaries::Day,
+            AgentDailySummaries::LastStatus,
+            AgentDailySummaries::LastRunAt,
+        ])
+        .from(AgentDailySummaries::Table)
+        .and_where(Expr::col(AgentDailySummaries::Day).gte(since));
+    let rows: Vec<LastStatus> = tx.fetch(&select).await?;
+    let mut latest: HashMap<String, LastStatus> = HashMap::new();
+    for row in rows {
+        match latest.get(&row.agent_name) {
+            Some(seen) if seen.day >= row.day => {}
+            _ => {
+                latest.insert(row.agent_name.clone(), row);
+            }
+        }
+    }
+    let mut agents: Vec<&LastStatus> = latest.values().collect();
+    agents.sort_by(|a, b| a.agent_name.cmp(&b.agent_name));
+    for row in agents {
+        let agent = row.agent_name.as_str();
+        match row.last_status.as_deref() {
+            Some(status) if status == RunStatus::Success.as_str() => {
+                for kind in [IncidentKind::Failing, IncidentKind::Overdue] {
+                    if resolve_incident(tx, agent, kind, now).await? {
+                        watched.resolved += 1;
+                        tracing::info!(
+                            agent,
+                            kind = kind.as_str(),
+                            "incident resolved (a successful run)"
+                        );
+                    }
+                }
+            }
+            Some(status) if status == RunStatus::Failed.as_str() => {
+                let recent = recent_runs(tx, agent, rules.failing_after).await?;
+                let all_failed = recent.len() == rules.failing_after as usize
+                    && recent
+                        .iter()
+                        .all(|r| r.status == RunStatus::Failed.as_str());
+                let Some(last) = recent.first().filter(|_| all_failed) else {
+                    continue;
+                };
+                let error = last
+                    .error_message
+                    .as_deref()
+                    .and_then(|e| e.lines().find(|l| !l.trim().is_empty()))
+                    .unwrap_or("no error message");
+                let summary = if rules.failing_after == 1 {
+                    format!("the run at {} failed: {error}", rfc3339(last.started_at))
+                } else {
+                    format!(
+                        "the last {} runs failed, the latest at {}: {error}",
+                        rules.failing_after,
+                        rfc3339(last.started_at)
+                    )
+                };
+                if open_incident(tx, agent, IncidentKind::Failing, now, &summary).await? {
+                    watched.opened += 1;
+                    tracing::warn!(agent, last_run_at = ?row.last_run_at, "incident opened: failing");
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `agent`'s latest `n` finished runs, newest first; runs closed as overdue are left out (they
+/// are `overdue` incidents of their own).
+async fn recent_runs(tx: &mut Tx, agent: &str, n: u32) -> Result<Vec<RecentRun>, StoreError> {
+    let mut select = Query::select();
+    select
+        .columns([
+            AgentRuns::Status,
+            AgentRuns::ErrorMessage,
+            AgentRuns::StartedAt,
+        ])
+        .from(AgentRuns::Table)
+        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
+        .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
+        .and_where(Expr::col(AgentRuns::OverdueAt).is_null())
+        .order_by(AgentRuns::StartedAt, Order::Desc)
+        .order_by(AgentRuns::Id, Order::Desc)
+        .limit(u64::from(Ord::max(n, 1)));
+    tx.fetch(&select).await
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

@@ -1,0 +1,415 @@
+//! Expected against actual: expectations declared over HTTP, slots judged by the watcher (the
+//! test drives its clock: `Store::watch(now)`), missed slots and incidents opened once and
+//! resolved when the condition clears; bad expectations refused with nothing stored.
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Timelike, Utc};
+use collector::auth::Scope;
+use collector::store::WatchRules;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Db, TestApp, error_code, error_fields, into_json, on_both_backends};
+
+impl TestApp {
+    async fn put_expectation(
+        &self,
+        agent: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .put(self.url(&format!("/agents/{agent}/expectation")))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_json(request.send().await.unwrap()).await
+    }
+
+    async fn delete_expectation(&self, agent: &str) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .delete(self.url(&format!("/agents/{agent}/expectation")))
+            .bearer_auth(&self.token);
+        into_json(request.send().await.unwrap()).await
+    }
+
+    async fn watch_at(&self, now: DateTime<Utc>) {
+        self.watch_with(now, WatchRules::default()).await;
+    }
+
+    /// A pass as another process would run it (the server's own passes run beside it, at the
+    /// real time: on PostgreSQL, wait for the lock they may hold).
+    async fn watch_with(&self, now: DateTime<Utc>, rules: WatchRules) {
+        for _ in 0..100 {
+            if self.db.store().watch(now, rules).await.unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the watcher's lock stayed taken for two seconds");
+    }
+
+    async fn push(&self, agent: &str, started_at: DateTime<Utc>, error: Option<&str>) {
+        let (status, body) = self
+            .post_report(&json!({
+                "agent_name": agent,
+                "run_key": Uuid::new_v4(),
+                "started_at": started_at.to_rfc3339(),
+                "finished_at": (started_at + TimeDelta::seconds(1)).to_rfc3339(),
+                "error": error,
+            }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// (kind, open) of `agent`'s incidents, open first.
+    async fn incidents_of(&self, agent: &str) -> Vec<(String, bool, String)> {
+        let (status, body) = self.get(&format!("/incidents?agent_name={agent}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["kind"].as_str().unwrap().to_owned(),
+                    i["resolved_at"].is_null(),
+                    i["summary"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    async fn missed_of(&self, agent: &str) -> Vec<DateTime<Utc>> {
+        let (status, body) = self.get(&format!("/missed?agent_name={agent}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut slots: Vec<DateTime<Utc>> = body["missed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["slot"].as_str().unwrap().parse().unwrap())
+            .collect();
+        slots.sort();
+        slots
+    }
+}
+
+fn at(value: &Value) -> DateTime<Utc> {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+async fn a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, body) = app
+        .put_expectation(
+            "quiet",
+            r#"{"every": "1h", "grace": "10m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["every"].as_str(), body["grace"].as_str()),
+        (Some("1h"), Some("10m"))
+    );
+    let t0 = at(&body["created_at"]);
+    assert_eq!(at(&body["next_slot"]), t0 + TimeDelta::hours(1));
+    // The same again: replaced, not added.
+    let (status, _) = app
+        .put_expectation(
+            "quiet",
+            r#"{"every": "1h", "grace": "10m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = app.get("/expectations").await;
+    assert_eq!(
+        listed["expectations"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+
+    // Three hours and a quarter later, nobody has pushed: three slots missed, one incident.
+    let later = t0 + TimeDelta::minutes(3 * 60 + 15);
+    app.watch_at(later).await;
+    let slots: Vec<DateTime<Utc>> = (1..=3).map(|h| t0 + TimeDelta::hours(h)).collect();
+    assert_eq!(app.missed_of("quiet").await, slots);
+    let incidents = app.incidents_of("quiet").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].0.as_str(), incidents[0].1), ("missed", true));
+    assert!(
+        incidents[0].2.contains("within its grace of 10m"),
+        "{incidents:?}"
+    );
+
+    // Another pass at the same time, from another store (a restart, another replica): nothing
+    // recorded twice.
+    app.watch_at(later).await;
+    assert_eq!(app.missed_of("quiet").await, slots);
+    assert_eq!(app.incidents_of("quiet").await.len(), 1);
+    let (_, open) = app.get("/incidents?open=true").await;
+    assert_eq!(open["incidents"].as_array().unwrap().len(), 1, "{open}");
+
+    // A run arrives: the incident resolves, and the switch counts from the run.
+    let run_at = (later + TimeDelta::minutes(5)).trunc_subsecs(6);
+    app.push("quiet", run_at, None).await;
+    app.watch_at(run_at + TimeDelta::minutes(1)).await;
+    let incidents = app.incidents_of("quiet").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(!incidents[0].1, "resolved: {incidents:?}");
+    let (_, open) = app.get("/incidents?open=true").await;
+    assert_eq!(open["incidents"], json!([]));
+    let (_, listed) = app.get("/expectations").await;
+    assert_eq!(
+        at(&listed["expectations"][0]["next_slot"]),
+        run_at + TimeDelta::hours(1)
+    );
+    // Nothing new within the next period and its grace.
+    app.watch_at(run_at + TimeDelta::minutes(65)).await;
+    assert_eq!(app.missed_of("quiet").await.len(), 3);
+
+    // Removed: no longer expected.
+    let (status, _) = app.delete_expectation("quiet").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app.delete_expectation("quiet").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    app.watch_at(run_at + TimeDelta::hours(5)).await;
+    assert_eq!(app.missed_of("quiet").await.len(), 3);
+}
+
+async fn a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, body) = app
+        .put_expectation(
+            "hourly",
+            r#"{"cron": "0 * * * *", "timezone": "Europe/Madrid", "grace": "5m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let t0 = at(&body["created_at"]);
+    let h1 = (t0 + TimeDelta::hours(1))
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    assert_eq!(at(&body["next_slot"]), h1);
+    let (h2, h3) = (h1 + TimeDelta::hours(1), h1 + TimeDelta::hours(2));
+
+    // h1 answered a minute late (within the grace), h2 not at all.
+    app.push("hourly", h1 + TimeDelta::minutes(1), None).await;
+    app.watch_at(h2 + TimeDelta::minutes(6)).await;
+    assert_eq!(app.missed_of("hourly").await, [h2]);
+    let incidents = app.incidents_of("hourly").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].0.as_str(), incidents[0].1), ("missed", true));
+
+    // h3 on time: resolved.
+    app.push("hourly", h3 + TimeDelta::seconds(2), None).await;
+    app.watch_at(h3 + TimeDelta::minutes(6)).await;
+    assert_eq!(app.missed_of("hourly").await, [h2]);
+    let incidents = app.incidents_of("hourly").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(!incidents[0].1, "resolved: {incidents:?}");
+}
+
+async fn a_failure_opens_failing_and_the_next_success_resolves_it(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let now = Utc::now();
+    app.push("flaky", now - TimeDelta::minutes(3), None).await;
+    app.push(
+        "flaky",
+        now - TimeDelta::minutes(2),
+        Some("Traceback (most recent call last):\n  boom"),
+    )
+    .await;
+    app.watch_at(now).await;
+    let incidents = app.incidents_of("flaky").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].0.as_str(), incidents[0].1), ("failing", true));
+    assert!(
+        incidents[0]
+            .2
+            .contains("failed: Traceback (most recent call last):"),
+        "{incidents:?}"
+    );
+
+    // Failing again continues the open incident.
+    app.push("flaky", now - TimeDelta::minutes(1), Some("again"))
+        .await;
+    app.watch_at(now).await;
+    assert_eq!(app.incidents_of("flaky").await.len(), 1);
+
+    app.push("flaky", now, None).await;
+    app.watch_at(now + TimeDelta::seconds(1)).await;
+    let incidents = app.incidents_of("flaky").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(!incidents[0].1, "resolved: {incidents:?}");
+}
+
+async fn with_failing_after_2_one_failure_is_not_enough(db: Db) {
+    let twice = WatchRules { failing_after: 2 };
+    let app = TestApp::spawn_watching(db, twice).await;
+    let now = Utc::now();
+    app.push("flaky", now - TimeDelta::seconds(3), None).await;
+    app.push("flaky", now - TimeDelta::seconds(2), Some("once"))
+        .await;
+    app.watch_with(now, twice).await;
+    assert_eq!(app.incidents_of("flaky").await, []);
+    app.push("flaky", now - TimeDelta::seconds(1), Some("twice"))
+        .await;
+    app.watch_with(now, twice).await;
+    let incidents = app.incidents_of("flaky").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(
+        incidents[0].1 && incidents[0].2.starts_with("the last 2 runs failed"),
+        "{incidents:?}"
+    );
+}
+
+async fn an_overdue_run_opens_overdue_and_a_success_resolves_it(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let now = Utc::now();
+    let (status, body) = app
+        .post_raw_to(
+            "/runs",
+            &json!({
+                "agent_name": "hung", "run_key": Uuid::new_v4(),
+                "started_at": (now - TimeDelta::minutes(10)).to_rfc3339(),
+                "host": "host-a", "claimant": "scheduler-1",
+                "deadline": (now - TimeDelta::minutes(5)).to_rfc3339(),
+            })
+            .to_string(),
+            "application/json",
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Closed by this pass, or by the server's own (it runs at the real time too).
+    for _ in 0..100 {
+        app.db.store().close_overdue(now).await.unwrap();
+        let open: i64 = app
+            .db
+            .scalar("select count(*) from incidents where resolved_at is null")
+            .await;
+        if open > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let incidents = app.incidents_of("hung").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].0.as_str(), incidents[0].1), ("overdue", true));
+    assert!(
+        incidents[0].2.contains("no result from host-a"),
+        "{incidents:?}"
+    );
+
+    app.push("hung", now, None).await;
+    app.watch_at(now + TimeDelta::seconds(5)).await;
+    let incidents = app.incidents_of("hung").await;
+    assert!(
+        incidents.iter().all(|i| !i.1),
+        "all resolved: {incidents:?}"
+    );
+}
+
+async fn bad_expectations_get_a_clear_4xx_and_change_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
+    for (body, field) in [
+        (r#"{"cron": "61 * * * *"}"#, "cron"),
+        (
+            r#"{"cron": "* * * * *", "timezone": "Mars/Olympus_Mons"}"#,
+            "timezone",
+        ),
+        (r#"{"every": "0s"}"#, "every"),
+        (r#"{"every": "1h", "grace": "400d"}"#, "grace"),
+        (r#"{"every": "often"}"#, "every"),
+        (r#"{}"#, "cron"),
+        (r#"{"cron": "0 * * * *", "every": "1h"}"#, "every"),
+    ] {
+        let (status, response) = app.put_expectation("agent", body, Some(&app.token)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {response}"
+        );
+        assert_eq!(error_fields(&response), [field], "{body}: {response}");
+    }
+    let (status, _) = app
+        .put_expectation("agent", "{not json", Some(&app.token))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .put_expectation("agent", r#"{"every": 3600}"#, Some(&app.token))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app
+        .put_expectation(
+            "agent",
+            r#"{"every": "1h", "when": "always"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app
+        .put_expectation("no%20spaces", r#"{"every": "1h"}"#, Some(&app.token))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .put_expectation("agent", r#"{"every": "1h"}"#, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let reader = app.token_for(&[Scope::Read], None);
+    let (status, _) = app
+        .put_expectation("agent", r#"{"every": "1h"}"#, Some(&reader))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let other = app.token_for(&[Scope::Ingest, Scope::Read], Some(&["other"]));
+    let (status, _) = app
+        .put_expectation("agent", r#"{"every": "1h"}"#, Some(&other))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get("/incidents?open=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.db
+            .scalar::<i64>("select count(*) from agent_expectations")
+            .await,
+        0
+    );
+
+    // A token limited to some agents sees only their expectations.
+    for agent in ["mine", "theirs"] {
+        let (status, _) = app
+            .put_expectation(agent, r#"{"every": "1h"}"#, Some(&app.token))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let limited = app.token_for(&[Scope::Read], Some(&["mine"]));
+    let (_, listed) = app.get_with("/expectations", Some(&limited)).await;
+    let names: Vec<&str> = listed["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mine"]);
+}
+
+on_both_backends!(
+    a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
+    a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
+    a_failure_opens_failing_and_the_next_success_resolves_it,
+    with_failing_after_2_one_failure_is_not_enough,
+    an_overdue_run_opens_overdue_and_a_success_resolves_it,
+    bad_expectations_get_a_clear_4xx_and_change_nothing,
+);

@@ -1,0 +1,47 @@
+-- What should run (expectations), what did not (missed slots), and what went wrong (incidents):
+-- written by the collector's watcher and the expectation endpoints, read by the dashboard.
+
+-- One row per expectation: a cron expression in a time zone, or a period ("every"), and a
+-- grace. `name` is the agent's name for expectations declared with PUT /agents/{name}/expectation.
+CREATE TABLE agent_expectations (
+    name           VARCHAR(100) PRIMARY KEY,
+    agent_name     VARCHAR(100) NOT NULL,
+    cron           VARCHAR(255),
+    timezone       VARCHAR(64),
+    every_seconds  BIGINT CHECK (every_seconds > 0),
+    grace_seconds  BIGINT NOT NULL CHECK (grace_seconds >= 0),
+    source         VARCHAR(20) NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'scheduler')),
+    created_at     TIMESTAMPTZ NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL,
+    -- The watcher's progress: every slot at or before it has been judged (met or missed).
+    checked_until  TIMESTAMPTZ NOT NULL,
+    CHECK ((cron IS NULL) <> (every_seconds IS NULL)),
+    CHECK ((cron IS NULL) = (timezone IS NULL))
+);
+
+CREATE INDEX agent_expectations_agent_idx ON agent_expectations (agent_name);
+
+-- A slot no run answered within its grace.
+CREATE TABLE missed_slots (
+    id           BIGSERIAL PRIMARY KEY,
+    agent_name   VARCHAR(100) NOT NULL,
+    slot         TIMESTAMPTZ NOT NULL,
+    detected_at  TIMESTAMPTZ NOT NULL,
+    UNIQUE (agent_name, slot)
+);
+
+CREATE INDEX missed_slots_detected_idx ON missed_slots (detected_at DESC, id DESC);
+
+-- One open incident per agent and kind at a time (the partial unique index).
+CREATE TABLE incidents (
+    id           BIGSERIAL PRIMARY KEY,
+    agent_name   VARCHAR(100) NOT NULL,
+    kind         VARCHAR(20) NOT NULL CHECK (kind IN ('missed', 'failing', 'stale', 'overdue', 'slow')),
+    opened_at    TIMESTAMPTZ NOT NULL,
+    resolved_at  TIMESTAMPTZ,
+    summary      TEXT NOT NULL,
+    CHECK (resolved_at IS NULL OR resolved_at >= opened_at)
+);
+
+CREATE UNIQUE INDEX incidents_open_idx ON incidents (agent_name, kind) WHERE resolved_at IS NULL;
+CREATE INDEX incidents_opened_idx ON incidents (opened_at DESC, id DESC);

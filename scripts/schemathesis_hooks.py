@@ -10,6 +10,9 @@ or the clock, and no schema can state them; the document says them in words:
   most 1000 decimal places);
 - POST /runs: `deadline` after `started_at`; no timestamp more than a day in the future;
 - POST /metrics/batch: a bad report is refused alone, in its result (the request is 200).
+- PUT /agents/{name}/expectation: `cron` or `every`, not both; `timezone` only with `cron`;
+  `cron` a cron expression, `timezone` an IANA zone name, `every` and `grace` durations
+  (`90s`, `1h`) within a year: syntaxes the document names in words.
 
 One answer concerns state, not data: a valid start or report whose `run_key` another run holds
 is refused with 409 (`run_claimed`, `run_key_reused`), as the document says; the generator
@@ -42,6 +45,17 @@ CROSS_FIELD_RULES = {
         ("deadline", "is not after started_at"),
         ("started_at", "more than a day in the future"),
         ("scheduled_for", "more than a day in the future"),
+    ],
+    "PUT /agents/{name}/expectation": [
+        ("cron", ""),
+        ("timezone", "is not an IANA time zone"),
+        ("timezone", "timezone goes with cron"),
+        ("every", "give either cron or every"),
+        ("every", "is not a duration like"),
+        ("every", "is shorter than"),
+        ("every", "is longer than a year"),
+        ("grace", "is not a duration like"),
+        ("grace", "is longer than a year"),
     ],
 }
 

@@ -2,21 +2,24 @@
 -- written by the collector's watcher and the expectation endpoints, read by the dashboard.
 
 -- One row per expectation: a cron expression in a time zone, or a period ("every"), and a
--- grace. `name` is the agent's name for expectations declared with PUT /agents/{name}/expectation.
+-- grace. `name` is the agent's name (a scheduler's job is named after the agent it reports as);
+-- an agent may have one expectation of each source.
 CREATE TABLE agent_expectations (
-    name           VARCHAR(100) PRIMARY KEY,
+    name           VARCHAR(100) NOT NULL,
     agent_name     VARCHAR(100) NOT NULL,
     cron           VARCHAR(255),
     timezone       VARCHAR(64),
     every_seconds  BIGINT CHECK (every_seconds > 0),
     grace_seconds  BIGINT NOT NULL CHECK (grace_seconds >= 0),
+    timeout_seconds BIGINT CHECK (timeout_seconds > 0),
     source         VARCHAR(20) NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'scheduler')),
     created_at     TIMESTAMPTZ NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL,
     -- The watcher's progress: every slot at or before it has been judged (met or missed).
     checked_until  TIMESTAMPTZ NOT NULL,
     CHECK ((cron IS NULL) <> (every_seconds IS NULL)),
-    CHECK ((cron IS NULL) = (timezone IS NULL))
+    CHECK ((cron IS NULL) = (timezone IS NULL)),
+    PRIMARY KEY (source, name)
 );
 
 CREATE INDEX agent_expectations_agent_idx ON agent_expectations (agent_name);

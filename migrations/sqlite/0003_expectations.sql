@@ -1,17 +1,19 @@
 -- migrations/postgres/0003_expectations.sql, in SQLite's types.
 CREATE TABLE agent_expectations (
-    name           TEXT PRIMARY KEY CHECK (length(name) <= 100),
+    name           TEXT NOT NULL CHECK (length(name) <= 100),
     agent_name     TEXT NOT NULL CHECK (length(agent_name) <= 100),
     cron           TEXT CHECK (length(cron) <= 255),
     timezone       TEXT CHECK (length(timezone) <= 64),
     every_seconds  INTEGER CHECK (every_seconds > 0),
     grace_seconds  INTEGER NOT NULL CHECK (grace_seconds >= 0),
+    timeout_seconds INTEGER CHECK (timeout_seconds > 0),
     source         TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'scheduler')),
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     checked_until  TEXT NOT NULL,
     CHECK ((cron IS NULL) <> (every_seconds IS NULL)),
-    CHECK ((cron IS NULL) = (timezone IS NULL))
+    CHECK ((cron IS NULL) = (timezone IS NULL)),
+    PRIMARY KEY (source, name)
 );
 
 CREATE INDEX agent_expectations_agent_idx ON agent_expectations (agent_name);

@@ -3,6 +3,7 @@
 
 pub use agent_sdk::cron;
 pub mod engine;
+pub mod publish;
 pub mod schedule;
 pub mod service;
 pub mod settings;

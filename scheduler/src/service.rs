@@ -89,6 +89,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let prometheus = status::prometheus_handle();
+    let published = crate::publish::scheduled(&jobs);
     let (engine, spool, deliverer) = if no_push {
         let spool = open_spool(settings)?;
         tracing::warn!("--no-push: runs are logged, not delivered to the collector");
@@ -123,6 +124,11 @@ pub async fn serve(
         ));
         tokio::spawn(crate::token::watch(
             deliverer.clone(),
+            stop_redelivery.clone(),
+        ));
+        tokio::spawn(crate::publish::publish(
+            deliverer.clone(),
+            published,
             stop_redelivery.clone(),
         ));
     }

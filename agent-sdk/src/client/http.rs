@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::wire::{
-    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunClaim, RunReport,
-    RunStart, RunStarted,
+    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, ExpectationsResponse, IngestResponse,
+    RunClaim, RunReport, RunStart, RunStarted, ScheduledJobs,
 };
 
 /// Exponential backoff with full jitter: attempt `n` waits a random time up to
@@ -134,6 +134,7 @@ pub struct CollectorClient {
     endpoint: String,
     batch_endpoint: String,
     runs_endpoint: String,
+    jobs_endpoint: String,
     token: TokenSource,
     cache: Arc<Mutex<TokenCache>>,
     retry: RetryPolicy,
@@ -172,6 +173,7 @@ impl CollectorClient {
             endpoint: format!("{base_url}/metrics"),
             batch_endpoint: format!("{base_url}/metrics/batch"),
             runs_endpoint: format!("{base_url}/runs"),
+            jobs_endpoint: format!("{base_url}/expectations/scheduler"),
             token,
             cache: Arc::default(),
             retry: RetryPolicy::default(),
@@ -296,6 +298,24 @@ impl CollectorClient {
         }
     }
 
+    /// Publishes a scheduler's jobs (`PUT /expectations/scheduler`): what the collector is to
+    /// expect of them. One try, within `timeout`.
+    pub async fn publish_jobs(
+        &self,
+        jobs: &ScheduledJobs,
+        timeout: Duration,
+    ) -> Result<usize, SendError> {
+        self.request_json::<ExpectationsResponse>(
+            reqwest::Method::PUT,
+            &self.jobs_endpoint,
+            jobs,
+            Some(timeout),
+        )
+        .await
+        .map(|(_, body)| body.expectations.len())
+        .map_err(|failed| failed.error)
+    }
+
     async fn attempt(&self, report: &RunReport) -> Result<Delivered, Attempt> {
         let (status, body): (_, IngestResponse) = self.post(&self.endpoint, report, None).await?;
         Ok(Delivered {
@@ -312,7 +332,19 @@ impl CollectorClient {
         body: &impl Serialize,
         timeout: Option<Duration>,
     ) -> Result<(StatusCode, T), Attempt> {
-        let mut request = self.http.post(url).json(body);
+        self.request_json(reqwest::Method::POST, url, body, timeout)
+            .await
+    }
+
+    /// Sends `body` as JSON with `method`: [`Self::post`]'s rules.
+    async fn request_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: &impl Serialize,
+        timeout: Option<Duration>,
+    ) -> Result<(StatusCode, T), Attempt> {
+        let mut request = self.http.request(method, url).json(body);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }

@@ -170,3 +170,37 @@ pub struct Incident {
 pub struct IncidentsResponse {
     pub incidents: Vec<Incident>,
 }
+
+/// One job of a scheduler's schedule, as it publishes it (`PUT /expectations/scheduler`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledJob {
+    /// The job's name: what its runs are reported as (`agent_name`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")
+    )]
+    pub job: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub cron: String,
+    /// IANA time zone of `cron`.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub timezone: String,
+    /// As `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub timeout: Option<String>,
+    /// A disabled job is not expected.
+    pub enabled: bool,
+}
+
+/// A scheduler's whole schedule: its jobs replace the expectations scheduler published
+/// before (a removed or disabled job is no longer expected).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledJobs {
+    #[cfg_attr(feature = "openapi", schema(max_items = 10000))]
+    pub jobs: Vec<ScheduledJob>,
+}

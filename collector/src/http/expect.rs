@@ -1,9 +1,10 @@
 //! Expected against actual: `PUT`/`DELETE /agents/{name}/expectation` (scope `ingest`),
-//! `GET /expectations`, `GET /missed` and `GET /incidents` (scope `read`).
+//! `PUT /expectations/scheduler` (a scheduler's jobs, scope `ingest`), `GET /expectations`,
+//! `GET /missed` and `GET /incidents` (scope `read`).
 
 use agent_sdk::wire::{
     ErrorBody, Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse,
-    IncidentsResponse, MissedResponse,
+    IncidentsResponse, MissedResponse, ScheduledJobs,
 };
 use axum::Json;
 use axum::extract::State;
@@ -206,4 +207,99 @@ pub(super) async fn list_incidents(
         )
         .await?;
     Ok(Json(IncidentsResponse { incidents }))
+}
+
+/// `200` with the expectations the scheduler's jobs now are: its enabled jobs replace those
+/// published before, so a removed or disabled job is no longer expected.
+#[utoipa::path(put, path = "/expectations/scheduler", tag = "expect",
+    request_body(content = ScheduledJobs, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The scheduler's expectations, by name", body = ExpectationsResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or a job's agent outside the token's list", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A bad job (its cron, time zone or timeout, or a name given twice); details.fields names it as jobs[i].field", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(name = "publish_jobs", skip_all, fields(jobs))]
+pub(super) async fn put_scheduled(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(scheduled): ApiJson<ScheduledJobs>,
+) -> Result<Json<ExpectationsResponse>, ApiError> {
+    caller.require(Scope::Ingest)?;
+    tracing::Span::current().record("jobs", scheduled.jobs.len());
+    let invalid = |i: usize, field: &str, message: String| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            &format!("jobs[{i}].{field}"),
+            message,
+        )
+    };
+    let mut jobs = Vec::with_capacity(scheduled.jobs.len());
+    let mut names = std::collections::HashSet::new();
+    for (i, job) in scheduled.jobs.into_iter().enumerate() {
+        let agent = AgentName::parse(job.job.as_str()).map_err(|e| {
+            invalid(
+                i,
+                "job",
+                e.message
+                    .as_deref()
+                    .unwrap_or("not an agent name")
+                    .to_owned(),
+            )
+        })?;
+        caller.require_agent(agent.as_str())?;
+        if !names.insert(agent.as_str().to_owned()) {
+            return Err(invalid(
+                i,
+                "job",
+                format!("`{}` is given twice", agent.as_str()),
+            ));
+        }
+        let timeout = match job.timeout.as_deref().map(humantime::parse_duration) {
+            None => None,
+            Some(Ok(timeout)) if !timeout.is_zero() => i64::try_from(timeout.as_secs().max(1)).ok(),
+            Some(Ok(_)) => return Err(invalid(i, "timeout", "must be more than 0s".into())),
+            Some(Err(err)) => {
+                return Err(invalid(
+                    i,
+                    "timeout",
+                    format!("not a duration like 10m: {err}"),
+                ));
+            }
+        };
+        let request = ExpectationRequest {
+            cron: Some(job.cron),
+            timezone: Some(job.timezone),
+            every: None,
+            grace: None,
+        };
+        let expectation = NewExpectation::parse(agent, request, ExpectationSource::Scheduler)
+            .map_err(|errors| {
+                let (field, message) = errors
+                    .field_errors()
+                    .into_iter()
+                    .next()
+                    .map(|(field, errors)| {
+                        let message = errors
+                            .first()
+                            .and_then(|e| e.message.as_deref())
+                            .unwrap_or("invalid")
+                            .to_owned();
+                        (field.to_string(), message)
+                    })
+                    .unwrap_or_else(|| ("cron".into(), "invalid".into()));
+                invalid(i, &field, message)
+            })?;
+        if job.enabled {
+            jobs.push((expectation, timeout));
+        }
+    }
+    let expectations = state.ingest.sync_scheduled(&jobs, Utc::now()).await?;
+    Ok(Json(ExpectationsResponse { expectations }))
 }

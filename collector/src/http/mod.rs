@@ -88,6 +88,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
             put(expect::put_expectation).delete(expect::delete_expectation),
         )
         .route("/expectations", get(expect::list_expectations))
+        .route("/expectations/scheduler", put(expect::put_scheduled))
         .route("/missed", get(expect::list_missed))
         .route("/incidents", get(expect::list_incidents))
         .route("/summaries", get(reads::list_summaries))

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         super::expect::put_expectation,
         super::expect::delete_expectation,
         super::expect::list_expectations,
+        super::expect::put_scheduled,
         super::expect::list_missed,
         super::expect::list_incidents,
         super::health::live,

@@ -115,6 +115,15 @@ impl Ingest {
         self.sink.store.put_expectation(expectation, now).await
     }
 
+    /// Replaces the expectations schedulers published with `jobs`.
+    pub async fn sync_scheduled(
+        &self,
+        jobs: &[(NewExpectation, Option<i64>)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Expectation>, StoreError> {
+        self.sink.store.sync_scheduled(jobs, now).await
+    }
+
     /// Removes an agent's expectation: `false` when there was none.
     pub async fn delete_expectation(&self, agent: &AgentName) -> Result<bool, StoreError> {
         self.sink.store.delete_expectation(agent).await

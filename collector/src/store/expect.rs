@@ -20,6 +20,7 @@ pub(super) struct ExpectationRow {
     pub(super) timezone: Option<String>,
     pub(super) every_seconds: Option<i64>,
     pub(super) grace_seconds: i64,
+    pub(super) timeout_seconds: Option<i64>,
     pub(super) source: String,
     pub(super) created_at: DateTime<Utc>,
     pub(super) updated_at: DateTime<Utc>,
@@ -74,7 +75,7 @@ impl ExpectationRow {
     }
 }
 
-fn expectation_columns() -> [AgentExpectations; 10] {
+pub(super) fn expectation_columns() -> [AgentExpectations; 11] {
     [
         AgentExpectations::Name,
         AgentExpectations::AgentName,
@@ -82,6 +83,7 @@ fn expectation_columns() -> [AgentExpectations; 10] {
         AgentExpectations::Timezone,
         AgentExpectations::EverySeconds,
         AgentExpectations::GraceSeconds,
+        AgentExpectations::TimeoutSeconds,
         AgentExpectations::Source,
         AgentExpectations::CreatedAt,
         AgentExpectations::UpdatedAt,
@@ -112,8 +114,7 @@ const SUMMARY_MAX_CHARS: usize = 500;
 
 impl Store {
     /// Stores `expectation` under its agent's name at `now`: `true` when it is new. A changed
-    /// cadence is judged from `now` on; the same one keeps its progress (a scheduler publishes
-    /// its jobs again at every start).
+    /// cadence is judged from `now` on; the same one keeps its progress.
     pub async fn put_expectation(
         &self,
         expectation: &NewExpectation,
@@ -121,64 +122,11 @@ impl Store {
     ) -> Result<(Expectation, bool), StoreError> {
         // Microseconds, as both backends keep them.
         let now = now.trunc_subsecs(6);
-        let name = expectation.agent_name.as_str();
-        let (cron, timezone, every) = expectation.cadence.columns();
         let mut tx = Tx::begin(self).await?;
-        let mut select = Query::select();
-        select
-            .columns(expectation_columns())
-            .from(AgentExpectations::Table)
-            .and_where(Expr::col(AgentExpectations::Name).eq(name));
-        let existing: Option<ExpectationRow> = tx.fetch(&select).await?.pop();
-        let created = existing.is_none();
-        match &existing {
-            None => {
-                let mut insert = Query::insert();
-                insert
-                    .into_table(AgentExpectations::Table)
-                    .columns(expectation_columns())
-                    .values_panic([
-                        name.into(),
-                        name.into(),
-                        cron.into(),
-                        timezone.into(),
-                        every.into(),
-                        expectation.grace.num_seconds().into(),
-                        expectation.source.as_str().into(),
-                        now.into(),
-                        now.into(),
-                        now.into(),
-                    ]);
-                tx.execute(&insert).await?;
-            }
-            Some(row) => {
-                let same_cadence = (row.cron.clone(), row.timezone.clone(), row.every_seconds)
-                    == (cron.clone(), timezone.clone(), every);
-                let mut update = Query::update();
-                update
-                    .table(AgentExpectations::Table)
-                    .values([
-                        (AgentExpectations::Cron, cron.into()),
-                        (AgentExpectations::Timezone, timezone.into()),
-                        (AgentExpectations::EverySeconds, every.into()),
-                        (
-                            AgentExpectations::GraceSeconds,
-                            expectation.grace.num_seconds().into(),
-                        ),
-                        (
-                            AgentExpectations::Source,
-                            expectation.source.as_str().into(),
-                        ),
-                        (AgentExpectations::UpdatedAt, now.into()),
-                        (
-                            AgentExpectations::CheckedUntil,
-                            if same_cadence { row.checked_until } else { now }.into(),
-                        ),
-                    ])
-                    .and_where(Expr::col(AgentExpectations::Name).eq(name));
-                tx.execute(&update).await?;
-            }
-        }
+        let created = upsert(&mut tx, expectation, None, now).await?;
+        let select = select_expectations(expectation.source)
+            .and_where(Expr::col(AgentExpectations::Name).eq(expectation.agent_name.as_str()))
+            .to_owned();
         let stored: Option<ExpectationRow> = tx.fetch(&select).await?.pop();
         tx.commit().await?;
         let stored = stored.ok_or_else(|| {
@@ -187,11 +135,45 @@ impl Store {
         Ok((stored.view(now, None), created))
     }
 
-    /// Removes `agent`'s expectation: `false` when there was none.
+    /// Replaces the expectations schedulers published with `jobs` (each with its timeout in
+    /// seconds): a job left out is no longer expected, one unchanged keeps its progress (a
+    /// scheduler publishes at every start, and replicas in high availability publish the same
+    /// set). Returns them, by name.
+    pub async fn sync_scheduled(
+        &self,
+        jobs: &[(NewExpectation, Option<i64>)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Expectation>, StoreError> {
+        let now = now.trunc_subsecs(6);
+        let mut tx = Tx::begin(self).await?;
+        for (job, timeout) in jobs {
+            upsert(&mut tx, job, *timeout, now).await?;
+        }
+        let names: Vec<&str> = jobs
+            .iter()
+            .map(|(job, _)| job.agent_name.as_str())
+            .collect();
+        let mut delete = Query::delete();
+        delete
+            .from_table(AgentExpectations::Table)
+            .and_where(
+                Expr::col(AgentExpectations::Source).eq(ExpectationSource::Scheduler.as_str()),
+            )
+            .and_where(Expr::col(AgentExpectations::Name).is_not_in(names));
+        tx.execute(&delete).await?;
+        let stored: Vec<ExpectationRow> = tx
+            .fetch(&select_expectations(ExpectationSource::Scheduler))
+            .await?;
+        tx.commit().await?;
+        Ok(stored.iter().map(|row| row.view(now, None)).collect())
+    }
+
+    /// Removes `agent`'s expectation declared over the API: `false` when there was none.
     pub async fn delete_expectation(&self, agent: &AgentName) -> Result<bool, StoreError> {
         let mut delete = Query::delete();
         delete
             .from_table(AgentExpectations::Table)
+            .and_where(Expr::col(AgentExpectations::Source).eq(ExpectationSource::Api.as_str()))
             .and_where(Expr::col(AgentExpectations::Name).eq(agent.as_str()));
         let mut tx = Tx::begin(self).await?;
         let deleted = tx.execute(&delete).await?;
@@ -209,7 +191,8 @@ impl Store {
         select
             .columns(expectation_columns())
             .from(AgentExpectations::Table)
-            .order_by(AgentExpectations::Name, Order::Asc);
+            .order_by(AgentExpectations::Name, Order::Asc)
+            .order_by(AgentExpectations::Source, Order::Asc);
         if let Some(access) = access.condition(AgentExpectations::AgentName) {
             select.cond_where(access);
         }
@@ -322,6 +305,86 @@ impl Store {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let rows: Vec<(DateTime<Utc>,)> = self.fetch(&last_run_select(agent)).await?;
         Ok(rows.into_iter().next().map(|(at,)| at))
+    }
+}
+
+/// The expectations of `source`, by name.
+fn select_expectations(source: ExpectationSource) -> sea_query::SelectStatement {
+    Query::select()
+        .columns(expectation_columns())
+        .from(AgentExpectations::Table)
+        .and_where(Expr::col(AgentExpectations::Source).eq(source.as_str()))
+        .order_by(AgentExpectations::Name, Order::Asc)
+        .to_owned()
+}
+
+/// Inserts `expectation`, or updates the one of its source and name (its progress kept when
+/// the cadence is the same): `true` when inserted.
+async fn upsert(
+    tx: &mut Tx,
+    expectation: &NewExpectation,
+    timeout_seconds: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let name = expectation.agent_name.as_str();
+    let (cron, timezone, every) = expectation.cadence.columns();
+    let select = select_expectations(expectation.source)
+        .and_where(Expr::col(AgentExpectations::Name).eq(name))
+        .to_owned();
+    let existing: Option<ExpectationRow> = tx.fetch(&select).await?.pop();
+    let grace = expectation.grace.num_seconds();
+    match existing {
+        None => {
+            let mut insert = Query::insert();
+            insert
+                .into_table(AgentExpectations::Table)
+                .columns(expectation_columns())
+                .values_panic([
+                    name.into(),
+                    name.into(),
+                    cron.into(),
+                    timezone.into(),
+                    every.into(),
+                    grace.into(),
+                    timeout_seconds.into(),
+                    expectation.source.as_str().into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                ]);
+            tx.execute(&insert).await?;
+            Ok(true)
+        }
+        Some(row) => {
+            let same_cadence = (
+                row.cron.as_deref(),
+                row.timezone.as_deref(),
+                row.every_seconds,
+            ) == (cron.as_deref(), timezone.as_deref(), every);
+            if same_cadence && row.grace_seconds == grace && row.timeout_seconds == timeout_seconds
+            {
+                return Ok(false);
+            }
+            let mut update = Query::update();
+            update
+                .table(AgentExpectations::Table)
+                .values([
+                    (AgentExpectations::Cron, cron.into()),
+                    (AgentExpectations::Timezone, timezone.into()),
+                    (AgentExpectations::EverySeconds, every.into()),
+                    (AgentExpectations::GraceSeconds, grace.into()),
+                    (AgentExpectations::TimeoutSeconds, timeout_seconds.into()),
+                    (AgentExpectations::UpdatedAt, now.into()),
+                    (
+                        AgentExpectations::CheckedUntil,
+                        if same_cadence { row.checked_until } else { now }.into(),
+                    ),
+                ])
+                .and_where(Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()))
+                .and_where(Expr::col(AgentExpectations::Name).eq(name));
+            tx.execute(&update).await?;
+            Ok(false)
+        }
     }
 }
 

@@ -76,6 +76,7 @@ pub(super) enum AgentExpectations {
     Timezone,
     EverySeconds,
     GraceSeconds,
+    TimeoutSeconds,
     Source,
     CreatedAt,
     UpdatedAt,

@@ -10,7 +10,9 @@ use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 
-use super::expect::{ExpectationRow, last_run_select, open_incident, resolve_incident};
+use super::expect::{
+    ExpectationRow, expectation_columns, last_run_select, open_incident, resolve_incident,
+};
 use super::schema::{AgentDailySummaries, AgentExpectations, AgentRuns, MissedSlots};
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -77,18 +79,7 @@ impl Store {
         let mut watched = Watched::default();
         let mut select = Query::select();
         select
-            .columns([
-                AgentExpectations::Name,
-                AgentExpectations::AgentName,
-                AgentExpectations::Cron,
-                AgentExpectations::Timezone,
-                AgentExpectations::EverySeconds,
-                AgentExpectations::GraceSeconds,
-                AgentExpectations::Source,
-                AgentExpectations::CreatedAt,
-                AgentExpectations::UpdatedAt,
-                AgentExpectations::CheckedUntil,
-            ])
+            .columns(expectation_columns())
             .from(AgentExpectations::Table)
             .order_by(AgentExpectations::Name, Order::Asc);
         let expectations: Vec<ExpectationRow> = tx.fetch(&select).await?;

@@ -21,6 +21,25 @@ async fn hello_every_second_is_stored_and_sigterm_exits_cleanly(pool: PgPool) {
         runs_of(&pool, "hello").await >= 2
     })
     .await;
+    // Its schedule is published at start: the collector expects the job's runs.
+    wait_for(
+        "the schedule published",
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_as::<_, (String, Option<String>, String)>(
+                "select name, cron, timezone from agent_expectations where source = 'scheduler'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+                == [(
+                    "hello".to_owned(),
+                    Some("* * * * * *".to_owned()),
+                    "UTC".to_owned(),
+                )]
+        },
+    )
+    .await;
     let (status, logs) = scheduler.terminate().await;
 
     assert!(status.success(), "exit status {status:?}\n{logs}");

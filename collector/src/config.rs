@@ -14,16 +14,26 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::ingest::DEFAULT_WRITERS;
 use crate::store::{Backend, PoolSettings, WatchRules};
 
-/// The watcher's rules: `INCIDENT_FAILING_AFTER` (1 or more).
+/// The watcher's rules: `INCIDENT_FAILING_AFTER`, `INCIDENT_STALE_PERIODS`,
+/// `INCIDENT_SLOW_FACTOR` (each 1 or more) and `INCIDENT_SLOW_MIN`.
 fn watch_rules() -> Result<WatchRules, ConfigError> {
-    let failing_after = parse_or(INCIDENT_FAILING_AFTER, WatchRules::default().failing_after)?;
-    if failing_after == 0 {
-        return Err(ConfigError::Invalid {
-            var: INCIDENT_FAILING_AFTER,
-            reason: "must be 1 or more (1: every failure opens or continues an incident)".into(),
-        });
-    }
-    Ok(WatchRules { failing_after })
+    let defaults = WatchRules::default();
+    let at_least_one = |var: &'static str, default: u32| {
+        let value = parse_or(var, default)?;
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: "must be 1 or more".into(),
+            });
+        }
+        Ok(value)
+    };
+    Ok(WatchRules {
+        failing_after: at_least_one(INCIDENT_FAILING_AFTER, defaults.failing_after)?,
+        stale_periods: at_least_one(INCIDENT_STALE_PERIODS, defaults.stale_periods)?,
+        slow_factor: at_least_one(INCIDENT_SLOW_FACTOR, defaults.slow_factor)?,
+        slow_min: duration_or(INCIDENT_SLOW_MIN, defaults.slow_min)?,
+    })
 }
 
 /// Every variable the collector reads. `.env.example` must document each of them.
@@ -38,6 +48,9 @@ pub const ENV_VARS: &[&str] = &[
     COLLECTOR_BATCH_BODY_LIMIT,
     COLLECTOR_REQUEST_TIMEOUT,
     INCIDENT_FAILING_AFTER,
+    INCIDENT_STALE_PERIODS,
+    INCIDENT_SLOW_FACTOR,
+    INCIDENT_SLOW_MIN,
     WEBAPP_READONLY_PASSWORD,
     RUST_LOG,
     LOG_FORMAT,
@@ -53,6 +66,9 @@ pub const COLLECTOR_BODY_LIMIT: &str = "COLLECTOR_BODY_LIMIT";
 pub const COLLECTOR_BATCH_BODY_LIMIT: &str = "COLLECTOR_BATCH_BODY_LIMIT";
 pub const COLLECTOR_REQUEST_TIMEOUT: &str = "COLLECTOR_REQUEST_TIMEOUT";
 pub const INCIDENT_FAILING_AFTER: &str = "INCIDENT_FAILING_AFTER";
+pub const INCIDENT_STALE_PERIODS: &str = "INCIDENT_STALE_PERIODS";
+pub const INCIDENT_SLOW_FACTOR: &str = "INCIDENT_SLOW_FACTOR";
+pub const INCIDENT_SLOW_MIN: &str = "INCIDENT_SLOW_MIN";
 pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";

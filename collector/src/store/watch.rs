@@ -5,6 +5,7 @@
 //! pass committed, and never records a slot or opens an incident twice.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
@@ -27,16 +28,33 @@ const SLOTS_PER_PASS: usize = 1000;
 /// How early before its slot a run may start and still answer it (clocks differ).
 const EARLY: TimeDelta = TimeDelta::seconds(60);
 
+/// How many of an agent's latest successful runs `slow` compares a run with.
+const SLOW_HISTORY: u64 = 20;
+/// `slow` needs at least this many of them.
+const SLOW_MIN_HISTORY: usize = 5;
+
 /// What a pass is told.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchRules {
     /// `failing` opens when this many of an agent's latest runs failed (1: every failure).
     pub failing_after: u32,
+    /// `stale` opens when an expected agent has had no successful run for this many periods.
+    pub stale_periods: u32,
+    /// `slow` opens when a run takes more than this many times the median of the agent's
+    /// last 20 successful runs...
+    pub slow_factor: u32,
+    /// ...and at least this long.
+    pub slow_min: Duration,
 }
 
 impl Default for WatchRules {
     fn default() -> Self {
-        Self { failing_after: 1 }
+        Self {
+            failing_after: 1,
+            stale_periods: 3,
+            slow_factor: 3,
+            slow_min: Duration::from_secs(60),
+        }
     }
 }
 
@@ -87,6 +105,8 @@ impl Store {
             match expectation.cadence() {
                 Ok(cadence) => {
                     judge_slots(&mut tx, expectation, &cadence, now, &mut watched).await?;
+                    judge_staleness(&mut tx, expectation, &cadence, now, rules, &mut watched)
+                        .await?;
                 }
                 Err(err) => {
                     tracing::warn!(expectation = %expectation.name, error = %err, "an expectation that cannot be read is skipped");
@@ -189,6 +209,66 @@ async fn judge_slots(
     Ok(())
 }
 
+/// `stale`: no successful run of an expected agent for `rules.stale_periods` periods (a cron's
+/// period: the time between its last two slots) and its grace, counted from its last success
+/// or, without one, from when it was first expected.
+async fn judge_staleness(
+    tx: &mut Tx,
+    expectation: &ExpectationRow,
+    cadence: &Cadence,
+    now: DateTime<Utc>,
+    rules: WatchRules,
+    watched: &mut Watched,
+) -> Result<(), StoreError> {
+    let agent = expectation.agent_name.as_str();
+    let period = match cadence {
+        Cadence::Every(period) => Some(*period),
+        Cadence::Cron(schedule) => schedule
+            .latest_at_or_before(now)
+            .and_then(|last| schedule.next_after(last).map(|next| next - last)),
+    };
+    let Some(period) = period else {
+        return Ok(());
+    };
+    let mut select = Query::select();
+    select
+        .expr(Expr::col(AgentDailySummaries::LastSuccessAt).max())
+        .from(AgentDailySummaries::Table)
+        .and_where(Expr::col(AgentDailySummaries::AgentName).eq(agent));
+    let last_success: Option<DateTime<Utc>> = tx
+        .fetch::<(Option<DateTime<Utc>>,), _>(&select)
+        .await?
+        .pop()
+        .and_then(|(at,)| at);
+    let since = last_success.unwrap_or(expectation.created_at);
+    let allowed =
+        period * i32::try_from(rules.stale_periods).unwrap_or(i32::MAX) + expectation.grace();
+    if now - since > allowed {
+        let summary = match last_success {
+            Some(at) => format!(
+                "no successful run since {} ({} periods of {})",
+                rfc3339(at),
+                rules.stale_periods,
+                human(period)
+            ),
+            None => format!(
+                "no successful run since it was first expected at {} ({} periods of {})",
+                rfc3339(since),
+                rules.stale_periods,
+                human(period)
+            ),
+        };
+        if open_incident(tx, agent, IncidentKind::Stale, now, &summary).await? {
+            watched.opened += 1;
+            tracing::warn!(agent, "incident opened: stale");
+        }
+    } else if resolve_incident(tx, agent, IncidentKind::Stale, now).await? {
+        watched.resolved += 1;
+        tracing::info!(agent, "incident resolved: stale (a successful run)");
+    }
+    Ok(())
+}
+
 /// The `started_at` of `agent`'s runs from `from` to `to`, in order.
 async fn run_starts(
     tx: &mut Tx,
@@ -266,6 +346,7 @@ async fn judge_latest_runs(
     agents.sort_by(|a, b| a.agent_name.cmp(&b.agent_name));
     for row in agents {
         let agent = row.agent_name.as_str();
+        judge_slowness(tx, agent, now, rules, watched).await?;
         match row.last_status.as_deref() {
             Some(status) if status == RunStatus::Success.as_str() => {
                 for kind in [IncidentKind::Failing, IncidentKind::Overdue] {
@@ -309,6 +390,80 @@ async fn judge_latest_runs(
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct RunLength {
+    status: String,
+    duration_ms: Option<i64>,
+    started_at: DateTime<Utc>,
+}
+
+/// `slow`: `agent`'s latest finished run took more than `rules.slow_factor` times the median
+/// of its previous successful runs (at least five of the last twenty) and at least
+/// `rules.slow_min`; resolved by a latest run that is not.
+async fn judge_slowness(
+    tx: &mut Tx,
+    agent: &str,
+    now: DateTime<Utc>,
+    rules: WatchRules,
+    watched: &mut Watched,
+) -> Result<(), StoreError> {
+    let mut select = Query::select();
+    select
+        .columns([
+            AgentRuns::Status,
+            AgentRuns::DurationMs,
+            AgentRuns::StartedAt,
+        ])
+        .from(AgentRuns::Table)
+        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
+        .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
+        .and_where(Expr::col(AgentRuns::OverdueAt).is_null())
+        .order_by(AgentRuns::StartedAt, Order::Desc)
+        .order_by(AgentRuns::Id, Order::Desc)
+        .limit(SLOW_HISTORY * 2);
+    let runs: Vec<RunLength> = tx.fetch(&select).await?;
+    let Some((latest, earlier)) = runs.split_first() else {
+        return Ok(());
+    };
+    let mut history: Vec<i64> = earlier
+        .iter()
+        .filter(|r| r.status == RunStatus::Success.as_str())
+        .filter_map(|r| r.duration_ms)
+        .take(SLOW_HISTORY as usize)
+        .collect();
+    if history.len() < SLOW_MIN_HISTORY {
+        return Ok(());
+    }
+    history.sort_unstable();
+    let median = history[history.len() / 2];
+    let took = latest.duration_ms.unwrap_or(0);
+    let min_ms = i64::try_from(rules.slow_min.as_millis()).unwrap_or(i64::MAX);
+    let slow = took > median.saturating_mul(i64::from(rules.slow_factor)) && took >= min_ms;
+    if slow {
+        let summary = format!(
+            "the run at {} took {}, more than {}x the median {} of its last {} successful runs",
+            rfc3339(latest.started_at),
+            human(TimeDelta::milliseconds(took)),
+            rules.slow_factor,
+            human(TimeDelta::milliseconds(median)),
+            history.len()
+        );
+        if open_incident(tx, agent, IncidentKind::Slow, now, &summary).await? {
+            watched.opened += 1;
+            tracing::warn!(
+                agent,
+                took_ms = took,
+                median_ms = median,
+                "incident opened: slow"
+            );
+        }
+    } else if resolve_incident(tx, agent, IncidentKind::Slow, now).await? {
+        watched.resolved += 1;
+        tracing::info!(agent, "incident resolved: slow (a run of usual length)");
     }
     Ok(())
 }

@@ -54,12 +54,23 @@ impl TestApp {
     }
 
     async fn push(&self, agent: &str, started_at: DateTime<Utc>, error: Option<&str>) {
+        self.push_lasting(agent, started_at, TimeDelta::seconds(1), error)
+            .await;
+    }
+
+    async fn push_lasting(
+        &self,
+        agent: &str,
+        started_at: DateTime<Utc>,
+        took: TimeDelta,
+        error: Option<&str>,
+    ) {
         let (status, body) = self
             .post_report(&json!({
                 "agent_name": agent,
                 "run_key": Uuid::new_v4(),
                 "started_at": started_at.to_rfc3339(),
-                "finished_at": (started_at + TimeDelta::seconds(1)).to_rfc3339(),
+                "finished_at": (started_at + took).to_rfc3339(),
                 "error": error,
             }))
             .await;
@@ -82,6 +93,12 @@ impl TestApp {
                 )
             })
             .collect()
+    }
+
+    async fn incidents_of_kind(&self, agent: &str, kind: &str) -> Vec<(String, bool, String)> {
+        let mut incidents = self.incidents_of(agent).await;
+        incidents.retain(|i| i.0 == kind);
+        incidents
     }
 
     async fn missed_of(&self, agent: &str) -> Vec<DateTime<Utc>> {
@@ -139,7 +156,7 @@ async fn a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it(db: D
     app.watch_at(later).await;
     let slots: Vec<DateTime<Utc>> = (1..=3).map(|h| t0 + TimeDelta::hours(h)).collect();
     assert_eq!(app.missed_of("quiet").await, slots);
-    let incidents = app.incidents_of("quiet").await;
+    let incidents = app.incidents_of_kind("quiet", "missed").await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!((incidents[0].0.as_str(), incidents[0].1), ("missed", true));
     assert!(
@@ -151,15 +168,16 @@ async fn a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it(db: D
     // recorded twice.
     app.watch_at(later).await;
     assert_eq!(app.missed_of("quiet").await, slots);
-    assert_eq!(app.incidents_of("quiet").await.len(), 1);
+    assert_eq!(app.incidents_of_kind("quiet", "missed").await.len(), 1);
     let (_, open) = app.get("/incidents?open=true").await;
-    assert_eq!(open["incidents"].as_array().unwrap().len(), 1, "{open}");
+    // Missed, and stale: no success for three periods and the grace.
+    assert_eq!(open["incidents"].as_array().unwrap().len(), 2, "{open}");
 
     // A run arrives: the incident resolves, and the switch counts from the run.
     let run_at = (later + TimeDelta::minutes(5)).trunc_subsecs(6);
     app.push("quiet", run_at, None).await;
     app.watch_at(run_at + TimeDelta::minutes(1)).await;
-    let incidents = app.incidents_of("quiet").await;
+    let incidents = app.incidents_of_kind("quiet", "missed").await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert!(!incidents[0].1, "resolved: {incidents:?}");
     let (_, open) = app.get("/incidents?open=true").await;
@@ -256,7 +274,10 @@ async fn a_failure_opens_failing_and_the_next_success_resolves_it(db: Db) {
 }
 
 async fn with_failing_after_2_one_failure_is_not_enough(db: Db) {
-    let twice = WatchRules { failing_after: 2 };
+    let twice = WatchRules {
+        failing_after: 2,
+        ..WatchRules::default()
+    };
     let app = TestApp::spawn_watching(db, twice).await;
     let now = Utc::now();
     app.push("flaky", now - TimeDelta::seconds(3), None).await;
@@ -506,6 +527,114 @@ async fn a_schedulers_jobs_replace_what_it_published_before(db: Db) {
     );
 }
 
+async fn an_expected_agent_without_success_goes_stale_until_one(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (_, body) = app
+        .put_expectation(
+            "drifting",
+            r#"{"every": "1h", "grace": "10m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    let t0 = at(&body["created_at"]);
+    let ok_at = t0 + TimeDelta::minutes(30);
+    app.push("drifting", ok_at, None).await;
+    // Runs keep coming, but they fail: not missed, yet stale after three periods and the grace.
+    for hour in 1..=4 {
+        app.push("drifting", ok_at + TimeDelta::hours(hour), Some("bad data"))
+            .await;
+    }
+    let kinds = |incidents: Vec<(String, bool, String)>| -> Vec<(String, bool)> {
+        let mut kinds: Vec<(String, bool)> = incidents
+            .into_iter()
+            .map(|(k, open, _)| (k, open))
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    app.watch_at(ok_at + TimeDelta::minutes(3 * 60 + 5)).await;
+    assert!(
+        !kinds(app.incidents_of("drifting").await).contains(&("stale".into(), true)),
+        "not yet: within three periods and the grace"
+    );
+    app.watch_at(ok_at + TimeDelta::minutes(4 * 60 + 5)).await;
+    let incidents = app.incidents_of("drifting").await;
+    let stale = incidents
+        .iter()
+        .find(|i| i.0 == "stale")
+        .expect("stale opened");
+    assert!(
+        stale.1 && stale.2.contains("3 periods of 1h"),
+        "{incidents:?}"
+    );
+
+    app.push("drifting", ok_at + TimeDelta::minutes(4 * 60 + 10), None)
+        .await;
+    app.watch_at(ok_at + TimeDelta::minutes(4 * 60 + 15)).await;
+    assert_eq!(
+        kinds(app.incidents_of("drifting").await),
+        [("failing".into(), false), ("stale".into(), false)]
+    );
+}
+
+async fn a_run_far_longer_than_usual_opens_slow(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let start = Utc::now() - TimeDelta::hours(2);
+    for i in 0..6 {
+        app.push_lasting(
+            "steady",
+            start + TimeDelta::minutes(i * 10),
+            TimeDelta::seconds(20),
+            None,
+        )
+        .await;
+    }
+    // Three times the median (20 s) is 60 s: 61 s is slow, and above INCIDENT_SLOW_MIN (1 min).
+    app.push_lasting(
+        "steady",
+        start + TimeDelta::minutes(60),
+        TimeDelta::seconds(61),
+        None,
+    )
+    .await;
+    app.watch_at(Utc::now()).await;
+    let incidents = app.incidents_of("steady").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!((incidents[0].0.as_str(), incidents[0].1), ("slow", true));
+    assert!(incidents[0].2.contains("took 1m 1s"), "{incidents:?}");
+
+    app.push_lasting(
+        "steady",
+        start + TimeDelta::minutes(70),
+        TimeDelta::seconds(21),
+        None,
+    )
+    .await;
+    app.watch_at(Utc::now()).await;
+    let incidents = app.incidents_of("steady").await;
+    assert!(!incidents[0].1, "resolved: {incidents:?}");
+
+    // Long but short in absolute terms: under INCIDENT_SLOW_MIN, not slow.
+    for i in 0..6 {
+        app.push_lasting(
+            "quick",
+            start + TimeDelta::minutes(i),
+            TimeDelta::seconds(1),
+            None,
+        )
+        .await;
+    }
+    app.push_lasting(
+        "quick",
+        start + TimeDelta::minutes(10),
+        TimeDelta::seconds(30),
+        None,
+    )
+    .await;
+    app.watch_at(Utc::now()).await;
+    assert_eq!(app.incidents_of("quick").await, []);
+}
+
 on_both_backends!(
     a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
     a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
@@ -514,4 +643,6 @@ on_both_backends!(
     an_overdue_run_opens_overdue_and_a_success_resolves_it,
     bad_expectations_get_a_clear_4xx_and_change_nothing,
     a_schedulers_jobs_replace_what_it_published_before,
+    an_expected_agent_without_success_goes_stale_until_one,
+    a_run_far_longer_than_usual_opens_slow,
 );

@@ -11,8 +11,26 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::alerts::Alerts;
 use crate::ingest::DEFAULT_WRITERS;
 use crate::store::{Backend, PoolSettings, WatchRules};
+
+/// `ALERTS_FILE`, when set: the file read and checked, every problem on a line of its own.
+pub fn alerts() -> Result<Option<Alerts>, ConfigError> {
+    let Some(path) = optional(ALERTS_FILE)? else {
+        return Ok(None);
+    };
+    Alerts::load(std::path::Path::new(path.trim()))
+        .map(Some)
+        .map_err(|problems| ConfigError::Invalid {
+            var: ALERTS_FILE,
+            reason: format!(
+                "{} problem(s):\n  {}",
+                problems.len(),
+                problems.join("\n  ")
+            ),
+        })
+}
 
 /// The watcher's rules: `INCIDENT_FAILING_AFTER`, `INCIDENT_STALE_PERIODS`,
 /// `INCIDENT_SLOW_FACTOR` (each 1 or more) and `INCIDENT_SLOW_MIN`.
@@ -51,6 +69,7 @@ pub const ENV_VARS: &[&str] = &[
     INCIDENT_STALE_PERIODS,
     INCIDENT_SLOW_FACTOR,
     INCIDENT_SLOW_MIN,
+    ALERTS_FILE,
     WEBAPP_READONLY_PASSWORD,
     RUST_LOG,
     LOG_FORMAT,
@@ -69,6 +88,7 @@ pub const INCIDENT_FAILING_AFTER: &str = "INCIDENT_FAILING_AFTER";
 pub const INCIDENT_STALE_PERIODS: &str = "INCIDENT_STALE_PERIODS";
 pub const INCIDENT_SLOW_FACTOR: &str = "INCIDENT_SLOW_FACTOR";
 pub const INCIDENT_SLOW_MIN: &str = "INCIDENT_SLOW_MIN";
+pub const ALERTS_FILE: &str = "ALERTS_FILE";
 pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
@@ -96,6 +116,8 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     pub http: HttpConfig,
     pub watch: WatchRules,
+    /// `ALERTS_FILE`, read and checked.
+    pub alerts: Option<Alerts>,
 }
 
 impl ServeConfig {
@@ -109,6 +131,7 @@ impl ServeConfig {
             )?,
             http: HttpConfig::from_env()?,
             watch: watch_rules()?,
+            alerts: alerts()?,
         })
     }
 }

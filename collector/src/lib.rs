@@ -2,6 +2,7 @@
 //! serves runs, metrics and summaries. `main.rs` is the CLI; everything else lives here so that
 //! tests can start the real server.
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod domain;
@@ -10,3 +11,10 @@ pub mod ingest;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+
+/// reqwest is built without a bundled crypto provider: installs ring's (rustls), once per
+/// process, before the alert sender's client is built.
+pub fn install_crypto_provider() {
+    // Err means a provider is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

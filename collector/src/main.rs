@@ -67,11 +67,24 @@ enum Command {
         #[arg(long, conflicts_with_all = ["cron", "every", "grace", "timezone"])]
         delete: bool,
     },
+    /// Check the alerts file (ALERTS_FILE), or send a test message to one of its routes.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Create or update the dashboard's read-only role (password from WEBAPP_READONLY_PASSWORD).
     GrantReadonly {
         #[arg(long, default_value = "webapp_readonly", value_parser = RoleName::parse)]
         role: RoleName,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// Read and check ALERTS_FILE: every problem on a line of its own.
+    Check,
+    /// Send a test message to the route named ROUTE.
+    Test { route: String },
 }
 
 fn main() -> ExitCode {
@@ -167,6 +180,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&stored)?);
             Ok(())
         }
+        Command::Alerts { command } => {
+            let alerts = config::alerts()?.ok_or_else(|| {
+                anyhow::anyhow!("ALERTS_FILE is not set: there is no alerts file to use")
+            })?;
+            match command {
+                AlertsCommand::Check => {
+                    for route in alerts.routes() {
+                        println!(
+                            "route {}: {:?} to {}",
+                            route.name,
+                            route.kind,
+                            route.url.host_str().unwrap_or("?")
+                        );
+                    }
+                    println!(
+                        "{} route(s): the alerts file is valid",
+                        alerts.routes().len()
+                    );
+                }
+                AlertsCommand::Test { route } => {
+                    let status = alerts
+                        .send_test(&route)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("route {route}: {e}"))?;
+                    println!("route {route}: test message delivered ({status})");
+                }
+            }
+            Ok(())
+        }
         Command::GrantReadonly { role } => {
             let store = connect(&DatabaseConfig::from_env()?)?;
             let password = config::readonly_password()?;
@@ -193,6 +235,7 @@ async fn serve() -> anyhow::Result<()> {
         tokens: TokenKeys::new(&config.secret_key),
         writers: config.database.writers(),
         watch: config.watch,
+        alerts: config.alerts,
     };
     let app = Application::bind(config.addr, services, &config.http).await?;
     tracing::info!(addr = %app.local_addr()?, writers = app.ingest().writers(), "collector listening");

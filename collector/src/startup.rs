@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::alerts::Alerts;
 use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
 use crate::http::{self, AppState};
@@ -44,6 +45,8 @@ pub struct Services {
     pub writers: usize,
     /// What the watcher opens incidents on.
     pub watch: WatchRules,
+    /// Where incidents are sent (`ALERTS_FILE`).
+    pub alerts: Option<Alerts>,
 }
 
 impl Application {
@@ -61,9 +64,10 @@ impl Application {
             tokens,
             writers,
             watch,
+            alerts,
         } = services;
         let ingest = Ingest::start(store.clone(), writers);
-        let overdue = tokio::spawn(watch_runs(store.clone(), watch));
+        let overdue = tokio::spawn(watch_runs(store.clone(), watch, alerts));
         let state = AppState::new(store, ingest.clone(), tokens);
         Ok(Self {
             listener,
@@ -145,7 +149,7 @@ impl Application {
 /// Every [`OVERDUE_CHECK_EVERY`]: closes runs `running` past their deadline as failed
 /// (`Store::close_overdue`), then the watcher's pass (`Store::watch`); on PostgreSQL each one
 /// replica at a time.
-async fn watch_runs(store: Store, rules: WatchRules) {
+async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>) {
     let mut ticks = tokio::time::interval(OVERDUE_CHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -172,6 +176,11 @@ async fn watch_runs(store: Store, rules: WatchRules) {
             Err(err) => {
                 tracing::warn!(error = %err, "the watcher's pass failed; retrying at the next pass")
             }
+        }
+        if let Some(alerts) = &alerts
+            && let Err(err) = alerts.pass(&store, chrono::Utc::now()).await
+        {
+            tracing::warn!(error = %err, "the alert sender's pass failed; retrying at the next pass");
         }
     }
 }

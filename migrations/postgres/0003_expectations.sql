@@ -48,3 +48,40 @@ CREATE TABLE incidents (
 
 CREATE UNIQUE INDEX incidents_open_idx ON incidents (agent_name, kind) WHERE resolved_at IS NULL;
 CREATE INDEX incidents_opened_idx ON incidents (opened_at DESC, id DESC);
+
+-- Alerts: each incident opened or resolved is an event; each event goes to every route of the
+-- alerts file that matches it (a delivery), tried until delivered or given up; every attempt
+-- is recorded.
+CREATE TABLE alert_events (
+    id           BIGSERIAL PRIMARY KEY,
+    incident_id  BIGINT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    event        VARCHAR(20) NOT NULL CHECK (event IN ('opened', 'resolved')),
+    created_at   TIMESTAMPTZ NOT NULL,
+    -- Set once its deliveries exist (the routes matched when the sender first saw it).
+    routed_at    TIMESTAMPTZ
+);
+
+CREATE INDEX alert_events_unrouted_idx ON alert_events (id) WHERE routed_at IS NULL;
+
+CREATE TABLE alert_deliveries (
+    id               BIGSERIAL PRIMARY KEY,
+    event_id         BIGINT NOT NULL REFERENCES alert_events (id) ON DELETE CASCADE,
+    route            VARCHAR(100) NOT NULL,
+    status           VARCHAR(20) NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'gave_up')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TIMESTAMPTZ NOT NULL,
+    UNIQUE (event_id, route)
+);
+
+CREATE INDEX alert_deliveries_due_idx ON alert_deliveries (next_attempt_at) WHERE status = 'pending';
+
+CREATE TABLE alert_attempts (
+    id            BIGSERIAL PRIMARY KEY,
+    delivery_id   BIGINT NOT NULL REFERENCES alert_deliveries (id) ON DELETE CASCADE,
+    attempt       INTEGER NOT NULL,
+    attempted_at  TIMESTAMPTZ NOT NULL,
+    status_code   INTEGER,
+    error         TEXT
+);
+
+CREATE INDEX alert_attempts_delivery_idx ON alert_attempts (delivery_id, attempt);

@@ -40,3 +40,36 @@ CREATE TABLE incidents (
 
 CREATE UNIQUE INDEX incidents_open_idx ON incidents (agent_name, kind) WHERE resolved_at IS NULL;
 CREATE INDEX incidents_opened_idx ON incidents (opened_at DESC, id DESC);
+
+CREATE TABLE alert_events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id  INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    event        TEXT NOT NULL CHECK (event IN ('opened', 'resolved')),
+    created_at   TEXT NOT NULL,
+    routed_at    TEXT
+);
+
+CREATE INDEX alert_events_unrouted_idx ON alert_events (id) WHERE routed_at IS NULL;
+
+CREATE TABLE alert_deliveries (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id         INTEGER NOT NULL REFERENCES alert_events (id) ON DELETE CASCADE,
+    route            TEXT NOT NULL CHECK (length(route) <= 100),
+    status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'gave_up')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TEXT NOT NULL,
+    UNIQUE (event_id, route)
+);
+
+CREATE INDEX alert_deliveries_due_idx ON alert_deliveries (next_attempt_at) WHERE status = 'pending';
+
+CREATE TABLE alert_attempts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id   INTEGER NOT NULL REFERENCES alert_deliveries (id) ON DELETE CASCADE,
+    attempt       INTEGER NOT NULL,
+    attempted_at  TEXT NOT NULL,
+    status_code   INTEGER,
+    error         TEXT
+);
+
+CREATE INDEX alert_attempts_delivery_idx ON alert_attempts (delivery_id, attempt);

@@ -96,6 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tokens: keys.clone(),
         writers: database.writers(),
         watch: collector::store::WatchRules::default(),
+        alerts: None,
     };
     let app = Application::bind(cli.collector_addr, services, &HttpConfig::default())
         .await

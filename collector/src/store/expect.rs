@@ -6,7 +6,7 @@ use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
 use super::reads::AgentAccess;
-use super::schema::{AgentExpectations, Incidents, MissedSlots};
+use super::schema::{AgentExpectations, AlertEvents, Incidents, MissedSlots};
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
@@ -415,13 +415,7 @@ pub(super) async fn open_incident(
         .chars()
         .take(SUMMARY_MAX_CHARS)
         .collect();
-    let open = Query::select()
-        .expr(Expr::val(1))
-        .from(Incidents::Table)
-        .and_where(Expr::col(Incidents::AgentName).eq(agent))
-        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
-        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        .to_owned();
+    let open = open_incident_select(agent, kind);
     let values = Query::select()
         .exprs([
             Expr::val(agent),
@@ -442,7 +436,49 @@ pub(super) async fn open_incident(
         ])
         .select_from(values)
         .map_err(|e| StoreError::internal("opening an incident", e.to_string()))?;
-    Ok(tx.execute(&insert).await? > 0)
+    if tx.execute(&insert).await? == 0 {
+        return Ok(false);
+    }
+    if let Some((id,)) = tx
+        .fetch::<(i64,), _>(&open_incident_select(agent, kind))
+        .await?
+        .pop()
+    {
+        record_event(tx, id, "opened", at).await?;
+    }
+    Ok(true)
+}
+
+/// The id of `agent`'s open incident of `kind`.
+fn open_incident_select(agent: &str, kind: IncidentKind) -> sea_query::SelectStatement {
+    Query::select()
+        .column(Incidents::Id)
+        .from(Incidents::Table)
+        .and_where(Expr::col(Incidents::AgentName).eq(agent))
+        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+        .to_owned()
+}
+
+/// An incident opened or resolved, for the alert sender (`alerts/`), in the same transaction:
+/// no transition is lost, none is sent twice.
+async fn record_event(
+    tx: &mut Tx,
+    incident: i64,
+    event: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(AlertEvents::Table)
+        .columns([
+            AlertEvents::IncidentId,
+            AlertEvents::Event,
+            AlertEvents::CreatedAt,
+        ])
+        .values_panic([incident.into(), event.into(), at.into()]);
+    tx.execute(&insert).await?;
+    Ok(())
 }
 
 /// Resolves `agent`'s open incident of `kind` at `at`: `true` when there was one.
@@ -452,14 +488,19 @@ pub(super) async fn resolve_incident(
     kind: IncidentKind,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let open = open_incident_select(agent, kind)
+        // Never before it opened (a clock that went back).
+        .and_where(Expr::col(Incidents::OpenedAt).lte(at))
+        .to_owned();
+    let Some((id,)) = tx.fetch::<(i64,), _>(&open).await?.pop() else {
+        return Ok(false);
+    };
     let mut update = Query::update();
     update
         .table(Incidents::Table)
         .value(Incidents::ResolvedAt, at)
-        .and_where(Expr::col(Incidents::AgentName).eq(agent))
-        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
-        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        // Never before it opened (a clock that went back).
-        .and_where(Expr::col(Incidents::OpenedAt).lte(at));
-    Ok(tx.execute(&update).await? > 0)
+        .and_where(Expr::col(Incidents::Id).eq(id));
+    tx.execute(&update).await?;
+    record_event(tx, id, "resolved", at).await?;
+    Ok(true)
 }

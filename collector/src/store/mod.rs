@@ -6,6 +6,7 @@
 //! (`write/postgres.rs`, `write/sqlite.rs`, same signature), because PostgreSQL's form relies
 //! on arrays and data-modifying CTEs. Every method answers [`StoreError`].
 
+mod alerts;
 mod error;
 mod expect;
 mod readonly;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
+pub use alerts::{ALERT_LOCK, AttemptOutcome, DueAlert, SessionLock};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};

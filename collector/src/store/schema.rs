@@ -102,3 +102,34 @@ pub(super) enum Incidents {
     ResolvedAt,
     Summary,
 }
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AlertEvents {
+    Table,
+    Id,
+    IncidentId,
+    Event,
+    CreatedAt,
+    RoutedAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AlertDeliveries {
+    Table,
+    Id,
+    EventId,
+    Route,
+    Status,
+    Attempts,
+    NextAttemptAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AlertAttempts {
+    Table,
+    DeliveryId,
+    Attempt,
+    AttemptedAt,
+    StatusCode,
+    Error,
+}

@@ -518,3 +518,79 @@ async fn expect_declares_and_removes_an_expectation() {
     let (ok, _, stderr) = run(&["expect", "nightly", "--delete"], &env).await;
     assert!(!ok && stderr.contains("has no expectation"), "{stderr}");
 }
+
+/// `collector alerts check` names every problem of the file on a line of its own; a good file
+/// lists its routes.
+#[tokio::test]
+async fn alerts_check_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        "[[routes]]\nname = \"a\"\ntype = \"pager\"\nurl = \"ftp://x\"\nkinds = [\"late\"]\n",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let (ok, _, stderr) = run(&["alerts", "check"], &[("ALERTS_FILE", path.as_str())]).await;
+    assert!(!ok);
+    for fragment in [
+        "is not slack or webhook",
+        "is not an http(s) URL",
+        "\"late\" is not missed",
+    ] {
+        assert!(
+            stderr.lines().filter(|l| l.contains(fragment)).count() == 1,
+            "{fragment}: {stderr}"
+        );
+    }
+    std::fs::write(
+        &file,
+        "[[routes]]\nname = \"ops\"\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(&["alerts", "check"], &[("ALERTS_FILE", path.as_str())]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("1 route(s): the alerts file is valid"),
+        "{stdout}"
+    );
+}
+
+/// `collector alerts test ROUTE` sends a test message the receiver gets, signed.
+#[tokio::test]
+async fn alerts_test_sends_a_signed_test_message() {
+    let (addr, state) = crate::alerts::receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!("[[routes]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"s3cret\"\n"),
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let (ok, stdout, stderr) = run(
+        &["alerts", "test", "ops"],
+        &[("ALERTS_FILE", path.as_str())],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("test message delivered (200)"), "{stdout}");
+    let received = crate::alerts::bodies(&state);
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    assert_eq!(
+        headers[collector::alerts::SIGNATURE_HEADER]
+            .to_str()
+            .unwrap(),
+        collector::alerts::sign("s3cret", body)
+    );
+    let (ok, _, stderr) = run(
+        &["alerts", "test", "nowhere"],
+        &[("ALERTS_FILE", path.as_str())],
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("no route named \"nowhere\""),
+        "{stderr}"
+    );
+}

@@ -169,6 +169,7 @@ impl TestApp {
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
             watch: rules,
+            alerts: None,
         };
         let app = Application::bind("127.0.0.1:0".parse().unwrap(), services, &http)
             .await

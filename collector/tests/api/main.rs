@@ -4,6 +4,7 @@
 // A failed unwrap is a failed test, helpers included.
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod auth;
 mod batch;
 mod cli;

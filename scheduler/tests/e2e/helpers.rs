@@ -42,6 +42,7 @@ impl Collector {
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
             watch: collector::store::WatchRules::default(),
+            alerts: None,
         };
         let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let app = Application::bind(addr, services, &HttpConfig::default())

@@ -1,0 +1,301 @@
+//! The alert sender's state: events routed to deliveries, deliveries due, attempts recorded.
+
+use agent_sdk::wire::{Incident, IncidentKind, RunStatus};
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use sqlx::FromRow;
+
+use super::schema::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
+use super::tx::Tx;
+use super::{Pool, Store, StoreError};
+
+/// The advisory lock the replicas take in turn to send alerts ("alerts" in ASCII).
+pub const ALERT_LOCK: i64 = 0x0000_616c_6572_7473;
+
+/// A delivery due now, with what it is about.
+#[derive(Debug, Clone)]
+pub struct DueAlert {
+    pub delivery_id: i64,
+    pub route: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    /// `opened` or `resolved`.
+    pub event: String,
+    pub event_at: DateTime<Utc>,
+    pub incident: Incident,
+    /// The last lines of the agent's latest failed run's error, for `failing` and `overdue`.
+    pub error: Option<String>,
+}
+
+/// What became of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    GaveUp,
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    id: i64,
+    agent_name: String,
+    kind: String,
+}
+
+#[derive(FromRow)]
+struct DueRow {
+    delivery_id: i64,
+    route: String,
+    attempts: i32,
+    event: String,
+    event_at: DateTime<Utc>,
+    incident_id: i64,
+    agent_name: String,
+    kind: String,
+    opened_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    summary: String,
+}
+
+/// Most lines of an error quoted in an alert.
+const ERROR_LINES: usize = 10;
+
+impl Store {
+    /// On PostgreSQL, a connection holding the session advisory lock `key`, or `None` when
+    /// another replica holds it; the lock goes with the connection, which is closed when
+    /// dropped. SQLite is one process: always a guard that holds nothing.
+    pub async fn try_session_lock(&self, key: i64) -> Result<Option<SessionLock>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                conn.close_on_drop();
+                let mine: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(mine.then_some(SessionLock(Some((conn, key)))))
+            }
+            Pool::Sqlite(_) => Ok(Some(SessionLock(None))),
+        }
+    }
+
+    /// Gives every event not routed yet its deliveries: one per route `routes` names for the
+    /// incident's agent and kind, due at `now`. Returns how many deliveries it created.
+    pub async fn route_alert_events(
+        &self,
+        routes: impl Fn(&str, IncidentKind) -> Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let now = now.trunc_subsecs(6);
+        let mut tx = Tx::begin(self).await?;
+        let select = Query::select()
+            .column((AlertEvents::Table, AlertEvents::Id))
+            .columns([
+                (Incidents::Table, Incidents::AgentName),
+                (Incidents::Table, Incidents::Kind),
+            ])
+            .from(AlertEvents::Table)
+            .inner_join(
+                Incidents::Table,
+                Expr::col((Incidents::Table, Incidents::Id))
+                    .equals((AlertEvents::Table, AlertEvents::IncidentId)),
+            )
+            .and_where(Expr::col((AlertEvents::Table, AlertEvents::RoutedAt)).is_null())
+            .order_by((AlertEvents::Table, AlertEvents::Id), Order::Asc)
+            .limit(1000)
+            .to_owned();
+        let events: Vec<EventRow> = tx.fetch(&select).await?;
+        let mut created = 0;
+        for event in &events {
+            let Some(kind) = IncidentKind::parse(&event.kind) else {
+                continue;
+            };
+            for route in routes(&event.agent_name, kind) {
+                let mut insert = Query::insert();
+                insert
+                    .into_table(AlertDeliveries::Table)
+                    .columns([
+                        AlertDeliveries::EventId,
+                        AlertDeliveries::Route,
+                        AlertDeliveries::NextAttemptAt,
+                    ])
+                    .values_panic([event.id.into(), route.into(), now.into()])
+                    .on_conflict(
+                        OnConflict::columns([AlertDeliveries::EventId, AlertDeliveries::Route])
+                            .do_nothing()
+                            .to_owned(),
+                    );
+                created += usize::try_from(tx.execute(&insert).await?).unwrap_or(0);
+            }
+            let mut routed = Query::update();
+            routed
+                .table(AlertEvents::Table)
+                .value(AlertEvents::RoutedAt, now)
+                .and_where(Expr::col(AlertEvents::Id).eq(event.id));
+            tx.execute(&routed).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Deliveries pending and due at `now`, the oldest first, at most `limit`.
+    pub async fn due_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<DueAlert>, StoreError> {
+        let select = Query::select()
+            .expr_as(
+                Expr::col((AlertDeliveries::Table, AlertDeliveries::Id)),
+                "delivery_id",
+            )
+            .column((AlertDeliveries::Table, AlertDeliveries::Route))
+            .column((AlertDeliveries::Table, AlertDeliveries::Attempts))
+            .column((AlertEvents::Table, AlertEvents::Event))
+            .expr_as(
+                Expr::col((AlertEvents::Table, AlertEvents::CreatedAt)),
+                "event_at",
+            )
+            .expr_as(Expr::col((Incidents::Table, Incidents::Id)), "incident_id")
+            .columns([
+                (Incidents::Table, Incidents::AgentName),
+                (Incidents::Table, Incidents::Kind),
+                (Incidents::Table, Incidents::OpenedAt),
+                (Incidents::Table, Incidents::ResolvedAt),
+                (Incidents::Table, Incidents::Summary),
+            ])
+            .from(AlertDeliveries::Table)
+            .inner_join(
+                AlertEvents::Table,
+                Expr::col((AlertEvents::Table, AlertEvents::Id))
+                    .equals((AlertDeliveries::Table, AlertDeliveries::EventId)),
+            )
+            .inner_join(
+                Incidents::Table,
+                Expr::col((Incidents::Table, Incidents::Id))
+                    .equals((AlertEvents::Table, AlertEvents::IncidentId)),
+            )
+            .and_where(Expr::col((AlertDeliveries::Table, AlertDeliveries::Status)).eq("pending"))
+            .and_where(Expr::col((AlertDeliveries::Table, AlertDeliveries::NextAttemptAt)).lte(now))
+            .order_by(
+                (AlertDeliveries::Table, AlertDeliveries::NextAttemptAt),
+                Order::Asc,
+            )
+            .order_by((AlertDeliveries::Table, AlertDeliveries::Id), Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let rows: Vec<DueRow> = self.fetch(&select).await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(kind) = IncidentKind::parse(&row.kind) else {
+                continue;
+            };
+            let error = match kind {
+                IncidentKind::Failing | IncidentKind::Overdue => {
+                    self.latest_error(&row.agent_name).await?
+                }
+                _ => None,
+            };
+            due.push(DueAlert {
+                delivery_id: row.delivery_id,
+                route: row.route,
+                attempts: row.attempts,
+                event: row.event,
+                event_at: row.event_at,
+                incident: Incident {
+                    id: row.incident_id,
+                    agent_name: row.agent_name,
+                    kind,
+                    opened_at: row.opened_at,
+                    resolved_at: row.resolved_at,
+                    summary: row.summary,
+                },
+                error,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Records attempt `attempt` of a delivery at `now` and what became of it.
+    pub async fn record_alert_attempt(
+        &self,
+        delivery_id: i64,
+        attempt: i32,
+        now: DateTime<Utc>,
+        status_code: Option<u16>,
+        error: Option<&str>,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        let now = now.trunc_subsecs(6);
+        let mut tx = Tx::begin(self).await?;
+        let mut insert = Query::insert();
+        insert
+            .into_table(AlertAttempts::Table)
+            .columns([
+                AlertAttempts::DeliveryId,
+                AlertAttempts::Attempt,
+                AlertAttempts::AttemptedAt,
+                AlertAttempts::StatusCode,
+                AlertAttempts::Error,
+            ])
+            .values_panic([
+                delivery_id.into(),
+                attempt.into(),
+                now.into(),
+                status_code.map(i32::from).into(),
+                error.map(str::to_owned).into(),
+            ]);
+        tx.execute(&insert).await?;
+        let (status, next) = match outcome {
+            AttemptOutcome::Delivered => ("delivered", now),
+            AttemptOutcome::GaveUp => ("gave_up", now),
+            AttemptOutcome::RetryAt(at) => ("pending", at.trunc_subsecs(6)),
+        };
+        let mut update = Query::update();
+        update
+            .table(AlertDeliveries::Table)
+            .values([
+                (AlertDeliveries::Status, status.into()),
+                (AlertDeliveries::Attempts, attempt.into()),
+                (AlertDeliveries::NextAttemptAt, next.into()),
+            ])
+            .and_where(Expr::col(AlertDeliveries::Id).eq(delivery_id));
+        tx.execute(&update).await?;
+        tx.commit().await
+    }
+
+    /// The last lines of `agent`'s latest failed run's error.
+    async fn latest_error(&self, agent: &str) -> Result<Option<String>, StoreError> {
+        let select = Query::select()
+            .column(AgentRuns::ErrorMessage)
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
+            .and_where(Expr::col(AgentRuns::Status).eq(RunStatus::Failed.as_str()))
+            .order_by(AgentRuns::StartedAt, Order::Desc)
+            .limit(1)
+            .to_owned();
+        let rows: Vec<(Option<String>,)> = self.fetch(&select).await?;
+        Ok(rows.into_iter().next().and_then(|(e,)| e).map(|error| {
+            let lines: Vec<&str> = error.lines().collect();
+            lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n")
+        }))
+    }
+}
+
+/// Held while this process sends alerts; see [`Store::try_session_lock`].
+pub struct SessionLock(Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, i64)>);
+
+impl SessionLock {
+    /// Releases the lock now (dropped without this, its connection is closed, which releases
+    /// it too, a moment later).
+    pub async fn release(self) {
+        if let Some((mut conn, key)) = self.0
+            && let Err(err) = sqlx::query("select pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await
+        {
+            tracing::warn!(error = %err, "releasing an advisory lock failed; its connection closes");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Alerts: a real local HTTP receiver stands for the webhook and Slack; the test drives the
+//! watcher's and the sender's clocks. One message per transition, signed; failures retried
+//! with backoff and every attempt recorded; a receiver that stays down is given up on.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::routing::post;
+use chrono::{DateTime, TimeDelta, Utc};
+use collector::alerts::{Alerts, SIGNATURE_HEADER, WebhookBody, sign};
+use collector::store::WatchRules;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Db, TestApp, on_both_backends};
+
+const SECRET: &str = "webhook-secret";
+
+#[derive(Default)]
+pub(crate) struct Received {
+    /// Answers 500 to this many requests first.
+    fail_first: usize,
+    requests: Vec<(HeaderMap, Bytes)>,
+}
+
+pub(crate) type Receiver = Arc<Mutex<Received>>;
+
+async fn receive(State(state): State<Receiver>, headers: HeaderMap, body: Bytes) -> AxumStatus {
+    let mut state = state.lock().unwrap();
+    state.requests.push((headers, body));
+    if state.requests.len() <= state.fail_first {
+        AxumStatus::INTERNAL_SERVER_ERROR
+    } else {
+        AxumStatus::OK
+    }
+}
+
+/// A receiver on a random port that fails its first `fail_first` requests.
+pub(crate) async fn receiver(fail_first: usize) -> (SocketAddr, Receiver) {
+    let state: Receiver = Arc::new(Mutex::new(Received {
+        fail_first,
+        requests: Vec::new(),
+    }));
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, state)
+}
+
+fn alerts(addr: SocketAddr, kind: &str, give_up_after: &str) -> Alerts {
+    Alerts::parse(&format!(
+        r#"
+        public_url = "https://ops.example.com"
+        give_up_after = "{give_up_after}"
+        [[routes]]
+        name = "ops"
+        type = "{kind}"
+        url = "http://{addr}/hook"
+        secret = "{SECRET}"
+        kinds = ["failing"]
+        "#
+    ))
+    .unwrap()
+}
+
+impl TestApp {
+    async fn push_run(&self, agent: &str, at: DateTime<Utc>, error: Option<&str>) {
+        let (status, body) = self
+            .post_report(&json!({
+                "agent_name": agent, "run_key": Uuid::new_v4(),
+                "started_at": at.to_rfc3339(),
+                "finished_at": (at + TimeDelta::seconds(1)).to_rfc3339(),
+                "error": error,
+            }))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    }
+
+    async fn watch_pass(&self, now: DateTime<Utc>) {
+        for _ in 0..100 {
+            if self
+                .db
+                .store()
+                .watch(now, WatchRules::default())
+                .await
+                .unwrap()
+                .is_some()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the watcher's lock stayed taken");
+    }
+
+    /// (attempt, status code) of every attempt, in order.
+    async fn attempts(&self) -> Vec<(i32, Option<i32>)> {
+        self.db
+            .rows("select attempt, status_code from alert_attempts order by id")
+            .await
+    }
+}
+
+pub(crate) fn bodies(state: &Receiver) -> Vec<(HeaderMap, Bytes)> {
+    state.lock().unwrap().requests.clone()
+}
+
+async fn a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempts(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (addr, state) = receiver(3).await;
+    let alerts = alerts(addr, "webhook", "24h");
+    let store = app.db.store();
+    let now = Utc::now();
+
+    app.push_run(
+        "nightly",
+        now - TimeDelta::minutes(1),
+        Some("step 1 ok\nTraceback:\n  boom"),
+    )
+    .await;
+    app.watch_pass(now).await;
+    // Three failures, then delivered: each retry waits for its backoff (30 s, 1 min, 2 min).
+    let mut at = now;
+    for expected in [0, 0, 0, 1] {
+        let sent = alerts.pass(&store, at).await.unwrap().unwrap();
+        assert_eq!(sent.delivered, expected, "at {at}");
+        // Not yet due again: nothing is sent.
+        let early = alerts
+            .pass(&store, at + TimeDelta::seconds(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(early.delivered + early.failed, 0);
+        at += TimeDelta::minutes(5);
+    }
+    assert_eq!(
+        app.attempts().await,
+        [
+            (1, Some(500)),
+            (2, Some(500)),
+            (3, Some(500)),
+            (4, Some(200))
+        ]
+    );
+    let received = bodies(&state);
+    assert_eq!(received.len(), 4);
+    for (headers, body) in &received {
+        let signature = headers[SIGNATURE_HEADER].to_str().unwrap();
+        assert_eq!(
+            signature,
+            sign(SECRET, body),
+            "signed with the route's secret"
+        );
+    }
+    let message: WebhookBody = serde_json::from_slice(&received[3].1).unwrap();
+    assert_eq!(message.event, "opened");
+    assert_eq!(message.incident.agent_name, "nightly");
+    assert_eq!(message.incident.kind.as_str(), "failing");
+    assert!(
+        message.error.as_deref().unwrap().ends_with("boom"),
+        "{message:?}"
+    );
+    assert_eq!(
+        message.url.as_deref(),
+        Some("https://ops.example.com/ui/agents/nightly")
+    );
+
+    // Failing again continues the incident: nothing sent. A success resolves it: one message.
+    app.push_run("nightly", now, Some("again")).await;
+    app.watch_pass(now + TimeDelta::seconds(1)).await;
+    alerts.pass(&store, at).await.unwrap();
+    assert_eq!(bodies(&state).len(), 4);
+    app.push_run("nightly", now + TimeDelta::seconds(2), None)
+        .await;
+    app.watch_pass(now + TimeDelta::seconds(3)).await;
+    alerts.pass(&store, at).await.unwrap();
+    alerts.pass(&store, at + TimeDelta::hours(1)).await.unwrap();
+    let received = bodies(&state);
+    assert_eq!(received.len(), 5);
+    let message: WebhookBody = serde_json::from_slice(&received[4].1).unwrap();
+    assert_eq!(message.event, "resolved");
+    assert!(message.incident.resolved_at.is_some());
+}
+
+async fn a_slack_route_gets_text_and_blocks(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (addr, state) = receiver(0).await;
+    let alerts = alerts(addr, "slack", "24h");
+    let now = Utc::now();
+    app.push_run(
+        "nightly",
+        now - TimeDelta::minutes(1),
+        Some("Traceback:\n  KeyError: 'price'"),
+    )
+    .await;
+    app.watch_pass(now).await;
+    let sent = alerts.pass(&app.db.store(), now).await.unwrap().unwrap();
+    assert_eq!(sent.delivered, 1);
+    let received = bodies(&state);
+    let message: Value = serde_json::from_slice(&received[0].1).unwrap();
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .contains("nightly: failing opened"),
+        "{message}"
+    );
+    let block = &message["blocks"][0];
+    assert_eq!(
+        (block["type"].as_str(), block["text"]["type"].as_str()),
+        (Some("section"), Some("mrkdwn"))
+    );
+    let text = block["text"]["text"].as_str().unwrap();
+    assert!(text.contains("*nightly*: failing since"), "{text}");
+    assert!(
+        text.contains("KeyError: 'price'"),
+        "the error's last lines: {text}"
+    );
+    assert!(
+        text.contains("<https://ops.example.com/ui/agents/nightly|"),
+        "{text}"
+    );
+}
+
+async fn an_alert_that_cannot_be_delivered_is_given_up_and_recorded(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (addr, _state) = receiver(usize::MAX).await;
+    let alerts = alerts(addr, "webhook", "2m");
+    let store = app.db.store();
+    let now = Utc::now();
+    app.push_run("nightly", now - TimeDelta::minutes(1), Some("boom"))
+        .await;
+    app.watch_pass(now).await;
+    assert_eq!(alerts.pass(&store, now).await.unwrap().unwrap().failed, 1);
+    let sent = alerts
+        .pass(&store, now + TimeDelta::minutes(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.gave_up, 1);
+    assert_eq!(app.attempts().await, [(1, Some(500)), (2, Some(500))]);
+    let status: String = app.db.scalar("select status from alert_deliveries").await;
+    assert_eq!(status, "gave_up");
+    // Given up: never tried again.
+    alerts
+        .pass(&store, now + TimeDelta::hours(5))
+        .await
+        .unwrap();
+    assert_eq!(app.attempts().await.len(), 2);
+}
+
+on_both_backends!(
+    a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempts,
+    a_slack_route_gets_text_and_blocks,
+    an_alert_that_cannot_be_delivered_is_given_up_and_recorded,
+);
+
+/// Two collector replicas on one PostgreSQL: their senders run at once, one message goes out.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn two_replicas_send_one_message_per_transition(pool: sqlx::PgPool) {
+    let app = TestApp::spawn(Db::Postgres(pool.clone())).await;
+    let (addr, state) = receiver(0).await;
+    let (one, two) = (
+        alerts(addr, "webhook", "24h"),
+        alerts(addr, "webhook", "24h"),
+    );
+    let now = Utc::now();
+    app.push_run("nightly", now - TimeDelta::minutes(1), Some("boom"))
+        .await;
+    app.watch_pass(now).await;
+    let (store_one, store_two) = (app.db.store(), app.db.store());
+    for round in 0..5 {
+        let at = now + TimeDelta::seconds(round);
+        let (a, b) = tokio::join!(one.pass(&store_one, at), two.pass(&store_two, at));
+        a.unwrap();
+        b.unwrap();
+    }
+    assert_eq!(bodies(&state).len(), 1);
+    assert_eq!(app.attempts().await, [(1, Some(200))]);
+}

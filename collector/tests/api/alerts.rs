@@ -256,10 +256,72 @@ async fn an_alert_that_cannot_be_delivered_is_given_up_and_recorded(db: Db) {
     assert_eq!(app.attempts().await.len(), 2);
 }
 
+async fn a_silent_agent_opens_one_missed_alert_and_its_push_one_resolved(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (addr, state) = receiver(0).await;
+    let alerts = Alerts::parse(&format!(
+        "[[routes]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"{SECRET}\"\nkinds = [\"missed\"]\n"
+    ))
+    .unwrap();
+    let request = app
+        .client
+        .put(app.url("/agents/heartbeat/expectation"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(r#"{"every": "2s", "grace": "1s"}"#);
+    let (status, body) = crate::helpers::into_json(request.send().await.unwrap()).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let t0: DateTime<Utc> = body["created_at"].as_str().unwrap().parse().unwrap();
+
+    // Ten seconds without a push: slots missed, one incident, one message (this route takes
+    // `missed` only: by now the agent is also `stale`, three periods without a success).
+    let later = t0 + TimeDelta::seconds(10);
+    app.watch_pass(later).await;
+    let missed: i64 = app.db.scalar("select count(*) from missed_slots").await;
+    assert_eq!(missed, 4, "slots at +2, +4, +6 and +8 s");
+    alerts.pass(&app.db.store(), later).await.unwrap();
+    // A restarted collector (another store, the same database) sends nothing twice.
+    app.watch_pass(later).await;
+    alerts.pass(&app.db.store(), later).await.unwrap();
+    let received = bodies(&state);
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    assert_eq!(
+        headers[SIGNATURE_HEADER].to_str().unwrap(),
+        sign(SECRET, body)
+    );
+    let message: WebhookBody = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        (message.event.as_str(), message.incident.kind.as_str()),
+        ("opened", "missed")
+    );
+
+    // A push resolves it: one message more.
+    app.push_run("heartbeat", later + TimeDelta::milliseconds(500), None)
+        .await;
+    app.watch_pass(later + TimeDelta::seconds(1)).await;
+    alerts
+        .pass(&app.db.store(), later + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    alerts
+        .pass(&app.db.store(), later + TimeDelta::seconds(2))
+        .await
+        .unwrap();
+    let received = bodies(&state);
+    assert_eq!(received.len(), 2);
+    let message: WebhookBody = serde_json::from_slice(&received[1].1).unwrap();
+    assert_eq!(
+        (message.event.as_str(), message.incident.kind.as_str()),
+        ("resolved", "missed")
+    );
+}
+
 on_both_backends!(
     a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempts,
     a_slack_route_gets_text_and_blocks,
     an_alert_that_cannot_be_delivered_is_given_up_and_recorded,
+    a_silent_agent_opens_one_missed_alert_and_its_push_one_resolved,
 );
 
 /// Two collector replicas on one PostgreSQL: their senders run at once, one message goes out.

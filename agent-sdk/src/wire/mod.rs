@@ -18,9 +18,9 @@ pub use report::{
 };
 pub use start::{RunClaim, RunStart, RunStarted};
 pub use views::{
-    AgentOverview, AgentsResponse, BatchItemResult, BatchRequest, BatchResponse, DailySummary,
-    ErrorBody, ErrorDetail, IngestResponse, MetricPage, MetricPoint, RunDetail, RunPage, RunView,
-    SummariesResponse,
+    AgentOverview, AgentState, AgentsResponse, BatchItemResult, BatchRequest, BatchResponse,
+    DailySummary, ErrorBody, ErrorDetail, IngestResponse, MetricPage, MetricPoint, RunDetail,
+    RunPage, RunView, SummariesResponse,
 };
 
 /// Limits every report must respect; the collector refuses anything beyond them.

@@ -142,6 +142,44 @@ pub struct AgentOverview {
     pub running: i64,
     /// When the oldest of them started.
     pub running_since: Option<DateTime<Utc>>,
+    /// At a glance: the worst open incident's kind (failing, overdue, missed, stale, slow, in
+    /// that order), else `running` while a run is, else `ok`.
+    pub state: AgentState,
+    /// The kinds of the agent's open incidents (`GET /incidents`).
+    pub incidents: Vec<super::IncidentKind>,
+}
+
+/// An agent's state in `GET /agents`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Ok,
+    Running,
+    Failing,
+    Overdue,
+    Missed,
+    Stale,
+    Slow,
+}
+
+impl AgentState {
+    /// The state of an agent with these open incidents and running runs.
+    pub fn of(incidents: &[super::IncidentKind], running: bool) -> Self {
+        use super::IncidentKind as K;
+        for (kind, state) in [
+            (K::Failing, Self::Failing),
+            (K::Overdue, Self::Overdue),
+            (K::Missed, Self::Missed),
+            (K::Stale, Self::Stale),
+            (K::Slow, Self::Slow),
+        ] {
+            if incidents.contains(&kind) {
+                return state;
+            }
+        }
+        if running { Self::Running } else { Self::Ok }
+    }
 }
 
 /// `GET /summaries`: one row of `agent_daily_summaries` (per agent and UTC day).

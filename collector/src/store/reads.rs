@@ -1,15 +1,15 @@
 //! The read endpoints' queries, built with sea-query from the request's filters.
 
 use agent_sdk::wire::{
-    AgentOverview, DailySummary, MetricPage, MetricPoint, MetricValue, Number, RunDetail, RunPage,
-    RunStatus, RunTrigger, RunView,
+    AgentOverview, AgentState, DailySummary, IncidentKind, MetricPage, MetricPoint, MetricValue,
+    Number, RunDetail, RunPage, RunStatus, RunTrigger, RunView,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_query::{Alias, Condition, Expr, ExprTrait, Func, Order, Query, SelectStatement};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns};
+use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns, Incidents};
 use super::{Store, StoreError};
 use crate::domain::{AgentName, AgentPattern, Cursor, MetricName};
 
@@ -466,11 +466,27 @@ impl Store {
         if let Some(access) = access.condition(AgentDailySummaries::AgentName) {
             select.cond_where(access);
         }
+        let mut open: std::collections::HashMap<String, Vec<IncidentKind>> =
+            std::collections::HashMap::new();
+        let incidents = Query::select()
+            .columns([Incidents::AgentName, Incidents::Kind])
+            .from(Incidents::Table)
+            .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+            .to_owned();
+        for (agent, kind) in self.fetch::<(String, String), _>(&incidents).await? {
+            if let Some(kind) = IncidentKind::parse(&kind) {
+                open.entry(agent).or_default().push(kind);
+            }
+        }
         self.fetch::<AgentRow, _>(&select)
             .await?
             .into_iter()
             .map(|row| {
+                let mut incidents = open.remove(&row.agent_name).unwrap_or_default();
+                incidents.sort_by_key(|k| k.as_str());
                 Ok(AgentOverview {
+                    state: AgentState::of(&incidents, row.running > 0),
+                    incidents,
                     agent_name: row.agent_name,
                     last_run_at: row.last_run_at,
                     last_status: parse_status(&row.last_status)?,

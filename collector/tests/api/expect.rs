@@ -260,6 +260,21 @@ async fn a_failure_opens_failing_and_the_next_success_resolves_it(db: Db) {
         "{incidents:?}"
     );
 
+    let state = |agents: Value| {
+        let agent = agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent_name"] == "flaky")
+            .cloned()
+            .unwrap();
+        (agent["state"].clone(), agent["incidents"].clone())
+    };
+    assert_eq!(
+        state(app.get("/agents").await.1),
+        (json!("failing"), json!(["failing"]))
+    );
+
     // Failing again continues the open incident.
     app.push("flaky", now - TimeDelta::minutes(1), Some("again"))
         .await;
@@ -271,6 +286,7 @@ async fn a_failure_opens_failing_and_the_next_success_resolves_it(db: Db) {
     let incidents = app.incidents_of("flaky").await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert!(!incidents[0].1, "resolved: {incidents:?}");
+    assert_eq!(state(app.get("/agents").await.1), (json!("ok"), json!([])));
 }
 
 async fn with_failing_after_2_one_failure_is_not_enough(db: Db) {

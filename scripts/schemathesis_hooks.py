@@ -13,6 +13,8 @@ or the clock, and no schema can state them; the document says them in words:
 - PUT /agents/{name}/expectation: `cron` or `every`, not both; `timezone` only with `cron`;
   `cron` a cron expression, `timezone` an IANA zone name, `every` and `grace` durations
   (`90s`, `1h`) within a year: syntaxes the document names in words.
+- PUT /expectations/scheduler: the same for each job (`jobs[i].cron`, `.timezone`, `.timeout`
+  more than 0s), and no job name given twice.
 
 One answer concerns state, not data: a valid start or report whose `run_key` another run holds
 is refused with 409 (`run_claimed`, `run_key_reused`), as the document says; the generator
@@ -22,9 +24,12 @@ Only a refusal that names exactly one of those rules is dropped; any other refus
 the document allows, or acceptance of one it forbids, still fails the run.
 """
 
+import re
+
 import schemathesis
 
-# (field, message fragment) of each refusal that states a rule no schema can hold.
+# (field, message fragment) of each refusal that states a rule no schema can hold; the field is
+# a prefix, or a regular expression when it starts with ^.
 CROSS_FIELD_RULES = {
     "GET /runs": [("from", "must not be after `to`")],
     "GET /metrics": [("from", "must not be after `to`")],
@@ -57,6 +62,13 @@ CROSS_FIELD_RULES = {
         ("grace", "is not a duration like"),
         ("grace", "is longer than a year"),
     ],
+    "PUT /expectations/scheduler": [
+        (r"^jobs\[\d+\]\.cron$", ""),
+        (r"^jobs\[\d+\]\.timezone$", "is not an IANA time zone"),
+        (r"^jobs\[\d+\]\.timeout$", "must be more than 0s"),
+        (r"^jobs\[\d+\]\.timeout$", "not a duration like"),
+        (r"^jobs\[\d+\]\.job$", "is given twice"),
+    ],
 }
 
 # Codes of 409 answers: the run_key is held by another run (state, not data).
@@ -76,9 +88,15 @@ def _only_cross_field_rules(label, response):
     if not rules or not fields:
         return False
     return all(
-        any(f.get("field", "").startswith(field) and fragment in f.get("message", "") for field, fragment in rules)
+        any(_field_matches(field, f.get("field", "")) and fragment in f.get("message", "") for field, fragment in rules)
         for f in fields
     )
+
+
+def _field_matches(rule, field):
+    if rule.startswith("^"):
+        return re.fullmatch(rule, field) is not None
+    return field.startswith(rule)
 
 
 @schemathesis.hook

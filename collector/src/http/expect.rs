@@ -20,6 +20,9 @@ use super::params;
 use crate::auth::Scope;
 use crate::domain::{AgentName, NewExpectation};
 
+/// The body limit of `PUT /expectations/scheduler`: 10 000 jobs with their longest strings.
+pub(super) const SCHEDULE_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
 fn path_agent(name: String) -> Result<AgentName, ApiError> {
     params::agent_name(Some(&name))?.ok_or_else(|| ApiError::bad_param("name", "missing"))
 }

@@ -88,7 +88,11 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
             put(expect::put_expectation).delete(expect::delete_expectation),
         )
         .route("/expectations", get(expect::list_expectations))
-        .route("/expectations/scheduler", put(expect::put_scheduled))
+        .route(
+            "/expectations/scheduler",
+            // Up to 10 000 jobs, each with its longest strings, fits.
+            put(expect::put_scheduled).layer(DefaultBodyLimit::max(expect::SCHEDULE_BODY_LIMIT)),
+        )
         .route("/missed", get(expect::list_missed))
         .route("/incidents", get(expect::list_incidents))
         .route("/summaries", get(reads::list_summaries))

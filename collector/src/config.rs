@@ -13,7 +13,31 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::alerts::Alerts;
 use crate::ingest::DEFAULT_WRITERS;
-use crate::store::{Backend, PoolSettings, WatchRules};
+use crate::store::{Backend, PoolSettings, Retention, WatchRules};
+
+/// `RETENTION_METRICS` and `RETENTION_RUNS` (durations; unset: kept forever).
+pub fn retention() -> Result<Retention, ConfigError> {
+    let age = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
+        match optional(var)? {
+            None => Ok(None),
+            Some(value) => match humantime::parse_duration(value.trim()) {
+                Ok(d) if d >= Duration::from_secs(3600) => Ok(Some(d)),
+                Ok(_) => Err(ConfigError::Invalid {
+                    var,
+                    reason: format!("{value:?}: keep at least an hour (e.g. 90d)"),
+                }),
+                Err(e) => Err(ConfigError::Invalid {
+                    var,
+                    reason: format!("{value:?}: {e} (e.g. 90d, 1y)"),
+                }),
+            },
+        }
+    };
+    Ok(Retention {
+        metrics: age(RETENTION_METRICS)?,
+        runs: age(RETENTION_RUNS)?,
+    })
+}
 
 /// `ALERTS_FILE`, when set: the file read and checked, every problem on a line of its own.
 pub fn alerts() -> Result<Option<Alerts>, ConfigError> {
@@ -70,6 +94,8 @@ pub const ENV_VARS: &[&str] = &[
     INCIDENT_SLOW_FACTOR,
     INCIDENT_SLOW_MIN,
     ALERTS_FILE,
+    RETENTION_METRICS,
+    RETENTION_RUNS,
     WEBAPP_READONLY_PASSWORD,
     RUST_LOG,
     LOG_FORMAT,
@@ -89,6 +115,8 @@ pub const INCIDENT_STALE_PERIODS: &str = "INCIDENT_STALE_PERIODS";
 pub const INCIDENT_SLOW_FACTOR: &str = "INCIDENT_SLOW_FACTOR";
 pub const INCIDENT_SLOW_MIN: &str = "INCIDENT_SLOW_MIN";
 pub const ALERTS_FILE: &str = "ALERTS_FILE";
+pub const RETENTION_METRICS: &str = "RETENTION_METRICS";
+pub const RETENTION_RUNS: &str = "RETENTION_RUNS";
 pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
@@ -118,6 +146,8 @@ pub struct ServeConfig {
     pub watch: WatchRules,
     /// `ALERTS_FILE`, read and checked.
     pub alerts: Option<Alerts>,
+    /// `RETENTION_METRICS`, `RETENTION_RUNS`.
+    pub retention: Retention,
 }
 
 impl ServeConfig {
@@ -132,6 +162,7 @@ impl ServeConfig {
             http: HttpConfig::from_env()?,
             watch: watch_rules()?,
             alerts: alerts()?,
+            retention: retention()?,
         })
     }
 }

@@ -67,6 +67,12 @@ enum Command {
         #[arg(long, conflicts_with_all = ["cron", "every", "grace", "timezone"])]
         delete: bool,
     },
+    /// Delete the runs and metric rows RETENTION_RUNS and RETENTION_METRICS no longer keep
+    /// (the collector does it on its own every 10 s), or count them with --dry-run.
+    Prune {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the alerts file (ALERTS_FILE), or send a test message to one of its routes.
     Alerts {
         #[command(subcommand)]
@@ -180,6 +186,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&stored)?);
             Ok(())
         }
+        Command::Prune { dry_run } => {
+            let retention = config::retention()?;
+            anyhow::ensure!(
+                !retention.is_keep_all(),
+                "RETENTION_METRICS and RETENTION_RUNS are unset: everything is kept"
+            );
+            let store = connect(&DatabaseConfig::from_env()?)?;
+            startup::migrate_when_reachable(&store).await?;
+            let now = chrono::Utc::now();
+            let result = if dry_run {
+                store.prunable(retention, now).await
+            } else {
+                store
+                    .prune(retention, now, usize::MAX, store::PRUNE_BATCH)
+                    .await
+            };
+            store.close().await;
+            let pruned = result?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            println!(
+                "{verb} {} runs (with their metrics) and {} metric rows",
+                pruned.runs, pruned.metrics
+            );
+            Ok(())
+        }
         Command::Alerts { command } => {
             let alerts = config::alerts()?.ok_or_else(|| {
                 anyhow::anyhow!("ALERTS_FILE is not set: there is no alerts file to use")
@@ -236,6 +267,7 @@ async fn serve() -> anyhow::Result<()> {
         writers: config.database.writers(),
         watch: config.watch,
         alerts: config.alerts,
+        retention: config.retention,
     };
     let app = Application::bind(config.addr, services, &config.http).await?;
     tracing::info!(addr = %app.local_addr()?, writers = app.ingest().writers(), "collector listening");

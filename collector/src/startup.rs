@@ -18,7 +18,7 @@ use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
-use crate::store::{Store, WatchRules, Watched};
+use crate::store::{PRUNE_BATCH, Pruned, Retention, Store, WatchRules, Watched};
 
 /// How long `serve` keeps retrying migrations while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
@@ -47,6 +47,8 @@ pub struct Services {
     pub watch: WatchRules,
     /// Where incidents are sent (`ALERTS_FILE`).
     pub alerts: Option<Alerts>,
+    /// How long raw rows are kept.
+    pub retention: Retention,
 }
 
 impl Application {
@@ -65,9 +67,10 @@ impl Application {
             writers,
             watch,
             alerts,
+            retention,
         } = services;
         let ingest = Ingest::start(store.clone(), writers);
-        let overdue = tokio::spawn(watch_runs(store.clone(), watch, alerts));
+        let overdue = tokio::spawn(watch_runs(store.clone(), watch, alerts, retention));
         let state = AppState::new(store, ingest.clone(), tokens);
         Ok(Self {
             listener,
@@ -149,7 +152,7 @@ impl Application {
 /// Every [`OVERDUE_CHECK_EVERY`]: closes runs `running` past their deadline as failed
 /// (`Store::close_overdue`), then the watcher's pass (`Store::watch`); on PostgreSQL each one
 /// replica at a time.
-async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>) {
+async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, retention: Retention) {
     let mut ticks = tokio::time::interval(OVERDUE_CHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -182,8 +185,35 @@ async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>) {
         {
             tracing::warn!(error = %err, "the alert sender's pass failed; retrying at the next pass");
         }
+        if !retention.is_keep_all() {
+            match store
+                .prune(
+                    retention,
+                    chrono::Utc::now(),
+                    PRUNE_BATCHES_PER_PASS,
+                    PRUNE_BATCH,
+                )
+                .await
+            {
+                Ok(Pruned {
+                    runs: 0,
+                    metrics: 0,
+                }) => {}
+                Ok(pruned) => tracing::info!(
+                    runs = pruned.runs,
+                    metrics = pruned.metrics,
+                    "retention: old rows deleted"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "retention: deleting old rows failed; retrying at the next pass")
+                }
+            }
+        }
     }
 }
+
+/// Batches of old rows one pass deletes at most per table (the next pass takes the rest).
+const PRUNE_BATCHES_PER_PASS: usize = 20;
 
 /// Applies migrations, waiting for a database that is still starting (a fresh container).
 pub async fn migrate_when_reachable(store: &Store) -> anyhow::Result<()> {

@@ -97,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         writers: database.writers(),
         watch: collector::store::WatchRules::default(),
         alerts: None,
+        retention: collector::store::Retention::default(),
     };
     let app = Application::bind(cli.collector_addr, services, &HttpConfig::default())
         .await

@@ -11,6 +11,7 @@ mod error;
 mod expect;
 mod readonly;
 mod reads;
+mod retention;
 mod schema;
 mod tx;
 mod watch;
@@ -32,6 +33,7 @@ pub use alerts::{ALERT_LOCK, AttemptOutcome, DueAlert, SessionLock};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};
+pub use retention::{PRUNE_BATCH, Pruned, Retention};
 pub use watch::{WATCH_LOCK, WatchRules, Watched};
 pub use write::{OVERDUE_LOCK, Started, Stored};
 

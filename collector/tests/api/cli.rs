@@ -594,3 +594,26 @@ async fn alerts_test_sends_a_signed_test_message() {
         "{stderr}"
     );
 }
+
+/// `collector prune --dry-run` counts what retention would delete; without retention it says
+/// everything is kept.
+#[tokio::test]
+async fn prune_dry_run_counts_and_needs_a_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("platform.db").display());
+    let (ok, _, stderr) = run(&["prune", "--dry-run"], &[("DATABASE_URL", url.as_str())]).await;
+    assert!(!ok && stderr.contains("everything is kept"), "{stderr}");
+    let env = [("DATABASE_URL", url.as_str()), ("RETENTION_METRICS", "90d")];
+    let (ok, stdout, stderr) = run(&["prune", "--dry-run"], &env).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("would delete 0 runs (with their metrics) and 0 metric rows"),
+        "{stdout}"
+    );
+    let env = [("DATABASE_URL", url.as_str()), ("RETENTION_RUNS", "5m")];
+    let (ok, _, stderr) = run(&["prune"], &env).await;
+    assert!(
+        !ok && stderr.contains("RETENTION_RUNS is invalid"),
+        "{stderr}"
+    );
+}

@@ -170,6 +170,7 @@ impl TestApp {
             writers: DEFAULT_WRITERS,
             watch: rules,
             alerts: None,
+            retention: collector::store::Retention::default(),
         };
         let app = Application::bind("127.0.0.1:0".parse().unwrap(), services, &http)
             .await

@@ -16,5 +16,6 @@ mod lifecycle;
 mod properties;
 mod readonly;
 mod reads;
+mod retention;
 mod schema;
 mod validation;

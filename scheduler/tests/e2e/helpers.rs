@@ -43,6 +43,7 @@ impl Collector {
             writers: DEFAULT_WRITERS,
             watch: collector::store::WatchRules::default(),
             alerts: None,
+            retention: collector::store::Retention::default(),
         };
         let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let app = Application::bind(addr, services, &HttpConfig::default())

@@ -58,7 +58,7 @@ pub fn alerts() -> Result<Option<Alerts>, ConfigError> {
 
 /// The watcher's rules: `INCIDENT_FAILING_AFTER`, `INCIDENT_STALE_PERIODS`,
 /// `INCIDENT_SLOW_FACTOR` (each 1 or more) and `INCIDENT_SLOW_MIN`.
-fn watch_rules() -> Result<WatchRules, ConfigError> {
+pub fn watch_rules() -> Result<WatchRules, ConfigError> {
     let defaults = WatchRules::default();
     let at_least_one = |var: &'static str, default: u32| {
         let value = parse_or(var, default)?;

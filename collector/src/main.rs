@@ -67,6 +67,9 @@ enum Command {
         #[arg(long, conflicts_with_all = ["cron", "every", "grace", "timezone"])]
         delete: bool,
     },
+    /// Run one pass of the watcher now (the service runs one every 10 s): expected slots judged,
+    /// incidents opened and resolved; prints what it did and how long it took.
+    Watch,
     /// Delete the runs and metric rows RETENTION_RUNS and RETENTION_METRICS no longer keep
     /// (the collector does it on its own every 10 s), or count them with --dry-run.
     Prune {
@@ -184,6 +187,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             store.close().await;
             println!("{}", serde_json::to_string_pretty(&stored)?);
+            Ok(())
+        }
+        Command::Watch => {
+            let rules = config::watch_rules()?;
+            let store = connect(&DatabaseConfig::from_env()?)?;
+            startup::migrate_when_reachable(&store).await?;
+            let started = std::time::Instant::now();
+            let watched = store.watch(chrono::Utc::now(), rules).await;
+            let elapsed = started.elapsed();
+            store.close().await;
+            match watched? {
+                Some(w) => println!(
+                    "watch: {} slots missed, {} incidents opened, {} resolved in {} ms",
+                    w.missed,
+                    w.opened,
+                    w.resolved,
+                    elapsed.as_millis()
+                ),
+                None => println!("watch: another collector is running its pass; nothing done"),
+            }
             Ok(())
         }
         Command::Prune { dry_run } => {

@@ -4,17 +4,15 @@
 //! the state is in the database, so a restart or another replica carries on where the last
 //! pass committed, and never records a slot or opens an incident twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 
-use super::expect::{
-    ExpectationRow, expectation_columns, last_run_select, open_incident, resolve_incident,
-};
-use super::schema::{AgentDailySummaries, AgentExpectations, AgentRuns, MissedSlots};
+use super::expect::{ExpectationRow, expectation_columns, open_incident, resolve_incident};
+use super::schema::{AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, MissedSlots};
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::domain::{Cadence, human};
@@ -101,27 +99,135 @@ impl Store {
             .from(AgentExpectations::Table)
             .order_by(AgentExpectations::Name, Order::Asc);
         let expectations: Vec<ExpectationRow> = tx.fetch(&select).await?;
+        let mut known = Known::read(&mut tx).await?;
         for expectation in &expectations {
             match expectation.cadence() {
                 Ok(cadence) => {
-                    judge_slots(&mut tx, expectation, &cadence, now, &mut watched).await?;
-                    judge_staleness(&mut tx, expectation, &cadence, now, rules, &mut watched)
-                        .await?;
+                    judge_slots(
+                        &mut tx,
+                        &mut known,
+                        expectation,
+                        &cadence,
+                        now,
+                        &mut watched,
+                    )
+                    .await?;
+                    judge_staleness(
+                        &mut tx,
+                        &mut known,
+                        expectation,
+                        &cadence,
+                        now,
+                        rules,
+                        &mut watched,
+                    )
+                    .await?;
                 }
                 Err(err) => {
                     tracing::warn!(expectation = %expectation.name, error = %err, "an expectation that cannot be read is skipped");
                 }
             }
         }
-        judge_latest_runs(&mut tx, now, rules, &mut watched).await?;
+        judge_latest_runs(&mut tx, &mut known, now, rules, &mut watched).await?;
         tx.commit().await?;
         Ok(Some(watched))
+    }
+}
+
+/// What a pass reads once instead of once per expectation: each agent's latest run and latest
+/// success (from the daily summaries), and the open incidents, kept up to date as the pass
+/// opens and resolves them.
+struct Known {
+    last: HashMap<String, (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    open: HashSet<(String, IncidentKind)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LastTimes {
+    agent_name: String,
+    last_run_at: Option<DateTime<Utc>>,
+    last_success_at: Option<DateTime<Utc>>,
+}
+
+impl Known {
+    async fn read(tx: &mut Tx) -> Result<Self, StoreError> {
+        let select = Query::select()
+            .column(AgentDailySummaries::AgentName)
+            .expr_as(
+                Expr::col(AgentDailySummaries::LastRunAt).max(),
+                "last_run_at",
+            )
+            .expr_as(
+                Expr::col(AgentDailySummaries::LastSuccessAt).max(),
+                "last_success_at",
+            )
+            .from(AgentDailySummaries::Table)
+            .group_by_col(AgentDailySummaries::AgentName)
+            .to_owned();
+        let last = tx
+            .fetch::<LastTimes, _>(&select)
+            .await?
+            .into_iter()
+            .map(|r| (r.agent_name, (r.last_run_at, r.last_success_at)))
+            .collect();
+        let open = Query::select()
+            .columns([Incidents::AgentName, Incidents::Kind])
+            .from(Incidents::Table)
+            .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+            .to_owned();
+        let open = tx
+            .fetch::<(String, String), _>(&open)
+            .await?
+            .into_iter()
+            .filter_map(|(agent, kind)| IncidentKind::parse(&kind).map(|k| (agent, k)))
+            .collect();
+        Ok(Self { last, open })
+    }
+
+    fn last_run(&self, agent: &str) -> Option<DateTime<Utc>> {
+        self.last.get(agent).and_then(|(run, _)| *run)
+    }
+
+    fn last_success(&self, agent: &str) -> Option<DateTime<Utc>> {
+        self.last.get(agent).and_then(|(_, success)| *success)
+    }
+
+    /// Opens `agent`'s incident of `kind` unless this pass knows it open: `true` when opened.
+    async fn open(
+        &mut self,
+        tx: &mut Tx,
+        agent: &str,
+        kind: IncidentKind,
+        now: DateTime<Utc>,
+        summary: &str,
+    ) -> Result<bool, StoreError> {
+        if self.open.contains(&(agent.to_owned(), kind)) {
+            return Ok(false);
+        }
+        let opened = open_incident(tx, agent, kind, now, summary).await?;
+        self.open.insert((agent.to_owned(), kind));
+        Ok(opened)
+    }
+
+    /// Resolves `agent`'s incident of `kind` if this pass knows it open: `true` when resolved.
+    async fn resolve(
+        &mut self,
+        tx: &mut Tx,
+        agent: &str,
+        kind: IncidentKind,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if !self.open.remove(&(agent.to_owned(), kind)) {
+            return Ok(false);
+        }
+        resolve_incident(tx, agent, kind, now).await
     }
 }
 
 /// Judges the slots of `expectation` that are past their grace at `now`.
 async fn judge_slots(
     tx: &mut Tx,
+    known: &mut Known,
     expectation: &ExpectationRow,
     cadence: &Cadence,
     now: DateTime<Utc>,
@@ -153,11 +259,7 @@ async fn judge_slots(
             }
         }
         Cadence::Every(_) => {
-            let last_run = tx
-                .fetch::<(DateTime<Utc>,), _>(&last_run_select(agent))
-                .await?
-                .pop()
-                .map(|(at,)| at);
+            let last_run = known.last_run(agent);
             let mut anchor = checked;
             if let Some(run) = last_run.filter(|at| *at > checked) {
                 // A run since the last slot judged: the switch is reset.
@@ -180,7 +282,7 @@ async fn judge_slots(
             if matches!(cadence, Cadence::Cron(_)) {
                 checked = slot;
             }
-            if resolve_incident(tx, agent, IncidentKind::Missed, now).await? {
+            if known.resolve(tx, agent, IncidentKind::Missed, now).await? {
                 watched.resolved += 1;
                 tracing::info!(agent, %slot, "incident resolved: missed (a run answered its slot)");
             }
@@ -193,7 +295,10 @@ async fn judge_slots(
             rfc3339(slot),
             human(grace)
         );
-        if open_incident(tx, agent, IncidentKind::Missed, now, &summary).await? {
+        if known
+            .open(tx, agent, IncidentKind::Missed, now, &summary)
+            .await?
+        {
             watched.opened += 1;
             tracing::warn!(agent, %slot, "incident opened: missed");
         }
@@ -214,6 +319,7 @@ async fn judge_slots(
 /// or, without one, from when it was first expected.
 async fn judge_staleness(
     tx: &mut Tx,
+    known: &mut Known,
     expectation: &ExpectationRow,
     cadence: &Cadence,
     now: DateTime<Utc>,
@@ -230,16 +336,7 @@ async fn judge_staleness(
     let Some(period) = period else {
         return Ok(());
     };
-    let mut select = Query::select();
-    select
-        .expr(Expr::col(AgentDailySummaries::LastSuccessAt).max())
-        .from(AgentDailySummaries::Table)
-        .and_where(Expr::col(AgentDailySummaries::AgentName).eq(agent));
-    let last_success: Option<DateTime<Utc>> = tx
-        .fetch::<(Option<DateTime<Utc>>,), _>(&select)
-        .await?
-        .pop()
-        .and_then(|(at,)| at);
+    let last_success = known.last_success(agent);
     let since = last_success.unwrap_or(expectation.created_at);
     let allowed =
         period * i32::try_from(rules.stale_periods).unwrap_or(i32::MAX) + expectation.grace();
@@ -258,11 +355,14 @@ async fn judge_staleness(
                 human(period)
             ),
         };
-        if open_incident(tx, agent, IncidentKind::Stale, now, &summary).await? {
+        if known
+            .open(tx, agent, IncidentKind::Stale, now, &summary)
+            .await?
+        {
             watched.opened += 1;
             tracing::warn!(agent, "incident opened: stale");
         }
-    } else if resolve_incident(tx, agent, IncidentKind::Stale, now).await? {
+    } else if known.resolve(tx, agent, IncidentKind::Stale, now).await? {
         watched.resolved += 1;
         tracing::info!(agent, "incident resolved: stale (a successful run)");
     }
@@ -317,6 +417,7 @@ async fn record_missed(
 /// (an agent with no run since has not changed); a success resolves `failing` and `overdue`.
 async fn judge_latest_runs(
     tx: &mut Tx,
+    known: &mut Known,
     now: DateTime<Utc>,
     rules: WatchRules,
     watched: &mut Watched,
@@ -346,11 +447,11 @@ async fn judge_latest_runs(
     agents.sort_by(|a, b| a.agent_name.cmp(&b.agent_name));
     for row in agents {
         let agent = row.agent_name.as_str();
-        judge_slowness(tx, agent, now, rules, watched).await?;
+        judge_slowness(tx, known, agent, now, rules, watched).await?;
         match row.last_status.as_deref() {
             Some(status) if status == RunStatus::Success.as_str() => {
                 for kind in [IncidentKind::Failing, IncidentKind::Overdue] {
-                    if resolve_incident(tx, agent, kind, now).await? {
+                    if known.resolve(tx, agent, kind, now).await? {
                         watched.resolved += 1;
                         tracing::info!(
                             agent,
@@ -383,7 +484,10 @@ async fn judge_latest_runs(
                         rfc3339(last.started_at)
                     )
                 };
-                if open_incident(tx, agent, IncidentKind::Failing, now, &summary).await? {
+                if known
+                    .open(tx, agent, IncidentKind::Failing, now, &summary)
+                    .await?
+                {
                     watched.opened += 1;
                     tracing::warn!(agent, last_run_at = ?row.last_run_at, "incident opened: failing");
                 }
@@ -406,6 +510,7 @@ struct RunLength {
 /// `rules.slow_min`; resolved by a latest run that is not.
 async fn judge_slowness(
     tx: &mut Tx,
+    known: &mut Known,
     agent: &str,
     now: DateTime<Utc>,
     rules: WatchRules,
@@ -452,7 +557,10 @@ async fn judge_slowness(
             human(TimeDelta::milliseconds(median)),
             history.len()
         );
-        if open_incident(tx, agent, IncidentKind::Slow, now, &summary).await? {
+        if known
+            .open(tx, agent, IncidentKind::Slow, now, &summary)
+            .await?
+        {
             watched.opened += 1;
             tracing::warn!(
                 agent,
@@ -461,7 +569,7 @@ async fn judge_slowness(
                 "incident opened: slow"
             );
         }
-    } else if resolve_incident(tx, agent, IncidentKind::Slow, now).await? {
+    } else if known.resolve(tx, agent, IncidentKind::Slow, now).await? {
         watched.resolved += 1;
         tracing::info!(agent, "incident resolved: slow (a run of usual length)");
     }

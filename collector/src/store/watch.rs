@@ -138,9 +138,12 @@ impl Store {
 /// success (from the daily summaries), and the open incidents, kept up to date as the pass
 /// opens and resolves them.
 struct Known {
-    last: HashMap<String, (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    /// Per agent: (latest run, latest success).
+    last: HashMap<String, LastRun>,
     open: HashSet<(String, IncidentKind)>,
 }
+
+type LastRun = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 #[derive(sqlx::FromRow)]
 struct LastTimes {

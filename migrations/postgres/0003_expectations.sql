@@ -85,3 +85,10 @@ CREATE TABLE alert_attempts (
 );
 
 CREATE INDEX alert_attempts_delivery_idx ON alert_attempts (delivery_id, attempt);
+
+-- The watcher's progress through the daily summaries: agents whose summaries changed before
+-- `at` have been judged for `failing` and `slow` (a margin re-reads the last minute).
+CREATE TABLE watcher_state (
+    name  VARCHAR(50) PRIMARY KEY,
+    at    TIMESTAMPTZ NOT NULL
+);

@@ -73,3 +73,8 @@ CREATE TABLE alert_attempts (
 );
 
 CREATE INDEX alert_attempts_delivery_idx ON alert_attempts (delivery_id, attempt);
+
+CREATE TABLE watcher_state (
+    name  TEXT PRIMARY KEY,
+    at    TEXT NOT NULL
+);

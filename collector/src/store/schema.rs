@@ -50,6 +50,7 @@ pub(super) enum AgentDailySummaries {
     LastRunAt,
     LastStatus,
     LastSuccessAt,
+    UpdatedAt,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]
@@ -132,4 +133,11 @@ pub(super) enum AlertAttempts {
     AttemptedAt,
     StatusCode,
     Error,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum WatcherState {
+    Table,
+    Name,
+    At,
 }

@@ -12,7 +12,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 
 use super::expect::{ExpectationRow, expectation_columns, open_incident, resolve_incident};
-use super::schema::{AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, MissedSlots};
+use super::schema::{
+    AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, MissedSlots, WatcherState,
+};
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::domain::{Cadence, human};
@@ -70,7 +72,14 @@ struct LastStatus {
     day: NaiveDate,
     last_status: Option<String>,
     last_run_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
 }
+
+/// `watcher_state`'s row for the summaries judged.
+const SUMMARIES_CURSOR: &str = "summaries";
+/// How far back of the newest summary change a pass starts the next one (longer than any
+/// write transaction: statements are cancelled after 15 s).
+const CURSOR_MARGIN: TimeDelta = TimeDelta::seconds(60);
 
 #[derive(sqlx::FromRow)]
 struct RecentRun {
@@ -433,12 +442,46 @@ async fn judge_latest_runs(
             AgentDailySummaries::Day,
             AgentDailySummaries::LastStatus,
             AgentDailySummaries::LastRunAt,
+            AgentDailySummaries::UpdatedAt,
         ])
         .from(AgentDailySummaries::Table)
         .and_where(Expr::col(AgentDailySummaries::Day).gte(since));
     let rows: Vec<LastStatus> = tx.fetch(&select).await?;
+    // Only agents whose summaries changed since the last pass (less a margin for transactions
+    // that committed after it read) can have a new latest run to judge.
+    let cursor = Query::select()
+        .column(WatcherState::At)
+        .from(WatcherState::Table)
+        .and_where(Expr::col(WatcherState::Name).eq(SUMMARIES_CURSOR))
+        .to_owned();
+    let seen_until: Option<DateTime<Utc>> = tx
+        .fetch::<(DateTime<Utc>,), _>(&cursor)
+        .await?
+        .pop()
+        .map(|(at,)| at);
+    let changed: HashSet<String> = rows
+        .iter()
+        .filter(|r| seen_until.is_none_or(|seen| r.updated_at > seen))
+        .map(|r| r.agent_name.clone())
+        .collect();
+    if let Some(newest) = rows.iter().map(|r| r.updated_at).max() {
+        let until = newest - CURSOR_MARGIN;
+        if seen_until.is_none_or(|seen| until > seen) {
+            let mut upsert = Query::insert();
+            upsert
+                .into_table(WatcherState::Table)
+                .columns([WatcherState::Name, WatcherState::At])
+                .values_panic([SUMMARIES_CURSOR.into(), until.into()])
+                .on_conflict(
+                    OnConflict::column(WatcherState::Name)
+                        .update_column(WatcherState::At)
+                        .to_owned(),
+                );
+            tx.execute(&upsert).await?;
+        }
+    }
     let mut latest: HashMap<String, LastStatus> = HashMap::new();
-    for row in rows {
+    for row in rows.into_iter().filter(|r| changed.contains(&r.agent_name)) {
         match latest.get(&row.agent_name) {
             Some(seen) if seen.day >= row.day => {}
             _ => {

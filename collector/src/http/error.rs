@@ -77,8 +77,14 @@ impl ApiError {
 
     /// Every failed rule, each naming its field (`metrics.<name>` for a metric).
     pub fn validation(errors: &ValidationErrors) -> Self {
+        Self::validation_at("", errors)
+    }
+
+    /// [`Self::validation`] of a part of the body: each field named under `prefix`
+    /// (`jobs[3]` gives `jobs[3].cron`).
+    pub fn validation_at(prefix: &str, errors: &ValidationErrors) -> Self {
         let mut fields = Vec::new();
-        collect_field_errors(errors, "", &mut fields);
+        collect_field_errors(errors, prefix, &mut fields);
         fields.sort_by(|a, b| a["field"].as_str().cmp(&b["field"].as_str()));
         let message = fields
             .first()

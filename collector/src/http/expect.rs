@@ -17,6 +17,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::params;
+use super::reads::agent_filter;
 use crate::auth::Scope;
 use crate::domain::{AgentName, NewExpectation};
 
@@ -151,10 +152,7 @@ pub(super) async fn list_missed(
     ApiQuery(query): ApiQuery<MissedQuery>,
 ) -> Result<Json<MissedResponse>, ApiError> {
     caller.require(Scope::Read)?;
-    let agent = params::agent_name(query.agent_name.as_deref())?;
-    if let Some(agent) = &agent {
-        caller.require_agent(agent.as_str())?;
-    }
+    let agent = agent_filter(&caller, query.agent_name.as_deref())?;
     let missed = state
         .store
         .list_missed(
@@ -196,10 +194,7 @@ pub(super) async fn list_incidents(
     ApiQuery(query): ApiQuery<IncidentsQuery>,
 ) -> Result<Json<IncidentsResponse>, ApiError> {
     caller.require(Scope::Read)?;
-    let agent = params::agent_name(query.agent_name.as_deref())?;
-    if let Some(agent) = &agent {
-        caller.require_agent(agent.as_str())?;
-    }
+    let agent = agent_filter(&caller, query.agent_name.as_deref())?;
     let incidents = state
         .store
         .list_incidents(
@@ -238,7 +233,7 @@ pub(super) async fn put_scheduled(
     let invalid = |i: usize, field: &str, message: String| {
         ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
+            "validation_failed",
             &format!("jobs[{i}].{field}"),
             message,
         )
@@ -283,22 +278,7 @@ pub(super) async fn put_scheduled(
             grace: None,
         };
         let expectation = NewExpectation::parse(agent, request, ExpectationSource::Scheduler)
-            .map_err(|errors| {
-                let (field, message) = errors
-                    .field_errors()
-                    .into_iter()
-                    .next()
-                    .map(|(field, errors)| {
-                        let message = errors
-                            .first()
-                            .and_then(|e| e.message.as_deref())
-                            .unwrap_or("invalid")
-                            .to_owned();
-                        (field.to_string(), message)
-                    })
-                    .unwrap_or_else(|| ("cron".into(), "invalid".into()));
-                invalid(i, &field, message)
-            })?;
+            .map_err(|errors| ApiError::validation_at(&format!("jobs[{i}]"), &errors))?;
         if job.enabled {
             jobs.push((expectation, timeout));
         }

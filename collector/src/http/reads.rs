@@ -23,7 +23,10 @@ const MAX_SUMMARY_DAYS: u64 = 366;
 const DEFAULT_SUMMARY_DAYS: u64 = 30;
 
 /// The `agent_name` filter, which the caller's token must cover.
-fn agent_filter(caller: &Caller, value: Option<&str>) -> Result<Option<AgentName>, ApiError> {
+pub(super) fn agent_filter(
+    caller: &Caller,
+    value: Option<&str>,
+) -> Result<Option<AgentName>, ApiError> {
     let agent_name = params::agent_name(value)?;
     if let Some(agent) = &agent_name {
         caller.require_agent(agent.as_str())?;

@@ -415,7 +415,13 @@ pub(super) async fn open_incident(
         .chars()
         .take(SUMMARY_MAX_CHARS)
         .collect();
-    let open = open_incident_select(agent, kind);
+    let open = Query::select()
+        .expr(Expr::val(1))
+        .from(Incidents::Table)
+        .and_where(Expr::col(Incidents::AgentName).eq(agent))
+        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+        .to_owned();
     let values = Query::select()
         .exprs([
             Expr::val(agent),
@@ -435,29 +441,13 @@ pub(super) async fn open_incident(
             Incidents::Summary,
         ])
         .select_from(values)
-        .map_err(|e| StoreError::internal("opening an incident", e.to_string()))?;
-    if tx.execute(&insert).await? == 0 {
+        .map_err(|e| StoreError::internal("opening an incident", e.to_string()))?
+        .returning_col(Incidents::Id);
+    let Some((id,)) = tx.fetch::<(i64,), _>(&insert).await?.pop() else {
         return Ok(false);
-    }
-    if let Some((id,)) = tx
-        .fetch::<(i64,), _>(&open_incident_select(agent, kind))
-        .await?
-        .pop()
-    {
-        record_event(tx, id, "opened", at).await?;
-    }
+    };
+    record_event(tx, id, "opened", at).await?;
     Ok(true)
-}
-
-/// The id of `agent`'s open incident of `kind`.
-fn open_incident_select(agent: &str, kind: IncidentKind) -> sea_query::SelectStatement {
-    Query::select()
-        .column(Incidents::Id)
-        .from(Incidents::Table)
-        .and_where(Expr::col(Incidents::AgentName).eq(agent))
-        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
-        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        .to_owned()
 }
 
 /// An incident opened or resolved, for the alert sender (`alerts/`), in the same transaction:
@@ -488,19 +478,19 @@ pub(super) async fn resolve_incident(
     kind: IncidentKind,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let open = open_incident_select(agent, kind)
-        // Never before it opened (a clock that went back).
-        .and_where(Expr::col(Incidents::OpenedAt).lte(at))
-        .to_owned();
-    let Some((id,)) = tx.fetch::<(i64,), _>(&open).await?.pop() else {
-        return Ok(false);
-    };
     let mut update = Query::update();
     update
         .table(Incidents::Table)
         .value(Incidents::ResolvedAt, at)
-        .and_where(Expr::col(Incidents::Id).eq(id));
-    tx.execute(&update).await?;
+        .and_where(Expr::col(Incidents::AgentName).eq(agent))
+        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+        // Never before it opened (a clock that went back).
+        .and_where(Expr::col(Incidents::OpenedAt).lte(at))
+        .returning_col(Incidents::Id);
+    let Some((id,)) = tx.fetch::<(i64,), _>(&update).await?.pop() else {
+        return Ok(false);
+    };
     record_event(tx, id, "resolved", at).await?;
     Ok(true)
 }

@@ -4,7 +4,7 @@
 //! were stored, and are never recomputed from them.
 
 use chrono::{DateTime, Utc};
-use sea_query::{Expr, ExprTrait, Query};
+use sea_query::{Expr, ExprTrait, Iden, Query, SelectStatement};
 
 use super::schema::{AgentMetrics, AgentRuns};
 use super::tx::Tx;
@@ -58,50 +58,65 @@ impl Store {
         let (runs_before, metrics_before) = retention.cutoffs(now);
         let mut pruned = Pruned::default();
         if let Some(before) = runs_before {
-            for _ in 0..max_batches {
-                // A run's metrics go with it (ON DELETE CASCADE); running runs stay.
-                let ids = Query::select()
-                    .column(AgentRuns::Id)
-                    .from(AgentRuns::Table)
-                    .and_where(Expr::col(AgentRuns::StartedAt).lt(before))
-                    .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
-                    .limit(batch)
-                    .to_owned();
-                let delete = Query::delete()
-                    .from_table(AgentRuns::Table)
-                    .and_where(Expr::col(AgentRuns::Id).in_subquery(ids))
-                    .to_owned();
-                let mut tx = Tx::begin(self).await?;
-                let deleted = tx.execute(&delete).await?;
-                tx.commit().await?;
-                pruned.runs += deleted;
-                if deleted < batch {
-                    break;
-                }
-            }
+            // A run's metrics go with it (ON DELETE CASCADE); running runs stay.
+            let old = Query::select()
+                .column(AgentRuns::Id)
+                .from(AgentRuns::Table)
+                .and_where(Expr::col(AgentRuns::StartedAt).lt(before))
+                .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
+                .to_owned();
+            pruned.runs = self
+                .delete_in_batches(AgentRuns::Table, AgentRuns::Id, old, max_batches, batch)
+                .await?;
         }
         if let Some(before) = metrics_before {
-            for _ in 0..max_batches {
-                let ids = Query::select()
-                    .column(AgentMetrics::Id)
-                    .from(AgentMetrics::Table)
-                    .and_where(Expr::col(AgentMetrics::RecordedAt).lt(before))
-                    .limit(batch)
-                    .to_owned();
-                let delete = Query::delete()
-                    .from_table(AgentMetrics::Table)
-                    .and_where(Expr::col(AgentMetrics::Id).in_subquery(ids))
-                    .to_owned();
-                let mut tx = Tx::begin(self).await?;
-                let deleted = tx.execute(&delete).await?;
-                tx.commit().await?;
-                pruned.metrics += deleted;
-                if deleted < batch {
-                    break;
-                }
-            }
+            let old = Query::select()
+                .column(AgentMetrics::Id)
+                .from(AgentMetrics::Table)
+                .and_where(Expr::col(AgentMetrics::RecordedAt).lt(before))
+                .to_owned();
+            pruned.metrics = self
+                .delete_in_batches(
+                    AgentMetrics::Table,
+                    AgentMetrics::Id,
+                    old,
+                    max_batches,
+                    batch,
+                )
+                .await?;
         }
         Ok(pruned)
+    }
+
+    /// Deletes the rows of `table` whose `id` `old` selects, `batch` at a time, each batch its
+    /// own transaction, at most `max_batches` of them: how many went.
+    async fn delete_in_batches<T, C>(
+        &self,
+        table: T,
+        id: C,
+        old: SelectStatement,
+        max_batches: usize,
+        batch: u64,
+    ) -> Result<u64, StoreError>
+    where
+        T: Iden + Copy + 'static,
+        C: Iden + Copy + 'static,
+    {
+        let mut deleted = 0;
+        for _ in 0..max_batches {
+            let delete = Query::delete()
+                .from_table(table)
+                .and_where(Expr::col(id).in_subquery(old.clone().limit(batch).to_owned()))
+                .to_owned();
+            let mut tx = Tx::begin(self).await?;
+            let went = tx.execute(&delete).await?;
+            tx.commit().await?;
+            deleted += went;
+            if went < batch {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 
     /// What [`Store::prune`] would delete at `now`, counted (metric rows of runs that would go

@@ -85,6 +85,7 @@ const CURSOR_MARGIN: TimeDelta = TimeDelta::seconds(60);
 struct RecentRun {
     status: String,
     error_message: Option<String>,
+    duration_ms: Option<i64>,
     started_at: DateTime<Utc>,
 }
 
@@ -493,7 +494,8 @@ async fn judge_latest_runs(
     agents.sort_by(|a, b| a.agent_name.cmp(&b.agent_name));
     for row in agents {
         let agent = row.agent_name.as_str();
-        judge_slowness(tx, known, agent, now, rules, watched).await?;
+        let recent = recent_runs(tx, agent, rules.failing_after).await?;
+        judge_slowness(tx, known, agent, &recent, now, rules, watched).await?;
         match row.last_status.as_deref() {
             Some(status) if status == RunStatus::Success.as_str() => {
                 for kind in [IncidentKind::Failing, IncidentKind::Overdue] {
@@ -508,9 +510,9 @@ async fn judge_latest_runs(
                 }
             }
             Some(status) if status == RunStatus::Failed.as_str() => {
-                let recent = recent_runs(tx, agent, rules.failing_after).await?;
-                let all_failed = recent.len() == rules.failing_after as usize
-                    && recent
+                let last_n = &recent[..recent.len().min(rules.failing_after as usize)];
+                let all_failed = last_n.len() == rules.failing_after as usize
+                    && last_n
                         .iter()
                         .all(|r| r.status == RunStatus::Failed.as_str());
                 let Some(last) = recent.first().filter(|_| all_failed) else {
@@ -544,13 +546,6 @@ async fn judge_latest_runs(
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-struct RunLength {
-    status: String,
-    duration_ms: Option<i64>,
-    started_at: DateTime<Utc>,
-}
-
 /// `slow`: `agent`'s latest finished run took more than `rules.slow_factor` times the median
 /// of its previous successful runs (at least five of the last twenty) and at least
 /// `rules.slow_min`; resolved by a latest run that is not.
@@ -558,25 +553,11 @@ async fn judge_slowness(
     tx: &mut Tx,
     known: &mut Known,
     agent: &str,
+    runs: &[RecentRun],
     now: DateTime<Utc>,
     rules: WatchRules,
     watched: &mut Watched,
 ) -> Result<(), StoreError> {
-    let mut select = Query::select();
-    select
-        .columns([
-            AgentRuns::Status,
-            AgentRuns::DurationMs,
-            AgentRuns::StartedAt,
-        ])
-        .from(AgentRuns::Table)
-        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
-        .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
-        .and_where(Expr::col(AgentRuns::OverdueAt).is_null())
-        .order_by(AgentRuns::StartedAt, Order::Desc)
-        .order_by(AgentRuns::Id, Order::Desc)
-        .limit(SLOW_HISTORY * 2);
-    let runs: Vec<RunLength> = tx.fetch(&select).await?;
     let Some((latest, earlier)) = runs.split_first() else {
         return Ok(());
     };
@@ -622,14 +603,20 @@ async fn judge_slowness(
     Ok(())
 }
 
-/// `agent`'s latest `n` finished runs, newest first; runs closed as overdue are left out (they
-/// are `overdue` incidents of their own).
-async fn recent_runs(tx: &mut Tx, agent: &str, n: u32) -> Result<Vec<RecentRun>, StoreError> {
+/// `agent`'s latest finished runs, newest first, as many as `failing` (its latest
+/// `failing_after`) and `slow` (twice its history, for twenty successes) read; runs closed as
+/// overdue are left out (they are `overdue` incidents of their own).
+async fn recent_runs(
+    tx: &mut Tx,
+    agent: &str,
+    failing_after: u32,
+) -> Result<Vec<RecentRun>, StoreError> {
     let mut select = Query::select();
     select
         .columns([
             AgentRuns::Status,
             AgentRuns::ErrorMessage,
+            AgentRuns::DurationMs,
             AgentRuns::StartedAt,
         ])
         .from(AgentRuns::Table)
@@ -638,7 +625,7 @@ async fn recent_runs(tx: &mut Tx, agent: &str, n: u32) -> Result<Vec<RecentRun>,
         .and_where(Expr::col(AgentRuns::OverdueAt).is_null())
         .order_by(AgentRuns::StartedAt, Order::Desc)
         .order_by(AgentRuns::Id, Order::Desc)
-        .limit(u64::from(Ord::max(n, 1)));
+        .limit(Ord::max(u64::from(failing_after), SLOW_HISTORY * 2));
     tx.fetch(&select).await
 }
 

@@ -44,38 +44,7 @@ impl Store {
     }
 
     async fn try_start(&self, start: &NewStart) -> Result<Option<Started>, StoreError> {
-        let mut insert = Query::insert();
-        insert
-            .into_table(AgentRuns::Table)
-            .columns([
-                AgentRuns::RunKey,
-                AgentRuns::AgentName,
-                AgentRuns::StartedAt,
-                AgentRuns::Status,
-                AgentRuns::Trigger,
-                AgentRuns::ScheduledFor,
-                AgentRuns::Host,
-                AgentRuns::Claimant,
-                AgentRuns::ExclusiveKey,
-                AgentRuns::Deadline,
-            ])
-            .values([
-                start.run_key.into(),
-                start.agent_name.as_str().into(),
-                start.started_at.into(),
-                RunStatus::Running.as_str().into(),
-                start.trigger.as_str().into(),
-                start.scheduled_for.into(),
-                start.host.as_deref().into(),
-                start.claimant.as_str().into(),
-                start.exclusive.as_deref().into(),
-                start.deadline.into(),
-            ])
-            .map_err(|e| StoreError::internal("building the start's insert", e))?
-            // Either index refuses it: the run_key's, or the running exclusive key's.
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .returning_col(AgentRuns::Id);
-        if let Some(id) = self.insert_start(start, &insert).await? {
+        if let Some(id) = self.insert_start(start).await? {
             return Ok(Some(Started::Created(id)));
         }
 
@@ -121,11 +90,7 @@ impl Store {
     /// and waiting for the flush halved the rate of whole runs (docs/performance.md). What a
     /// crash of PostgreSQL can lose is the starts of its last fraction of a second: their runs
     /// still go on, and their reports are stored as runs without a start.
-    async fn insert_start(
-        &self,
-        start: &NewStart,
-        insert: &InsertStatement,
-    ) -> Result<Option<i64>, StoreError> {
+    async fn insert_start(&self, start: &NewStart) -> Result<Option<i64>, StoreError> {
         match &self.pool {
             // One statement (sql/postgres/start_run.sql), one round trip.
             Pool::Postgres(pool) => {
@@ -144,12 +109,48 @@ impl Store {
                 Ok(id.map(|(id,)| id))
             }
             Pool::Sqlite(_) => Ok(self
-                .fetch::<(i64,), _>(insert)
+                .fetch::<(i64,), _>(&sqlite_insert(start)?)
                 .await?
                 .first()
                 .map(|(id,)| *id)),
         }
     }
+}
+
+/// The start's insert on SQLite (PostgreSQL's is `sql/postgres/start_run.sql`): either
+/// unique index may refuse it, the run_key's or the running exclusive key's.
+fn sqlite_insert(start: &NewStart) -> Result<InsertStatement, StoreError> {
+    Ok(Query::insert()
+        .into_table(AgentRuns::Table)
+        .columns([
+            AgentRuns::RunKey,
+            AgentRuns::AgentName,
+            AgentRuns::StartedAt,
+            AgentRuns::Status,
+            AgentRuns::Trigger,
+            AgentRuns::ScheduledFor,
+            AgentRuns::Host,
+            AgentRuns::Claimant,
+            AgentRuns::ExclusiveKey,
+            AgentRuns::Deadline,
+        ])
+        .values([
+            start.run_key.into(),
+            start.agent_name.as_str().into(),
+            start.started_at.into(),
+            RunStatus::Running.as_str().into(),
+            start.trigger.as_str().into(),
+            start.scheduled_for.into(),
+            start.host.as_deref().into(),
+            start.claimant.as_str().into(),
+            start.exclusive.as_deref().into(),
+            start.deadline.into(),
+        ])
+        .map_err(|e| StoreError::internal("building the start's insert", e))?
+        // Either index refuses it: the run_key's, or the running exclusive key's.
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .returning_col(AgentRuns::Id)
+        .to_owned())
 }
 
 /// The run `condition` finds, as a [`Holder`].

@@ -31,6 +31,19 @@
 
 pub mod wire;
 
+/// `err`'s message followed by each of its causes ("error sending request: connection
+/// refused"): what a log line or a retry's reason needs from an HTTP client's error.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(feature = "runtime")]
 mod agent;
 #[cfg(feature = "runtime")]

@@ -361,7 +361,10 @@ impl Alerts {
                     .body(json)
             }
         };
-        let response = request.send().await.map_err(|e| (None, describe(&e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| (None, agent_sdk::error_chain(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(status.as_u16());
@@ -444,17 +447,6 @@ fn http_url(value: &str) -> Result<reqwest::Url, String> {
     }
 }
 
-fn describe(err: &reqwest::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +503,42 @@ mod tests {
         assert!(route.matches("billing_daily", IncidentKind::Failing));
         assert!(!route.matches("billing_daily", IncidentKind::Slow));
         assert!(!route.matches("nightly", IncidentKind::Failing));
+    }
+
+    #[test]
+    fn retries_wait_30_s_then_twice_as_long_each_time_up_to_an_hour() {
+        let waits: Vec<i64> = (1..=9).map(|a| backoff(a).num_seconds()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn a_resolution_says_how_long_the_incident_lasted() {
+        let opened: DateTime<Utc> = "2026-12-04T03:00:12Z".parse().unwrap();
+        let body = WebhookBody {
+            event: "resolved".into(),
+            incident: Incident {
+                id: 42,
+                agent_name: "nightly".into(),
+                kind: IncidentKind::Failing,
+                opened_at: opened,
+                resolved_at: Some(opened + TimeDelta::minutes(125)),
+                summary: "the run at 2026-12-04T03:00:00Z failed: boom".into(),
+            },
+            error: None,
+            url: None,
+        };
+        let message = slack_message(&body);
+        assert_eq!(
+            message["text"],
+            ":white_check_mark: nightly: failing resolved"
+        );
+        let text = message["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(
+                ":white_check_mark: *nightly*: failing resolved (2h 5m since 2026-12-04T03:00:12Z)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

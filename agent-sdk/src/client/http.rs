@@ -352,7 +352,7 @@ impl CollectorClient {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(|e| Attempt {
-            error: SendError::Retryable(describe(&e)),
+            error: SendError::Retryable(crate::error_chain(&e)),
             retry_after: None,
             status: None,
         })?;
@@ -398,18 +398,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// reqwest's message plus its causes ("error sending request: connection refused").
-fn describe(err: &reqwest::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// reqwest is built without a bundled crypto provider (no aws-lc): installs ring's, once per

@@ -214,15 +214,7 @@ mod tests {
             serde_json::from_value(json).unwrap(),
             ExpectationSource::Api,
         )
-        .map_err(|errors| {
-            let mut fields: Vec<String> = errors
-                .field_errors()
-                .keys()
-                .map(|k| k.to_string())
-                .collect();
-            fields.sort_unstable();
-            fields
-        })
+        .map_err(|errors| super::super::error_fields(&errors))
     }
 
     #[test]

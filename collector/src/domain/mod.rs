@@ -13,3 +13,15 @@ pub use expect::{Cadence, NewExpectation, human};
 pub use names::{AgentName, AgentPattern, MetricName, RoleName};
 pub use run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
 pub use start::NewStart;
+
+/// The fields `errors` names, sorted: what the domain's tests compare.
+#[cfg(test)]
+fn error_fields(errors: &validator::ValidationErrors) -> Vec<String> {
+    let mut fields: Vec<String> = errors
+        .field_errors()
+        .keys()
+        .map(|k| k.to_string())
+        .collect();
+    fields.sort_unstable();
+    fields
+}

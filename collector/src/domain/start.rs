@@ -80,16 +80,6 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    fn fields(errors: &ValidationErrors) -> Vec<String> {
-        let mut fields: Vec<String> = errors
-            .field_errors()
-            .keys()
-            .map(|k| k.to_string())
-            .collect();
-        fields.sort_unstable();
-        fields
-    }
-
     #[test]
     fn a_start_needs_a_claimant_and_a_deadline_after_it() {
         let now = "2026-12-02T12:00:00Z".parse().unwrap();
@@ -112,7 +102,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            fields(&bad),
+            super::super::error_fields(&bad),
             ["agent_name", "claimant", "deadline", "started_at"]
         );
     }

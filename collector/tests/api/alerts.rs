@@ -12,9 +12,7 @@ use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
 use chrono::{DateTime, TimeDelta, Utc};
 use collector::alerts::{Alerts, SIGNATURE_HEADER, WebhookBody, sign};
-use collector::store::WatchRules;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use serde_json::Value;
 
 use crate::helpers::{Db, TestApp, on_both_backends};
 
@@ -71,35 +69,6 @@ fn alerts(addr: SocketAddr, kind: &str, give_up_after: &str) -> Alerts {
 }
 
 impl TestApp {
-    async fn push_run(&self, agent: &str, at: DateTime<Utc>, error: Option<&str>) {
-        let (status, body) = self
-            .post_report(&json!({
-                "agent_name": agent, "run_key": Uuid::new_v4(),
-                "started_at": at.to_rfc3339(),
-                "finished_at": (at + TimeDelta::seconds(1)).to_rfc3339(),
-                "error": error,
-            }))
-            .await;
-        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-    }
-
-    async fn watch_pass(&self, now: DateTime<Utc>) {
-        for _ in 0..100 {
-            if self
-                .db
-                .store()
-                .watch(now, WatchRules::default())
-                .await
-                .unwrap()
-                .is_some()
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("the watcher's lock stayed taken");
-    }
-
     /// (attempt, status code) of every attempt, in order.
     async fn attempts(&self) -> Vec<(i32, Option<i32>)> {
         self.db
@@ -119,13 +88,13 @@ async fn a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempt
     let store = app.db.store();
     let now = Utc::now();
 
-    app.push_run(
+    app.push(
         "nightly",
         now - TimeDelta::minutes(1),
         Some("step 1 ok\nTraceback:\n  boom"),
     )
     .await;
-    app.watch_pass(now).await;
+    app.watch_at(now).await;
     // Three failures, then delivered: each retry waits for its backoff (30 s, 1 min, 2 min).
     let mut at = now;
     for expected in [0, 0, 0, 1] {
@@ -173,13 +142,12 @@ async fn a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempt
     );
 
     // Failing again continues the incident: nothing sent. A success resolves it: one message.
-    app.push_run("nightly", now, Some("again")).await;
-    app.watch_pass(now + TimeDelta::seconds(1)).await;
+    app.push("nightly", now, Some("again")).await;
+    app.watch_at(now + TimeDelta::seconds(1)).await;
     alerts.pass(&store, at).await.unwrap();
     assert_eq!(bodies(&state).len(), 4);
-    app.push_run("nightly", now + TimeDelta::seconds(2), None)
-        .await;
-    app.watch_pass(now + TimeDelta::seconds(3)).await;
+    app.push("nightly", now + TimeDelta::seconds(2), None).await;
+    app.watch_at(now + TimeDelta::seconds(3)).await;
     alerts.pass(&store, at).await.unwrap();
     alerts.pass(&store, at + TimeDelta::hours(1)).await.unwrap();
     let received = bodies(&state);
@@ -194,13 +162,13 @@ async fn a_slack_route_gets_text_and_blocks(db: Db) {
     let (addr, state) = receiver(0).await;
     let alerts = alerts(addr, "slack", "24h");
     let now = Utc::now();
-    app.push_run(
+    app.push(
         "nightly",
         now - TimeDelta::minutes(1),
         Some("Traceback:\n  KeyError: 'price'"),
     )
     .await;
-    app.watch_pass(now).await;
+    app.watch_at(now).await;
     let sent = alerts.pass(&app.db.store(), now).await.unwrap().unwrap();
     assert_eq!(sent.delivered, 1);
     let received = bodies(&state);
@@ -235,9 +203,9 @@ async fn an_alert_that_cannot_be_delivered_is_given_up_and_recorded(db: Db) {
     let alerts = alerts(addr, "webhook", "2m");
     let store = app.db.store();
     let now = Utc::now();
-    app.push_run("nightly", now - TimeDelta::minutes(1), Some("boom"))
+    app.push("nightly", now - TimeDelta::minutes(1), Some("boom"))
         .await;
-    app.watch_pass(now).await;
+    app.watch_at(now).await;
     assert_eq!(alerts.pass(&store, now).await.unwrap().unwrap().failed, 1);
     let sent = alerts
         .pass(&store, now + TimeDelta::minutes(3))
@@ -276,12 +244,12 @@ async fn a_silent_agent_opens_one_missed_alert_and_its_push_one_resolved(db: Db)
     // Ten seconds without a push: slots missed, one incident, one message (this route takes
     // `missed` only: by now the agent is also `stale`, three periods without a success).
     let later = t0 + TimeDelta::seconds(10);
-    app.watch_pass(later).await;
+    app.watch_at(later).await;
     let missed: i64 = app.db.scalar("select count(*) from missed_slots").await;
     assert_eq!(missed, 4, "slots at +2, +4, +6 and +8 s");
     alerts.pass(&app.db.store(), later).await.unwrap();
     // A restarted collector (another store, the same database) sends nothing twice.
-    app.watch_pass(later).await;
+    app.watch_at(later).await;
     alerts.pass(&app.db.store(), later).await.unwrap();
     let received = bodies(&state);
     assert_eq!(received.len(), 1);
@@ -297,9 +265,9 @@ async fn a_silent_agent_opens_one_missed_alert_and_its_push_one_resolved(db: Db)
     );
 
     // A push resolves it: one message more.
-    app.push_run("heartbeat", later + TimeDelta::milliseconds(500), None)
+    app.push("heartbeat", later + TimeDelta::milliseconds(500), None)
         .await;
-    app.watch_pass(later + TimeDelta::seconds(1)).await;
+    app.watch_at(later + TimeDelta::seconds(1)).await;
     alerts
         .pass(&app.db.store(), later + TimeDelta::seconds(1))
         .await
@@ -334,9 +302,9 @@ async fn two_replicas_send_one_message_per_transition(pool: sqlx::PgPool) {
         alerts(addr, "webhook", "24h"),
     );
     let now = Utc::now();
-    app.push_run("nightly", now - TimeDelta::minutes(1), Some("boom"))
+    app.push("nightly", now - TimeDelta::minutes(1), Some("boom"))
         .await;
-    app.watch_pass(now).await;
+    app.watch_at(now).await;
     let (store_one, store_two) = (app.db.store(), app.db.store());
     for round in 0..5 {
         let at = now + TimeDelta::seconds(round);

@@ -610,6 +610,12 @@ async fn prune_dry_run_counts_and_needs_a_retention() {
         stdout.contains("would delete 0 runs (with their metrics) and 0 metric rows"),
         "{stdout}"
     );
+    let (ok, stdout, stderr) = run(&["prune"], &env).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("deleted 0 runs (with their metrics) and 0 metric rows"),
+        "{stdout}"
+    );
     let env = [("DATABASE_URL", url.as_str()), ("RETENTION_RUNS", "5m")];
     let (ok, _, stderr) = run(&["prune"], &env).await;
     assert!(

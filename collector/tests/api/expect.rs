@@ -37,46 +37,6 @@ impl TestApp {
         into_json(request.send().await.unwrap()).await
     }
 
-    async fn watch_at(&self, now: DateTime<Utc>) {
-        self.watch_with(now, WatchRules::default()).await;
-    }
-
-    /// A pass as another process would run it (the server's own passes run beside it, at the
-    /// real time: on PostgreSQL, wait for the lock they may hold).
-    async fn watch_with(&self, now: DateTime<Utc>, rules: WatchRules) {
-        for _ in 0..100 {
-            if self.db.store().watch(now, rules).await.unwrap().is_some() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("the watcher's lock stayed taken for two seconds");
-    }
-
-    async fn push(&self, agent: &str, started_at: DateTime<Utc>, error: Option<&str>) {
-        self.push_lasting(agent, started_at, TimeDelta::seconds(1), error)
-            .await;
-    }
-
-    async fn push_lasting(
-        &self,
-        agent: &str,
-        started_at: DateTime<Utc>,
-        took: TimeDelta,
-        error: Option<&str>,
-    ) {
-        let (status, body) = self
-            .post_report(&json!({
-                "agent_name": agent,
-                "run_key": Uuid::new_v4(),
-                "started_at": started_at.to_rfc3339(),
-                "finished_at": (started_at + took).to_rfc3339(),
-                "error": error,
-            }))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
     /// (kind, open) of `agent`'s incidents, open first.
     async fn incidents_of(&self, agent: &str) -> Vec<(String, bool, String)> {
         let (status, body) = self.get(&format!("/incidents?agent_name={agent}")).await;

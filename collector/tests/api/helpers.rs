@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use collector::auth::{Scope, TokenKeys};
 use collector::config::{HttpConfig, LogFormat, SecretKey};
 use collector::domain::AgentPattern;
@@ -20,6 +20,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, PgPool, SqlitePool};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 pub(crate) const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
@@ -271,6 +272,48 @@ impl TestApp {
             request = request.bearer_auth(token);
         }
         into_json(request.send().await.unwrap()).await
+    }
+
+    /// A watcher pass at `now` with the default rules.
+    pub(crate) async fn watch_at(&self, now: DateTime<Utc>) {
+        self.watch_with(now, WatchRules::default()).await;
+    }
+
+    /// A pass as another process would run it (the server's own passes run beside it, at the
+    /// real time: on PostgreSQL, wait for the lock they may hold).
+    pub(crate) async fn watch_with(&self, now: DateTime<Utc>, rules: WatchRules) {
+        for _ in 0..100 {
+            if self.db.store().watch(now, rules).await.unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the watcher's lock stayed taken for two seconds");
+    }
+
+    /// A report of `agent` that started at `started_at` and took a second (`error`: failed).
+    pub(crate) async fn push(&self, agent: &str, started_at: DateTime<Utc>, error: Option<&str>) {
+        self.push_lasting(agent, started_at, TimeDelta::seconds(1), error)
+            .await;
+    }
+
+    pub(crate) async fn push_lasting(
+        &self,
+        agent: &str,
+        started_at: DateTime<Utc>,
+        took: TimeDelta,
+        error: Option<&str>,
+    ) {
+        let (status, body) = self
+            .post_report(&json!({
+                "agent_name": agent,
+                "run_key": Uuid::new_v4(),
+                "started_at": started_at.to_rfc3339(),
+                "finished_at": (started_at + took).to_rfc3339(),
+                "error": error,
+            }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
     /// Rows in each table the write path touches: (runs, metrics, summaries, metric summaries).

@@ -1,12 +1,14 @@
 //! Expectations, missed slots and incidents: stored, listed, and opened or resolved.
 
 use agent_sdk::wire::{Expectation, ExpectationSource, Incident, IncidentKind, MissedSlot};
+use std::collections::HashMap;
+
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
 use super::reads::AgentAccess;
-use super::schema::{AgentExpectations, AlertEvents, Incidents, MissedSlots};
+use super::schema::{AgentDailySummaries, AgentExpectations, AlertEvents, Incidents, MissedSlots};
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
@@ -197,15 +199,25 @@ impl Store {
             select.cond_where(access);
         }
         let rows: Vec<ExpectationRow> = self.fetch(&select).await?;
-        let mut views = Vec::with_capacity(rows.len());
-        for row in rows {
-            let last_run = match row.every_seconds {
-                Some(_) => self.last_run_started(&row.agent_name).await?,
-                None => None,
-            };
-            views.push(row.view(now, last_run));
-        }
-        Ok(views)
+        // A period's next slot counts from the agent's last run, as the watcher reads it.
+        let periodic: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.every_seconds.is_some())
+            .map(|r| r.agent_name.as_str())
+            .collect();
+        let last_runs: HashMap<String, DateTime<Utc>> = if periodic.is_empty() {
+            HashMap::new()
+        } else {
+            self.fetch::<LastTimes, _>(&last_times(Some(&periodic)))
+                .await?
+                .into_iter()
+                .filter_map(|t| t.last_run_at.map(|at| (t.agent_name, at)))
+                .collect()
+        };
+        Ok(rows
+            .iter()
+            .map(|row| row.view(now, last_runs.get(&row.agent_name).copied()))
+            .collect())
     }
 
     /// Missed slots, newest detection first.
@@ -297,15 +309,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// The latest `started_at` of `agent`'s runs.
-    pub(super) async fn last_run_started(
-        &self,
-        agent: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let rows: Vec<(DateTime<Utc>,)> = self.fetch(&last_run_select(agent)).await?;
-        Ok(rows.into_iter().next().map(|(at,)| at))
-    }
 }
 
 /// The expectations of `source`, by name.
@@ -388,15 +391,34 @@ async fn upsert(
     }
 }
 
-/// The latest run's `started_at` of `agent` (the agent-and-time index answers it).
-pub(super) fn last_run_select(agent: &str) -> sea_query::SelectStatement {
-    use super::schema::AgentRuns;
+/// Each agent's latest run and latest success (of `agents`, or all), from the daily summaries:
+/// finished runs, what both the watcher and `GET /expectations` count a period from.
+#[derive(FromRow)]
+pub(super) struct LastTimes {
+    pub(super) agent_name: String,
+    pub(super) last_run_at: Option<DateTime<Utc>>,
+    pub(super) last_success_at: Option<DateTime<Utc>>,
+}
+
+/// The query of [`LastTimes`].
+pub(super) fn last_times(agents: Option<&[&str]>) -> sea_query::SelectStatement {
     Query::select()
-        .column(AgentRuns::StartedAt)
-        .from(AgentRuns::Table)
-        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
-        .order_by(AgentRuns::StartedAt, Order::Desc)
-        .limit(1)
+        .column(AgentDailySummaries::AgentName)
+        .expr_as(
+            Expr::col(AgentDailySummaries::LastRunAt).max(),
+            "last_run_at",
+        )
+        .expr_as(
+            Expr::col(AgentDailySummaries::LastSuccessAt).max(),
+            "last_success_at",
+        )
+        .from(AgentDailySummaries::Table)
+        .and_where_option(
+            agents.map(|agents| {
+                Expr::col(AgentDailySummaries::AgentName).is_in(agents.iter().copied())
+            }),
+        )
+        .group_by_col(AgentDailySummaries::AgentName)
         .to_owned()
 }
 

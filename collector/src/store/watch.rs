@@ -11,7 +11,9 @@ use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 
-use super::expect::{ExpectationRow, expectation_columns, open_incident, resolve_incident};
+use super::expect::{
+    ExpectationRow, LastTimes, expectation_columns, last_times, open_incident, resolve_incident,
+};
 use super::schema::{
     AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, MissedSlots, WatcherState,
 };
@@ -155,30 +157,10 @@ struct Known {
 
 type LastRun = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-#[derive(sqlx::FromRow)]
-struct LastTimes {
-    agent_name: String,
-    last_run_at: Option<DateTime<Utc>>,
-    last_success_at: Option<DateTime<Utc>>,
-}
-
 impl Known {
     async fn read(tx: &mut Tx) -> Result<Self, StoreError> {
-        let select = Query::select()
-            .column(AgentDailySummaries::AgentName)
-            .expr_as(
-                Expr::col(AgentDailySummaries::LastRunAt).max(),
-                "last_run_at",
-            )
-            .expr_as(
-                Expr::col(AgentDailySummaries::LastSuccessAt).max(),
-                "last_success_at",
-            )
-            .from(AgentDailySummaries::Table)
-            .group_by_col(AgentDailySummaries::AgentName)
-            .to_owned();
         let last = tx
-            .fetch::<LastTimes, _>(&select)
+            .fetch::<LastTimes, _>(&last_times(None))
             .await?
             .into_iter()
             .map(|r| (r.agent_name, (r.last_run_at, r.last_success_at)))

@@ -57,7 +57,8 @@ pub fn alerts() -> Result<Option<Alerts>, ConfigError> {
 }
 
 /// The watcher's rules: `INCIDENT_FAILING_AFTER`, `INCIDENT_STALE_PERIODS`,
-/// `INCIDENT_SLOW_FACTOR` (each 1 or more) and `INCIDENT_SLOW_MIN`.
+/// `INCIDENT_SLOW_FACTOR` (each 1 or more), `INCIDENT_SLOW_MIN`, `SLOT_LATE_AFTER` and
+/// `WATCH_EVERY` (more than zero).
 pub fn watch_rules() -> Result<WatchRules, ConfigError> {
     let defaults = WatchRules::default();
     let at_least_one = |var: &'static str, default: u32| {
@@ -75,6 +76,16 @@ pub fn watch_rules() -> Result<WatchRules, ConfigError> {
         stale_periods: at_least_one(INCIDENT_STALE_PERIODS, defaults.stale_periods)?,
         slow_factor: at_least_one(INCIDENT_SLOW_FACTOR, defaults.slow_factor)?,
         slow_min: duration_or(INCIDENT_SLOW_MIN, defaults.slow_min)?,
+        late_after: duration_or(SLOT_LATE_AFTER, defaults.late_after)?,
+        every: match duration_or(WATCH_EVERY, defaults.every)? {
+            Duration::ZERO => {
+                return Err(ConfigError::Invalid {
+                    var: WATCH_EVERY,
+                    reason: "must be more than zero".into(),
+                });
+            }
+            every => every,
+        },
     })
 }
 
@@ -93,6 +104,8 @@ pub const ENV_VARS: &[&str] = &[
     INCIDENT_STALE_PERIODS,
     INCIDENT_SLOW_FACTOR,
     INCIDENT_SLOW_MIN,
+    SLOT_LATE_AFTER,
+    WATCH_EVERY,
     ALERTS_FILE,
     RETENTION_METRICS,
     RETENTION_RUNS,
@@ -114,6 +127,8 @@ pub const INCIDENT_FAILING_AFTER: &str = "INCIDENT_FAILING_AFTER";
 pub const INCIDENT_STALE_PERIODS: &str = "INCIDENT_STALE_PERIODS";
 pub const INCIDENT_SLOW_FACTOR: &str = "INCIDENT_SLOW_FACTOR";
 pub const INCIDENT_SLOW_MIN: &str = "INCIDENT_SLOW_MIN";
+pub const SLOT_LATE_AFTER: &str = "SLOT_LATE_AFTER";
+pub const WATCH_EVERY: &str = "WATCH_EVERY";
 pub const ALERTS_FILE: &str = "ALERTS_FILE";
 pub const RETENTION_METRICS: &str = "RETENTION_METRICS";
 pub const RETENTION_RUNS: &str = "RETENTION_RUNS";

@@ -67,7 +67,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["cron", "every", "grace", "timezone"])]
         delete: bool,
     },
-    /// Run one pass of the watcher now (the service runs one every 10 s): expected slots judged,
+    /// Run one pass of the watcher now (the service runs one every WATCH_EVERY, 10 s): expected slots judged,
     /// incidents opened and resolved; prints what it did and how long it took.
     Watch,
     /// Delete the runs and metric rows RETENTION_RUNS and RETENTION_METRICS no longer keep
@@ -199,8 +199,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             match watched? {
                 Some(w) => println!(
-                    "watch: {} slots missed, {} incidents opened, {} resolved in {} ms",
+                    "watch: {} slots missed, {} late, {} incidents opened, {} resolved in {} ms",
                     w.missed,
+                    w.late,
                     w.opened,
                     w.resolved,
                     elapsed.as_millis()

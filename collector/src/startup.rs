@@ -23,10 +23,6 @@ use crate::store::{PRUNE_BATCH, Pruned, Retention, Store, WatchRules, Watched};
 /// How long `serve` keeps retrying migrations while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
 
-/// How often runs `running` past their deadline are closed as failed, and the watcher judges
-/// expected slots and the latest runs.
-pub const OVERDUE_CHECK_EVERY: Duration = Duration::from_secs(10);
-
 /// A bound, not yet serving, collector. Binding port 0 gives a free port (tests use it).
 pub struct Application {
     listener: TcpListener,
@@ -149,11 +145,11 @@ impl Application {
     }
 }
 
-/// Every [`OVERDUE_CHECK_EVERY`]: closes runs `running` past their deadline as failed
+/// Every `rules.every` (`WATCH_EVERY`): closes runs `running` past their deadline as failed
 /// (`Store::close_overdue`), then the watcher's pass (`Store::watch`); on PostgreSQL each one
 /// replica at a time.
 async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, retention: Retention) {
-    let mut ticks = tokio::time::interval(OVERDUE_CHECK_EVERY);
+    let mut ticks = tokio::time::interval(rules.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -170,11 +166,20 @@ async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, ret
                 tracing::warn!(error = %err, "closing overdue runs failed; retrying at the next pass")
             }
         }
-        match store.watch(chrono::Utc::now(), rules).await {
-            Ok(None | Some(Watched { missed: 0, .. })) => {}
-            Ok(Some(watched)) => {
-                metrics::counter!("collector_missed_slots_total").increment(watched.missed as u64);
-                tracing::warn!(missed = watched.missed, "expected slots missed");
+        let started = std::time::Instant::now();
+        let watched = store.watch(chrono::Utc::now(), rules).await;
+        if let Ok(Some(_)) = watched {
+            metrics::histogram!("collector_watch_pass_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        match watched {
+            Ok(None) => {}
+            Ok(Some(Watched { missed, late, .. })) => {
+                metrics::counter!("collector_missed_slots_total").increment(missed as u64);
+                metrics::counter!("collector_late_slots_total").increment(late as u64);
+                if missed > 0 {
+                    tracing::warn!(missed, "expected slots missed");
+                }
             }
             Err(err) => {
                 tracing::warn!(error = %err, "the watcher's pass failed; retrying at the next pass")

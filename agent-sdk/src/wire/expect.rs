@@ -101,6 +101,26 @@ pub struct MissedSlot {
     pub detected_at: DateTime<Utc>,
 }
 
+/// A slot answered late: the run that answered it started more than the collector's
+/// `SLOT_LATE_AFTER` after the slot, within its grace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LateSlot {
+    pub id: i64,
+    pub agent_name: String,
+    pub slot: DateTime<Utc>,
+    /// When the run that answered the slot started.
+    pub started_at: DateTime<Utc>,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// `GET /late`: newest detection first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LateResponse {
+    pub late: Vec<LateSlot>,
+}
+
 /// `GET /missed`: newest detection first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

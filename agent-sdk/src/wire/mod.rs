@@ -10,7 +10,8 @@ mod views;
 
 pub use expect::{
     Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse, Incident,
-    IncidentKind, IncidentsResponse, MissedResponse, MissedSlot, ScheduledJob, ScheduledJobs,
+    IncidentKind, IncidentsResponse, LateResponse, LateSlot, MissedResponse, MissedSlot,
+    ScheduledJob, ScheduledJobs,
 };
 pub use metrics::{MetricValue, Metrics, Number};
 pub use report::{

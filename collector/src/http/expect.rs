@@ -1,10 +1,10 @@
 //! Expected against actual: `PUT`/`DELETE /agents/{name}/expectation` (scope `ingest`),
 //! `PUT /expectations/scheduler` (a scheduler's jobs, scope `ingest`), `GET /expectations`,
-//! `GET /missed` and `GET /incidents` (scope `read`).
+//! `GET /missed`, `GET /late` and `GET /incidents` (scope `read`).
 
 use agent_sdk::wire::{
     ErrorBody, Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse,
-    IncidentsResponse, MissedResponse, ScheduledJobs,
+    IncidentsResponse, LateResponse, MissedResponse, ScheduledJobs,
 };
 use axum::Json;
 use axum::extract::State;
@@ -127,7 +127,7 @@ pub(super) async fn list_expectations(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(super) struct MissedQuery {
+pub(super) struct SlotsQuery {
     /// Only this agent's.
     #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
     agent_name: Option<String>,
@@ -137,7 +137,7 @@ pub(super) struct MissedQuery {
 }
 
 /// `GET /missed`: slots no run answered within their grace, newest detection first.
-#[utoipa::path(get, path = "/missed", tag = "read", params(MissedQuery),
+#[utoipa::path(get, path = "/missed", tag = "read", params(SlotsQuery),
     responses((status = 200, body = MissedResponse),
         (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -149,7 +149,7 @@ pub(super) struct MissedQuery {
 pub(super) async fn list_missed(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<MissedQuery>,
+    ApiQuery(query): ApiQuery<SlotsQuery>,
 ) -> Result<Json<MissedResponse>, ApiError> {
     caller.require(Scope::Read)?;
     let agent = agent_filter(&caller, query.agent_name.as_deref())?;
@@ -162,6 +162,35 @@ pub(super) async fn list_missed(
         )
         .await?;
     Ok(Json(MissedResponse { missed }))
+}
+
+/// `GET /late`: slots answered by a run that started more than `SLOT_LATE_AFTER` after them
+/// (within their grace), newest detection first.
+#[utoipa::path(get, path = "/late", tag = "read", params(SlotsQuery),
+    responses((status = 200, body = LateResponse),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_late(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SlotsQuery>,
+) -> Result<Json<LateResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent = agent_filter(&caller, query.agent_name.as_deref())?;
+    let late = state
+        .store
+        .list_late(
+            agent.as_ref(),
+            &caller.access(),
+            params::limit(query.limit)?,
+        )
+        .await?;
+    Ok(Json(LateResponse { late }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

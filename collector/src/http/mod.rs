@@ -94,6 +94,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
             put(expect::put_scheduled).layer(DefaultBodyLimit::max(expect::SCHEDULE_BODY_LIMIT)),
         )
         .route("/missed", get(expect::list_missed))
+        .route("/late", get(expect::list_late))
         .route("/incidents", get(expect::list_incidents))
         .route("/summaries", get(reads::list_summaries))
         .route("/health", get(health::live))

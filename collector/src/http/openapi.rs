@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         super::expect::list_expectations,
         super::expect::put_scheduled,
         super::expect::list_missed,
+        super::expect::list_late,
         super::expect::list_incidents,
         super::health::live,
         super::health::ready,

@@ -74,6 +74,16 @@ fn describe() {
         "Expected slots no run answered within their grace (GET /missed)"
     );
     describe_histogram!(
+        "collector_watch_pass_seconds",
+        Unit::Seconds,
+        "Time a watcher pass takes (expected slots, incidents), this replica's passes only"
+    );
+    describe_counter!(
+        "collector_late_slots_total",
+        Unit::Count,
+        "Expected slots answered by a run that started more than SLOT_LATE_AFTER after them (GET /late)"
+    );
+    describe_histogram!(
         "collector_batch_seconds",
         Unit::Seconds,
         "Time a group-commit transaction of POST /metrics takes to store its batch, commit included"

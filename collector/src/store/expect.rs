@@ -1,14 +1,19 @@
 //! Expectations, missed slots and incidents: stored, listed, and opened or resolved.
 
-use agent_sdk::wire::{Expectation, ExpectationSource, Incident, IncidentKind, MissedSlot};
+use agent_sdk::wire::{
+    Expectation, ExpectationSource, Incident, IncidentKind, LateSlot, MissedSlot,
+};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
 use super::reads::AgentAccess;
-use super::schema::{AgentDailySummaries, AgentExpectations, AlertEvents, Incidents, MissedSlots};
+use super::schema::{
+    AgentDailySummaries, AgentExpectations, AlertEvents, Incidents, LateSlots, MissedSlots,
+};
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
@@ -29,13 +34,48 @@ pub(super) struct ExpectationRow {
     pub(super) checked_until: DateTime<Utc>,
 }
 
+/// Cron cadences parsed once per (expression, zone) and kept across the watcher's passes:
+/// parsing 10 000 expressions was half of a pass's CPU (croner builds each field bit by bit).
+/// Forgotten wholesale past [`Crons::MAX`] different ones, which only happens when expectations
+/// keep changing.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Crons(Arc<Mutex<HashMap<(String, String), Cadence>>>);
+
+impl Crons {
+    const MAX: usize = 100_000;
+
+    fn cadence(&self, cron: &str, timezone: &str) -> Result<Cadence, String> {
+        let key = (cron.to_owned(), timezone.to_owned());
+        if let Some(cadence) = self.lock().get(&key) {
+            return Ok(cadence.clone());
+        }
+        let cadence = Cadence::from_columns(Some(cron), Some(timezone), None)?;
+        let mut crons = self.lock();
+        if crons.len() >= Self::MAX {
+            crons.clear();
+        }
+        crons.insert(key, cadence.clone());
+        Ok(cadence)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Cadence>> {
+        // The map is consistent whatever a panicking holder did: an insert is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl ExpectationRow {
-    pub(super) fn cadence(&self) -> Result<Cadence, String> {
-        Cadence::from_columns(
-            self.cron.as_deref(),
-            self.timezone.as_deref(),
-            self.every_seconds,
-        )
+    pub(super) fn cadence(&self, crons: &Crons) -> Result<Cadence, String> {
+        match (&self.cron, &self.timezone) {
+            (Some(cron), Some(timezone)) if self.every_seconds.is_none() => {
+                crons.cadence(cron, timezone)
+            }
+            _ => Cadence::from_columns(
+                self.cron.as_deref(),
+                self.timezone.as_deref(),
+                self.every_seconds,
+            ),
+        }
     }
 
     pub(super) fn grace(&self) -> TimeDelta {
@@ -45,8 +85,13 @@ impl ExpectationRow {
     /// The API's view at `now`, with the last and next slot: for a cron, the slots around
     /// `now`; for a period, the slot a period after the last one judged (`last_run`: the
     /// agent's latest run, when later).
-    fn view(&self, now: DateTime<Utc>, last_run: Option<DateTime<Utc>>) -> Expectation {
-        let cadence = self.cadence().ok();
+    fn view(
+        &self,
+        crons: &Crons,
+        now: DateTime<Utc>,
+        last_run: Option<DateTime<Utc>>,
+    ) -> Expectation {
+        let cadence = self.cadence(crons).ok();
         let (last_slot, next_slot) = match &cadence {
             Some(Cadence::Cron(schedule)) => (
                 schedule
@@ -102,6 +147,15 @@ struct MissedRow {
 }
 
 #[derive(FromRow)]
+struct LateRow {
+    id: i64,
+    agent_name: String,
+    slot: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    detected_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
 struct IncidentRow {
     id: i64,
     agent_name: String,
@@ -134,7 +188,7 @@ impl Store {
         let stored = stored.ok_or_else(|| {
             StoreError::internal("storing an expectation", "the row is gone after its write")
         })?;
-        Ok((stored.view(now, None), created))
+        Ok((stored.view(&self.crons, now, None), created))
     }
 
     /// Replaces the expectations schedulers published with `jobs` (each with its timeout in
@@ -167,7 +221,10 @@ impl Store {
             .fetch(&select_expectations(ExpectationSource::Scheduler))
             .await?;
         tx.commit().await?;
-        Ok(stored.iter().map(|row| row.view(now, None)).collect())
+        Ok(stored
+            .iter()
+            .map(|row| row.view(&self.crons, now, None))
+            .collect())
     }
 
     /// Removes `agent`'s expectation declared over the API: `false` when there was none.
@@ -216,7 +273,7 @@ impl Store {
         };
         Ok(rows
             .iter()
-            .map(|row| row.view(now, last_runs.get(&row.agent_name).copied()))
+            .map(|row| row.view(&self.crons, now, last_runs.get(&row.agent_name).copied()))
             .collect())
     }
 
@@ -250,6 +307,43 @@ impl Store {
                 id: r.id,
                 agent_name: r.agent_name,
                 slot: r.slot,
+                detected_at: r.detected_at,
+            })
+            .collect())
+    }
+
+    /// Slots answered late, newest detection first.
+    pub async fn list_late(
+        &self,
+        agent: Option<&AgentName>,
+        access: &AgentAccess,
+        limit: u64,
+    ) -> Result<Vec<LateSlot>, StoreError> {
+        let mut select = Query::select();
+        select
+            .columns([
+                LateSlots::Id,
+                LateSlots::AgentName,
+                LateSlots::Slot,
+                LateSlots::StartedAt,
+                LateSlots::DetectedAt,
+            ])
+            .from(LateSlots::Table)
+            .and_where_option(agent.map(|a| Expr::col(LateSlots::AgentName).eq(a.as_str())))
+            .order_by(LateSlots::DetectedAt, Order::Desc)
+            .order_by(LateSlots::Id, Order::Desc)
+            .limit(limit);
+        if let Some(access) = access.condition(LateSlots::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<LateRow> = self.fetch(&select).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LateSlot {
+                id: r.id,
+                agent_name: r.agent_name,
+                slot: r.slot,
+                started_at: r.started_at,
                 detected_at: r.detected_at,
             })
             .collect())

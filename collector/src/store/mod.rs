@@ -88,12 +88,14 @@ pub struct PoolSettings {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    crons: expect::Crons,
 }
 
 impl From<PgPool> for Store {
     fn from(pool: PgPool) -> Self {
         Self {
             pool: Pool::Postgres(pool),
+            crons: expect::Crons::default(),
         }
     }
 }
@@ -102,6 +104,7 @@ impl From<SqlitePool> for Store {
     fn from(pool: SqlitePool) -> Self {
         Self {
             pool: Pool::Sqlite(pool),
+            crons: expect::Crons::default(),
         }
     }
 }

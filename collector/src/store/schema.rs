@@ -94,6 +94,16 @@ pub(super) enum MissedSlots {
 }
 
 #[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum LateSlots {
+    Table,
+    Id,
+    AgentName,
+    Slot,
+    StartedAt,
+    DetectedAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
 pub(super) enum Incidents {
     Table,
     Id,

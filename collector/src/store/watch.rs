@@ -15,7 +15,8 @@ use super::expect::{
     ExpectationRow, LastTimes, expectation_columns, last_times, open_incident, resolve_incident,
 };
 use super::schema::{
-    AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, MissedSlots, WatcherState,
+    AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, LateSlots, MissedSlots,
+    WatcherState,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -26,6 +27,9 @@ pub const WATCH_LOCK: i64 = 0x0077_6174_6368_6572;
 
 /// Most slots of one expectation judged in a pass; the next pass takes the rest.
 const SLOTS_PER_PASS: usize = 1000;
+
+/// Most runs of one period expectation read in a pass; the next pass reads on from there.
+const RUNS_PER_PASS: usize = 4 * SLOTS_PER_PASS;
 
 /// How early before its slot a run may start and still answer it (clocks differ).
 const EARLY: TimeDelta = TimeDelta::seconds(60);
@@ -47,6 +51,11 @@ pub struct WatchRules {
     pub slow_factor: u32,
     /// ...and at least this long.
     pub slow_min: Duration,
+    /// A slot is late when the run that answers it started more than this after it (and
+    /// within the grace: later, the slot is missed).
+    pub late_after: Duration,
+    /// How often the collector runs a pass (with the overdue check, alerts and retention).
+    pub every: Duration,
 }
 
 impl Default for WatchRules {
@@ -56,6 +65,8 @@ impl Default for WatchRules {
             stale_periods: 3,
             slow_factor: 3,
             slow_min: Duration::from_secs(60),
+            late_after: Duration::from_secs(60),
+            every: Duration::from_secs(10),
         }
     }
 }
@@ -64,6 +75,7 @@ impl Default for WatchRules {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Watched {
     pub missed: usize,
+    pub late: usize,
     pub opened: usize,
     pub resolved: usize,
 }
@@ -113,7 +125,7 @@ impl Store {
         let expectations: Vec<ExpectationRow> = tx.fetch(&select).await?;
         let mut known = Known::read(&mut tx).await?;
         for expectation in &expectations {
-            match expectation.cadence() {
+            match expectation.cadence(&self.crons) {
                 Ok(cadence) => {
                     judge_slots(
                         &mut tx,
@@ -121,6 +133,7 @@ impl Store {
                         expectation,
                         &cadence,
                         now,
+                        rules,
                         &mut watched,
                     )
                     .await?;
@@ -219,20 +232,22 @@ impl Known {
     }
 }
 
-/// Judges the slots of `expectation` that are past their grace at `now`.
+/// Judges the slots of `expectation` that are past their grace at `now`: each on time, late
+/// (answered by a run that started more than `rules.late_after` after it) or missed.
 async fn judge_slots(
     tx: &mut Tx,
     known: &mut Known,
     expectation: &ExpectationRow,
     cadence: &Cadence,
     now: DateTime<Utc>,
+    rules: WatchRules,
     watched: &mut Watched,
 ) -> Result<(), StoreError> {
     let agent = expectation.agent_name.as_str();
     let grace = expectation.grace();
     let mut checked = expectation.checked_until;
-    // Each slot judged, in order: (slot, answered by a run).
-    let mut judged: Vec<(DateTime<Utc>, bool)> = Vec::new();
+    // Each slot judged, in order, with the start of the run that answered it.
+    let mut judged: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
     match cadence {
         Cadence::Cron(_) => {
             let mut slots = Vec::new();
@@ -247,35 +262,59 @@ async fn judge_slots(
             let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
                 return Ok(());
             };
-            let runs = run_starts(tx, agent, *first - EARLY, *last + grace).await?;
+            let runs = run_starts(tx, agent, *first - EARLY, *last + grace, None).await?;
             for slot in slots {
                 let from = runs.partition_point(|at| *at < slot - EARLY);
-                judged.push((slot, runs.get(from).is_some_and(|at| *at <= slot + grace)));
+                let answer = runs.get(from).copied().filter(|at| *at <= slot + grace);
+                judged.push((slot, answer));
             }
         }
         Cadence::Every(_) => {
-            let last_run = known.last_run(agent);
+            // A period's slot is due a period after the run that answered the previous one (or
+            // the slot last missed). Each run since, in order, answers the first slot whose
+            // grace it falls in; slots whose grace passed before the next run are missed, even
+            // when no pass saw them pass (the collector was down). The runs are read only when
+            // the summaries show one since, so an idle expectation costs no query.
+            let runs = match known.last_run(agent) {
+                Some(last) if last > checked => {
+                    run_starts(tx, agent, checked, last, Some(RUNS_PER_PASS)).await?
+                }
+                _ => Vec::new(),
+            };
+            // With the runs cut short, the slots after the last one read wait for the next pass.
+            let cut_short = runs.len() == RUNS_PER_PASS;
+            let mut runs = runs.into_iter().filter(|at| *at > checked).peekable();
             let mut anchor = checked;
-            if let Some(run) = last_run.filter(|at| *at > checked) {
-                // A run since the last slot judged: the switch is reset.
-                judged.push((run, true));
-                anchor = run;
-            }
-            while judged.len() <= SLOTS_PER_PASS {
-                let Some(due) = cadence.next_after(anchor).filter(|due| *due + grace <= now) else {
+            while judged.len() < SLOTS_PER_PASS {
+                let Some(due) = cadence.next_after(anchor) else {
                     break;
                 };
-                judged.push((due, false));
-                anchor = due;
+                match runs.peek().copied() {
+                    Some(at) if at <= due + grace => {
+                        judged.push((due, Some(at)));
+                        anchor = at;
+                        runs.next();
+                    }
+                    None if cut_short => break,
+                    _ if due + grace <= now => {
+                        judged.push((due, None));
+                        anchor = due;
+                    }
+                    _ => break,
+                }
             }
         }
     }
-    for (slot, met) in judged {
-        // A cron's progress is its last slot judged; a period's, its last slot missed (its
-        // runs are read again at each pass).
-        if met {
-            if matches!(cadence, Cadence::Cron(_)) {
-                checked = slot;
+    let late_after = TimeDelta::from_std(rules.late_after).unwrap_or(TimeDelta::MAX);
+    for (slot, answer) in judged {
+        if let Some(started) = answer {
+            // A cron's progress is its last slot judged; a period's, the run that reset it.
+            checked = match cadence {
+                Cadence::Cron(_) => slot,
+                Cadence::Every(_) => started,
+            };
+            if started > slot + late_after {
+                record_late(tx, agent, slot, started, now, watched).await?;
             }
             if known.resolve(tx, agent, IncidentKind::Missed, now).await? {
                 watched.resolved += 1;
@@ -303,6 +342,7 @@ async fn judge_slots(
         update
             .table(AgentExpectations::Table)
             .value(AgentExpectations::CheckedUntil, checked)
+            .and_where(Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()))
             .and_where(Expr::col(AgentExpectations::Name).eq(expectation.name.as_str()));
         tx.execute(&update).await?;
     }
@@ -370,6 +410,7 @@ async fn run_starts(
     agent: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    limit: Option<usize>,
 ) -> Result<Vec<DateTime<Utc>>, StoreError> {
     let mut select = Query::select();
     select
@@ -379,8 +420,42 @@ async fn run_starts(
         .and_where(Expr::col(AgentRuns::StartedAt).gte(from))
         .and_where(Expr::col(AgentRuns::StartedAt).lte(to))
         .order_by(AgentRuns::StartedAt, Order::Asc);
+    if let Some(limit) = limit {
+        select.limit(limit as u64);
+    }
     let rows: Vec<(DateTime<Utc>,)> = tx.fetch(&select).await?;
     Ok(rows.into_iter().map(|(at,)| at).collect())
+}
+
+async fn record_late(
+    tx: &mut Tx,
+    agent: &str,
+    slot: DateTime<Utc>,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+    watched: &mut Watched,
+) -> Result<(), StoreError> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(LateSlots::Table)
+        .columns([
+            LateSlots::AgentName,
+            LateSlots::Slot,
+            LateSlots::StartedAt,
+            LateSlots::DetectedAt,
+        ])
+        .values_panic([agent.into(), slot.into(), started.into(), now.into()])
+        .on_conflict(
+            OnConflict::columns([LateSlots::AgentName, LateSlots::Slot])
+                .do_nothing()
+                .to_owned(),
+        );
+    let inserted = usize::try_from(tx.execute(&insert).await?).unwrap_or(0);
+    if inserted > 0 {
+        tracing::info!(agent, %slot, %started, "slot answered late");
+    }
+    watched.late += inserted;
+    Ok(())
 }
 
 async fn record_missed(

@@ -73,6 +73,20 @@ impl TestApp {
         slots.sort();
         slots
     }
+
+    /// (slot, started_at) of `agent`'s late slots, in slot order.
+    async fn late_of(&self, agent: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let (status, body) = self.get(&format!("/late?agent_name={agent}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut slots: Vec<_> = body["late"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (at(&m["slot"]), at(&m["started_at"])))
+            .collect();
+        slots.sort();
+        slots
+    }
 }
 
 fn at(value: &Value) -> DateTime<Utc> {
@@ -197,6 +211,76 @@ async fn a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it(db
     let incidents = app.incidents_of("hourly").await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert!(!incidents[0].1, "resolved: {incidents:?}");
+}
+
+async fn each_slot_ends_on_time_late_or_missed(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, body) = app
+        .put_expectation(
+            "hourly",
+            r#"{"cron": "0 * * * *", "timezone": "UTC", "grace": "10m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let h1 = at(&body["next_slot"]);
+    let [h2, h3, h4] = [1, 2, 3].map(|h| h1 + TimeDelta::hours(h));
+    // SLOT_LATE_AFTER is a minute: h1 on time (30 s), h2 late (4 min), h3 missed (no run within
+    // the grace), h4 on time again (it resolves the `missed` incident).
+    let late_run = h2 + TimeDelta::minutes(4);
+    app.push("hourly", h1 + TimeDelta::seconds(30), None).await;
+    app.push("hourly", late_run, None).await;
+    app.push("hourly", h4 + TimeDelta::seconds(5), None).await;
+    app.watch_at(h3 + TimeDelta::minutes(11)).await;
+    assert_eq!(app.late_of("hourly").await, [(h2, late_run)]);
+    assert_eq!(app.missed_of("hourly").await, [h3]);
+    assert_eq!(app.incidents_of_kind("hourly", "missed").await.len(), 1);
+    app.watch_at(h4 + TimeDelta::minutes(11)).await;
+    app.watch_at(h4 + TimeDelta::minutes(11)).await;
+    // Judged once: nothing recorded twice, the incident resolved.
+    assert_eq!(app.late_of("hourly").await, [(h2, late_run)]);
+    assert_eq!(app.missed_of("hourly").await, [h3]);
+    let incidents = app.incidents_of_kind("hourly", "missed").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(!incidents[0].1, "resolved: {incidents:?}");
+    // The listing without an agent: the same one.
+    let (_, late) = app.get("/late").await;
+    assert_eq!(late["late"].as_array().unwrap().len(), 1, "{late}");
+
+    // A period: due a period after the last run; a run 5 minutes after that is late.
+    let (status, body) = app
+        .put_expectation(
+            "heartbeat",
+            r#"{"every": "1h", "grace": "10m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let t0 = at(&body["created_at"]);
+    let early = (t0 + TimeDelta::minutes(30)).trunc_subsecs(6);
+    app.push("heartbeat", early, None).await;
+    app.watch_at(early + TimeDelta::minutes(1)).await;
+    let late_beat = early + TimeDelta::minutes(65);
+    app.push("heartbeat", late_beat, None).await;
+    app.watch_at(late_beat + TimeDelta::minutes(1)).await;
+    assert_eq!(
+        app.late_of("heartbeat").await,
+        [(early + TimeDelta::hours(1), late_beat)]
+    );
+    assert!(app.missed_of("heartbeat").await.is_empty());
+
+    // Two runs on time between passes, then a gap no pass saw (the collector was down): each
+    // run answers one slot in order, and every slot of the gap is missed.
+    let beat = |hours: i64, minutes: i64| late_beat + TimeDelta::minutes(hours * 60 + minutes);
+    for (hours, minutes) in [(1, 0), (2, 0), (5, 30)] {
+        app.push("heartbeat", beat(hours, minutes), None).await;
+    }
+    app.watch_at(beat(5, 31)).await;
+    assert_eq!(
+        app.missed_of("heartbeat").await,
+        [beat(3, 0), beat(4, 0), beat(5, 0)]
+    );
+    assert_eq!(app.late_of("heartbeat").await.len(), 1);
 }
 
 async fn a_failure_opens_failing_and_the_next_success_resolves_it(db: Db) {
@@ -614,6 +698,7 @@ async fn a_run_far_longer_than_usual_opens_slow(db: Db) {
 on_both_backends!(
     a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
     a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
+    each_slot_ends_on_time_late_or_missed,
     a_failure_opens_failing_and_the_next_success_resolves_it,
     with_failing_after_2_one_failure_is_not_enough,
     an_overdue_run_opens_overdue_and_a_success_resolves_it,

@@ -181,15 +181,23 @@ async fn prometheus_reports_requests_runs_and_pool(db: Db) {
     let app = TestApp::spawn(db).await;
     app.post_report(&report("prom")).await;
 
-    let text = app
-        .client
-        .get(app.url("/prometheus"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The watcher's first pass runs at start-up, beside the report.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app
+            .client
+            .get(app.url("/prometheus"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("collector_watch_pass_seconds_count") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     for expected in [
         r#"collector_runs_stored_total{status="success"}"#,
@@ -197,6 +205,7 @@ async fn prometheus_reports_requests_runs_and_pool(db: Db) {
         "http_request_duration_seconds_bucket",
         r#"collector_db_pool_connections{state="idle"}"#,
         "collector_db_pool_max_connections",
+        "collector_watch_pass_seconds_count",
     ] {
         assert!(text.contains(expected), "missing {expected}:\n{text}");
     }

@@ -32,6 +32,9 @@ pub(super) struct ExpectationRow {
     pub(super) created_at: DateTime<Utc>,
     pub(super) updated_at: DateTime<Utc>,
     pub(super) checked_until: DateTime<Utc>,
+    /// Read by the watcher only (absent elsewhere).
+    #[sqlx(default)]
+    pub(super) next_check_at: Option<DateTime<Utc>>,
 }
 
 /// Cron cadences parsed once per (expression, zone) and kept across the watcher's passes:
@@ -435,7 +438,11 @@ async fn upsert(
             let mut insert = Query::insert();
             insert
                 .into_table(AgentExpectations::Table)
-                .columns(expectation_columns())
+                .columns(
+                    expectation_columns()
+                        .into_iter()
+                        .chain([AgentExpectations::NextCheckAt]),
+                )
                 .values_panic([
                     name.into(),
                     name.into(),
@@ -447,6 +454,8 @@ async fn upsert(
                     expectation.source.as_str().into(),
                     now.into(),
                     now.into(),
+                    now.into(),
+                    // Judged at the next pass.
                     now.into(),
                 ]);
             tx.execute(&insert).await?;
@@ -476,6 +485,8 @@ async fn upsert(
                         AgentExpectations::CheckedUntil,
                         if same_cadence { row.checked_until } else { now }.into(),
                     ),
+                    // Judged afresh at the next pass.
+                    (AgentExpectations::NextCheckAt, now.into()),
                 ])
                 .and_where(Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()))
                 .and_where(Expr::col(AgentExpectations::Name).eq(name));

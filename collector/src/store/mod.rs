@@ -89,6 +89,7 @@ pub struct PoolSettings {
 pub struct Store {
     pool: Pool,
     crons: expect::Crons,
+    judged: watch::JudgedSummaries,
 }
 
 impl From<PgPool> for Store {
@@ -96,6 +97,7 @@ impl From<PgPool> for Store {
         Self {
             pool: Pool::Postgres(pool),
             crons: expect::Crons::default(),
+            judged: watch::JudgedSummaries::default(),
         }
     }
 }
@@ -105,6 +107,7 @@ impl From<SqlitePool> for Store {
         Self {
             pool: Pool::Sqlite(pool),
             crons: expect::Crons::default(),
+            judged: watch::JudgedSummaries::default(),
         }
     }
 }

@@ -82,6 +82,7 @@ pub(super) enum AgentExpectations {
     CreatedAt,
     UpdatedAt,
     CheckedUntil,
+    NextCheckAt,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

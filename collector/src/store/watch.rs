@@ -5,11 +5,12 @@
 //! pass committed, and never records a slot or opens an incident twice.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
-use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use sea_query::{Cond, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement};
 
 use super::expect::{
     ExpectationRow, LastTimes, expectation_columns, last_times, open_incident, resolve_incident,
@@ -27,6 +28,14 @@ pub const WATCH_LOCK: i64 = 0x0077_6174_6368_6572;
 
 /// Most slots of one expectation judged in a pass; the next pass takes the rest.
 const SLOTS_PER_PASS: usize = 1000;
+
+/// Most slots of all expectations judged in a pass, so that a pass after a long silence stays
+/// a short transaction (about half a second of inserts); the expectations left wait for the
+/// next pass, still due.
+const SLOTS_PER_PASS_IN_ALL: usize = 2000;
+
+/// Up to this many agents' latest runs are read by name; past it, every agent's.
+const KNOWN_BY_NAME: usize = 500;
 
 /// Most runs of one period expectation read in a pass; the next pass reads on from there.
 const RUNS_PER_PASS: usize = 4 * SLOTS_PER_PASS;
@@ -86,6 +95,7 @@ struct LastStatus {
     day: NaiveDate,
     last_status: Option<String>,
     last_run_at: Option<DateTime<Utc>>,
+    max_duration_ms: Option<i64>,
     updated_at: DateTime<Utc>,
 }
 
@@ -117,44 +127,104 @@ impl Store {
             return Ok(None);
         }
         let mut watched = Watched::default();
+        let changes = Changes::read(&mut tx, &self.judged, now).await?;
+        // Only the expectations with something to judge: due by now (new or changed, a slot's
+        // grace ended, or it would go stale), or of an agent that ran since the last pass.
         let mut select = Query::select();
         select
             .columns(expectation_columns())
+            .column(AgentExpectations::NextCheckAt)
             .from(AgentExpectations::Table)
+            .cond_where(
+                Cond::any()
+                    .add(Expr::col(AgentExpectations::NextCheckAt).lte(now))
+                    .add(changes.agent_is_changed(AgentExpectations::AgentName)),
+            )
             .order_by(AgentExpectations::Name, Order::Asc);
         let expectations: Vec<ExpectationRow> = tx.fetch(&select).await?;
-        let mut known = Known::read(&mut tx).await?;
+        // The agents this pass judges: those expected now, and those that ran.
+        let mut agents: Vec<&str> = expectations
+            .iter()
+            .map(|e| e.agent_name.as_str())
+            .chain(changes.changed.iter().map(String::as_str))
+            .collect();
+        agents.sort_unstable();
+        agents.dedup();
+        // A long list of names costs more than reading every agent's (and meets the limit on
+        // bound parameters): past KNOWN_BY_NAME, all.
+        let agents = (agents.len() <= KNOWN_BY_NAME).then_some(agents.as_slice());
+        let mut known = Known::read(&mut tx, agents).await?;
+        let mut budget = SLOTS_PER_PASS_IN_ALL;
         for expectation in &expectations {
-            match expectation.cadence(&self.crons) {
-                Ok(cadence) => {
-                    judge_slots(
-                        &mut tx,
-                        &mut known,
-                        expectation,
-                        &cadence,
-                        now,
-                        rules,
-                        &mut watched,
-                    )
-                    .await?;
-                    judge_staleness(
-                        &mut tx,
-                        &mut known,
-                        expectation,
-                        &cadence,
-                        now,
-                        rules,
-                        &mut watched,
-                    )
-                    .await?;
-                }
+            let cadence = match expectation.cadence(&self.crons) {
+                Ok(cadence) => cadence,
                 Err(err) => {
                     tracing::warn!(expectation = %expectation.name, error = %err, "an expectation that cannot be read is skipped");
+                    continue;
                 }
+            };
+            if budget == 0 {
+                break;
+            }
+            let pass = PassAt {
+                now,
+                rules,
+                watched: &mut watched,
+            };
+            let slots = judge_slots(
+                &mut tx,
+                &mut known,
+                expectation,
+                &cadence,
+                budget.min(SLOTS_PER_PASS),
+                pass,
+            )
+            .await?;
+            budget -= slots.judged;
+            let period = match &cadence {
+                Cadence::Every(period) => Some(*period),
+                // A cron's: from its first slot not yet judged to the slot after.
+                Cadence::Cron(schedule) => slots
+                    .pending
+                    .and_then(|slot| schedule.next_after(slot).map(|next| next - slot)),
+            };
+            let stale_at = judge_staleness(
+                &mut tx,
+                &mut known,
+                expectation,
+                period,
+                now,
+                rules,
+                &mut watched,
+            )
+            .await?;
+            let next_check = [slots.check_at, stale_at].into_iter().flatten().min();
+            if slots.checked > expectation.checked_until || next_check != expectation.next_check_at
+            {
+                let mut update = Query::update();
+                update
+                    .table(AgentExpectations::Table)
+                    .values([
+                        (
+                            AgentExpectations::CheckedUntil,
+                            Ord::max(slots.checked, expectation.checked_until).into(),
+                        ),
+                        (AgentExpectations::NextCheckAt, next_check.into()),
+                    ])
+                    .and_where(Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()))
+                    .and_where(Expr::col(AgentExpectations::Name).eq(expectation.name.as_str()));
+                tx.execute(&update).await?;
             }
         }
-        judge_latest_runs(&mut tx, &mut known, now, rules, &mut watched).await?;
+        let judged: Vec<_> = changes
+            .rows
+            .iter()
+            .filter(|r| changes.changed.contains(&r.agent_name))
+            .map(|r| (r.agent_name.clone(), r.day, r.updated_at))
+            .collect();
+        judge_latest_runs(&mut tx, &mut known, changes, now, rules, &mut watched).await?;
         tx.commit().await?;
+        self.judged.remember(judged);
         Ok(Some(watched))
     }
 }
@@ -171,9 +241,10 @@ struct Known {
 type LastRun = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 impl Known {
-    async fn read(tx: &mut Tx) -> Result<Self, StoreError> {
+    /// The latest runs and the open incidents of `agents` (or of all).
+    async fn read(tx: &mut Tx, agents: Option<&[&str]>) -> Result<Self, StoreError> {
         let last = tx
-            .fetch::<LastTimes, _>(&last_times(None))
+            .fetch::<LastTimes, _>(&last_times(agents))
             .await?
             .into_iter()
             .map(|r| (r.agent_name, (r.last_run_at, r.last_success_at)))
@@ -182,6 +253,9 @@ impl Known {
             .columns([Incidents::AgentName, Incidents::Kind])
             .from(Incidents::Table)
             .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+            .and_where_option(
+                agents.map(|agents| Expr::col(Incidents::AgentName).is_in(agents.iter().copied())),
+            )
             .to_owned();
         let open = tx
             .fetch::<(String, String), _>(&open)
@@ -190,6 +264,10 @@ impl Known {
             .filter_map(|(agent, kind)| IncidentKind::parse(&kind).map(|k| (agent, k)))
             .collect();
         Ok(Self { last, open })
+    }
+
+    fn is_open(&self, agent: &str, kind: IncidentKind) -> bool {
+        self.open.contains(&(agent.to_owned(), kind))
     }
 
     fn last_run(&self, agent: &str) -> Option<DateTime<Utc>> {
@@ -209,7 +287,7 @@ impl Known {
         now: DateTime<Utc>,
         summary: &str,
     ) -> Result<bool, StoreError> {
-        if self.open.contains(&(agent.to_owned(), kind)) {
+        if self.is_open(agent, kind) {
             return Ok(false);
         }
         let opened = open_incident(tx, agent, kind, now, summary).await?;
@@ -232,6 +310,25 @@ impl Known {
     }
 }
 
+/// A pass's time, rules and tally, as [`judge_slots`] takes them.
+struct PassAt<'a> {
+    now: DateTime<Utc>,
+    rules: WatchRules,
+    watched: &'a mut Watched,
+}
+
+/// What [`judge_slots`] leaves for the next passes.
+struct SlotsJudged {
+    /// The expectation's progress (`checked_until`).
+    checked: DateTime<Utc>,
+    /// A cron's first slot not yet judged.
+    pending: Option<DateTime<Utc>>,
+    /// When a slot is next due to be judged, if no run arrives before.
+    check_at: Option<DateTime<Utc>>,
+    /// How many slots were.
+    judged: usize,
+}
+
 /// Judges the slots of `expectation` that are past their grace at `now`: each on time, late
 /// (answered by a run that started more than `rules.late_after` after it) or missed.
 async fn judge_slots(
@@ -239,13 +336,21 @@ async fn judge_slots(
     known: &mut Known,
     expectation: &ExpectationRow,
     cadence: &Cadence,
-    now: DateTime<Utc>,
-    rules: WatchRules,
-    watched: &mut Watched,
-) -> Result<(), StoreError> {
+    budget: usize,
+    pass: PassAt<'_>,
+) -> Result<SlotsJudged, StoreError> {
+    let PassAt {
+        now,
+        rules,
+        watched,
+    } = pass;
     let agent = expectation.agent_name.as_str();
     let grace = expectation.grace();
     let mut checked = expectation.checked_until;
+    // The first slot left for a later pass (a cron's; `judge_staleness` reads its period), and
+    // when a pass has to judge again without a run arriving.
+    let mut pending = None;
+    let mut check_at = None;
     // Each slot judged, in order, with the start of the run that answered it.
     let mut judged: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
     match cadence {
@@ -253,16 +358,33 @@ async fn judge_slots(
             let mut slots = Vec::new();
             let mut after = checked;
             while let Some(slot) = cadence.next_after(after) {
-                if slot + grace > now || slots.len() == SLOTS_PER_PASS {
+                if slot + grace > now || slots.len() == budget {
+                    pending = Some(slot);
+                    check_at = Some(if slot + grace > now {
+                        slot + grace
+                    } else {
+                        now
+                    });
                     break;
                 }
                 slots.push(slot);
                 after = slot;
             }
             let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
-                return Ok(());
+                return Ok(SlotsJudged {
+                    checked,
+                    pending,
+                    check_at,
+                    judged: 0,
+                });
             };
-            let runs = run_starts(tx, agent, *first - EARLY, *last + grace, None).await?;
+            // No run since the first slot's window opened (the summaries say): no query.
+            let runs = match known.last_run(agent) {
+                Some(latest) if latest >= *first - EARLY => {
+                    run_starts(tx, agent, *first - EARLY, *last + grace, None).await?
+                }
+                _ => Vec::new(),
+            };
             for slot in slots {
                 let from = runs.partition_point(|at| *at < slot - EARLY);
                 let answer = runs.get(from).copied().filter(|at| *at <= slot + grace);
@@ -275,7 +397,7 @@ async fn judge_slots(
             // grace it falls in; slots whose grace passed before the next run are missed, even
             // when no pass saw them pass (the collector was down). The runs are read only when
             // the summaries show one since, so an idle expectation costs no query.
-            let runs = match known.last_run(agent) {
+            let mut runs = match known.last_run(agent) {
                 Some(last) if last > checked => {
                     run_starts(tx, agent, checked, last, Some(RUNS_PER_PASS)).await?
                 }
@@ -283,9 +405,16 @@ async fn judge_slots(
             };
             // With the runs cut short, the slots after the last one read wait for the next pass.
             let cut_short = runs.len() == RUNS_PER_PASS;
+            // The summaries' latest run counts even when its row is gone (retention).
+            if let Some(last) = known.last_run(agent)
+                && !cut_short
+                && runs.last().is_none_or(|at| *at < last)
+            {
+                runs.push(last);
+            }
             let mut runs = runs.into_iter().filter(|at| *at > checked).peekable();
             let mut anchor = checked;
-            while judged.len() < SLOTS_PER_PASS {
+            while judged.len() < budget {
                 let Some(due) = cadence.next_after(anchor) else {
                     break;
                 };
@@ -295,17 +424,27 @@ async fn judge_slots(
                         anchor = at;
                         runs.next();
                     }
-                    None if cut_short => break,
+                    None if cut_short => {
+                        check_at = Some(now);
+                        break;
+                    }
                     _ if due + grace <= now => {
                         judged.push((due, None));
                         anchor = due;
                     }
-                    _ => break,
+                    _ => {
+                        check_at = Some(due + grace);
+                        break;
+                    }
                 }
+            }
+            if judged.len() == budget {
+                check_at = Some(now);
             }
         }
     }
     let late_after = TimeDelta::from_std(rules.late_after).unwrap_or(TimeDelta::MAX);
+    let count = judged.len();
     for (slot, answer) in judged {
         if let Some(started) = answer {
             // A cron's progress is its last slot judged; a period's, the run that reset it.
@@ -337,39 +476,29 @@ async fn judge_slots(
             tracing::warn!(agent, %slot, "incident opened: missed");
         }
     }
-    if checked > expectation.checked_until {
-        let mut update = Query::update();
-        update
-            .table(AgentExpectations::Table)
-            .value(AgentExpectations::CheckedUntil, checked)
-            .and_where(Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()))
-            .and_where(Expr::col(AgentExpectations::Name).eq(expectation.name.as_str()));
-        tx.execute(&update).await?;
-    }
-    Ok(())
+    Ok(SlotsJudged {
+        checked,
+        pending,
+        check_at,
+        judged: count,
+    })
 }
 
-/// `stale`: no successful run of an expected agent for `rules.stale_periods` periods (a cron's
-/// period: the time between its last two slots) and its grace, counted from its last success
-/// or, without one, from when it was first expected.
+/// `stale`: no successful run of an expected agent for `rules.stale_periods` periods (`None`:
+/// a cron that no longer fires) and its grace, counted from its last success or, without one,
+/// from when it was first expected. Returns when it would go stale.
 async fn judge_staleness(
     tx: &mut Tx,
     known: &mut Known,
     expectation: &ExpectationRow,
-    cadence: &Cadence,
+    period: Option<TimeDelta>,
     now: DateTime<Utc>,
     rules: WatchRules,
     watched: &mut Watched,
-) -> Result<(), StoreError> {
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let agent = expectation.agent_name.as_str();
-    let period = match cadence {
-        Cadence::Every(period) => Some(*period),
-        Cadence::Cron(schedule) => schedule
-            .latest_at_or_before(now)
-            .and_then(|last| schedule.next_after(last).map(|next| next - last)),
-    };
     let Some(period) = period else {
-        return Ok(());
+        return Ok(None);
     };
     let last_success = known.last_success(agent);
     let since = last_success.unwrap_or(expectation.created_at);
@@ -397,11 +526,14 @@ async fn judge_staleness(
             watched.opened += 1;
             tracing::warn!(agent, "incident opened: stale");
         }
-    } else if known.resolve(tx, agent, IncidentKind::Stale, now).await? {
+        // Open until a success, which a pass sees as a change of the agent's summaries.
+        return Ok(None);
+    }
+    if known.resolve(tx, agent, IncidentKind::Stale, now).await? {
         watched.resolved += 1;
         tracing::info!(agent, "incident resolved: stale (a successful run)");
     }
-    Ok(())
+    Ok(Some(since + allowed + TimeDelta::microseconds(1)))
 }
 
 /// The `started_at` of `agent`'s runs from `from` to `to`, in order.
@@ -483,45 +615,133 @@ async fn record_missed(
     Ok(())
 }
 
+/// The agents whose summaries changed since the last pass (less a margin for transactions that
+/// committed after it read): only they can have a new latest run to judge.
+struct Changes {
+    /// The summaries of the last two days (UTC) of the agents that changed.
+    rows: Vec<LastStatus>,
+    changed: HashSet<String>,
+    /// The cursor as the last pass left it.
+    seen_until: Option<DateTime<Utc>>,
+    /// The names of `changed`, as a subquery.
+    agents_query: SelectStatement,
+}
+
+/// The summaries this process's passes judged, as (agent, day) and the `updated_at` judged:
+/// the cursor's margin brings them back for a minute, and a row unchanged since is not judged
+/// again (a restart forgets, and judges them once more: judging is idempotent). Forgotten
+/// wholesale past [`JudgedSummaries::MAX`] rows.
+#[derive(Debug, Clone, Default)]
+pub(super) struct JudgedSummaries(Arc<Mutex<JudgedRows>>);
+
+/// Per (agent, day): the summary's `updated_at` when judged.
+type JudgedRows = HashMap<(String, NaiveDate), DateTime<Utc>>;
+
+impl JudgedSummaries {
+    const MAX: usize = 100_000;
+
+    fn lock(&self) -> MutexGuard<'_, JudgedRows> {
+        // Consistent whatever a panicking holder did: each change is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_judged(&self, row: &LastStatus) -> bool {
+        self.lock()
+            .get(&(row.agent_name.clone(), row.day))
+            .is_some_and(|at| *at == row.updated_at)
+    }
+
+    /// After the pass committed.
+    fn remember(&self, rows: Vec<(String, NaiveDate, DateTime<Utc>)>) {
+        let mut judged = self.lock();
+        if judged.len() + rows.len() > Self::MAX {
+            judged.clear();
+        }
+        judged.extend(rows.into_iter().map(|(agent, day, at)| ((agent, day), at)));
+    }
+}
+
+impl Changes {
+    /// `column` names an agent that changed: a list of names while short (an index can
+    /// serve each), else the subquery.
+    fn agent_is_changed(&self, column: AgentExpectations) -> sea_query::SimpleExpr {
+        if self.changed.len() <= KNOWN_BY_NAME {
+            Expr::col(column).is_in(self.changed.iter().map(String::as_str))
+        } else {
+            Expr::col(column).in_subquery(self.agents_query.clone())
+        }
+    }
+
+    async fn read(
+        tx: &mut Tx,
+        judged: &JudgedSummaries,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let since = (now - TimeDelta::days(1)).date_naive();
+        let cursor = Query::select()
+            .column(WatcherState::At)
+            .from(WatcherState::Table)
+            .and_where(Expr::col(WatcherState::Name).eq(SUMMARIES_CURSOR))
+            .to_owned();
+        let seen_until: Option<DateTime<Utc>> = tx
+            .fetch::<(DateTime<Utc>,), _>(&cursor)
+            .await?
+            .pop()
+            .map(|(at,)| at);
+        let mut select = Query::select();
+        select
+            .columns([
+                AgentDailySummaries::AgentName,
+                AgentDailySummaries::Day,
+                AgentDailySummaries::LastStatus,
+                AgentDailySummaries::LastRunAt,
+                AgentDailySummaries::MaxDurationMs,
+                AgentDailySummaries::UpdatedAt,
+            ])
+            .from(AgentDailySummaries::Table)
+            .and_where(Expr::col(AgentDailySummaries::Day).gte(since));
+        let agents_query = select
+            .clone()
+            .clear_selects()
+            .column(AgentDailySummaries::AgentName)
+            .and_where_option(
+                seen_until.map(|seen| Expr::col(AgentDailySummaries::UpdatedAt).gt(seen)),
+            )
+            .to_owned();
+        // Both days of each agent that changed: its latest run may be on a day that did not.
+        select
+            .and_where(Expr::col(AgentDailySummaries::AgentName).in_subquery(agents_query.clone()));
+        let rows: Vec<LastStatus> = tx.fetch(&select).await?;
+        let changed: HashSet<String> = rows
+            .iter()
+            .filter(|r| seen_until.is_none_or(|seen| r.updated_at > seen) && !judged.is_judged(r))
+            .map(|r| r.agent_name.clone())
+            .collect();
+        Ok(Self {
+            rows,
+            changed,
+            seen_until,
+            agents_query,
+        })
+    }
+}
+
 /// `failing` from each agent's latest run, read from the daily summaries of the last two days
 /// (an agent with no run since has not changed); a success resolves `failing` and `overdue`.
 async fn judge_latest_runs(
     tx: &mut Tx,
     known: &mut Known,
+    changes: Changes,
     now: DateTime<Utc>,
     rules: WatchRules,
     watched: &mut Watched,
 ) -> Result<(), StoreError> {
-    let since = (now - TimeDelta::days(1)).date_naive();
-    let mut select = Query::select();
-    select
-        .columns([
-            AgentDailySummaries::AgentName,
-            AgentDailySummaries::Day,
-            AgentDailySummaries::LastStatus,
-            AgentDailySummaries::LastRunAt,
-            AgentDailySummaries::UpdatedAt,
-        ])
-        .from(AgentDailySummaries::Table)
-        .and_where(Expr::col(AgentDailySummaries::Day).gte(since));
-    let rows: Vec<LastStatus> = tx.fetch(&select).await?;
-    // Only agents whose summaries changed since the last pass (less a margin for transactions
-    // that committed after it read) can have a new latest run to judge.
-    let cursor = Query::select()
-        .column(WatcherState::At)
-        .from(WatcherState::Table)
-        .and_where(Expr::col(WatcherState::Name).eq(SUMMARIES_CURSOR))
-        .to_owned();
-    let seen_until: Option<DateTime<Utc>> = tx
-        .fetch::<(DateTime<Utc>,), _>(&cursor)
-        .await?
-        .pop()
-        .map(|(at,)| at);
-    let changed: HashSet<String> = rows
-        .iter()
-        .filter(|r| seen_until.is_none_or(|seen| r.updated_at > seen))
-        .map(|r| r.agent_name.clone())
-        .collect();
+    let Changes {
+        rows,
+        changed,
+        seen_until,
+        ..
+    } = changes;
     if let Some(newest) = rows.iter().map(|r| r.updated_at).max() {
         let until = newest - CURSOR_MARGIN;
         if seen_until.is_none_or(|seen| until > seen) {
@@ -551,8 +771,20 @@ async fn judge_latest_runs(
     agents.sort_by(|a, b| a.agent_name.cmp(&b.agent_name));
     for row in agents {
         let agent = row.agent_name.as_str();
-        let recent = recent_runs(tx, agent, rules.failing_after).await?;
-        judge_slowness(tx, known, agent, &recent, now, rules, watched).await?;
+        // The runs are read only when they can tell something: a run today as long as the
+        // floor of `slow`, or such an incident to resolve; a failure with `failing` not open.
+        let slow_min_ms = i64::try_from(rules.slow_min.as_millis()).unwrap_or(i64::MAX);
+        let slow_possible = row.max_duration_ms.is_some_and(|ms| ms >= slow_min_ms)
+            || known.is_open(agent, IncidentKind::Slow);
+        let failed = row.last_status.as_deref() == Some(RunStatus::Failed.as_str());
+        let recent = if slow_possible || (failed && !known.is_open(agent, IncidentKind::Failing)) {
+            recent_runs(tx, agent, rules.failing_after).await?
+        } else {
+            Vec::new()
+        };
+        if slow_possible {
+            judge_slowness(tx, known, agent, &recent, now, rules, watched).await?;
+        }
         match row.last_status.as_deref() {
             Some(status) if status == RunStatus::Success.as_str() => {
                 for kind in [IncidentKind::Failing, IncidentKind::Overdue] {

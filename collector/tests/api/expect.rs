@@ -2,7 +2,7 @@
 //! test drives its clock: `Store::watch(now)`), missed slots and incidents opened once and
 //! resolved when the condition clears; bad expectations refused with nothing stored.
 
-use chrono::{DateTime, SubsecRound, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, DurationRound, SubsecRound, TimeDelta, Timelike, Utc};
 use collector::auth::Scope;
 use collector::store::WatchRules;
 use reqwest::StatusCode;
@@ -281,6 +281,52 @@ async fn each_slot_ends_on_time_late_or_missed(db: Db) {
         [beat(3, 0), beat(4, 0), beat(5, 0)]
     );
     assert_eq!(app.late_of("heartbeat").await.len(), 1);
+}
+
+/// A long silence is judged over several passes of bounded size (a short transaction each):
+/// every slot recorded once, none lost between passes, none twice.
+async fn a_long_silence_is_judged_over_several_passes_with_no_slot_lost(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let minute = TimeDelta::minutes(1);
+    let mut created = Vec::new();
+    for name in ["minutely_a", "minutely_b", "minutely_c"] {
+        let (status, body) = app
+            .put_expectation(
+                name,
+                r#"{"cron": "* * * * *", "timezone": "UTC", "grace": "1m"}"#,
+                Some(&app.token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        created.push(at(&body["created_at"]));
+    }
+    // 900 minutes of silence: about 2 700 slots, more than a pass judges.
+    let now = created[0] + TimeDelta::minutes(900);
+    let expected: i64 = created
+        .iter()
+        .map(|c| {
+            let first = c.duration_trunc(minute).unwrap() + minute;
+            let last = (now - minute).duration_trunc(minute).unwrap();
+            (last - first).num_minutes() + 1
+        })
+        .sum();
+    let count = || app.db.scalar::<i64>("select count(*) from missed_slots");
+    app.watch_at(now).await;
+    let after_one = count().await;
+    assert!(
+        after_one > 0 && after_one < expected,
+        "one pass judged {after_one} of {expected}"
+    );
+    for _ in 0..3 {
+        app.watch_at(now).await;
+    }
+    assert_eq!(count().await, expected);
+    app.watch_at(now).await;
+    assert_eq!(count().await, expected, "nothing judged twice");
+    // One `missed` incident each, whatever the number of passes.
+    for name in ["minutely_a", "minutely_b", "minutely_c"] {
+        assert_eq!(app.incidents_of_kind(name, "missed").await.len(), 1);
+    }
 }
 
 async fn a_failure_opens_failing_and_the_next_success_resolves_it(db: Db) {
@@ -699,6 +745,7 @@ on_both_backends!(
     a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
     a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
     each_slot_ends_on_time_late_or_missed,
+    a_long_silence_is_judged_over_several_passes_with_no_slot_lost,
     a_failure_opens_failing_and_the_next_success_resolves_it,
     with_failing_after_2_one_failure_is_not_enough,
     an_overdue_run_opens_overdue_and_a_success_resolves_it,

@@ -117,6 +117,22 @@ async fn a_missing_or_bad_variable_stops_start_up_with_one_line() {
             ],
             "below DATABASE_MAX_CONNECTIONS (4)",
         ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("WATCH_EVERY", "0s"),
+            ],
+            "WATCH_EVERY is invalid: must be more than zero",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", url),
+                ("COLLECTOR_SECRET_KEY", SECRET),
+                ("SLOT_LATE_AFTER", "soon"),
+            ],
+            "SLOT_LATE_AFTER is invalid",
+        ),
     ];
     for (env, expected) in cases {
         let (ok, _, stderr) = run(&["serve"], &env).await;

@@ -167,14 +167,11 @@ async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, ret
             }
         }
         let started = std::time::Instant::now();
-        let watched = store.watch(chrono::Utc::now(), rules).await;
-        if let Ok(Some(_)) = watched {
-            metrics::histogram!("collector_watch_pass_seconds")
-                .record(started.elapsed().as_secs_f64());
-        }
-        match watched {
+        match store.watch(chrono::Utc::now(), rules).await {
             Ok(None) => {}
             Ok(Some(Watched { missed, late, .. })) => {
+                metrics::histogram!("collector_watch_pass_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::counter!("collector_missed_slots_total").increment(missed as u64);
                 metrics::counter!("collector_late_slots_total").increment(late as u64);
                 if missed > 0 {

@@ -3,5 +3,3 @@ ALTER TABLE agent_expectations ADD COLUMN next_check_at TEXT;
 UPDATE agent_expectations SET next_check_at = checked_until;
 
 CREATE INDEX agent_expectations_next_check_idx ON agent_expectations (next_check_at);
-
-CREATE INDEX agent_daily_summaries_updated_idx ON agent_daily_summaries (updated_at);

@@ -4,12 +4,12 @@ use agent_sdk::wire::{
     Expectation, ExpectationSource, Incident, IncidentKind, LateSlot, MissedSlot,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
+use super::memo::Memo;
 use super::reads::AgentAccess;
 use super::schema::{
     AgentDailySummaries, AgentExpectations, AlertEvents, Incidents, LateSlots, MissedSlots,
@@ -39,39 +39,23 @@ pub(super) struct ExpectationRow {
 
 /// Cron cadences parsed once per (expression, zone) and kept across the watcher's passes:
 /// parsing 10 000 expressions was half of a pass's CPU (croner builds each field bit by bit).
-/// Forgotten wholesale past [`Crons::MAX`] different ones, which only happens when expectations
-/// keep changing.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Crons(Arc<Mutex<HashMap<(String, String), Cadence>>>);
+pub(super) type Crons = Memo<(String, String), Cadence>;
 
-impl Crons {
-    const MAX: usize = 100_000;
-
-    fn cadence(&self, cron: &str, timezone: &str) -> Result<Cadence, String> {
-        let key = (cron.to_owned(), timezone.to_owned());
-        if let Some(cadence) = self.lock().get(&key) {
-            return Ok(cadence.clone());
-        }
-        let cadence = Cadence::from_columns(Some(cron), Some(timezone), None)?;
-        let mut crons = self.lock();
-        if crons.len() >= Self::MAX {
-            crons.clear();
-        }
-        crons.insert(key, cadence.clone());
-        Ok(cadence)
+fn cron_cadence(crons: &Crons, cron: &str, timezone: &str) -> Result<Cadence, String> {
+    let key = (cron.to_owned(), timezone.to_owned());
+    if let Some(cadence) = crons.get(&key) {
+        return Ok(cadence);
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Cadence>> {
-        // The map is consistent whatever a panicking holder did: an insert is one call.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    let cadence = Cadence::from_columns(Some(cron), Some(timezone), None)?;
+    crons.insert_all(vec![(key, cadence.clone())]);
+    Ok(cadence)
 }
 
 impl ExpectationRow {
     pub(super) fn cadence(&self, crons: &Crons) -> Result<Cadence, String> {
         match (&self.cron, &self.timezone) {
             (Some(cron), Some(timezone)) if self.every_seconds.is_none() => {
-                crons.cadence(cron, timezone)
+                cron_cadence(crons, cron, timezone)
             }
             _ => Cadence::from_columns(
                 self.cron.as_deref(),
@@ -287,22 +271,10 @@ impl Store {
         access: &AgentAccess,
         limit: u64,
     ) -> Result<Vec<MissedSlot>, StoreError> {
-        let mut select = Query::select();
-        select
-            .columns([
-                MissedSlots::Id,
-                MissedSlots::AgentName,
-                MissedSlots::Slot,
-                MissedSlots::DetectedAt,
-            ])
-            .from(MissedSlots::Table)
-            .and_where_option(agent.map(|a| Expr::col(MissedSlots::AgentName).eq(a.as_str())))
-            .order_by(MissedSlots::DetectedAt, Order::Desc)
-            .order_by(MissedSlots::Id, Order::Desc)
-            .limit(limit);
-        if let Some(access) = access.condition(MissedSlots::AgentName) {
-            select.cond_where(access);
-        }
+        use MissedSlots as M;
+        let columns = [M::Id, M::AgentName, M::Slot, M::DetectedAt];
+        let keys = [M::AgentName, M::DetectedAt, M::Id];
+        let select = slots_listing(M::Table, columns, keys, agent, access, limit);
         let rows: Vec<MissedRow> = self.fetch(&select).await?;
         Ok(rows
             .into_iter()
@@ -322,23 +294,10 @@ impl Store {
         access: &AgentAccess,
         limit: u64,
     ) -> Result<Vec<LateSlot>, StoreError> {
-        let mut select = Query::select();
-        select
-            .columns([
-                LateSlots::Id,
-                LateSlots::AgentName,
-                LateSlots::Slot,
-                LateSlots::StartedAt,
-                LateSlots::DetectedAt,
-            ])
-            .from(LateSlots::Table)
-            .and_where_option(agent.map(|a| Expr::col(LateSlots::AgentName).eq(a.as_str())))
-            .order_by(LateSlots::DetectedAt, Order::Desc)
-            .order_by(LateSlots::Id, Order::Desc)
-            .limit(limit);
-        if let Some(access) = access.condition(LateSlots::AgentName) {
-            select.cond_where(access);
-        }
+        use LateSlots as L;
+        let columns = [L::Id, L::AgentName, L::Slot, L::StartedAt, L::DetectedAt];
+        let keys = [L::AgentName, L::DetectedAt, L::Id];
+        let select = slots_listing(L::Table, columns, keys, agent, access, limit);
         let rows: Vec<LateRow> = self.fetch(&select).await?;
         Ok(rows
             .into_iter()
@@ -406,6 +365,33 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// `columns` of a slots table (`missed_slots`, `late_slots`) that the caller may read, of
+/// `agent` or all, newest detection first; `keys`: its agent, detection time and id columns.
+fn slots_listing<C, const N: usize>(
+    table: C,
+    columns: [C; N],
+    [agent_name, detected_at, id]: [C; 3],
+    agent: Option<&AgentName>,
+    access: &AgentAccess,
+    limit: u64,
+) -> sea_query::SelectStatement
+where
+    C: sea_query::Iden + Copy + 'static,
+{
+    let mut select = Query::select();
+    select
+        .columns(columns)
+        .from(table)
+        .and_where_option(agent.map(|a| Expr::col(agent_name).eq(a.as_str())))
+        .order_by(detected_at, Order::Desc)
+        .order_by(id, Order::Desc)
+        .limit(limit);
+    if let Some(access) = access.condition(agent_name) {
+        select.cond_where(access);
+    }
+    select
 }
 
 /// The expectations of `source`, by name.

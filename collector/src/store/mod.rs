@@ -9,6 +9,7 @@
 mod alerts;
 mod error;
 mod expect;
+mod memo;
 mod readonly;
 mod reads;
 mod retention;

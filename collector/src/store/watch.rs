@@ -5,7 +5,6 @@
 //! pass committed, and never records a slot or opens an incident twice.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use agent_sdk::wire::{IncidentKind, RunStatus};
@@ -15,6 +14,7 @@ use sea_query::{Cond, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement
 use super::expect::{
     ExpectationRow, LastTimes, expectation_columns, last_times, open_incident, resolve_incident,
 };
+use super::memo::Memo;
 use super::schema::{
     AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, LateSlots, MissedSlots,
     WatcherState,
@@ -34,7 +34,8 @@ const SLOTS_PER_PASS: usize = 1000;
 /// next pass, still due.
 const SLOTS_PER_PASS_IN_ALL: usize = 2000;
 
-/// Up to this many agents' latest runs are read by name; past it, every agent's.
+/// Up to this many agents are named in a pass's queries; past it, the queries read every
+/// agent's rows (or take the changed ones as a subquery).
 const KNOWN_BY_NAME: usize = 500;
 
 /// Most runs of one period expectation read in a pass; the next pass reads on from there.
@@ -77,6 +78,12 @@ impl Default for WatchRules {
             late_after: Duration::from_secs(60),
             every: Duration::from_secs(10),
         }
+    }
+}
+
+impl WatchRules {
+    fn slow_min_ms(&self) -> i64 {
+        i64::try_from(self.slow_min.as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -156,6 +163,9 @@ impl Store {
         let mut known = Known::read(&mut tx, agents).await?;
         let mut budget = SLOTS_PER_PASS_IN_ALL;
         for expectation in &expectations {
+            if budget == 0 {
+                break;
+            }
             let cadence = match expectation.cadence(&self.crons) {
                 Ok(cadence) => cadence,
                 Err(err) => {
@@ -163,10 +173,7 @@ impl Store {
                     continue;
                 }
             };
-            if budget == 0 {
-                break;
-            }
-            let pass = PassAt {
+            let mut pass = PassAt {
                 now,
                 rules,
                 watched: &mut watched,
@@ -177,7 +184,7 @@ impl Store {
                 expectation,
                 &cadence,
                 budget.min(SLOTS_PER_PASS),
-                pass,
+                &mut pass,
             )
             .await?;
             budget -= slots.judged;
@@ -188,16 +195,8 @@ impl Store {
                     .pending
                     .and_then(|slot| schedule.next_after(slot).map(|next| next - slot)),
             };
-            let stale_at = judge_staleness(
-                &mut tx,
-                &mut known,
-                expectation,
-                period,
-                now,
-                rules,
-                &mut watched,
-            )
-            .await?;
+            let stale_at =
+                judge_staleness(&mut tx, &mut known, expectation, period, &mut pass).await?;
             let next_check = [slots.check_at, stale_at].into_iter().flatten().min();
             if slots.checked > expectation.checked_until || next_check != expectation.next_check_at
             {
@@ -220,11 +219,12 @@ impl Store {
             .rows
             .iter()
             .filter(|r| changes.changed.contains(&r.agent_name))
-            .map(|r| (r.agent_name.clone(), r.day, r.updated_at))
+            .map(|r| ((r.agent_name.clone(), r.day), r.updated_at))
             .collect();
         judge_latest_runs(&mut tx, &mut known, changes, now, rules, &mut watched).await?;
         tx.commit().await?;
-        self.judged.remember(judged);
+        // Remembered once committed.
+        self.judged.insert_all(judged);
         Ok(Some(watched))
     }
 }
@@ -310,7 +310,7 @@ impl Known {
     }
 }
 
-/// A pass's time, rules and tally, as [`judge_slots`] takes them.
+/// A pass's time, rules and tally, as the judging of an expectation takes them.
 struct PassAt<'a> {
     now: DateTime<Utc>,
     rules: WatchRules,
@@ -337,13 +337,9 @@ async fn judge_slots(
     expectation: &ExpectationRow,
     cadence: &Cadence,
     budget: usize,
-    pass: PassAt<'_>,
+    pass: &mut PassAt<'_>,
 ) -> Result<SlotsJudged, StoreError> {
-    let PassAt {
-        now,
-        rules,
-        watched,
-    } = pass;
+    let (now, rules, watched) = (pass.now, pass.rules, &mut *pass.watched);
     let agent = expectation.agent_name.as_str();
     let grace = expectation.grace();
     let mut checked = expectation.checked_until;
@@ -360,11 +356,7 @@ async fn judge_slots(
             while let Some(slot) = cadence.next_after(after) {
                 if slot + grace > now || slots.len() == budget {
                     pending = Some(slot);
-                    check_at = Some(if slot + grace > now {
-                        slot + grace
-                    } else {
-                        now
-                    });
+                    check_at = Some(Ord::max(slot + grace, now));
                     break;
                 }
                 slots.push(slot);
@@ -492,10 +484,9 @@ async fn judge_staleness(
     known: &mut Known,
     expectation: &ExpectationRow,
     period: Option<TimeDelta>,
-    now: DateTime<Utc>,
-    rules: WatchRules,
-    watched: &mut Watched,
+    pass: &mut PassAt<'_>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let (now, rules, watched) = (pass.now, pass.rules, &mut *pass.watched);
     let agent = expectation.agent_name.as_str();
     let Some(period) = period else {
         return Ok(None);
@@ -615,6 +606,11 @@ async fn record_missed(
     Ok(())
 }
 
+/// The summaries this process's passes judged, per (agent, day) the `updated_at` judged: the
+/// cursor's margin brings them back for a minute, and a row unchanged since is not judged
+/// again (a restart forgets, and judges them once more: judging is idempotent).
+pub(super) type JudgedSummaries = Memo<(String, NaiveDate), DateTime<Utc>>;
+
 /// The agents whose summaries changed since the last pass (less a margin for transactions that
 /// committed after it read): only they can have a new latest run to judge.
 struct Changes {
@@ -625,40 +621,6 @@ struct Changes {
     seen_until: Option<DateTime<Utc>>,
     /// The names of `changed`, as a subquery.
     agents_query: SelectStatement,
-}
-
-/// The summaries this process's passes judged, as (agent, day) and the `updated_at` judged:
-/// the cursor's margin brings them back for a minute, and a row unchanged since is not judged
-/// again (a restart forgets, and judges them once more: judging is idempotent). Forgotten
-/// wholesale past [`JudgedSummaries::MAX`] rows.
-#[derive(Debug, Clone, Default)]
-pub(super) struct JudgedSummaries(Arc<Mutex<JudgedRows>>);
-
-/// Per (agent, day): the summary's `updated_at` when judged.
-type JudgedRows = HashMap<(String, NaiveDate), DateTime<Utc>>;
-
-impl JudgedSummaries {
-    const MAX: usize = 100_000;
-
-    fn lock(&self) -> MutexGuard<'_, JudgedRows> {
-        // Consistent whatever a panicking holder did: each change is one call.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn is_judged(&self, row: &LastStatus) -> bool {
-        self.lock()
-            .get(&(row.agent_name.clone(), row.day))
-            .is_some_and(|at| *at == row.updated_at)
-    }
-
-    /// After the pass committed.
-    fn remember(&self, rows: Vec<(String, NaiveDate, DateTime<Utc>)>) {
-        let mut judged = self.lock();
-        if judged.len() + rows.len() > Self::MAX {
-            judged.clear();
-        }
-        judged.extend(rows.into_iter().map(|(agent, day, at)| ((agent, day), at)));
-    }
 }
 
 impl Changes {
@@ -714,7 +676,10 @@ impl Changes {
         let rows: Vec<LastStatus> = tx.fetch(&select).await?;
         let changed: HashSet<String> = rows
             .iter()
-            .filter(|r| seen_until.is_none_or(|seen| r.updated_at > seen) && !judged.is_judged(r))
+            .filter(|r| {
+                seen_until.is_none_or(|seen| r.updated_at > seen)
+                    && judged.get(&(r.agent_name.clone(), r.day)) != Some(r.updated_at)
+            })
             .map(|r| r.agent_name.clone())
             .collect();
         Ok(Self {
@@ -773,8 +738,9 @@ async fn judge_latest_runs(
         let agent = row.agent_name.as_str();
         // The runs are read only when they can tell something: a run today as long as the
         // floor of `slow`, or such an incident to resolve; a failure with `failing` not open.
-        let slow_min_ms = i64::try_from(rules.slow_min.as_millis()).unwrap_or(i64::MAX);
-        let slow_possible = row.max_duration_ms.is_some_and(|ms| ms >= slow_min_ms)
+        let slow_possible = row
+            .max_duration_ms
+            .is_some_and(|ms| ms >= rules.slow_min_ms())
             || known.is_open(agent, IncidentKind::Slow);
         let failed = row.last_status.as_deref() == Some(RunStatus::Failed.as_str());
         let recent = if slow_possible || (failed && !known.is_open(agent, IncidentKind::Failing)) {
@@ -862,8 +828,8 @@ async fn judge_slowness(
     history.sort_unstable();
     let median = history[history.len() / 2];
     let took = latest.duration_ms.unwrap_or(0);
-    let min_ms = i64::try_from(rules.slow_min.as_millis()).unwrap_or(i64::MAX);
-    let slow = took > median.saturating_mul(i64::from(rules.slow_factor)) && took >= min_ms;
+    let slow =
+        took > median.saturating_mul(i64::from(rules.slow_factor)) && took >= rules.slow_min_ms();
     if slow {
         let summary = format!(
             "the run at {} took {}, more than {}x the median {} of its last {} successful runs",

@@ -61,31 +61,23 @@ impl TestApp {
         incidents
     }
 
-    async fn missed_of(&self, agent: &str) -> Vec<DateTime<Utc>> {
-        let (status, body) = self.get(&format!("/missed?agent_name={agent}")).await;
+    /// The rows of `GET /{list}?agent_name={agent}`, each read by `read`, in order.
+    async fn listed<T: Ord>(&self, list: &str, agent: &str, read: fn(&Value) -> T) -> Vec<T> {
+        let (status, body) = self.get(&format!("/{list}?agent_name={agent}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let mut slots: Vec<DateTime<Utc>> = body["missed"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["slot"].as_str().unwrap().parse().unwrap())
-            .collect();
-        slots.sort();
-        slots
+        let mut rows: Vec<T> = body[list].as_array().unwrap().iter().map(read).collect();
+        rows.sort();
+        rows
+    }
+
+    async fn missed_of(&self, agent: &str) -> Vec<DateTime<Utc>> {
+        self.listed("missed", agent, |m| at(&m["slot"])).await
     }
 
     /// (slot, started_at) of `agent`'s late slots, in slot order.
     async fn late_of(&self, agent: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-        let (status, body) = self.get(&format!("/late?agent_name={agent}")).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let mut slots: Vec<_> = body["late"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| (at(&m["slot"]), at(&m["started_at"])))
-            .collect();
-        slots.sort();
-        slots
+        self.listed("late", agent, |m| (at(&m["slot"]), at(&m["started_at"])))
+            .await
     }
 }
 

@@ -111,6 +111,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = keys
         .issue("dev", &[Scope::Ingest, Scope::Read], None, month)
         .context("signing the dev token")?;
+    // The console's sign-in: read only, as an operator's own token would be.
+    let console_token = keys
+        .issue("dev-console", &[Scope::Read], None, month)
+        .context("signing the console's token")?;
     let scheduler_token = keys
         .issue("dev-scheduler", &[Scope::Ingest], None, month)
         .context("signing the scheduler's token")?;
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         &settings,
         &shown_database,
         &token,
+        &console_token,
         &job_names,
     );
     let printer = tokio::spawn(print_stored_runs(stored_runs));
@@ -303,18 +308,21 @@ fn print_banner(
     settings: &Settings,
     database_url: &str,
     token: &str,
+    console_token: &str,
     jobs: &[String],
 ) {
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     let scheduler_url = format!("http://{}", settings.addr);
     println!(
         r#"
+  console     {collector_url}/ui   (sign in with the read-only token below)
   collector   {collector_url}   (API docs: {collector_url}/openapi.json, metrics: {collector_url}/prometheus)
   scheduler   {scheduler_url}/jobs   (spool: {spool})
   database    {database_url}
   jobs        {jobs}
 
   export TOKEN={token}
+  console token (read only): {console_token}
 
   curl -X POST {collector_url}/metrics \
     -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \

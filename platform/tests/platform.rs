@@ -4,60 +4,23 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-use std::process::Stdio;
+mod support;
+
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::Platform;
 
 #[tokio::test]
 async fn runs_agents_stores_their_runs_and_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (collector_port, scheduler_port) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_platform"))
-        .current_dir(dir.path())
-        .args([
-            "--collector-addr",
-            &format!("127.0.0.1:{collector_port}"),
-            "--scheduler-addr",
-            &format!("127.0.0.1:{scheduler_port}"),
-        ])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-
-    // The banner gives a token; the agents' runs follow, a line each.
-    let mut token = None;
-    let mut run_lines = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while run_lines.len() < 3 {
-        let line = tokio::time::timeout_at(deadline, stdout.next_line())
-            .await
-            .expect("three runs within a minute")
-            .unwrap()
-            .expect("platform exited early");
-        if let Some(t) = line.trim().strip_prefix("export TOKEN=") {
-            token = Some(t.to_owned());
-        }
-        if line.contains("  run ") {
-            run_lines.push(line);
-        }
-    }
-    let token = token.expect("the banner prints a token");
+    let mut platform = Platform::start(dir.path()).await;
+    platform.wait_for_runs(3).await;
+    let collector_port = platform.collector_port;
+    let (token, mut child, mut stdout) = (platform.token.clone(), platform.child, platform.stdout);
+    let mut run_lines = platform.run_lines;
     assert!(
         run_lines.iter().any(|l| l.contains(" hello ")),
         "{run_lines:?}"

@@ -1,6 +1,7 @@
 //! The HTTP API: one router, one middleware stack, one error shape.
 
 mod auth;
+mod console;
 mod error;
 mod expect;
 mod extract;
@@ -101,6 +102,7 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/prometheus", get(prometheus::render))
         .route("/openapi.json", get(openapi::document))
+        .merge(console::router())
         .route_layer(middleware::from_fn(prometheus::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

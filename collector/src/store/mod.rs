@@ -7,6 +7,7 @@
 //! on arrays and data-modifying CTEs. Every method answers [`StoreError`].
 
 mod alerts;
+mod console;
 mod error;
 mod expect;
 mod memo;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
 pub use alerts::{ALERT_LOCK, AttemptOutcome, DueAlert, SessionLock};
+pub use console::{MetricDay, RunDot};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};

@@ -8,6 +8,7 @@ mod alerts;
 mod auth;
 mod batch;
 mod cli;
+mod console;
 mod expect;
 mod health;
 mod helpers;

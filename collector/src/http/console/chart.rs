@@ -1,0 +1,249 @@
+//! Charts as inline SVG, drawn on the server: no chart library, nothing to load, and a page
+//! that reads without JavaScript. Each mark carries a `<title>`, which browsers show on hover.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use maud::{Markup, html};
+
+use crate::store::{MetricDay, RunDot};
+
+const SPARK_WIDTH: f64 = 120.0;
+const SPARK_HEIGHT: f64 = 24.0;
+
+/// The agent's latest runs (given newest first, at most `capacity`) as bars, the newest on
+/// the right, their height the run's duration against the longest; failed runs in the
+/// failure colour.
+pub(super) fn sparkline(dots: &[RunDot], capacity: usize) -> Markup {
+    let longest = dots.iter().map(|d| d.duration_ms).max().unwrap_or(0).max(1) as f64;
+    let slot = SPARK_WIDTH / capacity.max(dots.len()).max(1) as f64;
+    let offset = SPARK_WIDTH - slot * dots.len() as f64;
+    let label = format!("durations of the last {} runs", dots.len());
+    html! {
+        svg class="spark" viewBox=(format!("0 0 {SPARK_WIDTH} {SPARK_HEIGHT}")) role="img" aria-label=(label) {
+            @for (i, dot) in dots.iter().rev().enumerate() {
+                @let height = (dot.duration_ms as f64 / longest * (SPARK_HEIGHT - 2.0)).max(1.0);
+                rect class=(if dot.failed { "bar failed" } else { "bar" })
+                    x=(fmt(offset + i as f64 * slot + 0.5)) y=(fmt(SPARK_HEIGHT - height))
+                    width=(fmt((slot - 1.0).max(1.0))) height=(fmt(height)) {
+                    title { (duration(dot.duration_ms)) @if dot.failed { ", failed" } }
+                }
+            }
+        }
+    }
+}
+
+/// A run's duration for people: `850 ms`, `12.3 s`, `4 min 10 s`, `2 h 5 min`.
+pub(super) fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 160.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 8.0;
+const TOP: f64 = 8.0;
+const BOTTOM: f64 = 22.0;
+
+/// A chart's frame: times on x (from `start`, `span` seconds wide), values on y (between the
+/// lowest and highest given, with room when they are equal).
+struct Frame {
+    start: DateTime<Utc>,
+    span: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Frame {
+    fn new(start: DateTime<Utc>, end: DateTime<Utc>, values: impl Iterator<Item = f64>) -> Self {
+        let (mut low, mut high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        if !low.is_finite() || !high.is_finite() {
+            (low, high) = (0.0, 1.0);
+        }
+        if (high - low).abs() < f64::EPSILON {
+            // A flat line, drawn in the middle.
+            let pad = if low == 0.0 { 1.0 } else { low.abs() / 2.0 };
+            (low, high) = (low - pad, high + pad);
+        }
+        let span = ((end - start).num_milliseconds() as f64 / 1000.0).max(1.0);
+        Self {
+            start,
+            span,
+            low,
+            high,
+        }
+    }
+
+    fn x(&self, t: DateTime<Utc>) -> f64 {
+        let seconds = (t - self.start).num_milliseconds() as f64 / 1000.0;
+        LEFT + (seconds / self.span).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + (1.0 - (v - self.low) / (self.high - self.low)) * (HEIGHT - TOP - BOTTOM)
+    }
+
+    /// The SVG around `marks`: the x axis, the lowest and highest values, the first and last
+    /// times (as given).
+    fn draw(&self, label: &str, first: &str, last: &str, marks: Markup) -> Markup {
+        html! {
+            svg class="chart" viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) {
+                line class="axis" x1=(fmt(LEFT)) y1=(fmt(HEIGHT - BOTTOM)) x2=(fmt(WIDTH - RIGHT)) y2=(fmt(HEIGHT - BOTTOM)) {}
+                text class="tick" x=(fmt(LEFT - 4.0)) y=(fmt(TOP + 8.0)) text-anchor="end" { (number(self.high)) }
+                text class="tick" x=(fmt(LEFT - 4.0)) y=(fmt(HEIGHT - BOTTOM)) text-anchor="end" { (number(self.low)) }
+                text class="tick" x=(fmt(LEFT)) y=(fmt(HEIGHT - 6.0)) { (first) }
+                text class="tick" x=(fmt(WIDTH - RIGHT)) y=(fmt(HEIGHT - 6.0)) text-anchor="end" { (last) }
+                (marks)
+            }
+        }
+    }
+}
+
+fn points_attr(points: impl Iterator<Item = (f64, f64)>) -> String {
+    points
+        .map(|(x, y)| format!("{},{}", fmt(x), fmt(y)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One metric per UTC day over `[first_day, last_day]`, from the daily aggregates: each day's
+/// minimum to maximum as a band, its average as a line and a dot.
+pub(super) fn daily_chart(
+    name: &str,
+    days: &[&MetricDay],
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+) -> Markup {
+    let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let frame = Frame::new(
+        midnight(first_day),
+        midnight(last_day) + chrono::TimeDelta::days(1),
+        days.iter().flat_map(|d| [d.min, d.max]),
+    );
+    // A day's aggregate sits at its middle.
+    let x = |day: NaiveDate| frame.x(midnight(day) + chrono::TimeDelta::hours(12));
+    let band = points_attr(
+        days.iter()
+            .map(|d| (x(d.day), frame.y(d.max)))
+            .chain(days.iter().rev().map(|d| (x(d.day), frame.y(d.min)))),
+    );
+    let average = points_attr(days.iter().map(|d| (x(d.day), frame.y(d.avg))));
+    let marks = html! {
+        @if days.len() > 1 {
+            polygon class="band" points=(band) {}
+            polyline class="avg" points=(average) {}
+        }
+        @for day in days {
+            @if day.max > day.min {
+                line class="range" x1=(fmt(x(day.day))) x2=(fmt(x(day.day))) y1=(fmt(frame.y(day.min))) y2=(fmt(frame.y(day.max))) {}
+            }
+            circle class="day" cx=(fmt(x(day.day))) cy=(fmt(frame.y(day.avg))) r="3" {
+                title {
+                    (day.day) ": min " (number(day.min)) ", avg " (number(day.avg))
+                    ", max " (number(day.max)) " (" (day.count) " values)"
+                }
+            }
+        }
+    };
+    frame.draw(
+        &format!("{name}: daily minimum, average and maximum"),
+        &first_day.to_string(),
+        &last_day.to_string(),
+        marks,
+    )
+}
+
+/// A metric's latest raw values (given newest first), over the time they span.
+pub(super) fn recent_chart(name: &str, points: &[(DateTime<Utc>, f64)]) -> Markup {
+    let (Some(newest), Some(oldest)) = (points.first(), points.last()) else {
+        return html! {};
+    };
+    let frame = Frame::new(oldest.0, newest.0, points.iter().map(|(_, v)| *v));
+    let line = points_attr(points.iter().rev().map(|(t, v)| (frame.x(*t), frame.y(*v))));
+    let stamp = |t: DateTime<Utc>| t.format("%m-%d %H:%M UTC").to_string();
+    let marks = html! {
+        polyline class="recent" points=(line) {}
+        @for (at, value) in points {
+            circle class="point" cx=(fmt(frame.x(*at))) cy=(fmt(frame.y(*value))) r="2.5" {
+                title { (number(*value)) " at " (at.format("%Y-%m-%d %H:%M:%S UTC")) }
+            }
+        }
+    };
+    frame.draw(
+        &format!("{name}: the latest {} values", points.len()),
+        &stamp(oldest.0),
+        &stamp(newest.0),
+        marks,
+    )
+}
+
+/// A value for an axis or a tooltip: integers as such, others to four significant places.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{}", (value * 1e4).round() / 1e4)
+    }
+}
+
+/// A coordinate, to a tenth of a pixel: short attributes.
+fn fmt(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_340), "12.3 s");
+        assert_eq!(duration(250_000), "4 min 10 s");
+        assert_eq!(duration(7_500_000), "2 h 5 min");
+    }
+
+    #[test]
+    fn a_sparkline_has_a_bar_per_run_and_marks_failures() {
+        let dots = [
+            RunDot {
+                duration_ms: 100,
+                failed: true,
+            },
+            RunDot {
+                duration_ms: 50,
+                failed: false,
+            },
+        ];
+        let svg = sparkline(&dots, 20).into_string();
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert_eq!(svg.matches("bar failed").count(), 1);
+        // Oldest first: the failed (newest) run is the second bar, at full height.
+        let failed = svg.find("bar failed").unwrap_or_default();
+        assert!(failed > svg.find("class=\"bar\"").unwrap_or_default());
+    }
+
+    #[test]
+    fn a_flat_metric_still_draws_inside_the_frame() {
+        let day = MetricDay {
+            metric_name: "m".into(),
+            day: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
+            count: 2,
+            min: 5.0,
+            avg: 5.0,
+            max: 5.0,
+        };
+        let svg = daily_chart("m", &[&day], day.day, day.day).into_string();
+        assert!(svg.contains("<circle class=\"day\""), "{svg}");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        let at = day.day.and_hms_opt(1, 0, 0).unwrap_or_default().and_utc();
+        let svg = recent_chart("m", &[(at, 5.0)]).into_string();
+        assert_eq!(svg.matches("<circle class=\"point\"").count(), 1, "{svg}");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
+}

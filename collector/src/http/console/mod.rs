@@ -1,0 +1,324 @@
+//! The operator console (`/ui`): server-rendered pages over the same reads as the API.
+//!
+//! Sign-in takes a token of scope `read`, pasted into a form, and keeps it in an HttpOnly,
+//! SameSite=Strict cookie scoped to `/ui` (Secure when the request came over TLS); every page
+//! verifies it as the API verifies a bearer token, so a token limited to some agents shows
+//! only those. No token ever appears in a URL or in a page. Pages are HTML from maud (escaped
+//! by construction), work without JavaScript, and carry a Content-Security-Policy that allows
+//! only this origin's stylesheet and script.
+
+mod chart;
+mod pages;
+mod view;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, HOST, ORIGIN, REFERRER_POLICY,
+    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, extract::rejection::FormRejection};
+use serde::Deserialize;
+use tower_http::compression::CompressionLayer;
+
+use super::AppState;
+use crate::auth::{Grant, Scope};
+use crate::store::AgentAccess;
+
+/// The cookie that holds the signed-in token.
+const COOKIE_NAME: &str = "console_token";
+/// How long a browser keeps the cookie; the token's own expiry still applies on every page.
+const COOKIE_MAX_AGE_SECS: u32 = 7 * 24 * 3600;
+/// Only this origin's stylesheet and script; inline SVG needs nothing more.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("assets/console.css");
+const SCRIPT: &str = include_str!("assets/console.js");
+
+/// `/ui` and its pages, with the console's headers and compression.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(pages::overview))
+        .route("/ui/agents/{name}", get(pages::agent))
+        .route("/ui/runs/{id}", get(pages::run))
+        .route("/ui/incidents", get(pages::incidents))
+        .route("/ui/login", get(sign_in_page).post(sign_in))
+        .route("/ui/logout", post(sign_out))
+        .route("/ui/assets/console.css", get(stylesheet))
+        .route("/ui/assets/console.js", get(script))
+        .layer(middleware::from_fn(console_headers))
+        .layer(CompressionLayer::new())
+}
+
+/// The signed-in operator: the verified grant of the token in the console's cookie.
+pub(super) struct Viewer(Grant);
+
+impl Viewer {
+    pub(super) fn access(&self) -> AgentAccess {
+        AgentAccess::new(self.0.agent_patterns())
+    }
+
+    pub(super) fn allows_agent(&self, agent: &str) -> bool {
+        self.0.allows_agent(agent)
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(token) = cookie(&parts.headers, COOKIE_NAME) else {
+            return Err(Redirect::to("/ui/login").into_response());
+        };
+        match state.tokens.verify(token) {
+            Ok(grant) if grant.has_scope(Scope::Read) => Ok(Self(grant)),
+            Ok(_) => Err(refused(
+                &parts.headers,
+                StatusCode::FORBIDDEN,
+                "That token lacks the read scope.",
+            )),
+            Err(err) => {
+                tracing::info!(reason = %err, "console token refused");
+                Err(refused(
+                    &parts.headers,
+                    StatusCode::UNAUTHORIZED,
+                    &format!("Your session ended ({err}); sign in again."),
+                ))
+            }
+        }
+    }
+}
+
+/// The sign-in page with `message`, and the cookie cleared.
+fn refused(headers: &HeaderMap, status: StatusCode, message: &str) -> Response {
+    let mut response = (status, view::sign_in(Some(message))).into_response();
+    set_cookie(&mut response, &clear_cookie(headers));
+    response
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether the browser reached us over TLS: nginx says so in `X-Forwarded-Proto`.
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+fn cookie_attributes(headers: &HeaderMap) -> &'static str {
+    if over_tls(headers) {
+        "Path=/ui; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "Path=/ui; HttpOnly; SameSite=Strict"
+    }
+}
+
+fn session_cookie(headers: &HeaderMap, token: &str) -> String {
+    format!(
+        "{COOKIE_NAME}={token}; Max-Age={COOKIE_MAX_AGE_SECS}; {}",
+        cookie_attributes(headers)
+    )
+}
+
+fn clear_cookie(headers: &HeaderMap) -> String {
+    format!("{COOKIE_NAME}=; Max-Age=0; {}", cookie_attributes(headers))
+}
+
+fn set_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+/// A form posted from another site is refused: neither sign-in nor sign-out may be forced on
+/// an operator by a page they visit. Browsers say where a request comes from in
+/// `Sec-Fetch-Site`; older ones in `Origin` (which is `null` under `Referrer-Policy:
+/// no-referrer`, so it is only the fallback).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    let Some(origin) = header(ORIGIN.as_str()) else {
+        // Browsers send one or the other with every form POST; a client that sends neither is
+        // not a page in a browser.
+        return true;
+    };
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    origin_host.is_some() && origin_host == header(HOST.as_str())
+}
+
+async fn sign_in_page() -> Response {
+    view::sign_in(None).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// `POST /ui/login`: a token of scope `read` sets the cookie and goes to the overview; any
+/// other gets the sign-in page again with what was wrong.
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<SignIn>, FormRejection>,
+) -> Response {
+    if !same_origin(&headers) {
+        return refused(
+            &headers,
+            StatusCode::FORBIDDEN,
+            "Sign-in is accepted from this site's own form only.",
+        );
+    }
+    let Ok(Form(SignIn { token })) = form else {
+        return refused(
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "The form did not arrive as sent; paste the token again.",
+        );
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return refused(&headers, StatusCode::BAD_REQUEST, "Paste a token first.");
+    }
+    match state.tokens.verify(token) {
+        Ok(grant) if grant.has_scope(Scope::Read) => {
+            tracing::info!(subject = %grant.subject, "console sign-in");
+            let mut response = Redirect::to("/ui").into_response();
+            set_cookie(&mut response, &session_cookie(&headers, token));
+            response
+        }
+        Ok(_) => refused(
+            &headers,
+            StatusCode::FORBIDDEN,
+            "That token lacks the read scope: make one with `collector token --scope read`.",
+        ),
+        Err(err) => {
+            tracing::info!(reason = %err, "console sign-in refused");
+            refused(
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                &format!("That token was refused: {err}."),
+            )
+        }
+    }
+}
+
+/// `POST /ui/logout`: clears the cookie.
+async fn sign_out(headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let mut response = Redirect::to("/ui/login").into_response();
+    set_cookie(&mut response, &clear_cookie(&headers));
+    response
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            // The pages link them with the collector's version in the query.
+            (CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Every console answer: the CSP and the other security headers; pages are not cached.
+async fn console_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; console_token=abc ; b=2"),
+        );
+        assert_eq!(cookie(&headers, COOKIE_NAME), Some("abc"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, "console"), None);
+    }
+
+    #[test]
+    fn an_empty_cookie_is_no_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("console_token="));
+        assert_eq!(cookie(&headers, COOKIE_NAME), None);
+    }
+
+    #[test]
+    fn a_form_from_another_site_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("ops.example.com"));
+        assert!(same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("https://ops.example.com"));
+        assert!(same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&headers));
+        // A browser's own word wins over an Origin hidden by the referrer policy.
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&headers));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&headers));
+    }
+
+    #[test]
+    fn the_cookie_is_secure_behind_tls() {
+        let mut headers = HeaderMap::new();
+        assert!(!session_cookie(&headers, "t").contains("Secure"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let cookie = session_cookie(&headers, "t");
+        assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"));
+        assert!(cookie.contains("SameSite=Strict") && cookie.contains("Path=/ui"));
+    }
+}

@@ -1,0 +1,320 @@
+//! The operator console in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, which `make test` installs where missing) driven over WebDriver against
+//! `platform` running the example agents.
+//!
+//! Signs in with a read token, sees the agents, opens a failed run and reads its error (a
+//! `<script>` in it shows as text), sees a chart with points, sees the page refresh itself,
+//! signs out; a bad token and an ingest-only token get the sign-in page with a message.
+//! Screenshots of each page at desktop and phone width go to `target/console-screenshots/`, or
+//! to `$CONSOLE_SCREENSHOTS` (`make screenshots` writes docs/console/).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use collector::auth::{Scope, TokenKeys};
+use collector::config::SecretKey;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::{Platform, free_port};
+use tokio::process::{Child, Command};
+
+const ERROR: &str = "<script>alert('x')</script> went wrong\nTraceback: line 2";
+const DESKTOP: (u32, u32) = (1280, 860);
+const PHONE: (u32, u32) = (390, 844);
+
+/// `chromedriver` on a free port, or a clear failure saying how to get it.
+async fn chromedriver() -> (Child, u16) {
+    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+    let port = free_port();
+    let child = Command::new(&binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "{binary}: {err}. The console's browser test needs Chromium and its driver: \
+                 `make test` installs them (apt-get install chromium chromium-driver)"
+            )
+        });
+    // Ready when it accepts connections.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return (child, port);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not listen on {port} within 10 s");
+}
+
+async fn browser(driver_port: u16) -> Client {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--hide-scrollbars", format!("--window-size={},{}", DESKTOP.0, DESKTOP.1)],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .unwrap()
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = std::env::var_os("CONSOLE_SCREENSHOTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The page at desktop and phone width: `NAME.png` and `NAME-phone.png`.
+async fn screenshots(client: &Client, name: &str) {
+    let dir = screenshot_dir();
+    for (suffix, (width, height)) in [("", DESKTOP), ("-phone", PHONE)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}{suffix}.png")), png).unwrap();
+    }
+    client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
+}
+
+async fn sign_in(client: &Client, platform: &Platform, token: &str) {
+    client.goto(&platform.url("/ui")).await.unwrap();
+    // Not signed in: the sign-in page.
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/ui/login")
+    );
+    let field = client
+        .find(Locator::Css("textarea[name=token]"))
+        .await
+        .unwrap();
+    field.send_keys(token).await.unwrap();
+    client
+        .find(Locator::Css("form[action='/ui/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|err| panic!("{css}: {err}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_console_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = Platform::start(dir.path()).await;
+    // Each example agent has run, a few times, so that charts have points.
+    platform.wait_for_runs(12).await;
+
+    // A failed run whose error holds markup; and an ingest-only token.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let now = chrono::Utc::now();
+    let pushed = reqwest::Client::new()
+        .post(platform.url("/metrics"))
+        .bearer_auth(&platform.token)
+        .json(&json!({
+            "agent_name": "nightly_report", "metrics": {"rows": 120, "note": "<b>bold</b>"},
+            "started_at": (now - chrono::TimeDelta::seconds(42)).to_rfc3339(),
+            "finished_at": now.to_rfc3339(), "error": ERROR
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let secret = std::fs::read_to_string(dir.path().join("data/secret")).unwrap();
+    let keys = TokenKeys::new(&SecretKey::parse(secret.trim().to_owned()).unwrap());
+    let ingest_only = keys
+        .issue("pusher", &[Scope::Ingest], None, Duration::from_secs(600))
+        .unwrap();
+
+    let (_driver, driver_port) = chromedriver().await;
+    let client = browser(driver_port).await;
+
+    // A forged token: the sign-in page again, saying so.
+    sign_in(&client, &platform, "not.a.token").await;
+    let message = text_of(&client, "p.error").await;
+    assert!(message.contains("refused"), "{message}");
+    screenshots(&client, "sign-in").await;
+    // An ingest-only token: refused too.
+    sign_in(&client, &platform, &ingest_only).await;
+    let message = text_of(&client, "p.error").await;
+    assert!(message.contains("read scope"), "{message}");
+
+    // The read token: the overview, every agent, the failing one first.
+    sign_in(&client, &platform, &platform.console_token).await;
+    let agents: Vec<String> = {
+        client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("table.agents"))
+            .await
+            .unwrap();
+        let mut names = Vec::new();
+        for cell in client
+            .find_all(Locator::Css("table.agents td[data-label=Agent] a"))
+            .await
+            .unwrap()
+        {
+            names.push(cell.text().await.unwrap());
+        }
+        names
+    };
+    for agent in ["hello", "http_probe", "python_example", "nightly_report"] {
+        assert!(agents.iter().any(|a| a == agent), "{agent} in {agents:?}");
+    }
+    assert_eq!(
+        agents.first().map(String::as_str),
+        Some("nightly_report"),
+        "problems first: {agents:?}"
+    );
+    assert!(
+        !client
+            .find_all(Locator::Css("svg.spark rect"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "sparklines of recent durations"
+    );
+    // The cookie is not readable by scripts.
+    let cookies = client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        cookies,
+        json!(""),
+        "the token must not be visible to scripts"
+    );
+    screenshots(&client, "overview").await;
+
+    // The page refreshes itself without a reload.
+    client
+        .execute(
+            "window.__marker = 1; document.documentElement.dataset.refreshed = ''",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut refreshed = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let state = client
+            .execute(
+                "return [window.__marker === 1, document.documentElement.dataset.refreshed !== '']",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            state[0],
+            json!(true),
+            "the page was reloaded, not refreshed"
+        );
+        if state[1] == json!(true) {
+            refreshed = true;
+            break;
+        }
+    }
+    assert!(refreshed, "the overview refreshed itself within 15 s");
+
+    // The failed run and its error, shown as text.
+    client
+        .find(Locator::LinkText("nightly_report"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(&client, "table.runs").await;
+    client
+        .find(Locator::Css("table.runs td[data-label=Run] a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = text_of(&client, "pre.error-message").await;
+    assert_eq!(error, ERROR);
+    let note = text_of(&client, "td.text").await;
+    assert_eq!(note, "<b>bold</b>");
+    assert!(
+        client
+            .find_all(Locator::Css("main script, main b"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "stored markup must not become elements"
+    );
+    screenshots(&client, "run").await;
+
+    // An agent with numbers: a chart with points.
+    client
+        .goto(&platform.url("/ui/agents/http_probe"))
+        .await
+        .unwrap();
+    text_of(&client, "figure.metric").await;
+    let points = client
+        .find_all(Locator::Css("figure.metric svg.chart circle.point"))
+        .await
+        .unwrap();
+    assert!(points.len() >= 2, "{} points", points.len());
+    screenshots(&client, "agent").await;
+
+    client.goto(&platform.url("/ui/incidents")).await.unwrap();
+    text_of(&client, "h1").await;
+    screenshots(&client, "incidents").await;
+
+    // Sign out: the sign-in page, and the console is closed again.
+    client
+        .find(Locator::Css("form.signout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(&client, "section.signin").await;
+    client.goto(&platform.url("/ui")).await.unwrap();
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/ui/login")
+    );
+
+    client.close().await.unwrap();
+}

@@ -79,8 +79,14 @@ dev: ## Run the platform locally: collector on data/dev.db (SQLite) + scheduler 
 	cargo run -p platform
 
 .PHONY: test
-test: ## Run every test (uses DATABASE_URL, else a local server, else a throwaway PostgreSQL)
+test: ## Run every test (uses DATABASE_URL, else a local server, else a throwaway PostgreSQL; installs Chromium for the console's browser test where missing)
+	scripts/ensure-browser.sh
 	scripts/with-postgres.sh -- cargo test --workspace --locked
+
+.PHONY: screenshots
+screenshots: ## Retake the console's screenshots in docs/console/ (the browser test, against the example agents)
+	scripts/ensure-browser.sh
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console cargo test --locked -p platform --test console
 
 .PHONY: new-agent
 new-agent: ## Scaffold agents/NAME and wire it into the scheduler: make new-agent NAME=my_agent

@@ -150,6 +150,17 @@ check "nginx's own 503 carries the security headers and Retry-After" "1 1" \
   "$(grep -ci '^x-frame-options: deny' "$work/headers") $(grep -ci '^retry-after: 5' "$work/headers")"
 check "/prometheus is not public" 404 "$(status "$proxy/prometheus")"
 
+# The console through nginx: one Content-Security-Policy, the console's (nginx's own would
+# block its stylesheet), one copy of each other security header; the API keeps nginx's.
+check "the console's sign-in page through nginx" 200 "$(status -D "$work/headers" "$proxy/ui/login")"
+check "the console has one CSP, its own, and single security headers" "1 1 1 1" \
+  "$(grep -ci '^content-security-policy:' "$work/headers") $(grep -ci "^content-security-policy: default-src 'none'; style-src 'self'" "$work/headers") $(grep -ci '^x-frame-options:' "$work/headers") $(grep -ci '^x-content-type-options:' "$work/headers")"
+code=$(curl -s -D "$work/headers" -o /dev/null -w '%{http_code}' -X POST "$proxy/ui/login" \
+  -H "Origin: http://127.0.0.1:$proxy_port" --data-urlencode "token=$token")
+check "signing in to the console through nginx (the Origin nginx passes matches)" 303 "$code"
+check "the API keeps nginx's CSP" 1 \
+  "$(curl -s -D - -o /dev/null "$proxy/health" | grep -ci "^content-security-policy: default-src 'none'; frame-ancestors 'none'")"
+
 # A manual run through nginx, as docs/deploy.md shows it: the page's login in Authorization,
 # the trigger token in X-Trigger-Token.
 printf '[agents.hello]\ncron = "0 0 1 1 *"\n' >"$work/schedules.toml"

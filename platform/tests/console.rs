@@ -220,10 +220,12 @@ async fn the_console_in_a_browser() {
     );
     screenshots(&client, "overview").await;
 
-    // The page refreshes itself without a reload.
+    // The page refreshes itself without a reload, keeping the scroll position (at phone
+    // width, where the overview is longer than the window).
+    client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
     client
         .execute(
-            "window.__marker = 1; document.documentElement.dataset.refreshed = ''",
+            "window.__marker = 1; document.documentElement.dataset.refreshed = ''; window.scrollTo(0, 300)",
             vec![],
         )
         .await
@@ -233,7 +235,7 @@ async fn the_console_in_a_browser() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let state = client
             .execute(
-                "return [window.__marker === 1, document.documentElement.dataset.refreshed !== '']",
+                "return [window.__marker === 1, document.documentElement.dataset.refreshed !== '', window.scrollY]",
                 vec![],
             )
             .await
@@ -244,11 +246,13 @@ async fn the_console_in_a_browser() {
             "the page was reloaded, not refreshed"
         );
         if state[1] == json!(true) {
+            assert_eq!(state[2], json!(300), "the scroll position after a refresh");
             refreshed = true;
             break;
         }
     }
     assert!(refreshed, "the overview refreshed itself within 15 s");
+    client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
 
     // The failed run and its error, shown as text.
     client

@@ -2,7 +2,7 @@
 //! types, so it cannot drift from the code.
 
 use axum::Json;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -29,6 +29,15 @@ use utoipa::{Modify, OpenApi};
         super::expect::list_incidents,
         super::health::live,
         super::health::ready,
+        super::console::pages::overview,
+        super::console::pages::agent,
+        super::console::pages::run,
+        super::console::pages::incidents,
+        super::console::sign_in_page,
+        super::console::sign_in,
+        super::console::sign_out,
+        super::console::stylesheet,
+        super::console::script,
     ),
     modifiers(&BearerAuth)
 )]
@@ -42,6 +51,11 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The console's pages: the token a sign-in form took, in an HttpOnly cookie.
+        components.add_security_scheme(
+            "console_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("console_token"))),
         );
     }
 }

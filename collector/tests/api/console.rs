@@ -125,7 +125,7 @@ async fn signing_in_takes_a_read_token_and_keeps_it_in_a_strict_cookie(db: Db) {
         cookie.starts_with(&format!("console_token={read_token};")),
         "{cookie}"
     );
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=604800"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
@@ -256,6 +256,8 @@ async fn every_page_shows_the_database_escaped(db: Db) {
         assert!(csp.starts_with("default-src 'none'") && csp.contains("script-src 'self'"));
         assert_eq!(answer.headers["cache-control"], "no-store");
         assert_eq!(answer.headers["x-frame-options"], "DENY");
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+        assert_eq!(answer.headers["referrer-policy"], "no-referrer");
     }
 
     // The filter and the run status tabs.

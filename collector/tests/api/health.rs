@@ -297,6 +297,12 @@ async fn the_openapi_document_describes_every_endpoint(db: Db) {
         "/summaries",
         "/health",
         "/health/ready",
+        "/ui",
+        "/ui/agents/{name}",
+        "/ui/runs/{id}",
+        "/ui/incidents",
+        "/ui/login",
+        "/ui/logout",
     ] {
         assert!(paths.contains(&path), "{path} missing from {paths:?}");
     }
@@ -306,6 +312,11 @@ async fn the_openapi_document_describes_every_endpoint(db: Db) {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["console_cookie"]["in"],
+        "cookie"
+    );
+    assert!(doc["paths"]["/ui"]["get"]["responses"]["200"]["content"]["text/html"].is_object());
     assert_eq!(
         doc["components"]["schemas"]["MetricValue"]["oneOf"]
             .as_array()

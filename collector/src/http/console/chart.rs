@@ -165,7 +165,15 @@ pub(super) fn recent_chart(name: &str, points: &[(DateTime<Utc>, f64)]) -> Marku
     };
     let frame = Frame::new(oldest.0, newest.0, points.iter().map(|(_, v)| *v));
     let line = points_attr(points.iter().rev().map(|(t, v)| (frame.x(*t), frame.y(*v))));
-    let stamp = |t: DateTime<Utc>| t.format("%m-%d %H:%M UTC").to_string();
+    let within_a_day = newest.0 - oldest.0 < chrono::TimeDelta::days(1);
+    let stamp = |t: DateTime<Utc>| {
+        let format = if within_a_day {
+            "%H:%M:%S UTC"
+        } else {
+            "%m-%d %H:%M UTC"
+        };
+        t.format(format).to_string()
+    };
     let marks = html! {
         polyline class="recent" points=(line) {}
         @for (at, value) in points {

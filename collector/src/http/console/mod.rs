@@ -8,7 +8,7 @@
 //! only this origin's stylesheet and script.
 
 mod chart;
-mod pages;
+pub(super) mod pages;
 mod view;
 
 use axum::Router;
@@ -166,22 +166,41 @@ fn same_origin(headers: &HeaderMap) -> bool {
         // not a page in a browser.
         return true;
     };
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin_host.is_some() && origin_host == header(HOST.as_str())
+    // Host names only: nginx passes `Host` without the port the browser used.
+    let name = |authority: &str| {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+            .to_owned()
+    };
+    let origin_host = origin.split_once("://").map(|(_, rest)| name(rest));
+    origin_host.is_some() && origin_host == header(HOST.as_str()).map(name)
 }
 
-async fn sign_in_page() -> Response {
+/// The console's sign-in form.
+#[utoipa::path(get, path = "/ui/login", tag = "console",
+    responses((status = 200, description = "The form", content_type = "text/html", body = String)))]
+pub(super) async fn sign_in_page() -> Response {
     view::sign_in(None).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-struct SignIn {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct SignIn {
+    /// A token of scope `read`.
     token: String,
 }
 
 /// `POST /ui/login`: a token of scope `read` sets the cookie and goes to the overview; any
 /// other gets the sign-in page again with what was wrong.
-async fn sign_in(
+#[utoipa::path(post, path = "/ui/login", tag = "console",
+    request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: the cookie set, to /ui"),
+        (status = 400, description = "No token, or not a form: the form again, saying so", content_type = "text/html", body = String),
+        (status = 401, description = "The token was refused: the form again, saying why", content_type = "text/html", body = String),
+        (status = 403, description = "A token without the read scope, or a form from another site: the form again", content_type = "text/html", body = String),
+    ))]
+pub(super) async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<SignIn>, FormRejection>,
@@ -214,7 +233,7 @@ async fn sign_in(
         Ok(_) => refused(
             &headers,
             StatusCode::FORBIDDEN,
-            "That token lacks the read scope: make one with `collector token --scope read`.",
+            "That token lacks the read scope: make one with `collector token --sub NAME --scope read`.",
         ),
         Err(err) => {
             tracing::info!(reason = %err, "console sign-in refused");
@@ -228,7 +247,12 @@ async fn sign_in(
 }
 
 /// `POST /ui/logout`: clears the cookie.
-async fn sign_out(headers: HeaderMap) -> Response {
+#[utoipa::path(post, path = "/ui/logout", tag = "console",
+    responses(
+        (status = 303, description = "The cookie cleared: to /ui/login"),
+        (status = 403, description = "A form from another site"),
+    ))]
+pub(super) async fn sign_out(headers: HeaderMap) -> Response {
     if !same_origin(&headers) {
         return StatusCode::FORBIDDEN.into_response();
     }
@@ -237,11 +261,15 @@ async fn sign_out(headers: HeaderMap) -> Response {
     response
 }
 
-async fn stylesheet() -> Response {
+#[utoipa::path(get, path = "/ui/assets/console.css", tag = "console",
+    responses((status = 200, description = "The console's stylesheet", content_type = "text/css", body = String)))]
+pub(super) async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", STYLESHEET)
 }
 
-async fn script() -> Response {
+#[utoipa::path(get, path = "/ui/assets/console.js", tag = "console",
+    responses((status = 200, description = "The console's script", content_type = "text/javascript", body = String)))]
+pub(super) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
@@ -300,6 +328,11 @@ mod tests {
         headers.insert(HOST, HeaderValue::from_static("ops.example.com"));
         assert!(same_origin(&headers));
         headers.insert(ORIGIN, HeaderValue::from_static("https://ops.example.com"));
+        assert!(same_origin(&headers));
+        headers.insert(
+            ORIGIN,
+            HeaderValue::from_static("http://ops.example.com:8080"),
+        );
         assert!(same_origin(&headers));
         headers.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
         assert!(!same_origin(&headers));

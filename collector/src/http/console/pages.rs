@@ -122,6 +122,18 @@ pub(super) struct OverviewQuery {
 }
 
 /// `GET /ui`: one row per agent, problems first.
+/// The console's overview: every agent the token may see, problems first.
+#[utoipa::path(get, path = "/ui", tag = "console",
+    params(("q" = Option<String>, Query, description = "Only agents whose name contains this, any case")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter: a page saying which", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to /ui/login"),
+        (status = 401, description = "The cookie's token no longer verifies: the sign-in page, the cookie cleared", content_type = "text/html", body = String),
+        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
+        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+    ),
+    security(("console_cookie" = [])))]
 pub(super) async fn overview(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -265,6 +277,25 @@ pub(super) struct AgentQuery {
 }
 
 /// `GET /ui/agents/{name}`: the agent's state, schedule, incidents, metric charts and runs.
+/// The console's page of one agent.
+#[utoipa::path(get, path = "/ui/agents/{name}", tag = "console",
+    params(
+        ("name" = String, Path, description = "The agent"),
+        ("status" = Option<RunStatus>, Query, description = "Only runs with this status"),
+        ("from" = Option<String>, Query, description = "Runs started at or after, RFC 3339"),
+        ("to" = Option<String>, Query, description = "Runs started before, RFC 3339"),
+        ("cursor" = Option<String>, Query, description = "The `older` link's cursor"),
+    ),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 400, description = "A bad parameter: a page saying which", content_type = "text/html", body = String),
+        (status = 404, description = "No such agent visible to this token", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to /ui/login"),
+        (status = 401, description = "The cookie's token no longer verifies: the sign-in page, the cookie cleared", content_type = "text/html", body = String),
+        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
+        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+    ),
+    security(("console_cookie" = [])))]
 pub(super) async fn agent(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -509,6 +540,18 @@ fn incident_runs(incident: &Incident) -> String {
 }
 
 /// `GET /ui/runs/{id}`: everything about one run.
+/// The console's page of one run.
+#[utoipa::path(get, path = "/ui/runs/{id}", tag = "console",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 404, description = "No such run visible to this token", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to /ui/login"),
+        (status = 401, description = "The cookie's token no longer verifies: the sign-in page, the cookie cleared", content_type = "text/html", body = String),
+        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
+        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+    ),
+    security(("console_cookie" = [])))]
 pub(super) async fn run(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -582,6 +625,16 @@ fn value_text(value: &MetricValue) -> &str {
 }
 
 /// `GET /ui/incidents`: open first, then the latest resolved.
+/// The console's incidents: open first.
+#[utoipa::path(get, path = "/ui/incidents", tag = "console",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to /ui/login"),
+        (status = 401, description = "The cookie's token no longer verifies: the sign-in page, the cookie cleared", content_type = "text/html", body = String),
+        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
+        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+    ),
+    security(("console_cookie" = [])))]
 pub(super) async fn incidents(State(state): State<AppState>, viewer: Viewer) -> Page {
     let now = Utc::now();
     let incidents = state

@@ -58,8 +58,8 @@ pub(super) fn sign_in(message: Option<&str>) -> Markup {
                 }
                 p class="hint" {
                     "Make one on the collector's host with "
-                    code { "collector token --scope read" }
-                    " (add " code { "--agents 'team-a-*'" } " to limit it to some agents). "
+                    code { "collector token --sub YOUR_NAME --scope read" }
+                    " (add " code { "--agent 'team_a_*'" } " to limit it to some agents). "
                     "It is kept in a cookie only this site can read; sign out clears it."
                 }
             }

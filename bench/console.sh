@@ -8,6 +8,7 @@
 #
 #   bench/console.sh        DATABASE_URL when set, else a throwaway cluster
 #   BENCH_RUNS=1000000 (10 metrics each)  BENCH_AGENTS=1000  BENCH_REQUESTS=30
+#   BENCH_REUSE=1: measure again on the database a previous run made (DATABASE_URL's server)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,12 +30,16 @@ admin_url=$DATABASE_URL
 url="${admin_url%/*}/agent_console_bench"
 case "${admin_url##*/}" in *\?*) url="${admin_url%/*}/agent_console_bench?${admin_url##*\?}" ;; esac
 sql() { "$psql_bin" "$url" -XAtq -v ON_ERROR_STOP=1 "$@"; }
-"$psql_bin" "$admin_url" -XAtq -c 'drop database if exists agent_console_bench' -c 'create database agent_console_bench' >/dev/null
-DATABASE_URL=$url target/release/collector migrate >/dev/null 2>&1 || fail "collector migrate"
-log "generating $runs runs of $agents agents and $((runs * 10)) metric rows"
-started=$(date +%s)
-sql -v runs="$runs" -v agents="$agents" -f bench/generate.sql
-log "generated in $(( $(date +%s) - started )) s"
+if [ -n "${BENCH_REUSE:-}" ] && sql -c 'select 1 from agent_runs limit 1' >/dev/null 2>&1; then
+  log "reusing the data in agent_console_bench"
+else
+  "$psql_bin" "$admin_url" -XAtq -c 'drop database if exists agent_console_bench' -c 'create database agent_console_bench' >/dev/null
+  DATABASE_URL=$url target/release/collector migrate >/dev/null 2>&1 || fail "collector migrate"
+  log "generating $runs runs of $agents agents and $((runs * 10)) metric rows"
+  started=$(date +%s)
+  sql -v runs="$runs" -v agents="$agents" -f bench/generate.sql
+  log "generated in $(( $(date +%s) - started )) s"
+fi
 
 export COLLECTOR_SECRET_KEY=console-bench-secret-console-bench-secret-0123
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -97,15 +97,7 @@ async fn screenshots(client: &Client, name: &str) {
 
 async fn sign_in(client: &Client, platform: &Platform, token: &str) {
     client.goto(&platform.url("/ui")).await.unwrap();
-    // Not signed in: the sign-in page.
-    assert!(
-        client
-            .current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with("/ui/login")
-    );
+    // Not signed in: the sign-in form.
     let field = client
         .find(Locator::Css("textarea[name=token]"))
         .await
@@ -139,10 +131,20 @@ async fn the_console_in_a_browser() {
     // Each example agent has run, a few times, so that charts have points.
     platform.wait_for_runs(12).await;
 
-    // A failed run whose error holds markup; and an ingest-only token.
+    // An agent expected hourly whose run failed, with markup in its error (the watcher opens
+    // `failing` on it); and an ingest-only token.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let expected = http
+        .put(platform.url("/agents/nightly_report/expectation"))
+        .bearer_auth(&platform.token)
+        .json(&json!({"every": "1h", "grace": "10m"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(expected.status().is_success(), "{}", expected.status());
     let now = chrono::Utc::now();
-    let pushed = reqwest::Client::new()
+    let pushed = http
         .post(platform.url("/metrics"))
         .bearer_auth(&platform.token)
         .json(&json!({
@@ -218,7 +220,6 @@ async fn the_console_in_a_browser() {
         json!(""),
         "the token must not be visible to scripts"
     );
-    screenshots(&client, "overview").await;
 
     // The page refreshes itself without a reload, keeping the scroll position (at phone
     // width, where the overview is longer than the window).
@@ -297,9 +298,31 @@ async fn the_console_in_a_browser() {
     assert!(points.len() >= 2, "{} points", points.len());
     screenshots(&client, "agent").await;
 
-    client.goto(&platform.url("/ui/incidents")).await.unwrap();
-    text_of(&client, "h1").await;
+    // The watcher's pass (every 10 s) opens `failing`: the incidents page shows it, linked to
+    // the agent's runs; the overview shows the state.
+    let mut opened = false;
+    for _ in 0..40 {
+        client.goto(&platform.url("/ui/incidents")).await.unwrap();
+        text_of(&client, "h1").await;
+        if !client
+            .find_all(Locator::Css("table.incidents tr.open"))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(opened, "a failing incident within 20 s");
+    let kind = text_of(&client, "table.incidents tr.open td[data-label=Kind]").await;
+    assert_eq!(kind, "failing");
     screenshots(&client, "incidents").await;
+    client.goto(&platform.url("/ui")).await.unwrap();
+    let state = text_of(&client, "table.agents tr:first-child td[data-label=State]").await;
+    assert!(state.starts_with("failing"), "{state}");
+    screenshots(&client, "overview").await;
 
     // Sign out: the sign-in page, and the console is closed again.
     client
@@ -311,13 +334,13 @@ async fn the_console_in_a_browser() {
         .unwrap();
     text_of(&client, "section.signin").await;
     client.goto(&platform.url("/ui")).await.unwrap();
+    text_of(&client, "section.signin").await;
     assert!(
         client
-            .current_url()
+            .find_all(Locator::Css("table.agents"))
             .await
             .unwrap()
-            .path()
-            .ends_with("/ui/login")
+            .is_empty()
     );
 
     client.close().await.unwrap();

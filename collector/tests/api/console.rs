@@ -78,11 +78,11 @@ async fn signing_in_takes_a_read_token_and_keeps_it_in_a_strict_cookie(db: Db) {
     let read_token = app.token_for(&[Scope::Read], None);
     let ingest_only = app.token_for(&[Scope::Ingest], None);
 
-    // Not signed in: every page sends to the sign-in form, which needs no token.
+    // Not signed in: every page answers the sign-in form, which needs no token.
     for path in ["/ui", "/ui/incidents", "/ui/agents/alpha", "/ui/runs/1"] {
         let answer = page(&app, path, None).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(answer.location(), "/ui/login", "{path}");
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(answer.body.contains("action=\"/ui/login\""), "{path}");
     }
     let form = page(&app, "/ui/login", None).await;
     assert_eq!(form.status, StatusCode::OK);
@@ -105,7 +105,19 @@ async fn signing_in_takes_a_read_token_and_keeps_it_in_a_strict_cookie(db: Db) {
         ingest.body
     );
     let empty = sign_in(&app, "", &[]).await;
-    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert_eq!(empty.status, StatusCode::UNAUTHORIZED);
+    assert!(empty.body.contains("Paste a token first"));
+    let not_a_form = read(
+        client()
+            .post(app.url("/ui/login"))
+            .header("content-type", "application/json")
+            .body(r#"{"token":"x"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(not_a_form.status, StatusCode::BAD_REQUEST);
     // Such cookies, set by hand, open nothing either.
     assert_eq!(
         page(&app, "/ui", Some("forged")).await.status,

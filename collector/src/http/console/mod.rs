@@ -73,8 +73,9 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        // Not signed in: the sign-in form, in place (401, as any request without a token).
         let Some(token) = cookie(&parts.headers, COOKIE_NAME) else {
-            return Err(Redirect::to("/ui/login").into_response());
+            return Err((StatusCode::UNAUTHORIZED, view::sign_in(None)).into_response());
         };
         match state.tokens.verify(token) {
             Ok(grant) if grant.has_scope(Scope::Read) => Ok(Self(grant)),
@@ -187,6 +188,7 @@ pub(super) async fn sign_in_page() -> Response {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct SignIn {
     /// A token of scope `read`.
+    #[schema(min_length = 1)]
     token: String,
 }
 
@@ -196,8 +198,8 @@ pub(super) struct SignIn {
     request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Signed in: the cookie set, to /ui"),
-        (status = 400, description = "No token, or not a form: the form again, saying so", content_type = "text/html", body = String),
-        (status = 401, description = "The token was refused: the form again, saying why", content_type = "text/html", body = String),
+        (status = 400, description = "Not a form: the form again, saying so", content_type = "text/html", body = String),
+        (status = 401, description = "No token, or a refused one: the form again, saying why", content_type = "text/html", body = String),
         (status = 403, description = "A token without the read scope, or a form from another site: the form again", content_type = "text/html", body = String),
     ))]
 pub(super) async fn sign_in(
@@ -221,7 +223,7 @@ pub(super) async fn sign_in(
     };
     let token = token.trim();
     if token.is_empty() {
-        return refused(&headers, StatusCode::BAD_REQUEST, "Paste a token first.");
+        return refused(&headers, StatusCode::UNAUTHORIZED, "Paste a token first.");
     }
     match state.tokens.verify(token) {
         Ok(grant) if grant.has_scope(Scope::Read) => {

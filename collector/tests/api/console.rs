@@ -213,8 +213,25 @@ async fn every_page_shows_the_database_escaped(db: Db) {
         )
         .await;
 
+    // An agent expected that has never reported: listed as new, with its next slot.
+    let expected = app
+        .client
+        .put(app.url("/agents/gamma/expectation"))
+        .bearer_auth(&app.token)
+        .json(&json!({"every": "1h", "grace": "10m"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(expected.status().is_success());
+
     let overview = page(&app, "/ui", Some(&token)).await;
     assert_eq!(overview.status, StatusCode::OK);
+    let gamma = &overview.body[overview.body.find(">gamma<").unwrap()..];
+    let gamma = &gamma[..gamma.find("</tr>").unwrap()];
+    assert!(
+        gamma.contains("badge new") && gamma.contains("<time"),
+        "{gamma}"
+    );
     // Both agents, alpha first: it has a problem.
     let (alpha, beta) = (
         overview.body.find(">alpha<").unwrap(),

@@ -95,6 +95,10 @@ async fn screenshots(client: &Client, name: &str) {
     client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
 }
 
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
 async fn sign_in(client: &Client, platform: &Platform, token: &str) {
     client.goto(&platform.url("/ui")).await.unwrap();
     // Not signed in: the sign-in form.
@@ -103,13 +107,7 @@ async fn sign_in(client: &Client, platform: &Platform, token: &str) {
         .await
         .unwrap();
     field.send_keys(token).await.unwrap();
-    client
-        .find(Locator::Css("form[action='/ui/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::Css("form[action='/ui/login'] button")).await;
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
@@ -256,21 +254,9 @@ async fn the_console_in_a_browser() {
     client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
 
     // The failed run and its error, shown as text.
-    client
-        .find(Locator::LinkText("nightly_report"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("nightly_report")).await;
     text_of(&client, "table.runs").await;
-    client
-        .find(Locator::Css("table.runs td[data-label=Run] a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("table.runs td[data-label=Run] a")).await;
     let error = text_of(&client, "pre.error-message").await;
     assert_eq!(error, ERROR);
     let note = text_of(&client, "td.text").await;
@@ -325,13 +311,7 @@ async fn the_console_in_a_browser() {
     screenshots(&client, "overview").await;
 
     // Sign out: the sign-in page, and the console is closed again.
-    client
-        .find(Locator::Css("form.signout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("form.signout button")).await;
     text_of(&client, "section.signin").await;
     client.goto(&platform.url("/ui")).await.unwrap();
     text_of(&client, "section.signin").await;

@@ -317,6 +317,16 @@ async fn the_openapi_document_describes_every_endpoint(db: Db) {
         "cookie"
     );
     assert!(doc["paths"]["/ui"]["get"]["responses"]["200"]["content"]["text/html"].is_object());
+    // Every page documents the refusals it shares (the sign-in page, the database down).
+    for page in ["/ui", "/ui/agents/{name}", "/ui/runs/{id}", "/ui/incidents"] {
+        for status in ["401", "403", "503"] {
+            let response = &doc["paths"][page]["get"]["responses"][status];
+            assert!(
+                response["content"]["text/html"].is_object(),
+                "{page} {status}"
+            );
+        }
+    }
     assert_eq!(
         doc["components"]["schemas"]["MetricValue"]["oneOf"]
             .as_array()

@@ -77,21 +77,28 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(token) = cookie(&parts.headers, COOKIE_NAME) else {
             return Err((StatusCode::UNAUTHORIZED, view::sign_in(None)).into_response());
         };
-        match state.tokens.verify(token) {
-            Ok(grant) if grant.has_scope(Scope::Read) => Ok(Self(grant)),
-            Ok(_) => Err(refused(
-                &parts.headers,
-                StatusCode::FORBIDDEN,
-                "That token lacks the read scope.",
-            )),
-            Err(err) => {
-                tracing::info!(reason = %err, "console token refused");
-                Err(refused(
-                    &parts.headers,
-                    StatusCode::UNAUTHORIZED,
-                    &format!("Your session ended ({err}); sign in again."),
-                ))
-            }
+        read_grant(state, token)
+            .map(Self)
+            .map_err(|(status, message)| refused(&parts.headers, status, &message))
+    }
+}
+
+/// The grant of a token that may read; else the status to answer and why, for the operator.
+/// The one check of the console's token, at sign-in and on every page.
+fn read_grant(state: &AppState, token: &str) -> Result<Grant, (StatusCode, String)> {
+    match state.tokens.verify(token) {
+        Ok(grant) if grant.has_scope(Scope::Read) => Ok(grant),
+        Ok(_) => Err((
+            StatusCode::FORBIDDEN,
+            "That token lacks the read scope: make one with `collector token --sub NAME --scope read`."
+                .to_owned(),
+        )),
+        Err(err) => {
+            tracing::info!(reason = %err, "console token refused");
+            Err((
+                StatusCode::UNAUTHORIZED,
+                format!("That token was refused ({err}); sign in again with a valid one."),
+            ))
         }
     }
 }
@@ -225,26 +232,14 @@ pub(super) async fn sign_in(
     if token.is_empty() {
         return refused(&headers, StatusCode::UNAUTHORIZED, "Paste a token first.");
     }
-    match state.tokens.verify(token) {
-        Ok(grant) if grant.has_scope(Scope::Read) => {
+    match read_grant(&state, token) {
+        Ok(grant) => {
             tracing::info!(subject = %grant.subject, "console sign-in");
             let mut response = Redirect::to("/ui").into_response();
             set_cookie(&mut response, &session_cookie(&headers, token));
             response
         }
-        Ok(_) => refused(
-            &headers,
-            StatusCode::FORBIDDEN,
-            "That token lacks the read scope: make one with `collector token --sub NAME --scope read`.",
-        ),
-        Err(err) => {
-            tracing::info!(reason = %err, "console sign-in refused");
-            refused(
-                &headers,
-                StatusCode::UNAUTHORIZED,
-                &format!("That token was refused: {err}."),
-            )
-        }
+        Err((status, message)) => refused(&headers, status, &message),
     }
 }
 

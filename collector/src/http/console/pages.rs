@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use agent_sdk::wire::{
     AgentOverview, AgentState, Expectation, Incident, MetricPoint, MetricValue, RunStatus,
 };
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Days, TimeDelta, Utc};
 use maud::{Markup, html};
@@ -20,7 +18,7 @@ use super::{Viewer, chart};
 use crate::domain::{AgentName, AgentPattern};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::ApiPath;
+use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::params;
 use crate::store::{AgentAccess, MetricDay, MetricFilter, RunDot, RunFilter};
 
@@ -63,10 +61,20 @@ impl IntoResponse for PageError {
 
 type Page = Result<Markup, PageError>;
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, PageError> {
-    query.map(|Query(q)| q).map_err(|rejection| {
-        ApiError::client(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text()).into()
-    })
+/// What every page may answer besides itself (in `/openapi.json`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Documentation only: the answers are made by `Viewer` and `PageError`.
+pub(super) enum Refusals {
+    /// Not signed in, or the cookie's token no longer verifies: the sign-in page (the cookie
+    /// cleared).
+    #[response(status = 401, content_type = "text/html")]
+    SignIn(String),
+    /// The cookie's token lacks the read scope: the sign-in page.
+    #[response(status = 403, content_type = "text/html")]
+    NoReadScope(String),
+    /// Database unavailable: a page saying so.
+    #[response(status = 503, content_type = "text/html")]
+    Unavailable(String),
 }
 
 /// An agent the viewer may see, or 404 (a token limited to other agents learns nothing).
@@ -89,6 +97,15 @@ struct Row {
 }
 
 impl Row {
+    fn new(name: &str, overview: Option<AgentOverview>) -> Self {
+        Self {
+            name: name.to_owned(),
+            overview,
+            next_expected: None,
+            dots: Vec::new(),
+        }
+    }
+
     fn state(&self) -> Option<AgentState> {
         self.overview.as_ref().map(|o| o.state)
     }
@@ -121,24 +138,22 @@ pub(super) struct OverviewQuery {
     q: Option<String>,
 }
 
-/// `GET /ui`: one row per agent, problems first.
-/// The console's overview: every agent the token may see, problems first.
+/// `GET /ui`: one row per agent the token may see, problems first.
 #[utoipa::path(get, path = "/ui", tag = "console",
     params(("q" = Option<String>, Query, description = "Only agents whose name contains this, any case")),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter: a page saying which", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in, or the cookie's token no longer verifies: the sign-in page (the cookie cleared)", content_type = "text/html", body = String),
-        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
-        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+        Refusals,
     ),
     security(("console_cookie" = [])))]
 pub(super) async fn overview(
     State(state): State<AppState>,
     viewer: Viewer,
-    params: Result<Query<OverviewQuery>, QueryRejection>,
+    params: Result<ApiQuery<OverviewQuery>, ApiError>,
 ) -> Page {
-    let filter = query(params)?.q.unwrap_or_default();
+    let ApiQuery(params) = params?;
+    let filter = params.q.unwrap_or_default();
     let needle = filter.trim().to_lowercase();
     let now = Utc::now();
     let access = viewer.access();
@@ -151,23 +166,13 @@ pub(super) async fn overview(
     for overview in agents {
         rows.insert(
             overview.agent_name.clone(),
-            Row {
-                name: overview.agent_name.clone(),
-                overview: Some(overview),
-                next_expected: None,
-                dots: Vec::new(),
-            },
+            Row::new(&overview.agent_name.clone(), Some(overview)),
         );
     }
     for expectation in &expectations {
         let row = rows
             .entry(expectation.agent_name.clone())
-            .or_insert_with(|| Row {
-                name: expectation.agent_name.clone(),
-                overview: None,
-                next_expected: None,
-                dots: Vec::new(),
-            });
+            .or_insert_with(|| Row::new(&expectation.agent_name, None));
         row.next_expected = match (row.next_expected, expectation.next_slot) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -242,7 +247,7 @@ fn overview_row(row: &Row, now: DateTime<Utc>) -> Markup {
                 td data-label="Last success" { "never" }
             }
             td data-label="Next expected" {
-                @if let Some(at) = row.next_expected { (time(at)) " " span class="age" { "(" (age(at, now)) ")" } }
+                @if let Some(at) = row.next_expected { (time_ago(at, now)) }
                 @else { "—" }
             }
             @if let Some(o) = &row.overview {
@@ -276,7 +281,6 @@ pub(super) struct AgentQuery {
 }
 
 /// `GET /ui/agents/{name}`: the agent's state, schedule, incidents, metric charts and runs.
-/// The console's page of one agent.
 #[utoipa::path(get, path = "/ui/agents/{name}", tag = "console",
     params(
         ("name" = String, Path, description = "The agent"),
@@ -289,19 +293,17 @@ pub(super) struct AgentQuery {
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter: a page saying which", content_type = "text/html", body = String),
         (status = 404, description = "No such agent visible to this token", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in, or the cookie's token no longer verifies: the sign-in page (the cookie cleared)", content_type = "text/html", body = String),
-        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
-        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+        Refusals,
     ),
     security(("console_cookie" = [])))]
 pub(super) async fn agent(
     State(state): State<AppState>,
     viewer: Viewer,
     ApiPath(name): ApiPath<String>,
-    params: Result<Query<AgentQuery>, QueryRejection>,
+    params: Result<ApiQuery<AgentQuery>, ApiError>,
 ) -> Page {
     let agent = visible_agent(&viewer, &name)?;
-    let params = query(params)?;
+    let ApiQuery(params) = params?;
     let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             ApiError::bad_param(
@@ -476,7 +478,7 @@ fn older_link(base: &str, cursor: &str, has_query: bool) -> String {
 /// A metric point as a number to draw: numbers as stored, booleans as 1/0, text not drawn.
 fn numeric(point: &MetricPoint) -> Option<f64> {
     match &point.value {
-        MetricValue::Number(n) => n.as_str().parse().ok().filter(|v: &f64| v.is_finite()),
+        MetricValue::Number(n) => Some(n.to_f64()).filter(|v| v.is_finite()),
         MetricValue::Bool(b) => Some(f64::from(u8::from(*b))),
         MetricValue::Text(_) => None,
     }
@@ -490,7 +492,7 @@ fn expectation(e: &Expectation, now: DateTime<Utc>) -> Markup {
             "every " (every)
         }
         ", grace " (e.grace) " (" (e.source.as_str()) ")"
-        @if let Some(next) = e.next_slot { "; next " (time(next)) " " span class="age" { "(" (age(next, now)) ")" } }
+        @if let Some(next) = e.next_slot { "; next " (time_ago(next, now)) }
     }
 }
 
@@ -524,29 +526,22 @@ fn incident_table(incidents: &[Incident], now: DateTime<Utc>, with_agent: bool) 
 /// The agent's runs around an incident: from an hour before it opened to a minute after it
 /// resolved (or now).
 fn incident_runs(incident: &Incident) -> String {
-    let from = incident.opened_at - TimeDelta::hours(1);
-    let mut href = format!(
-        "/ui/agents/{}?from={}",
-        incident.agent_name,
-        from.format("%Y-%m-%dT%H:%M:%SZ")
-    );
+    let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let from = stamp(incident.opened_at - TimeDelta::hours(1));
+    let mut href = format!("/ui/agents/{}?from={from}", incident.agent_name);
     if let Some(resolved) = incident.resolved_at {
-        let to = resolved + TimeDelta::minutes(1);
-        href.push_str(&format!("&to={}", to.format("%Y-%m-%dT%H:%M:%SZ")));
+        href.push_str(&format!("&to={}", stamp(resolved + TimeDelta::minutes(1))));
     }
     href
 }
 
 /// `GET /ui/runs/{id}`: everything about one run.
-/// The console's page of one run.
 #[utoipa::path(get, path = "/ui/runs/{id}", tag = "console",
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 404, description = "No such run visible to this token", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in, or the cookie's token no longer verifies: the sign-in page (the cookie cleared)", content_type = "text/html", body = String),
-        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
-        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+        Refusals,
     ),
     security(("console_cookie" = [])))]
 pub(super) async fn run(
@@ -622,13 +617,10 @@ fn value_text(value: &MetricValue) -> &str {
 }
 
 /// `GET /ui/incidents`: open first, then the latest resolved.
-/// The console's incidents: open first.
 #[utoipa::path(get, path = "/ui/incidents", tag = "console",
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in, or the cookie's token no longer verifies: the sign-in page (the cookie cleared)", content_type = "text/html", body = String),
-        (status = 403, description = "The cookie's token lacks the read scope: the sign-in page", content_type = "text/html", body = String),
-        (status = 503, description = "Database unavailable: a page saying so", content_type = "text/html", body = String),
+        Refusals,
     ),
     security(("console_cookie" = [])))]
 pub(super) async fn incidents(State(state): State<AppState>, viewer: Viewer) -> Page {

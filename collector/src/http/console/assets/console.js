@@ -1,8 +1,8 @@
 // The operator console's only script. Pages read fine without it; it adds:
 // - times in the browser's timezone, the time alone when it is today (UTC stays in the
 //   tooltip);
-// - a refresh of the page's <main> every 10 seconds while the tab is visible, keeping the
-//   scroll position and whatever the filter box holds.
+// - a refresh of the page's <main> every 10 seconds while the tab is visible and no field has
+//   the focus, keeping the scroll position.
 "use strict";
 (function () {
   const REFRESH_MS = 10000;
@@ -27,7 +27,7 @@
     if (active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA")) return;
     try {
       const response = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
-      if (response.redirected || response.status === 401 || response.status === 403) {
+      if (response.status === 401 || response.status === 403) {
         location.reload(); // Signed out meanwhile: show the sign-in page.
         return;
       }

@@ -5,11 +5,11 @@ use agent_sdk::wire::{
     Number, RunDetail, RunPage, RunStatus, RunTrigger, RunView,
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_query::{Alias, Condition, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns, Incidents};
+use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns, Agents, Incidents};
 use super::{Store, StoreError};
 use crate::domain::{AgentName, AgentPattern, Cursor, MetricName};
 
@@ -365,105 +365,88 @@ impl Store {
     }
 
     /// Per agent: its last run, last success, and run and failure counts today and over the
-    /// last seven UTC days (today included). Read from the daily summaries only.
+    /// last seven UTC days (today included), its running runs and open incidents. One row per
+    /// agent from `agents`, the last seven days of the daily summaries (the day index) and
+    /// the running runs (their partial index): never a read of every day.
     pub async fn agents_overview(
         &self,
         today: NaiveDate,
         access: &AgentAccess,
     ) -> Result<Vec<AgentOverview>, StoreError> {
         let week_start = today - chrono::Days::new(6);
+        let (week, running) = (Alias::new("week"), Alias::new("running_now"));
         // Sums over the days a condition admits, as BIGINT (PostgreSQL sums BIGINT to NUMERIC).
         let sum_where = |column: AgentDailySummaries, admits: Expr| {
             Func::sum(Expr::case(admits, Expr::col(column)).finally(0)).cast_as("bigint")
         };
-        // Of the agent's runs now `running` (POST /runs; the partial index holds only those).
-        let running =
-            |aggregate: Expr| {
-                Expr::SubQuery(
-                    None,
-                    Box::new(
-                        Query::select()
-                            .expr(aggregate)
-                            .from(AgentRuns::Table)
-                            .and_where(Expr::col((AgentRuns::Table, AgentRuns::AgentName)).equals(
-                                (AgentDailySummaries::Table, AgentDailySummaries::AgentName),
-                            ))
-                            .and_where(
-                                Expr::col((AgentRuns::Table, AgentRuns::Status))
-                                    .eq(RunStatus::Running.as_str()),
-                            )
-                            .take()
-                            .into(),
-                    ),
-                )
-            };
-        // The status of the agent's latest run, from its latest day.
-        let latest = Alias::new("latest");
-        let last_status = Query::select()
-            .column((latest.clone(), AgentDailySummaries::LastStatus))
-            .from_as(AgentDailySummaries::Table, latest.clone())
-            .and_where(
-                Expr::col((latest.clone(), AgentDailySummaries::AgentName))
-                    .equals((AgentDailySummaries::Table, AgentDailySummaries::AgentName)),
-            )
-            .order_by((latest, AgentDailySummaries::LastRunAt), Order::Desc)
-            .limit(1)
-            .take();
-        let mut select = Query::select();
-        select
-            .column((AgentDailySummaries::Table, AgentDailySummaries::AgentName))
+        let today_only = || Expr::col(AgentDailySummaries::Day).eq(today);
+        let week_counts = Query::select()
+            .column(AgentDailySummaries::AgentName)
             .expr_as(
-                Expr::col(AgentDailySummaries::LastRunAt).max(),
-                "last_run_at",
-            )
-            .expr_as(
-                Expr::SubQuery(None, Box::new(last_status.into())),
-                "last_status",
-            )
-            .expr_as(
-                Expr::col(AgentDailySummaries::LastSuccessAt).max(),
-                "last_success_at",
-            )
-            .expr_as(
-                sum_where(
-                    AgentDailySummaries::RunCount,
-                    Expr::col(AgentDailySummaries::Day).eq(today),
-                ),
+                sum_where(AgentDailySummaries::RunCount, today_only()),
                 "runs_today",
             )
             .expr_as(
-                sum_where(
-                    AgentDailySummaries::FailureCount,
-                    Expr::col(AgentDailySummaries::Day).eq(today),
-                ),
+                sum_where(AgentDailySummaries::FailureCount, today_only()),
                 "failures_today",
             )
             .expr_as(
-                sum_where(
-                    AgentDailySummaries::RunCount,
-                    Expr::col(AgentDailySummaries::Day).gte(week_start),
-                ),
+                Func::sum(Expr::col(AgentDailySummaries::RunCount)).cast_as("bigint"),
                 "runs_7d",
             )
             .expr_as(
-                sum_where(
-                    AgentDailySummaries::FailureCount,
-                    Expr::col(AgentDailySummaries::Day).gte(week_start),
-                ),
+                Func::sum(Expr::col(AgentDailySummaries::FailureCount)).cast_as("bigint"),
                 "failures_7d",
             )
-            .expr_as(running(Expr::col(AgentRuns::Id).count()), "running")
+            .from(AgentDailySummaries::Table)
+            .and_where(Expr::col(AgentDailySummaries::Day).gte(week_start))
+            .group_by_col(AgentDailySummaries::AgentName)
+            .take();
+        // The runs `running` now (POST /runs; the partial index holds only those).
+        let running_now = Query::select()
+            .column(AgentRuns::AgentName)
+            .expr_as(Expr::col(AgentRuns::Id).count(), "running")
+            .expr_as(Expr::col(AgentRuns::StartedAt).min(), "running_since")
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::Status).eq(RunStatus::Running.as_str()))
+            .group_by_col(AgentRuns::AgentName)
+            .take();
+        let zero_if_none =
+            |table: &Alias, column: &str| Expr::col((table.clone(), Alias::new(column))).if_null(0);
+        let mut select = Query::select();
+        select
+            .columns([
+                (Agents::Table, Agents::AgentName),
+                (Agents::Table, Agents::LastRunAt),
+                (Agents::Table, Agents::LastStatus),
+                (Agents::Table, Agents::LastSuccessAt),
+            ])
+            .expr_as(zero_if_none(&week, "runs_today"), "runs_today")
+            .expr_as(zero_if_none(&week, "failures_today"), "failures_today")
+            .expr_as(zero_if_none(&week, "runs_7d"), "runs_7d")
+            .expr_as(zero_if_none(&week, "failures_7d"), "failures_7d")
+            .expr_as(zero_if_none(&running, "running"), "running")
             .expr_as(
-                running(Expr::col(AgentRuns::StartedAt).min()),
+                Expr::col((running.clone(), Alias::new("running_since"))),
                 "running_since",
             )
-            .from(AgentDailySummaries::Table)
-            .group_by_col((AgentDailySummaries::Table, AgentDailySummaries::AgentName))
-            .order_by(
-                (AgentDailySummaries::Table, AgentDailySummaries::AgentName),
-                Order::Asc,
-            );
-        if let Some(access) = access.condition(AgentDailySummaries::AgentName) {
+            .from(Agents::Table)
+            .join_subquery(
+                JoinType::LeftJoin,
+                week_counts,
+                week.clone(),
+                Expr::col((week.clone(), AgentDailySummaries::AgentName))
+                    .equals((Agents::Table, Agents::AgentName)),
+            )
+            .join_subquery(
+                JoinType::LeftJoin,
+                running_now,
+                running.clone(),
+                Expr::col((running.clone(), AgentRuns::AgentName))
+                    .equals((Agents::Table, Agents::AgentName)),
+            )
+            .order_by((Agents::Table, Agents::AgentName), Order::Asc);
+        if let Some(access) = access.condition((Agents::Table, Agents::AgentName)) {
             select.cond_where(access);
         }
         let mut open: std::collections::HashMap<String, Vec<IncidentKind>> =

@@ -37,6 +37,15 @@ pub(super) enum AgentMetrics {
 }
 
 #[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum Agents {
+    Table,
+    AgentName,
+    LastRunAt,
+    LastStatus,
+    LastSuccessAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
 pub(super) enum AgentDailySummaries {
     Table,
     AgentName,

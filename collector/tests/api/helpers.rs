@@ -316,6 +316,32 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
+    /// Asserts that `agents` holds, for each agent with a daily summary, what its summaries
+    /// say: the latest day's last run and status, the latest success of any day.
+    pub(crate) async fn assert_agents_agree_with_summaries(&self) {
+        type Latest = (String, DateTime<Utc>, String, Option<DateTime<Utc>>);
+        let stored: Vec<Latest> = self
+            .db
+            .rows(
+                "select agent_name, last_run_at, last_status, last_success_at \
+                 from agents order by agent_name",
+            )
+            .await;
+        let derived: Vec<Latest> = self
+            .db
+            .rows(
+                "select s.agent_name, s.last_run_at, s.last_status, \
+                        (select max(x.last_success_at) from agent_daily_summaries x \
+                         where x.agent_name = s.agent_name) \
+                 from agent_daily_summaries s \
+                 where s.day = (select max(y.day) from agent_daily_summaries y \
+                                where y.agent_name = s.agent_name) \
+                 order by s.agent_name",
+            )
+            .await;
+        assert_eq!(stored, derived, "agents against the daily summaries");
+    }
+
     /// Rows in each table the write path touches: (runs, metrics, summaries, metric summaries).
     pub(crate) async fn row_counts(&self) -> (i64, i64, i64, i64) {
         self.db

@@ -232,6 +232,9 @@ async fn concurrent_reports_of_many_agents_keep_every_summary_exact(db: Db) {
         .collect();
     assert_eq!(daily, want_daily);
     assert_eq!(metric, want_metric);
+    app.assert_agents_agree_with_summaries().await;
+    let agents: i64 = app.db.scalar("select count(*) from agents").await;
+    assert_eq!(agents, 20);
 }
 
 async fn a_failed_run_is_stored_with_its_error(db: Db) {
@@ -389,6 +392,14 @@ async fn a_late_report_does_not_overwrite_the_last_status(db: Db) {
         .await;
     assert_eq!(status, "success");
     assert_eq!(last.timestamp(), now.timestamp());
+    let (status, last, success): (String, DateTime<Utc>, DateTime<Utc>) = app
+        .db
+        .row("select last_status, last_run_at, last_success_at from agents where agent_name = 'late'")
+        .await;
+    assert_eq!(
+        (status.as_str(), last.timestamp(), success.timestamp()),
+        ("success", now.timestamp(), now.timestamp())
+    );
 }
 
 async fn the_store_deduplicates_within_one_batch(db: Db) {

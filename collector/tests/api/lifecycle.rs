@@ -377,6 +377,9 @@ async fn an_overdue_run_is_closed_as_failed_and_its_late_result_corrects_it(db: 
     );
     let (_, page) = app.get("/runs?status=running").await;
     assert_eq!(page["runs"].as_array().unwrap().len(), 0);
+    app.assert_agents_agree_with_summaries().await;
+    let (_, agents) = app.get("/agents").await;
+    assert_eq!(agents["agents"][0]["last_status"], "failed", "{agents}");
 
     // Its result arrives after all: it completes the run, and the summaries say what happened.
     let result = json!({"agent_name": "late", "run_key": key, "started_at": "2026-02-19T10:00:00Z",
@@ -408,6 +411,16 @@ async fn an_overdue_run_is_closed_as_failed_and_its_late_result_corrects_it(db: 
         .row("select cast(value_count as bigint), cast(value_sum as text) from agent_metric_daily_summaries where agent_name = 'late'")
         .await;
     assert_eq!(metric, (1, "5".into()));
+    app.assert_agents_agree_with_summaries().await;
+    let (_, agents) = app.get("/agents").await;
+    assert_eq!(
+        (
+            &agents["agents"][0]["last_status"],
+            &agents["agents"][0]["last_success_at"]
+        ),
+        (&json!("success"), &json!("2026-02-19T10:00:00Z")),
+        "{agents}"
+    );
 
     // The same result again: the same run; another result: refused. Nothing counted twice.
     let (status, body) = app.post_report(&result).await;

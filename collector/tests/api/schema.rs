@@ -1,7 +1,7 @@
 //! The schema as the dashboard's contract: migrations, the original debugging queries, indexes.
 
-use collector::store::{POSTGRES_MIGRATOR, Store};
-use sqlx::PgPool;
+use collector::store::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store};
+use sqlx::{PgPool, SqlitePool};
 
 use crate::helpers::{Db, TestApp, on_both_backends, report};
 
@@ -124,6 +124,82 @@ async fn the_dashboard_doc_queries_run_and_use_indexes(pool: PgPool) {
             plan.join("\n")
         );
     }
+}
+
+/// Summaries stored before `agents` existed, as (agent, day, last run, status, last success).
+const SUMMARIES_BEFORE_0006: &str = "insert into agent_daily_summaries
+    (agent_name, day, run_count, success_count, failure_count, total_duration_ms,
+     last_run_at, last_status, last_success_at) values
+    ('a', '2026-03-01', 2, 2, 0, 10, '2026-03-01T10:00:00Z', 'success', '2026-03-01T10:00:00Z'),
+    ('a', '2026-03-02', 1, 0, 1, 10, '2026-03-02T08:00:00Z', 'failed', NULL),
+    ('b', '2026-03-02', 1, 1, 0, 10, '2026-03-02T09:00:00Z', 'success', '2026-03-02T09:00:00Z')";
+
+/// What 0006 must make of them: each agent's latest run and its latest success on any day.
+fn agents_after_0006() -> Vec<(String, String, String, Option<String>)> {
+    let at = |s: &str| Some(s.to_owned());
+    vec![
+        (
+            "a".into(),
+            "2026-03-02T08:00:00+00:00".into(),
+            "failed".into(),
+            at("2026-03-01T10:00:00+00:00"),
+        ),
+        (
+            "b".into(),
+            "2026-03-02T09:00:00+00:00".into(),
+            "success".into(),
+            at("2026-03-02T09:00:00+00:00"),
+        ),
+    ]
+}
+
+async fn stored_agents(
+    rows: Vec<(
+        String,
+        chrono::DateTime<chrono::Utc>,
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )>,
+) -> Vec<(String, String, String, Option<String>)> {
+    rows.into_iter()
+        .map(|(a, last, status, success)| {
+            (
+                a,
+                last.to_rfc3339(),
+                status,
+                success.map(|t| t.to_rfc3339()),
+            )
+        })
+        .collect()
+}
+
+const AGENTS: &str =
+    "select agent_name, last_run_at, last_status, last_success_at from agents order by 1";
+
+/// An existing deployment upgrades: migration 0006 fills `agents` from the summaries already
+/// stored, so the overview shows every agent at once.
+#[sqlx::test(migrations = false)]
+async fn the_agents_table_is_filled_from_existing_summaries_on_postgres(pool: PgPool) {
+    POSTGRES_MIGRATOR.run_to(5, &pool).await.unwrap();
+    sqlx::raw_sql(SUMMARIES_BEFORE_0006)
+        .execute(&pool)
+        .await
+        .unwrap();
+    POSTGRES_MIGRATOR.run(&pool).await.unwrap();
+    let rows = sqlx::query_as(AGENTS).fetch_all(&pool).await.unwrap();
+    assert_eq!(stored_agents(rows).await, agents_after_0006());
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_agents_table_is_filled_from_existing_summaries_on_sqlite(pool: SqlitePool) {
+    SQLITE_MIGRATOR.run_to(5, &pool).await.unwrap();
+    sqlx::raw_sql(SUMMARIES_BEFORE_0006)
+        .execute(&pool)
+        .await
+        .unwrap();
+    SQLITE_MIGRATOR.run(&pool).await.unwrap();
+    let rows = sqlx::query_as(AGENTS).fetch_all(&pool).await.unwrap();
+    assert_eq!(stored_agents(rows).await, agents_after_0006());
 }
 
 on_both_backends!(the_original_debugging_queries_run_as_written,);

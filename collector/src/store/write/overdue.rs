@@ -32,6 +32,10 @@ pub const OVERDUE_LOCK: i64 = 0x006f_7665_7264_7565;
 
 const RECOMPUTE_POSTGRES: &str = include_str!("../sql/postgres/recompute_daily.sql");
 const RECOMPUTE_SQLITE: &str = include_str!("../sql/sqlite/recompute_daily.sql");
+const RECOMPUTE_AGENT_POSTGRES: &str = include_str!("../sql/postgres/recompute_agent.sql");
+const RECOMPUTE_AGENT_SQLITE: &str = include_str!("../sql/sqlite/recompute_agent.sql");
+const RECOMPUTE_AGENT_GONE_SQLITE: &str = "delete from agents where agent_name = ?1 \
+     and not exists (select 1 from agent_daily_summaries where agent_name = ?1)";
 const DELETE_EMPTY_DAY_SQLITE: &str = "delete from agent_daily_summaries \
      where agent_name = ?1 and day = ?2 and not exists (select 1 from agent_runs \
      where agent_name = ?1 and date(started_at) = ?2 and status <> 'running')";
@@ -189,6 +193,8 @@ fn days<'a>(
         .collect()
 }
 
+/// The agent's summary of `day` computed again from its runs, then its row of `agents` from
+/// its summaries.
 async fn recompute_postgres(
     tx: &mut PgConnection,
     agent: &str,
@@ -197,11 +203,16 @@ async fn recompute_postgres(
     sqlx::query(RECOMPUTE_POSTGRES)
         .bind(agent)
         .bind(day)
-        .execute(tx)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(RECOMPUTE_AGENT_POSTGRES)
+        .bind(agent)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
+/// [`recompute_postgres`] on SQLite.
 async fn recompute_sqlite(
     tx: &mut SqliteConnection,
     agent: &str,
@@ -216,6 +227,14 @@ async fn recompute_sqlite(
     sqlx::query(RECOMPUTE_SQLITE)
         .bind(agent)
         .bind(&day)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(RECOMPUTE_AGENT_GONE_SQLITE)
+        .bind(agent)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(RECOMPUTE_AGENT_SQLITE)
+        .bind(agent)
         .execute(&mut *tx)
         .await?;
     Ok(())

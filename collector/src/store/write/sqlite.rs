@@ -26,7 +26,8 @@ const METRICS_PER_INSERT: usize = 1000;
 /// `BEGIN IMMEDIATE` transaction (the write lock taken up front, so that the busy timeout
 /// applies): the runs (multi-row INSERT … ON CONFLICT DO UPDATE … WHERE running, RETURNING), their
 /// metrics, the daily summaries aggregated by SQLite from the runs just inserted
-/// ([`DAILY_SUMMARIES`]), and the per-metric aggregates in exact decimals
+/// ([`DAILY_SUMMARIES`]) and each agent's latest run ([`AGENTS`]), and the per-metric
+/// aggregates in exact decimals
 /// ([`merge_metric_days`]). Returns (run_key, id) of each run written.
 pub(super) async fn insert_new(
     pool: &SqlitePool,
@@ -96,6 +97,7 @@ pub(super) async fn write(
         .bind(&new_ids)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(AGENTS).bind(&new_ids).execute(&mut *tx).await?;
     // The per-metric aggregates of the numeric metrics, in report order.
     let mut days: BTreeMap<(&str, &str, NaiveDate), MetricDay> = BTreeMap::new();
     for (_, run, metric) in &metrics {
@@ -199,6 +201,10 @@ fn json_error(err: serde_json::Error) -> StoreError {
 /// `sql/sqlite/daily_summaries.sql`: the daily summaries of the runs just inserted, merged into
 /// the stored ones.
 const DAILY_SUMMARIES: &str = include_str!("../sql/sqlite/daily_summaries.sql");
+
+/// `sql/sqlite/agents.sql`: each agent's latest run and success, from the runs just inserted,
+/// merged into its row of `agents`.
+const AGENTS: &str = include_str!("../sql/sqlite/agents.sql");
 
 /// Now, as SQLite writes `updated_at` (the schema's default).
 const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";

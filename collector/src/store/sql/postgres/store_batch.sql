@@ -1,7 +1,7 @@
 -- The whole write of a batch in one statement (one round trip, atomic on its own): the runs
 -- whose run_key is new or whose run is `running` (started by POST /runs, of the same agent:
 -- the report completes it; running rows are in no summary yet, so it is counted now, once),
--- their metrics, and both daily summaries computed from those rows,
+-- their metrics, both daily summaries and each agent's latest run computed from those rows,
 -- never read back from the tables (the rules: store/write/mod.rs). The columns travel as
 -- arrays, so the statement is prepared once per connection whatever the batch size. Summary
 -- rows are upserted in key order, so concurrent batches cannot deadlock on them. Numbers
@@ -95,5 +95,23 @@ metric_daily as (
                                 then excluded.last_value else s.last_value end,
         last_recorded_at = greatest(s.last_recorded_at, excluded.last_recorded_at),
         updated_at       = now()
+),
+-- Each agent's latest run and success over all days (the `daily` rules without the day);
+-- after the summaries, so every batch takes its row locks in the same order.
+latest as (
+    insert into agents as a (agent_name, last_run_at, last_status, last_success_at)
+    select agent_name,
+           max(started_at),
+           (array_agg(status order by started_at desc, id desc))[1],
+           max(started_at) filter (where status = 'success')
+    from new_runs
+    group by 1
+    order by 1
+    on conflict (agent_name) do update set
+        last_status     = case when excluded.last_run_at >= a.last_run_at
+                               then excluded.last_status else a.last_status end,
+        last_run_at     = greatest(a.last_run_at, excluded.last_run_at),
+        last_success_at = greatest(a.last_success_at, excluded.last_success_at),
+        updated_at      = now()
 )
 select run_key, id from new_runs

@@ -1,6 +1,6 @@
 -- The benchmarks' data: :runs runs over the last 90 days, spread over :agents agents, ten
--- metrics each, and both daily summaries computed from them, as the collector would have kept
--- them. Loaded with the secondary indexes dropped, then rebuilt. Used by bench/dashboard.sh and
+-- metrics each, and both daily summaries and `agents` computed from them, as the collector
+-- would have kept them. Loaded with the secondary indexes dropped, then rebuilt. Used by bench/dashboard.sh and
 -- bench/console.sh: psql -v runs=N -v agents=M -f bench/generate.sql
 SET maintenance_work_mem = '512MB';
 -- The migration's secondary indexes, dropped for the load and rebuilt from their definitions.
@@ -57,5 +57,10 @@ SELECT agent_name, metric_name, (recorded_at AT TIME ZONE 'UTC')::date, count(*)
        sum(metric_value), min(metric_value), max(metric_value),
        (array_agg(metric_value ORDER BY recorded_at DESC))[1], max(recorded_at)
 FROM agent_metrics WHERE metric_value IS NOT NULL GROUP BY 1, 2, 3;
+
+INSERT INTO agents (agent_name, last_run_at, last_status, last_success_at)
+SELECT DISTINCT ON (agent_name) agent_name, last_run_at, last_status,
+       max(last_success_at) OVER (PARTITION BY agent_name)
+FROM agent_daily_summaries ORDER BY agent_name, day DESC;
 
 VACUUM ANALYZE;

@@ -202,12 +202,27 @@ async fn the_console_in_a_browser() {
     );
     assert!(
         !client
-            .find_all(Locator::Css("svg.spark rect"))
+            .find_all(Locator::Css("svg.spark path"))
             .await
             .unwrap()
             .is_empty(),
         "sparklines of recent durations"
     );
+    // Times in the browser's timezone, UTC on hover: the script keeps the server's UTC text
+    // as the title and writes the local time, which differs from it.
+    let times = client
+        .execute(
+            "return [...document.querySelectorAll('time[datetime]')].map(t => [t.title, t.textContent])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let times = times.as_array().unwrap();
+    assert!(!times.is_empty());
+    for time in times {
+        let (title, text) = (time[0].as_str().unwrap(), time[1].as_str().unwrap());
+        assert!(title.ends_with(" UTC") && text != title, "{time}");
+    }
     // The cookie is not readable by scripts.
     let cookies = client
         .execute("return document.cookie", vec![])

@@ -11,9 +11,7 @@ use sqlx::FromRow;
 
 use super::memo::Memo;
 use super::reads::AgentAccess;
-use super::schema::{
-    AgentDailySummaries, AgentExpectations, AlertEvents, Incidents, LateSlots, MissedSlots,
-};
+use super::schema::{AgentExpectations, Agents, AlertEvents, Incidents, LateSlots, MissedSlots};
 use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
@@ -482,8 +480,9 @@ async fn upsert(
     }
 }
 
-/// Each agent's latest run and latest success (of `agents`, or all), from the daily summaries:
-/// finished runs, what both the watcher and `GET /expectations` count a period from.
+/// Each agent's latest run and latest success (of `agents`, or all), from the table `agents`
+/// (the daily summaries over all days, one row per agent): finished runs, what both the
+/// watcher and `GET /expectations` count a period from.
 #[derive(FromRow)]
 pub(super) struct LastTimes {
     pub(super) agent_name: String,
@@ -494,22 +493,11 @@ pub(super) struct LastTimes {
 /// The query of [`LastTimes`].
 pub(super) fn last_times(agents: Option<&[&str]>) -> sea_query::SelectStatement {
     Query::select()
-        .column(AgentDailySummaries::AgentName)
-        .expr_as(
-            Expr::col(AgentDailySummaries::LastRunAt).max(),
-            "last_run_at",
-        )
-        .expr_as(
-            Expr::col(AgentDailySummaries::LastSuccessAt).max(),
-            "last_success_at",
-        )
-        .from(AgentDailySummaries::Table)
+        .columns([Agents::AgentName, Agents::LastRunAt, Agents::LastSuccessAt])
+        .from(Agents::Table)
         .and_where_option(
-            agents.map(|agents| {
-                Expr::col(AgentDailySummaries::AgentName).is_in(agents.iter().copied())
-            }),
+            agents.map(|agents| Expr::col(Agents::AgentName).is_in(agents.iter().copied())),
         )
-        .group_by_col(AgentDailySummaries::AgentName)
         .to_owned()
 }
 

@@ -32,7 +32,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
 pub use alerts::{ALERT_LOCK, AttemptOutcome, DueAlert, SessionLock};
-pub use console::{MetricDay, RunDot};
+pub use console::{MetricDay, RunDay};
 pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};

@@ -242,7 +242,16 @@ async fn every_page_shows_the_database_escaped(db: Db) {
     );
     assert!(alpha < beta);
     assert!(overview.body.contains("badge failing"), "{}", overview.body);
-    assert!(overview.body.contains("<svg class=\"spark\""));
+    // alpha's sparkline: its days from the summaries, the day with a failure in red.
+    let alpha_row = &overview.body[alpha..];
+    let alpha_row = &alpha_row[..alpha_row.find("</tr>").unwrap()];
+    assert!(
+        alpha_row.contains("<svg class=\"spark\"")
+            && alpha_row.contains("class=\"bar failed\"")
+            && alpha_row.contains("last 14 days: 3 runs")
+            && alpha_row.contains(", 1 failed"),
+        "{alpha_row}"
+    );
 
     let agent = page(&app, "/ui/agents/alpha", Some(&token)).await;
     assert_eq!(agent.status, StatusCode::OK);

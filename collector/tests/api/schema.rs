@@ -1,5 +1,6 @@
 //! The schema as the dashboard's contract: migrations, the original debugging queries, indexes.
 
+use chrono::{DateTime, Utc};
 use collector::store::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store};
 use sqlx::{PgPool, SqlitePool};
 
@@ -134,43 +135,26 @@ const SUMMARIES_BEFORE_0006: &str = "insert into agent_daily_summaries
     ('a', '2026-03-02', 1, 0, 1, 10, '2026-03-02T08:00:00Z', 'failed', NULL),
     ('b', '2026-03-02', 1, 1, 0, 10, '2026-03-02T09:00:00Z', 'success', '2026-03-02T09:00:00Z')";
 
+/// An agent's row of `agents`: name, last run, its status, last success.
+type Latest = (String, DateTime<Utc>, String, Option<DateTime<Utc>>);
+
 /// What 0006 must make of them: each agent's latest run and its latest success on any day.
-fn agents_after_0006() -> Vec<(String, String, String, Option<String>)> {
-    let at = |s: &str| Some(s.to_owned());
+fn agents_after_0006() -> Vec<Latest> {
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
     vec![
         (
             "a".into(),
-            "2026-03-02T08:00:00+00:00".into(),
+            at("2026-03-02T08:00:00Z"),
             "failed".into(),
-            at("2026-03-01T10:00:00+00:00"),
+            Some(at("2026-03-01T10:00:00Z")),
         ),
         (
             "b".into(),
-            "2026-03-02T09:00:00+00:00".into(),
+            at("2026-03-02T09:00:00Z"),
             "success".into(),
-            at("2026-03-02T09:00:00+00:00"),
+            Some(at("2026-03-02T09:00:00Z")),
         ),
     ]
-}
-
-async fn stored_agents(
-    rows: Vec<(
-        String,
-        chrono::DateTime<chrono::Utc>,
-        String,
-        Option<chrono::DateTime<chrono::Utc>>,
-    )>,
-) -> Vec<(String, String, String, Option<String>)> {
-    rows.into_iter()
-        .map(|(a, last, status, success)| {
-            (
-                a,
-                last.to_rfc3339(),
-                status,
-                success.map(|t| t.to_rfc3339()),
-            )
-        })
-        .collect()
 }
 
 const AGENTS: &str =
@@ -186,8 +170,8 @@ async fn the_agents_table_is_filled_from_existing_summaries_on_postgres(pool: Pg
         .await
         .unwrap();
     POSTGRES_MIGRATOR.run(&pool).await.unwrap();
-    let rows = sqlx::query_as(AGENTS).fetch_all(&pool).await.unwrap();
-    assert_eq!(stored_agents(rows).await, agents_after_0006());
+    let rows: Vec<Latest> = sqlx::query_as(AGENTS).fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, agents_after_0006());
 }
 
 #[sqlx::test(migrations = false)]
@@ -198,8 +182,8 @@ async fn the_agents_table_is_filled_from_existing_summaries_on_sqlite(pool: Sqli
         .await
         .unwrap();
     SQLITE_MIGRATOR.run(&pool).await.unwrap();
-    let rows = sqlx::query_as(AGENTS).fetch_all(&pool).await.unwrap();
-    assert_eq!(stored_agents(rows).await, agents_after_0006());
+    let rows: Vec<Latest> = sqlx::query_as(AGENTS).fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, agents_after_0006());
 }
 
 on_both_backends!(the_original_debugging_queries_run_as_written,);

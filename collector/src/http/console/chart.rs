@@ -4,29 +4,58 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use maud::{Markup, html};
 
-use crate::store::{MetricDay, RunDot};
+use crate::store::{MetricDay, RunDay};
 
 const SPARK_WIDTH: f64 = 120.0;
 const SPARK_HEIGHT: f64 = 24.0;
 
-/// The agent's latest runs (given newest first, at most `capacity`) as bars, the newest on
-/// the right, their height the run's duration against the longest; failed runs in the
-/// failure colour.
-pub(super) fn sparkline(dots: &[RunDot], capacity: usize) -> Markup {
-    let longest = dots.iter().map(|d| d.duration_ms).max().unwrap_or(0).max(1) as f64;
-    let slot = SPARK_WIDTH / capacity.max(dots.len()).max(1) as f64;
-    let offset = SPARK_WIDTH - slot * dots.len() as f64;
-    let label = format!("durations of the last {} runs", dots.len());
+/// The agent's days from `first` over `span` days as bars, the latest on the right: each day
+/// with runs its mean run duration against the longest mean, days with a failure in the
+/// failure colour. Two paths and one title, not a mark per day: the overview draws a thousand.
+pub(super) fn sparkline(days: &[RunDay], first: NaiveDate, span: u16) -> Markup {
+    let in_span = |d: &&RunDay| (0..i64::from(span)).contains(&(d.day - first).num_days());
+    let days: Vec<RunDay> = days.iter().filter(in_span).copied().collect();
+    let longest = days.iter().map(RunDay::mean_ms).max().unwrap_or(0).max(1) as f64;
+    let slot = SPARK_WIDTH / f64::from(span.max(1));
+    let (mut ok, mut failed) = (String::new(), String::new());
+    for day in &days {
+        let index = (day.day - first).num_days();
+        let height = (day.mean_ms() as f64 / longest * (SPARK_HEIGHT - 2.0)).max(1.0);
+        let path = if day.failures > 0 {
+            &mut failed
+        } else {
+            &mut ok
+        };
+        path.push_str(&format!(
+            "M{} {SPARK_HEIGHT}v-{}h{}v{}z",
+            fmt(index as f64 * slot + 0.5),
+            fmt(height),
+            fmt((slot - 1.0).max(1.0)),
+            fmt(height),
+        ));
+    }
+    let runs: i64 = days.iter().map(|d| d.runs).sum();
+    let failures: i64 = days.iter().map(|d| d.failures).sum();
+    let mean = days.iter().map(|d| d.total_ms).sum::<i64>() / runs.max(1);
+    let mut label = format!(
+        "mean run duration per day, last {span} days: {runs} runs, mean {}",
+        duration(mean)
+    );
+    if let Some(latest) = days.last() {
+        label.push_str(&format!(
+            ", {} on {}",
+            duration(latest.mean_ms()),
+            latest.day
+        ));
+    }
+    if failures > 0 {
+        label.push_str(&format!(", {failures} failed"));
+    }
     html! {
-        svg class="spark" viewBox=(format!("0 0 {SPARK_WIDTH} {SPARK_HEIGHT}")) role="img" aria-label=(label) {
-            @for (i, dot) in dots.iter().rev().enumerate() {
-                @let height = (dot.duration_ms as f64 / longest * (SPARK_HEIGHT - 2.0)).max(1.0);
-                rect class=(if dot.failed { "bar failed" } else { "bar" })
-                    x=(fmt(offset + i as f64 * slot + 0.5)) y=(fmt(SPARK_HEIGHT - height))
-                    width=(fmt((slot - 1.0).max(1.0))) height=(fmt(height)) {
-                    title { (duration(dot.duration_ms)) @if dot.failed { ", failed" } }
-                }
-            }
+        svg class="spark" viewBox=(format!("0 0 {SPARK_WIDTH} {SPARK_HEIGHT}")) role="img" {
+            title { (label) }
+            @if !ok.is_empty() { path class="bar" d=(ok) {} }
+            @if !failed.is_empty() { path class="bar failed" d=(failed) {} }
         }
     }
 }
@@ -207,6 +236,7 @@ fn fmt(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Days;
 
     #[test]
     fn durations_read_naturally() {
@@ -217,23 +247,29 @@ mod tests {
     }
 
     #[test]
-    fn a_sparkline_has_a_bar_per_run_and_marks_failures() {
-        let dots = [
-            RunDot {
-                duration_ms: 100,
-                failed: true,
-            },
-            RunDot {
-                duration_ms: 50,
-                failed: false,
-            },
-        ];
-        let svg = sparkline(&dots, 20).into_string();
-        assert_eq!(svg.matches("<rect").count(), 2);
-        assert_eq!(svg.matches("bar failed").count(), 1);
-        // Oldest first: the failed (newest) run is the second bar, at full height.
-        let failed = svg.find("bar failed").unwrap_or_default();
-        assert!(failed > svg.find("class=\"bar\"").unwrap_or_default());
+    fn a_sparkline_has_a_bar_per_day_in_place_and_marks_failed_days() {
+        let first = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default();
+        let day = |offset: u64, runs: i64, failures: i64, total_ms: i64| RunDay {
+            day: first + Days::new(offset),
+            runs,
+            failures,
+            total_ms,
+        };
+        // Day 0: a failure, mean 100 ms (the longest: full height); day 13: mean 50 ms; a day
+        // outside the span is left out.
+        let days = [day(0, 2, 1, 200), day(13, 1, 0, 50), day(14, 1, 0, 50)];
+        let svg = sparkline(&days, first, 14).into_string();
+        let path = |class: &str| {
+            let from = svg
+                .find(&format!("class=\"{class}\" d=\""))
+                .unwrap_or_default();
+            let d = &svg[from + class.len() + 12..];
+            d[..d.find('"').unwrap_or_default()].to_owned()
+        };
+        // 14 slots of 120/14 px; each bar one px narrower than its slot, from the bottom.
+        assert_eq!(path("bar failed"), "M0.5 24v-22.0h7.6v22.0z");
+        assert_eq!(path("bar"), "M111.9 24v-11.0h7.6v11.0z");
+        assert!(svg.contains("<title>mean run duration per day, last 14 days: 3 runs, mean 83 ms, 50 ms on 2026-12-14, 1 failed</title>"), "{svg}");
     }
 
     #[test]

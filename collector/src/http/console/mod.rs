@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, extract::rejection::FormRejection};
 use serde::Deserialize;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use super::AppState;
 use crate::auth::{Grant, Scope};
@@ -53,7 +53,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/assets/console.css", get(stylesheet))
         .route("/ui/assets/console.js", get(script))
         .layer(middleware::from_fn(console_headers))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(2)))
 }
 
 /// The signed-in operator: the verified grant of the token in the console's cookie.

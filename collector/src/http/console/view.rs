@@ -72,7 +72,7 @@ pub(super) fn sign_in(message: Option<&str>) -> Markup {
 pub(super) fn time(at: DateTime<Utc>) -> Markup {
     let utc = at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     html! {
-        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) title=(utc) { (utc) }
+        time datetime=(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) { (utc) }
     }
 }
 

@@ -14,6 +14,7 @@
       const at = new Date(el.getAttribute("datetime"));
       if (isNaN(at)) continue;
       const clock = pad(at.getHours()) + ":" + pad(at.getMinutes());
+      if (!el.title) el.title = el.textContent; // The server's UTC text, kept for the hover.
       el.textContent = at.toDateString() === today
         ? clock + ":" + pad(at.getSeconds())
         : at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate()) + " " + clock;

@@ -215,7 +215,7 @@ pub(super) async fn overview(
                 table class="agents" {
                     thead { tr {
                         th { "Agent" } th { "State" } th { "Last run" } th { "Last success" }
-                        th { "Next expected" } th { "Today" } th { "7 days" } th { "Recent durations" }
+                        th { "Next expected" } th { "Today" } th { "7 days" } th { "Duration per day" }
                     } }
                     tbody {
                         @for row in &rows { (overview_row(row, first_day, now)) }
@@ -257,7 +257,7 @@ fn overview_row(row: &Row, first_day: NaiveDate, now: DateTime<Utc>) -> Markup {
                 td data-label="Today" { "0" }
                 td data-label="7 days" { "0" }
             }
-            td data-label="Recent durations" {
+            td data-label="Duration per day" {
                 @if row.days.is_empty() { "—" } @else { (chart::sparkline(&row.days, first_day, SPARK_DAYS)) }
             }
         }

@@ -20,6 +20,9 @@
 //!   (the run's `finished_at`): `value_count` and `value_sum` add up (exact decimals),
 //!   `value_min` and `value_max` keep the extreme, `last_value` is the value with the latest
 //!   `recorded_at` (ties: the later stored), `last_recorded_at` that time.
+//! - `agents`, per agent: `last_run_at`, `last_status` and `last_success_at` by the rules of
+//!   `agent_daily_summaries` over all days. The paths that change a run already counted
+//!   (overdue.rs) compute the day again from its runs and the agent's row from its days.
 //!
 //! Rows are upserted in key order, so concurrent transactions cannot deadlock on them. The
 //! collector's tests run on both backends and hold both implementations to the same answers

@@ -93,7 +93,7 @@ printf '%s\n%s\n%s;\n' '\set agent random(0, 19)' '\set n random(1, 922337203685
   "$store_batch" >"$report_sql"
 
 reset() {
-  sql 'truncate agent_runs, agent_metrics, agent_daily_summaries, agent_metric_daily_summaries restart identity'
+  sql 'truncate agent_runs, agent_metrics, agent_daily_summaries, agent_metric_daily_summaries, agents restart identity'
   sql 'checkpoint' >/dev/null
 }
 rows() { sql 'select (select count(*) from agent_runs) || $$ $$ || (select count(*) from agent_metrics)'; }

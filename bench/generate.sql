@@ -58,6 +58,7 @@ SELECT agent_name, metric_name, (recorded_at AT TIME ZONE 'UTC')::date, count(*)
        (array_agg(metric_value ORDER BY recorded_at DESC))[1], max(recorded_at)
 FROM agent_metrics WHERE metric_value IS NOT NULL GROUP BY 1, 2, 3;
 
+-- `agents` as migration 0006 fills it from existing summaries.
 INSERT INTO agents (agent_name, last_run_at, last_status, last_success_at)
 SELECT DISTINCT ON (agent_name) agent_name, last_run_at, last_status,
        max(last_success_at) OVER (PARTITION BY agent_name)

@@ -1,36 +1,14 @@
-//! What the operator console reads beyond the API's own queries: each agent's recent days
-//! (the overview's sparklines) and a metric's daily aggregates (the agent page's charts). Both
-//! read summaries only, never raw runs or metrics.
-
-use std::collections::HashMap;
+//! What the operator console reads beyond the API's own queries: a metric's daily aggregates
+//! (the agent page's charts), from the summaries, never raw metrics. The overview's sparklines
+//! are the days `Store::agents_overview_with_days` reads for its counts.
 
 use chrono::NaiveDate;
 use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
-use super::reads::AgentAccess;
-use super::schema::{AgentDailySummaries as Days, AgentMetricDailySummaries as Daily};
+use super::schema::AgentMetricDailySummaries as Daily;
 use super::{Store, StoreError};
 use crate::domain::AgentName;
-
-/// An agent's runs on one UTC day, as a sparkline draws them (from `agent_daily_summaries`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
-pub struct RunDay {
-    pub day: NaiveDate,
-    #[sqlx(rename = "run_count")]
-    pub runs: i64,
-    #[sqlx(rename = "failure_count")]
-    pub failures: i64,
-    #[sqlx(rename = "total_duration_ms")]
-    pub total_ms: i64,
-}
-
-impl RunDay {
-    /// The day's mean run duration.
-    pub fn mean_ms(&self) -> i64 {
-        self.total_ms / Ord::max(self.runs, 1)
-    }
-}
 
 /// One numeric metric on one UTC day, from `agent_metric_daily_summaries`.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,13 +22,6 @@ pub struct MetricDay {
 }
 
 #[derive(FromRow)]
-struct AgentDay {
-    agent_name: String,
-    #[sqlx(flatten)]
-    day: RunDay,
-}
-
-#[derive(FromRow)]
 struct DayRow {
     metric_name: String,
     day: NaiveDate,
@@ -61,35 +32,6 @@ struct DayRow {
 }
 
 impl Store {
-    /// Each visible agent's days with runs from `from` on, oldest first: one range of the
-    /// summaries' day index (1 000 agents over 14 days: 14 000 small rows).
-    pub async fn run_days(
-        &self,
-        from: NaiveDate,
-        access: &AgentAccess,
-    ) -> Result<HashMap<String, Vec<RunDay>>, StoreError> {
-        let mut select = Query::select();
-        select
-            .columns([
-                Days::AgentName,
-                Days::Day,
-                Days::RunCount,
-                Days::FailureCount,
-                Days::TotalDurationMs,
-            ])
-            .from(Days::Table)
-            .and_where(Expr::col(Days::Day).gte(from))
-            .order_by(Days::Day, Order::Asc);
-        if let Some(access) = access.condition(Days::AgentName) {
-            select.cond_where(access);
-        }
-        let mut days: HashMap<String, Vec<RunDay>> = HashMap::new();
-        for row in self.fetch::<AgentDay, _>(&select).await? {
-            days.entry(row.agent_name).or_default().push(row.day);
-        }
-        Ok(days)
-    }
-
     /// The agent's numeric metrics per day from `from` on, by metric then day.
     pub async fn metric_days(
         &self,

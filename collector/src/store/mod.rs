@@ -32,10 +32,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow, PgPool, SqlitePool};
 
 pub use alerts::{ALERT_LOCK, AttemptOutcome, DueAlert, SessionLock};
-pub use console::{MetricDay, RunDay};
+pub use console::MetricDay;
 pub use error::StoreError;
 pub use readonly::grant_readonly;
-pub use reads::{AgentAccess, MetricFilter, RunFilter, SummaryFilter};
+pub use reads::{AgentAccess, MetricFilter, RunDay, RunFilter, SummaryFilter};
 pub use retention::{PRUNE_BATCH, Pruned, Retention};
 pub use watch::{WATCH_LOCK, WatchRules, Watched};
 pub use write::{OVERDUE_LOCK, Started, Stored};

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use collector::auth::Scope;
+use collector::store::AgentAccess;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -194,6 +195,29 @@ async fn agents_overview(db: Db) {
         (beta["agent_name"].as_str(), beta["runs_7d"].as_i64()),
         (Some("beta"), Some(0))
     );
+
+    // With the days of the console's sparklines (14): the same counts, beta's day among them.
+    let day = Utc::now().date_naive();
+    let (overviews, days) = app
+        .db
+        .store()
+        .agents_overview_with_days(day, day - chrono::Days::new(13), &AgentAccess::new(None))
+        .await
+        .unwrap();
+    let counts: Vec<_> = overviews
+        .iter()
+        .map(|o| {
+            (
+                o.agent_name.as_str(),
+                o.runs_today,
+                o.runs_7d,
+                o.failures_7d,
+            )
+        })
+        .collect();
+    assert_eq!(counts, [("alpha", 2, 3, 1), ("beta", 0, 0, 0)]);
+    assert_eq!(days["beta"].len(), 1);
+    assert_eq!(days["alpha"].iter().map(|d| d.runs).sum::<i64>(), 3);
 }
 
 async fn summaries_over_a_date_range(db: Db) {

@@ -158,11 +158,12 @@ pub(super) async fn overview(
     let now = Utc::now();
     let access = viewer.access();
     let first_day = now.date_naive() - Days::new(u64::from(SPARK_DAYS) - 1);
-    // Three reads on three connections at once: the page waits for the longest, not the sum.
-    let (agents, expectations, mut days) = tokio::try_join!(
-        state.store.agents_overview(now.date_naive(), &access),
+    // The agents with the days their sparklines draw, and the expectations, read at once.
+    let ((agents, mut days), expectations) = tokio::try_join!(
+        state
+            .store
+            .agents_overview_with_days(now.date_naive(), first_day, &access),
         state.store.list_expectations(&access, now),
-        state.store.run_days(first_day, &access),
     )?;
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for overview in agents {

@@ -116,6 +116,12 @@ impl Application {
                 },
                 () = &mut shutdown => break,
             };
+            // Every answer is written as soon as it is ready: with Nagle's algorithm on, a
+            // write behind an unacknowledged one waits for the peer's delayed ACK (40 ms on
+            // Linux).
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "TCP_NODELAY could not be set");
+            }
             let service = TowerToHyperService::new(self.router.clone());
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -68,6 +68,11 @@ fn describe() {
         Unit::Count,
         "Runs stored per group-commit transaction of POST /metrics"
     );
+    describe_histogram!(
+        "collector_ingest_queue_seconds",
+        Unit::Seconds,
+        "Time a report of POST /metrics waits in its writer's queue before its batch starts"
+    );
     describe_counter!(
         "collector_missed_slots_total",
         Unit::Count,

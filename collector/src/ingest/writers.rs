@@ -15,6 +15,7 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -28,10 +29,13 @@ pub const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<Stored, StoreError>>;
 
+/// A queued run, its reply, and when it was queued.
+type Queued = (NewRun, Reply, Instant);
+
 /// The queues in front of the store, one per writer. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct Writers {
-    queues: Arc<[mpsc::Sender<(NewRun, Reply)>]>,
+    queues: Arc<[mpsc::Sender<Queued>]>,
     tasks: TaskTracker,
 }
 
@@ -42,7 +46,7 @@ impl Writers {
         let tasks = TaskTracker::new();
         let queues = (0..count)
             .map(|_| {
-                let (queue, mut receiver) = mpsc::channel::<(NewRun, Reply)>(MAX_BATCH * 4);
+                let (queue, mut receiver) = mpsc::channel::<Queued>(MAX_BATCH * 4);
                 let sink = sink.clone();
                 tasks.spawn(async move {
                     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -67,7 +71,7 @@ impl Writers {
         let (reply, outcome) = oneshot::channel();
         let stopped = || StoreError::internal("queueing a run", "the ingest writers have stopped");
         self.queues[writer_of(run.agent_name.as_str(), self.queues.len())]
-            .send((run, reply))
+            .send((run, reply, Instant::now()))
             .await
             .map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
@@ -89,10 +93,17 @@ fn writer_of(agent: &str, writers: usize) -> usize {
     (hash % writers as u64) as usize
 }
 
-async fn commit(sink: &Sink, batch: Vec<(NewRun, Reply)>) {
-    let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
+async fn commit(sink: &Sink, batch: Vec<Queued>) {
+    let started = Instant::now();
+    let waited = metrics::histogram!("collector_ingest_queue_seconds");
+    let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch
+        .into_iter()
+        .map(|(run, reply, queued)| {
+            waited.record(started.duration_since(queued).as_secs_f64());
+            (run, reply)
+        })
+        .unzip();
     metrics::histogram!("collector_batch_size").record(runs.len() as f64);
-    let started = std::time::Instant::now();
     let outcomes = sink.store_isolated(&runs).await;
     metrics::histogram!("collector_batch_seconds").record(started.elapsed().as_secs_f64());
     for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -45,14 +45,14 @@ impl Writers {
     pub(super) fn start(count: usize, sink: &Sink) -> Self {
         let tasks = TaskTracker::new();
         let queues = (0..count)
-            .map(|_| {
+            .map(|index| {
                 let (queue, mut receiver) = mpsc::channel::<Queued>(MAX_BATCH * 4);
                 let sink = sink.clone();
                 tasks.spawn(async move {
                     let mut batch = Vec::with_capacity(MAX_BATCH);
                     // Waits for one queued run, then takes those queued behind it.
                     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                        commit(&sink, std::mem::take(&mut batch)).await;
+                        commit(&sink, std::mem::take(&mut batch), index).await;
                     }
                 });
                 queue
@@ -93,9 +93,10 @@ fn writer_of(agent: &str, writers: usize) -> usize {
     (hash % writers as u64) as usize
 }
 
-async fn commit(sink: &Sink, batch: Vec<Queued>) {
+async fn commit(sink: &Sink, batch: Vec<Queued>, index: usize) {
     let started = Instant::now();
-    let waited = metrics::histogram!("collector_ingest_queue_seconds");
+    let writer = index.to_string();
+    let waited = metrics::histogram!("collector_ingest_queue_seconds", "writer" => writer.clone());
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch
         .into_iter()
         .map(|(run, reply, queued)| {
@@ -103,9 +104,11 @@ async fn commit(sink: &Sink, batch: Vec<Queued>) {
             (run, reply)
         })
         .unzip();
-    metrics::histogram!("collector_batch_size").record(runs.len() as f64);
+    metrics::histogram!("collector_batch_size", "writer" => writer.clone())
+        .record(runs.len() as f64);
     let outcomes = sink.store_isolated(&runs).await;
-    metrics::histogram!("collector_batch_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("collector_batch_seconds", "writer" => writer)
+        .record(started.elapsed().as_secs_f64());
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // The client may have gone; its run is stored all the same.
         let _ = reply.send(outcome);

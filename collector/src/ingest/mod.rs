@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::domain::{AgentName, NewExpectation, NewRun, NewStart};
-use crate::store::{Backend, Started, Store, StoreError, Stored};
+use crate::store::{Backend, HeldConnection, Started, Store, StoreError, Stored};
 use writers::Writers;
 
 pub use writers::MAX_BATCH;
@@ -83,7 +83,7 @@ impl Ingest {
         &self,
         runs: &[NewRun],
     ) -> Result<Vec<Result<Stored, StoreError>>, StoreError> {
-        let outcomes = self.sink.store_isolated(runs).await;
+        let outcomes = self.sink.store_isolated(runs, None).await;
         match outcomes
             .iter()
             .find_map(|o| o.as_ref().err().filter(|e| e.is_unavailable()))
@@ -145,8 +145,13 @@ impl Sink {
     /// Stores `runs` in one transaction, one outcome per run; when that transaction fails for any
     /// reason but the database being unavailable, each run is retried in a transaction of its own,
     /// so a run the database refuses fails alone, not its batch-mates.
-    async fn store_isolated(&self, runs: &[NewRun]) -> Vec<Result<Stored, StoreError>> {
-        let outcomes = match self.store.store_runs(runs).await {
+    /// On `held`'s connection where given (an ingest writer's), else on one from the pool.
+    async fn store_isolated(
+        &self,
+        runs: &[NewRun],
+        mut held: Option<&mut HeldConnection>,
+    ) -> Vec<Result<Stored, StoreError>> {
+        let outcomes = match self.store_runs(runs, held.as_deref_mut()).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(err) if runs.len() == 1 || err.is_unavailable() => {
                 if runs.len() > 1 {
@@ -159,8 +164,7 @@ impl Sink {
                 let mut outcomes = Vec::with_capacity(runs.len());
                 for run in runs {
                     outcomes.push(
-                        self.store
-                            .store_runs(std::slice::from_ref(run))
+                        self.store_runs(std::slice::from_ref(run), held.as_deref_mut())
                             .await
                             .and_then(|mut stored| {
                                 stored.pop().ok_or_else(|| {
@@ -183,6 +187,17 @@ impl Sink {
             }
         }
         outcomes
+    }
+
+    async fn store_runs(
+        &self,
+        runs: &[NewRun],
+        held: Option<&mut HeldConnection>,
+    ) -> Result<Vec<Stored>, StoreError> {
+        match held {
+            Some(held) => self.store.store_runs_held(runs, held).await,
+            None => self.store.store_runs(runs).await,
+        }
     }
 
     /// Counts a stored run in `/prometheus`, and announces it if it is new and `announce`.

@@ -6,6 +6,8 @@
 //! transaction commits, and the per-transaction cost is shared. Each request is answered once
 //! its batch has committed.
 //!
+//! Each writer keeps its database connection across batches ([`HeldConnection`]).
+//!
 //! Several writers (`DATABASE_WRITERS`), each with its own queue, and an agent's reports always
 //! go to the same one: batches on different writers never upsert the same summary row (one per
 //! agent and day), so they never wait on each other's row locks, while PostgreSQL runs their
@@ -22,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Sink;
 use crate::domain::NewRun;
-use crate::store::{StoreError, Stored};
+use crate::store::{HeldConnection, StoreError, Stored};
 
 /// Most runs in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -50,9 +52,10 @@ impl Writers {
                 let sink = sink.clone();
                 tasks.spawn(async move {
                     let mut batch = Vec::with_capacity(MAX_BATCH);
+                    let mut held = HeldConnection::default();
                     // Waits for one queued run, then takes those queued behind it.
                     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                        commit(&sink, std::mem::take(&mut batch), index).await;
+                        commit(&sink, std::mem::take(&mut batch), index, &mut held).await;
                     }
                 });
                 queue
@@ -93,7 +96,7 @@ fn writer_of(agent: &str, writers: usize) -> usize {
     (hash % writers as u64) as usize
 }
 
-async fn commit(sink: &Sink, batch: Vec<Queued>, index: usize) {
+async fn commit(sink: &Sink, batch: Vec<Queued>, index: usize, held: &mut HeldConnection) {
     let started = Instant::now();
     let writer = index.to_string();
     let waited = metrics::histogram!("collector_ingest_queue_seconds", "writer" => writer.clone());
@@ -106,7 +109,7 @@ async fn commit(sink: &Sink, batch: Vec<Queued>, index: usize) {
         .unzip();
     metrics::histogram!("collector_batch_size", "writer" => writer.clone())
         .record(runs.len() as f64);
-    let outcomes = sink.store_isolated(&runs).await;
+    let outcomes = sink.store_isolated(&runs, Some(held)).await;
     metrics::histogram!("collector_batch_seconds", "writer" => writer)
         .record(started.elapsed().as_secs_f64());
     for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -38,7 +38,7 @@ pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunDay, RunFilter, SummaryFilter};
 pub use retention::{PRUNE_BATCH, Pruned, Retention};
 pub use watch::{WATCH_LOCK, WatchRules, Watched};
-pub use write::{OVERDUE_LOCK, Started, Stored};
+pub use write::{HeldConnection, OVERDUE_LOCK, Started, Stored};
 
 /// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");

@@ -35,6 +35,7 @@ mod sqlite;
 mod start;
 
 pub use overdue::OVERDUE_LOCK;
+pub use postgres::HeldConnection;
 pub use start::Started;
 
 use std::collections::HashMap;
@@ -79,6 +80,24 @@ impl Store {
     /// same report (agent, status, times, error, metrics: [`same_report`]); with another, the
     /// outcome is [`Stored::Conflict`], as idempotency keys go (a key names one request).
     pub async fn store_runs(&self, runs: &[NewRun]) -> Result<Vec<Stored>, StoreError> {
+        self.store_runs_on(runs, None).await
+    }
+
+    /// [`Store::store_runs`] on the connection `held` keeps from one call to the next (on
+    /// PostgreSQL; SQLite has its one writer's pool): the ingest writers' way.
+    pub async fn store_runs_held(
+        &self,
+        runs: &[NewRun],
+        held: &mut HeldConnection,
+    ) -> Result<Vec<Stored>, StoreError> {
+        self.store_runs_on(runs, Some(held)).await
+    }
+
+    async fn store_runs_on(
+        &self,
+        runs: &[NewRun],
+        held: Option<&mut HeldConnection>,
+    ) -> Result<Vec<Stored>, StoreError> {
         // The first report with a given key is the one written; later ones in the batch repeat it.
         let mut first_with_key: HashMap<Uuid, usize> = HashMap::with_capacity(runs.len());
         let unique: Vec<&NewRun> = runs
@@ -89,9 +108,10 @@ impl Store {
             .collect();
 
         let mut created: HashMap<Uuid, i64> = match &self.pool {
-            Pool::Postgres(pool) => {
-                postgres::insert_new(&mut *pool.acquire().await?, &unique).await?
-            }
+            Pool::Postgres(pool) => match held {
+                Some(held) => held.insert_new(pool, &unique).await?,
+                None => postgres::insert_new(&mut *pool.acquire().await?, &unique).await?,
+            },
             Pool::Sqlite(pool) => sqlite::insert_new(pool, &unique).await?,
         }
         .into_iter()

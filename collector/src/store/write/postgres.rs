@@ -1,12 +1,55 @@
 //! The write on PostgreSQL: one statement per batch ([`STORE_BATCH`]), the columns as arrays.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::metric_columns;
 use crate::domain::NewRun;
-use crate::store::StoreError;
+use crate::store::{PING_WHEN_IDLE_FOR, StoreError};
+
+/// A pooled connection an ingest writer keeps from one batch to the next. sqlx pings every
+/// connection it takes back into the pool (a second round trip per batch, and the connection
+/// is not free again until it is answered, docs/performance.md); a held connection is neither
+/// taken nor given back per batch. Like the pool's, it is pinged when idle for a second, so a
+/// PostgreSQL restart costs a new connection, not an error; after any error it is let go, and
+/// the next batch takes another.
+#[derive(Default)]
+pub struct HeldConnection {
+    conn: Option<(PoolConnection<Postgres>, Instant)>,
+}
+
+impl HeldConnection {
+    /// [`insert_new`] on the held connection (taken from `pool` first if there is none, or if
+    /// it idled and does not answer a ping).
+    pub(super) async fn insert_new(
+        &mut self,
+        pool: &PgPool,
+        runs: &[&NewRun],
+    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        let mut conn = match self.conn.take() {
+            Some((mut conn, used)) if used.elapsed() >= PING_WHEN_IDLE_FOR => {
+                match conn.ping().await {
+                    Ok(()) => conn,
+                    // Closed rather than given back: it is broken.
+                    Err(_) => {
+                        conn.close_on_drop();
+                        drop(conn);
+                        pool.acquire().await?
+                    }
+                }
+            }
+            Some((conn, _)) => conn,
+            None => pool.acquire().await?,
+        };
+        let written = insert_new(&mut conn, runs).await?;
+        self.conn = Some((conn, Instant::now()));
+        Ok(written)
+    }
+}
 
 /// `sql/postgres/store_batch.sql`: runs, metrics and both daily aggregates in one statement
 /// (data-modifying CTEs), the ingest rate measured in docs/performance.md.

@@ -733,6 +733,36 @@ async fn a_run_far_longer_than_usual_opens_slow(db: Db) {
     assert_eq!(app.incidents_of("quick").await, []);
 }
 
+/// A pass whose clock is behind the one that opened an incident (another replica's, or a
+/// clock set back) still resolves it when its condition clears, at the time it opened: left
+/// open, it would wait for the next slot, since the run that cleared it has been judged.
+async fn a_pass_with_a_clock_behind_still_resolves_what_a_clock_ahead_opened(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, body) = app
+        .put_expectation(
+            "skewed",
+            r#"{"every": "1h", "grace": "10m"}"#,
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let t0 = at(&body["created_at"]);
+    // A clock ahead sees the first slot missed.
+    let ahead = t0 + TimeDelta::minutes(75);
+    app.watch_at(ahead).await;
+    assert_eq!(app.incidents_of_kind("skewed", "missed").await.len(), 1);
+    // A run answers the next slot; a pass with a clock twenty minutes behind judges it.
+    let run_at = (ahead + TimeDelta::minutes(1)).trunc_subsecs(6);
+    app.push("skewed", run_at, None).await;
+    app.watch_at(ahead - TimeDelta::minutes(20)).await;
+    let incidents = app.incidents_of_kind("skewed", "missed").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert!(!incidents[0].1, "still open: {incidents:?}");
+    let (_, all) = app.get("/incidents").await;
+    let incident = &all["incidents"][0];
+    assert_eq!(incident["resolved_at"], incident["opened_at"], "{all}");
+}
+
 on_both_backends!(
     a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
     a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
@@ -745,4 +775,5 @@ on_both_backends!(
     a_schedulers_jobs_replace_what_it_published_before,
     an_expected_agent_without_success_goes_stale_until_one,
     a_run_far_longer_than_usual_opens_slow,
+    a_pass_with_a_clock_behind_still_resolves_what_a_clock_ahead_opened,
 );

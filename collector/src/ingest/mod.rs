@@ -151,7 +151,7 @@ impl Sink {
         runs: &[NewRun],
         mut held: Option<&mut HeldConnection>,
     ) -> Vec<Result<Stored, StoreError>> {
-        let outcomes = match self.store_runs(runs, held.as_deref_mut()).await {
+        let outcomes = match self.store.store_runs_with(runs, held.as_deref_mut()).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(err) if runs.len() == 1 || err.is_unavailable() => {
                 if runs.len() > 1 {
@@ -164,7 +164,8 @@ impl Sink {
                 let mut outcomes = Vec::with_capacity(runs.len());
                 for run in runs {
                     outcomes.push(
-                        self.store_runs(std::slice::from_ref(run), held.as_deref_mut())
+                        self.store
+                            .store_runs_with(std::slice::from_ref(run), held.as_deref_mut())
                             .await
                             .and_then(|mut stored| {
                                 stored.pop().ok_or_else(|| {
@@ -187,17 +188,6 @@ impl Sink {
             }
         }
         outcomes
-    }
-
-    async fn store_runs(
-        &self,
-        runs: &[NewRun],
-        held: Option<&mut HeldConnection>,
-    ) -> Result<Vec<Stored>, StoreError> {
-        match held {
-            Some(held) => self.store.store_runs_held(runs, held).await,
-            None => self.store.store_runs(runs).await,
-        }
     }
 
     /// Counts a stored run in `/prometheus`, and announces it if it is new and `announce`.

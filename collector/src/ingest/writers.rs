@@ -6,7 +6,7 @@
 //! transaction commits, and the per-transaction cost is shared. Each request is answered once
 //! its batch has committed.
 //!
-//! Each writer keeps its database connection across batches ([`HeldConnection`]).
+//! On PostgreSQL each writer keeps its connection across batches ([`HeldConnection`]).
 //!
 //! Several writers (`DATABASE_WRITERS`), each with its own queue, and an agent's reports always
 //! go to the same one: batches on different writers never upsert the same summary row (one per
@@ -53,9 +53,10 @@ impl Writers {
                 tasks.spawn(async move {
                     let mut batch = Vec::with_capacity(MAX_BATCH);
                     let mut held = HeldConnection::default();
+                    let metrics = WriterMetrics::new(index);
                     // Waits for one queued run, then takes those queued behind it.
                     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                        commit(&sink, std::mem::take(&mut batch), index, &mut held).await;
+                        commit(&sink, std::mem::take(&mut batch), &metrics, &mut held).await;
                     }
                 });
                 queue
@@ -96,22 +97,44 @@ fn writer_of(agent: &str, writers: usize) -> usize {
     (hash % writers as u64) as usize
 }
 
-async fn commit(sink: &Sink, batch: Vec<Queued>, index: usize, held: &mut HeldConnection) {
+/// A writer's histograms, labelled with its index, looked up once.
+struct WriterMetrics {
+    queued: metrics::Histogram,
+    size: metrics::Histogram,
+    seconds: metrics::Histogram,
+}
+
+impl WriterMetrics {
+    fn new(index: usize) -> Self {
+        let writer = index.to_string();
+        Self {
+            queued: metrics::histogram!("collector_ingest_queue_seconds", "writer" => writer.clone()),
+            size: metrics::histogram!("collector_batch_size", "writer" => writer.clone()),
+            seconds: metrics::histogram!("collector_batch_seconds", "writer" => writer),
+        }
+    }
+}
+
+async fn commit(
+    sink: &Sink,
+    batch: Vec<Queued>,
+    metrics: &WriterMetrics,
+    held: &mut HeldConnection,
+) {
     let started = Instant::now();
-    let writer = index.to_string();
-    let waited = metrics::histogram!("collector_ingest_queue_seconds", "writer" => writer.clone());
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch
         .into_iter()
         .map(|(run, reply, queued)| {
-            waited.record(started.duration_since(queued).as_secs_f64());
+            metrics
+                .queued
+                .record(started.duration_since(queued).as_secs_f64());
             (run, reply)
         })
         .unzip();
-    metrics::histogram!("collector_batch_size", "writer" => writer.clone())
-        .record(runs.len() as f64);
+    metrics.size.record(runs.len() as f64);
+    let storing = Instant::now();
     let outcomes = sink.store_isolated(&runs, Some(held)).await;
-    metrics::histogram!("collector_batch_seconds", "writer" => writer)
-        .record(started.elapsed().as_secs_f64());
+    metrics.seconds.record(storing.elapsed().as_secs_f64());
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // The client may have gone; its run is stored all the same.
         let _ = reply.send(outcome);

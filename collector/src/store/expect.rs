@@ -6,7 +6,7 @@ use agent_sdk::wire::{
 use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sea_query::{Cond, Expr, ExprTrait, Order, Query};
+use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
 use super::memo::Memo;
@@ -579,30 +579,22 @@ pub(super) async fn resolve_incident(
     kind: IncidentKind,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let open = Cond::all()
-        .add(Expr::col(Incidents::AgentName).eq(agent))
-        .add(Expr::col(Incidents::Kind).eq(kind.as_str()))
-        .add(Expr::col(Incidents::ResolvedAt).is_null());
+    // Never before it opened: a pass whose clock is behind the one that opened it (another
+    // replica's, or this one's before it went back) resolves it at its opening, as the
+    // condition has cleared all the same; left open, it would wait for the next slot.
     let mut update = Query::update();
     update
         .table(Incidents::Table)
-        .value(Incidents::ResolvedAt, at)
-        .cond_where(open.clone())
-        .and_where(Expr::col(Incidents::OpenedAt).lte(at))
+        .value(
+            Incidents::ResolvedAt,
+            Expr::case(Expr::col(Incidents::OpenedAt).lte(at), at)
+                .finally(Expr::col(Incidents::OpenedAt)),
+        )
+        .and_where(Expr::col(Incidents::AgentName).eq(agent))
+        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
         .returning(Query::returning().columns([Incidents::Id, Incidents::OpenedAt]));
-    let mut resolved = tx.fetch::<(i64, DateTime<Utc>), _>(&update).await?.pop();
-    if resolved.is_none() {
-        // Opened after `at` by a clock ahead of this one (another replica's, or this one's
-        // before it went back): the condition has cleared all the same, so the incident is
-        // resolved, never before it opened. Left open, it would wait for the next slot.
-        let mut update = Query::update();
-        update
-            .table(Incidents::Table)
-            .value(Incidents::ResolvedAt, Expr::col(Incidents::OpenedAt))
-            .cond_where(open)
-            .returning(Query::returning().columns([Incidents::Id, Incidents::OpenedAt]));
-        resolved = tx.fetch::<(i64, DateTime<Utc>), _>(&update).await?.pop();
-    }
+    let resolved = tx.fetch::<(i64, DateTime<Utc>), _>(&update).await?.pop();
     let Some((id, opened_at)) = resolved else {
         return Ok(false);
     };

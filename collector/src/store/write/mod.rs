@@ -80,20 +80,12 @@ impl Store {
     /// same report (agent, status, times, error, metrics: [`same_report`]); with another, the
     /// outcome is [`Stored::Conflict`], as idempotency keys go (a key names one request).
     pub async fn store_runs(&self, runs: &[NewRun]) -> Result<Vec<Stored>, StoreError> {
-        self.store_runs_on(runs, None).await
+        self.store_runs_with(runs, None).await
     }
 
-    /// [`Store::store_runs`] on the connection `held` keeps from one call to the next (on
-    /// PostgreSQL; SQLite has its one writer's pool): the ingest writers' way.
-    pub async fn store_runs_held(
-        &self,
-        runs: &[NewRun],
-        held: &mut HeldConnection,
-    ) -> Result<Vec<Stored>, StoreError> {
-        self.store_runs_on(runs, Some(held)).await
-    }
-
-    async fn store_runs_on(
+    /// [`Store::store_runs`], on the connection `held` keeps from one call to the next where
+    /// given (PostgreSQL; SQLite has its one writer's pool): the ingest writers' way.
+    pub async fn store_runs_with(
         &self,
         runs: &[NewRun],
         held: Option<&mut HeldConnection>,

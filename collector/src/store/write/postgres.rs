@@ -31,18 +31,16 @@ impl HeldConnection {
         runs: &[&NewRun],
     ) -> Result<Vec<(Uuid, i64)>, StoreError> {
         let mut conn = match self.conn.take() {
-            Some((mut conn, used)) if used.elapsed() >= PING_WHEN_IDLE_FOR => {
-                match conn.ping().await {
-                    Ok(()) => conn,
-                    // Closed rather than given back: it is broken.
-                    Err(_) => {
-                        conn.close_on_drop();
-                        drop(conn);
-                        pool.acquire().await?
-                    }
+            Some((conn, used)) if used.elapsed() < PING_WHEN_IDLE_FOR => conn,
+            Some((mut conn, _)) => match conn.ping().await {
+                Ok(()) => conn,
+                // Closed rather than given back: it is broken.
+                Err(_) => {
+                    conn.close_on_drop();
+                    drop(conn);
+                    pool.acquire().await?
                 }
-            }
-            Some((conn, _)) => conn,
+            },
             None => pool.acquire().await?,
         };
         let written = insert_new(&mut conn, runs).await?;

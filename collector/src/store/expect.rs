@@ -6,7 +6,7 @@ use agent_sdk::wire::{
 use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sea_query::{Expr, ExprTrait, Order, Query};
+use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use sqlx::FromRow;
 
 use super::memo::Memo;
@@ -570,6 +570,19 @@ async fn record_event(
         .values_panic([incident.into(), event.into(), at.into()]);
     tx.execute(&insert).await?;
     Ok(())
+}
+
+/// The open incidents, (agent, kind), of `agents` (or of all): the console's overview and the
+/// watcher's pass read them.
+pub(super) fn open_incidents(agents: Option<&[&str]>) -> SelectStatement {
+    Query::select()
+        .columns([Incidents::AgentName, Incidents::Kind])
+        .from(Incidents::Table)
+        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
+        .and_where_option(
+            agents.map(|agents| Expr::col(Incidents::AgentName).is_in(agents.iter().copied())),
+        )
+        .to_owned()
 }
 
 /// Resolves `agent`'s open incident of `kind` at `at`: `true` when there was one.

@@ -11,7 +11,7 @@ use sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, Order, Query,
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns, Agents, Incidents};
+use super::schema::{AgentDailySummaries, AgentMetrics, AgentRuns, Agents};
 use super::{Store, StoreError};
 use crate::domain::{AgentName, AgentPattern, Cursor, MetricName};
 
@@ -499,13 +499,11 @@ impl Store {
 
     /// The kinds of each agent's open incidents.
     async fn open_incident_kinds(&self) -> Result<HashMap<String, Vec<IncidentKind>>, StoreError> {
-        let incidents = Query::select()
-            .columns([Incidents::AgentName, Incidents::Kind])
-            .from(Incidents::Table)
-            .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-            .to_owned();
         let mut open: HashMap<String, Vec<IncidentKind>> = HashMap::new();
-        for (agent, kind) in self.fetch::<(String, String), _>(&incidents).await? {
+        for (agent, kind) in self
+            .fetch::<(String, String), _>(&super::expect::open_incidents(None))
+            .await?
+        {
             if let Some(kind) = IncidentKind::parse(&kind) {
                 open.entry(agent).or_default().push(kind);
             }

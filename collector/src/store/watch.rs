@@ -12,12 +12,12 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use sea_query::{Cond, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement};
 
 use super::expect::{
-    ExpectationRow, LastTimes, expectation_columns, last_times, open_incident, resolve_incident,
+    ExpectationRow, LastTimes, expectation_columns, last_times, open_incident, open_incidents,
+    resolve_incident,
 };
 use super::memo::Memo;
 use super::schema::{
-    AgentDailySummaries, AgentExpectations, AgentRuns, Incidents, LateSlots, MissedSlots,
-    WatcherState,
+    AgentDailySummaries, AgentExpectations, AgentRuns, LateSlots, MissedSlots, WatcherState,
 };
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -249,16 +249,8 @@ impl Known {
             .into_iter()
             .map(|r| (r.agent_name, (r.last_run_at, r.last_success_at)))
             .collect();
-        let open = Query::select()
-            .columns([Incidents::AgentName, Incidents::Kind])
-            .from(Incidents::Table)
-            .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-            .and_where_option(
-                agents.map(|agents| Expr::col(Incidents::AgentName).is_in(agents.iter().copied())),
-            )
-            .to_owned();
         let open = tx
-            .fetch::<(String, String), _>(&open)
+            .fetch::<(String, String), _>(&open_incidents(agents))
             .await?
             .into_iter()
             .filter_map(|(agent, kind)| IncidentKind::parse(&kind).map(|k| (agent, k)))

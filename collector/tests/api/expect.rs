@@ -29,6 +29,14 @@ impl TestApp {
         into_json(request.send().await.unwrap()).await
     }
 
+    /// PUTs `agent`'s expectation with the app's token, asserts it was created, and returns
+    /// the answer.
+    async fn create_expectation(&self, agent: &str, body: &str) -> Value {
+        let (status, body) = self.put_expectation(agent, body, Some(&self.token)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
     async fn delete_expectation(&self, agent: &str) -> (StatusCode, Value) {
         let request = self
             .client
@@ -87,14 +95,9 @@ fn at(value: &Value) -> DateTime<Utc> {
 
 async fn a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it(db: Db) {
     let app = TestApp::spawn(db).await;
-    let (status, body) = app
-        .put_expectation(
-            "quiet",
-            r#"{"every": "1h", "grace": "10m"}"#,
-            Some(&app.token),
-        )
+    let body = app
+        .create_expectation("quiet", r#"{"every": "1h", "grace": "10m"}"#)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         (body["every"].as_str(), body["grace"].as_str()),
         (Some("1h"), Some("10m"))
@@ -171,14 +174,12 @@ async fn a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it(db: D
 
 async fn a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it(db: Db) {
     let app = TestApp::spawn(db).await;
-    let (status, body) = app
-        .put_expectation(
+    let body = app
+        .create_expectation(
             "hourly",
             r#"{"cron": "0 * * * *", "timezone": "Europe/Madrid", "grace": "5m"}"#,
-            Some(&app.token),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let t0 = at(&body["created_at"]);
     let h1 = (t0 + TimeDelta::hours(1))
         .with_minute(0)
@@ -207,14 +208,12 @@ async fn a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it(db
 
 async fn each_slot_ends_on_time_late_or_missed(db: Db) {
     let app = TestApp::spawn(db).await;
-    let (status, body) = app
-        .put_expectation(
+    let body = app
+        .create_expectation(
             "hourly",
             r#"{"cron": "0 * * * *", "timezone": "UTC", "grace": "10m"}"#,
-            Some(&app.token),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let h1 = at(&body["next_slot"]);
     let [h2, h3, h4] = [1, 2, 3].map(|h| h1 + TimeDelta::hours(h));
     // SLOT_LATE_AFTER is a minute: h1 on time (30 s), h2 late (4 min), h3 missed (no run within
@@ -240,14 +239,9 @@ async fn each_slot_ends_on_time_late_or_missed(db: Db) {
     assert_eq!(late["late"].as_array().unwrap().len(), 1, "{late}");
 
     // A period: due a period after the last run; a run 5 minutes after that is late.
-    let (status, body) = app
-        .put_expectation(
-            "heartbeat",
-            r#"{"every": "1h", "grace": "10m"}"#,
-            Some(&app.token),
-        )
+    let body = app
+        .create_expectation("heartbeat", r#"{"every": "1h", "grace": "10m"}"#)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let t0 = at(&body["created_at"]);
     let early = (t0 + TimeDelta::minutes(30)).trunc_subsecs(6);
     app.push("heartbeat", early, None).await;
@@ -282,14 +276,12 @@ async fn a_long_silence_is_judged_over_several_passes_with_no_slot_lost(db: Db) 
     let minute = TimeDelta::minutes(1);
     let mut created = Vec::new();
     for name in ["minutely_a", "minutely_b", "minutely_c"] {
-        let (status, body) = app
-            .put_expectation(
+        let body = app
+            .create_expectation(
                 name,
                 r#"{"cron": "* * * * *", "timezone": "UTC", "grace": "1m"}"#,
-                Some(&app.token),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
         created.push(at(&body["created_at"]));
     }
     // 900 minutes of silence: about 2 700 slots, more than a pass judges.
@@ -738,14 +730,9 @@ async fn a_run_far_longer_than_usual_opens_slow(db: Db) {
 /// open, it would wait for the next slot, since the run that cleared it has been judged.
 async fn a_pass_with_a_clock_behind_still_resolves_what_a_clock_ahead_opened(db: Db) {
     let app = TestApp::spawn(db).await;
-    let (status, body) = app
-        .put_expectation(
-            "skewed",
-            r#"{"every": "1h", "grace": "10m"}"#,
-            Some(&app.token),
-        )
+    let body = app
+        .create_expectation("skewed", r#"{"every": "1h", "grace": "10m"}"#)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let t0 = at(&body["created_at"]);
     // A clock ahead sees the first slot missed.
     let ahead = t0 + TimeDelta::minutes(75);

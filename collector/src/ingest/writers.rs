@@ -53,10 +53,11 @@ impl Writers {
                 tasks.spawn(async move {
                     let mut batch = Vec::with_capacity(MAX_BATCH);
                     let mut held = HeldConnection::default();
-                    let metrics = WriterMetrics::new(index);
+                    // Its label on the batch metrics.
+                    let writer = index.to_string();
                     // Waits for one queued run, then takes those queued behind it.
                     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                        commit(&sink, std::mem::take(&mut batch), &metrics, &mut held).await;
+                        commit(&sink, std::mem::take(&mut batch), &writer, &mut held).await;
                     }
                 });
                 queue
@@ -97,44 +98,24 @@ fn writer_of(agent: &str, writers: usize) -> usize {
     (hash % writers as u64) as usize
 }
 
-/// A writer's histograms, labelled with its index, looked up once.
-struct WriterMetrics {
-    queued: metrics::Histogram,
-    size: metrics::Histogram,
-    seconds: metrics::Histogram,
-}
-
-impl WriterMetrics {
-    fn new(index: usize) -> Self {
-        let writer = index.to_string();
-        Self {
-            queued: metrics::histogram!("collector_ingest_queue_seconds", "writer" => writer.clone()),
-            size: metrics::histogram!("collector_batch_size", "writer" => writer.clone()),
-            seconds: metrics::histogram!("collector_batch_seconds", "writer" => writer),
-        }
-    }
-}
-
-async fn commit(
-    sink: &Sink,
-    batch: Vec<Queued>,
-    metrics: &WriterMetrics,
-    held: &mut HeldConnection,
-) {
+async fn commit(sink: &Sink, batch: Vec<Queued>, writer: &str, held: &mut HeldConnection) {
+    // Looked up per batch, not kept: a handle taken before the recorder is installed (the
+    // writers start first) would record nowhere.
+    let label = || ("writer", writer.to_owned());
     let started = Instant::now();
+    let queued = metrics::histogram!("collector_ingest_queue_seconds", &[label()]);
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch
         .into_iter()
-        .map(|(run, reply, queued)| {
-            metrics
-                .queued
-                .record(started.duration_since(queued).as_secs_f64());
+        .map(|(run, reply, at)| {
+            queued.record(started.duration_since(at).as_secs_f64());
             (run, reply)
         })
         .unzip();
-    metrics.size.record(runs.len() as f64);
+    metrics::histogram!("collector_batch_size", &[label()]).record(runs.len() as f64);
     let storing = Instant::now();
     let outcomes = sink.store_isolated(&runs, Some(held)).await;
-    metrics.seconds.record(storing.elapsed().as_secs_f64());
+    metrics::histogram!("collector_batch_seconds", &[label()])
+        .record(storing.elapsed().as_secs_f64());
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         // The client may have gone; its run is stored all the same.
         let _ = reply.send(outcome);

@@ -53,6 +53,7 @@ sql() { "$psql_bin" "$bench_url" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 "$psql_bin" "$admin_url" -XAtq -c 'drop database if exists agent_bench' -c 'create database agent_bench' >/dev/null
 DATABASE_URL=$bench_url "$collector" migrate >/dev/null 2>&1 || fail "collector migrate"
 fsync=$(sql 'show fsync'); synchronous_commit=$(sql 'show synchronous_commit')
+bench/warm-wal.sh "$bench_url"
 
 export COLLECTOR_SECRET_KEY
 COLLECTOR_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -33,6 +33,7 @@ loadgen=$root/target/release/loadgen
 bench_url="${DATABASE_URL%/*}/watch_bench"
 psql "$DATABASE_URL" -XAtq -c 'drop database if exists watch_bench' -c 'create database watch_bench' >/dev/null 2>&1
 DATABASE_URL=$bench_url "$collector" migrate >/dev/null 2>&1
+bench/warm-wal.sh "$bench_url"
 log "$expectations expectations, $incidents open incidents, a day of summaries for each agent"
 psql "$bench_url" -XAtq -v ON_ERROR_STOP=1 <<SQL
 insert into agent_expectations (name, agent_name, cron, timezone, every_seconds, grace_seconds, source,

@@ -97,6 +97,11 @@ if [ "$keep" = 0 ] && [ "$durable" = 0 ]; then
   # A throwaway cluster for tests: durability is irrelevant, speed is not.
   settings="$settings -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 fi
+if [ "$durable" = 1 ]; then
+  # Benchmarks: WAL files are kept for reuse up to 2 GB, as a server sized for its write load
+  # keeps them (bench/warm-wal.sh makes them before measuring).
+  settings="$settings -c min_wal_size=2GB -c max_wal_size=4GB"
+fi
 
 stop() {
   "${as_owner[@]}" "$bindir/pg_ctl" -D "$cluster" -m fast -w stop >/dev/null 2>&1 || true

@@ -66,6 +66,7 @@ while [ "$missed" != 0 ] && [ "${#catchup[@]}" -lt 100 ]; do
   missed=$(sed -n 's/^watch: \([0-9]*\) slots missed.*/\1/p' <<<"$out")
   catchup+=("$(sed -n 's/.* in \([0-9]*\) ms/\1/p' <<<"$out")")
 done
+log "catch-up passes, ms each: ${catchup[*]}"
 catchup_max=$(printf '%s\n' "${catchup[@]}" | sort -n | tail -1)
 pass() { "$collector" watch | sed -n 's/.* in \([0-9]*\) ms/\1/p'; }
 times=()

@@ -175,7 +175,14 @@ async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, ret
         let started = std::time::Instant::now();
         match store.watch(chrono::Utc::now(), rules).await {
             Ok(None) => {}
-            Ok(Some(Watched { missed, late, .. })) => {
+            Ok(Some(Watched {
+                missed, late, more, ..
+            })) => {
+                // Catching up (a pass stopped at its most slots): the next pass at once, its
+                // pace set by its own rests rather than by WATCH_EVERY.
+                if more {
+                    ticks.reset_immediately();
+                }
                 metrics::histogram!("collector_watch_pass_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::counter!("collector_missed_slots_total").increment(missed as u64);

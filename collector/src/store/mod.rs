@@ -37,7 +37,7 @@ pub use error::StoreError;
 pub use readonly::grant_readonly;
 pub use reads::{AgentAccess, MetricFilter, RunDay, RunFilter, SummaryFilter};
 pub use retention::{PRUNE_BATCH, Pruned, Retention};
-pub use watch::{WATCH_LOCK, WatchRules, Watched};
+pub use watch::{SLOTS_PER_PASS_IN_ALL, WATCH_LOCK, WatchRules, Watched};
 pub use write::{HeldConnection, OVERDUE_LOCK, Started, Stored};
 
 /// The PostgreSQL schema, embedded in the binary: `serve` and `migrate` need no files at run time.

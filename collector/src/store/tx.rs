@@ -1,5 +1,14 @@
 //! A transaction on either backend, for sea-query statements: the code that runs in it is
 //! written once.
+//!
+//! Background work (the watcher's pass) runs in a paced transaction on PostgreSQL: after each
+//! statement it rests [`BACKGROUND_REST`] times as long as the statement took, so that it
+//! takes a bounded share of the cores from ingest however often it runs, as autovacuum's
+//! cost delay does for its own work (docs/performance.md: with passes back to back, unpaced,
+//! ingest kept 0.81-0.87 of its rate). Its transaction holds no lock that ingest waits for.
+//! SQLite is not paced: its one write lock would be held through the rest.
+
+use std::time::{Duration, Instant};
 
 use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
@@ -9,31 +18,82 @@ use sqlx::{AssertSqlSafe, FromRow, Postgres, Sqlite, Transaction};
 
 use super::{Pool, Store, StoreError};
 
-pub(super) enum Tx {
+/// A paced transaction's rest after each statement, as a multiple of the statement's time:
+/// it works a quarter of the time.
+const BACKGROUND_REST: f64 = 3.0;
+
+pub(super) struct Tx {
+    pub(super) conn: Conn,
+    /// Whether statements are followed by their rest (background work on PostgreSQL).
+    paced: bool,
+    /// Rest owed and not taken yet: taken once it reaches [`MIN_REST`].
+    owed: Duration,
+}
+
+pub(super) enum Conn {
     Postgres(Transaction<'static, Postgres>),
     Sqlite(Transaction<'static, Sqlite>),
 }
+
+/// The longest rest after one statement: a statement slowed by a stall elsewhere does not
+/// hold the transaction open for long after it.
+const MAX_REST: Duration = Duration::from_millis(200);
+
+/// The shortest rest taken: shorter ones are added up first.
+const MIN_REST: Duration = Duration::from_millis(5);
 
 impl Tx {
     /// A transaction that writes: on SQLite, `BEGIN IMMEDIATE` (the write lock at once, so it
     /// cannot fail to upgrade half-way).
     pub(super) async fn begin(store: &Store) -> Result<Self, StoreError> {
-        Ok(match &store.pool {
-            Pool::Postgres(pool) => Self::Postgres(pool.begin().await?),
-            Pool::Sqlite(pool) => Self::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        let conn = match &store.pool {
+            Pool::Postgres(pool) => Conn::Postgres(pool.begin().await?),
+            Pool::Sqlite(pool) => Conn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Self {
+            conn,
+            paced: false,
+            owed: Duration::ZERO,
         })
+    }
+
+    /// [`Tx::begin`] for background work: paced on PostgreSQL (the module's note).
+    pub(super) async fn begin_paced(store: &Store) -> Result<Self, StoreError> {
+        let mut tx = Self::begin(store).await?;
+        tx.paced = matches!(tx.conn, Conn::Postgres(_));
+        Ok(tx)
+    }
+
+    /// The rest after a statement that started at `started`, if this transaction is paced.
+    /// Rests shorter than the timer's millisecond are added up and taken together, and the
+    /// time a sleep overran is counted as rest taken.
+    async fn rest(&mut self, started: Instant) {
+        if !self.paced {
+            return;
+        }
+        self.owed += started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
+        if self.owed >= MIN_REST {
+            let resting = Instant::now();
+            tokio::time::sleep(self.owed).await;
+            self.owed = self.owed.saturating_sub(resting.elapsed());
+        }
     }
 
     /// On PostgreSQL, the transaction-scoped advisory lock `key` if free (`false`: another
     /// replica holds it); SQLite is one process, so always `true`.
     pub(super) async fn try_lock(&mut self, key: i64) -> Result<bool, StoreError> {
-        match self {
-            Self::Postgres(tx) => Ok(sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
-                .bind(key)
-                .fetch_one(&mut **tx)
-                .await?),
-            Self::Sqlite(_) => Ok(true),
-        }
+        let started = Instant::now();
+        let locked = match &mut self.conn {
+            Conn::Postgres(tx) => {
+                sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+            Conn::Sqlite(_) => true,
+        };
+        self.rest(started).await;
+        Ok(locked)
     }
 
     pub(super) async fn fetch<T, S>(&mut self, statement: &S) -> Result<Vec<T>, StoreError>
@@ -41,20 +101,23 @@ impl Tx {
         T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
         S: SqlxBinder,
     {
-        Ok(match self {
-            Self::Postgres(tx) => {
+        let started = Instant::now();
+        let rows = match &mut self.conn {
+            Conn::Postgres(tx) => {
                 let (sql, values) = statement.build_sqlx(PostgresQueryBuilder);
                 sqlx::query_as_with(AssertSqlSafe(sql), values)
                     .fetch_all(&mut **tx)
                     .await?
             }
-            Self::Sqlite(tx) => {
+            Conn::Sqlite(tx) => {
                 let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
                 sqlx::query_as_with(AssertSqlSafe(sql), values)
                     .fetch_all(&mut **tx)
                     .await?
             }
-        })
+        };
+        self.rest(started).await;
+        Ok(rows)
     }
 
     /// Runs a write; returns the rows it touched.
@@ -62,28 +125,37 @@ impl Tx {
         &mut self,
         statement: &S,
     ) -> Result<u64, StoreError> {
-        Ok(match self {
-            Self::Postgres(tx) => {
+        let started = Instant::now();
+        let touched = match &mut self.conn {
+            Conn::Postgres(tx) => {
                 let (sql, values) = statement.build_sqlx(PostgresQueryBuilder);
                 sqlx::query_with(AssertSqlSafe(sql), values)
                     .execute(&mut **tx)
                     .await?
                     .rows_affected()
             }
-            Self::Sqlite(tx) => {
+            Conn::Sqlite(tx) => {
                 let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
                 sqlx::query_with(AssertSqlSafe(sql), values)
                     .execute(&mut **tx)
                     .await?
                     .rows_affected()
             }
-        })
+        };
+        self.rest(started).await;
+        Ok(touched)
     }
 
+    /// Commits, then takes the rest still owed (outside the transaction).
     pub(super) async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(tx) => tx.commit().await?,
-            Self::Sqlite(tx) => tx.commit().await?,
+        let started = Instant::now();
+        match self.conn {
+            Conn::Postgres(tx) => tx.commit().await?,
+            Conn::Sqlite(tx) => tx.commit().await?,
+        }
+        if self.paced {
+            let owed = self.owed + started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
+            tokio::time::sleep(owed).await;
         }
         Ok(())
     }

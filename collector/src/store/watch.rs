@@ -30,9 +30,10 @@ pub const WATCH_LOCK: i64 = 0x0077_6174_6368_6572;
 const SLOTS_PER_PASS: usize = 1000;
 
 /// Most slots of all expectations judged in a pass, so that a pass after a long silence stays
-/// a short transaction (bench/watcher.sh: 2 000 took up to 1.03 s on two cores, 1 500 keep it
-/// well under a second); the expectations left wait for the next pass, still due.
-const SLOTS_PER_PASS_IN_ALL: usize = 1500;
+/// a short transaction under a second with its rests (store/tx.rs; bench/watcher.sh, two
+/// cores: 1 500 slots were 0.7 s of work, 300 slots 0.4-1.1 s paced); the expectations left
+/// are still due, and the service runs the next pass at once ([`Watched::more`]).
+pub const SLOTS_PER_PASS_IN_ALL: usize = 200;
 
 /// Up to this many agents are named in a pass's queries; past it, the queries read every
 /// agent's rows (or take the changed ones as a subquery).
@@ -94,6 +95,8 @@ pub struct Watched {
     pub late: usize,
     pub opened: usize,
     pub resolved: usize,
+    /// The pass stopped at its most slots ([`SLOTS_PER_PASS_IN_ALL`]): more may be due now.
+    pub more: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -129,7 +132,8 @@ impl Store {
     ) -> Result<Option<Watched>, StoreError> {
         // Microseconds, as both backends keep them.
         let now = now.trunc_subsecs(6);
-        let mut tx = Tx::begin(self).await?;
+        // Background work: paced, so that passes however frequent leave ingest its cores.
+        let mut tx = Tx::begin_paced(self).await?;
         if !tx.try_lock(WATCH_LOCK).await? {
             return Ok(None);
         }
@@ -221,6 +225,7 @@ impl Store {
             .filter(|r| changes.changed.contains(&r.agent_name))
             .map(|r| ((r.agent_name.clone(), r.day), r.updated_at))
             .collect();
+        watched.more = budget == 0;
         judge_latest_runs(&mut tx, &mut known, changes, now, rules, &mut watched).await?;
         tx.commit().await?;
         // Remembered once committed.

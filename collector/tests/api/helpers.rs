@@ -13,7 +13,7 @@ use collector::config::{HttpConfig, LogFormat, SecretKey};
 use collector::domain::AgentPattern;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
-use collector::store::{Store, WatchRules};
+use collector::store::{Store, WatchRules, Watched};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
@@ -275,16 +275,16 @@ impl TestApp {
     }
 
     /// A watcher pass at `now` with the default rules.
-    pub(crate) async fn watch_at(&self, now: DateTime<Utc>) {
-        self.watch_with(now, WatchRules::default()).await;
+    pub(crate) async fn watch_at(&self, now: DateTime<Utc>) -> Watched {
+        self.watch_with(now, WatchRules::default()).await
     }
 
     /// A pass as another process would run it (the server's own passes run beside it, at the
     /// real time: on PostgreSQL, wait for the lock they may hold).
-    pub(crate) async fn watch_with(&self, now: DateTime<Utc>, rules: WatchRules) {
+    pub(crate) async fn watch_with(&self, now: DateTime<Utc>, rules: WatchRules) -> Watched {
         for _ in 0..100 {
-            if self.db.store().watch(now, rules).await.unwrap().is_some() {
-                return;
+            if let Some(watched) = self.db.store().watch(now, rules).await.unwrap() {
+                return watched;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

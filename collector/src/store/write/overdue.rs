@@ -22,7 +22,7 @@ use super::{Pool, Store, StoreError, postgres, sqlite};
 use crate::domain::NewRun;
 use crate::store::expect::open_incident;
 use crate::store::schema::AgentRuns;
-use crate::store::tx::Tx;
+use crate::store::tx::{Conn, Tx};
 
 /// Most rows one pass closes; the next pass takes the rest.
 const CLOSE_AT_MOST: u64 = 500;
@@ -85,7 +85,9 @@ impl Store {
             .limit(CLOSE_AT_MOST)
             // PostgreSQL: rows a report is completing right now are left for the next pass.
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        let mut tx = Tx::begin(self).await?;
+        // Background work: paced (store/tx.rs). Its rests come before the summaries' rows are
+        // locked (their recomputation, last, is not paced).
+        let mut tx = Tx::begin_paced(self).await?;
         if !tx.try_lock(OVERDUE_LOCK).await? {
             return Ok(0);
         }
@@ -103,9 +105,9 @@ impl Store {
             .await?;
         }
         for (agent, day) in days(rows.iter().map(|r| (&r.agent_name, r.started_at))) {
-            match &mut tx {
-                Tx::Postgres(tx) => recompute_postgres(tx, agent, day).await?,
-                Tx::Sqlite(tx) => recompute_sqlite(tx, agent, day).await?,
+            match &mut tx.conn {
+                Conn::Postgres(tx) => recompute_postgres(tx, agent, day).await?,
+                Conn::Sqlite(tx) => recompute_sqlite(tx, agent, day).await?,
             }
         }
         tx.commit().await?;

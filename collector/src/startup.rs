@@ -178,10 +178,11 @@ async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, ret
             Ok(Some(Watched {
                 missed, late, more, ..
             })) => {
-                // Catching up (a pass stopped at its most slots): the next pass at once, its
-                // pace set by its own rests rather than by WATCH_EVERY.
+                // Catching up (a pass stopped at its most slots): the next pass after a pause
+                // as long as this one, not after WATCH_EVERY. The pause leaves the database to
+                // ingest in between (SQLite's one write lock above all).
                 if more {
-                    ticks.reset_immediately();
+                    ticks.reset_after(started.elapsed());
                 }
                 metrics::histogram!("collector_watch_pass_seconds")
                     .record(started.elapsed().as_secs_f64());

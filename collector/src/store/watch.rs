@@ -32,7 +32,7 @@ const SLOTS_PER_PASS: usize = 1000;
 /// Most slots of all expectations judged in a pass, so that a pass after a long silence stays
 /// a short transaction under a second with its rests (store/tx.rs; bench/watcher.sh, two
 /// cores: 1 500 slots were 0.7 s of work, 300 slots 0.4-1.1 s paced); the expectations left
-/// are still due, and the service runs the next pass at once ([`Watched::more`]).
+/// are still due, and the service runs the next pass soon ([`Watched::more`]).
 pub const SLOTS_PER_PASS_IN_ALL: usize = 200;
 
 /// Up to this many agents are named in a pass's queries; past it, the queries read every

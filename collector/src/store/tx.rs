@@ -28,6 +28,8 @@ pub(super) struct Tx {
     paced: bool,
     /// Rest owed and not taken yet: taken once it reaches [`MIN_REST`].
     owed: Duration,
+    /// Rest taken so far: at most [`MAX_RESTED`].
+    rested: Duration,
 }
 
 pub(super) enum Conn {
@@ -38,6 +40,10 @@ pub(super) enum Conn {
 /// The longest rest after one statement: a statement slowed by a stall elsewhere does not
 /// hold the transaction open for long after it.
 const MAX_REST: Duration = Duration::from_millis(200);
+
+/// The most rest in one transaction: a rare heavy pass (the first after many agents changed)
+/// stays under a second, working more than its share for the rest of it.
+const MAX_RESTED: Duration = Duration::from_millis(500);
 
 /// The shortest rest taken: shorter ones are added up first.
 const MIN_REST: Duration = Duration::from_millis(5);
@@ -54,6 +60,7 @@ impl Tx {
             conn,
             paced: false,
             owed: Duration::ZERO,
+            rested: Duration::ZERO,
         })
     }
 
@@ -68,14 +75,16 @@ impl Tx {
     /// Rests shorter than the timer's millisecond are added up and taken together, and the
     /// time a sleep overran is counted as rest taken.
     async fn rest(&mut self, started: Instant) {
-        if !self.paced {
+        if !self.paced || self.rested >= MAX_RESTED {
             return;
         }
         self.owed += started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
         if self.owed >= MIN_REST {
             let resting = Instant::now();
-            tokio::time::sleep(self.owed).await;
-            self.owed = self.owed.saturating_sub(resting.elapsed());
+            tokio::time::sleep(self.owed.min(MAX_RESTED - self.rested)).await;
+            let slept = resting.elapsed();
+            self.rested += slept;
+            self.owed = self.owed.saturating_sub(slept);
         }
     }
 
@@ -153,9 +162,9 @@ impl Tx {
             Conn::Postgres(tx) => tx.commit().await?,
             Conn::Sqlite(tx) => tx.commit().await?,
         }
-        if self.paced {
+        if self.paced && self.rested < MAX_RESTED {
             let owed = self.owed + started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
-            tokio::time::sleep(owed).await;
+            tokio::time::sleep(owed.min(MAX_RESTED - self.rested)).await;
         }
         Ok(())
     }

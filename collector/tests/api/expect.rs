@@ -759,6 +759,40 @@ async fn a_pass_with_a_clock_behind_still_resolves_what_a_clock_ahead_opened(db:
     assert_eq!(incident["resolved_at"], incident["opened_at"], "{all}");
 }
 
+/// The service's own passes: one that stops at its most slots is followed by the next soon,
+/// not after `WATCH_EVERY`, so a backlog is caught up at the passes' pace.
+async fn a_pass_at_its_most_slots_is_followed_by_the_next_before_watch_every(db: Db) {
+    let every = std::time::Duration::from_secs(4);
+    let rules = WatchRules {
+        every,
+        ..WatchRules::default()
+    };
+    let app = TestApp::spawn_watching(db, rules).await;
+    // The first pass ran at start, before any expectation.
+    let spawned = std::time::Instant::now();
+    let agents = SLOTS_PER_PASS_IN_ALL + 50;
+    for i in 0..agents {
+        app.create_expectation(&format!("busy_{i:03}"), r#"{"every": "1s", "grace": "1s"}"#)
+            .await;
+    }
+    let created = spawned.elapsed();
+    assert!(
+        created < std::time::Duration::from_secs(2),
+        "creating {agents} expectations took {created:?}: too slow for the test's timing"
+    );
+    // The pass at 4 s finds every expectation's first slot (at least) missed: more than a
+    // pass judges. Without a pass soon after it, the count stays at one pass's until 8 s.
+    tokio::time::sleep_until((spawned + every + every / 2 + every / 8).into()).await;
+    let missed = app
+        .db
+        .scalar::<i64>("select count(*) from missed_slots")
+        .await;
+    assert!(
+        missed > SLOTS_PER_PASS_IN_ALL as i64,
+        "{missed} slots missed 2.5 s after the pass at 4 s (one pass judges at most {SLOTS_PER_PASS_IN_ALL})"
+    );
+}
+
 on_both_backends!(
     a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
     a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
@@ -772,4 +806,5 @@ on_both_backends!(
     an_expected_agent_without_success_goes_stale_until_one,
     a_run_far_longer_than_usual_opens_slow,
     a_pass_with_a_clock_behind_still_resolves_what_a_clock_ahead_opened,
+    a_pass_at_its_most_slots_is_followed_by_the_next_before_watch_every,
 );

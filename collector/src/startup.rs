@@ -181,11 +181,11 @@ async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, ret
                 // Catching up (a pass stopped at its most slots): the next pass after a pause
                 // as long as this one, not after WATCH_EVERY. The pause leaves the database to
                 // ingest in between (SQLite's one write lock above all).
+                let took = started.elapsed();
                 if more {
-                    ticks.reset_after(started.elapsed());
+                    ticks.reset_after(took);
                 }
-                metrics::histogram!("collector_watch_pass_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("collector_watch_pass_seconds").record(took.as_secs_f64());
                 metrics::counter!("collector_missed_slots_total").increment(missed as u64);
                 metrics::counter!("collector_late_slots_total").increment(late as u64);
                 if missed > 0 {

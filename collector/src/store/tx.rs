@@ -1,12 +1,13 @@
 //! A transaction on either backend, for sea-query statements: the code that runs in it is
 //! written once.
 //!
-//! Background work (the watcher's pass) runs in a paced transaction on PostgreSQL: after each
-//! statement it rests [`BACKGROUND_REST`] times as long as the statement took, so that it
-//! takes a bounded share of the cores from ingest however often it runs, as autovacuum's
-//! cost delay does for its own work (docs/performance.md: with passes back to back, unpaced,
-//! ingest kept 0.81-0.87 of its rate). Its transaction holds no lock that ingest waits for.
-//! SQLite is not paced: its one write lock would be held through the rest.
+//! Background work (the watcher's pass, the closing of overdue runs) runs in a paced
+//! transaction on PostgreSQL: after each statement it rests [`BACKGROUND_REST`] times as long as
+//! the statement took, so that it takes a bounded share of the cores from ingest however often
+//! it runs, as autovacuum's cost delay does for its own work (docs/performance.md: with passes
+//! back to back, unpaced, ingest kept 0.81-0.87 of its rate). The only rows such a transaction
+//! holds through a rest that ingest may write are the overdue runs being closed (a late report
+//! for one of them waits). SQLite is not paced: its one write lock would be held through the rest.
 
 use std::time::{Duration, Instant};
 
@@ -24,12 +25,8 @@ const BACKGROUND_REST: f64 = 3.0;
 
 pub(super) struct Tx {
     pub(super) conn: Conn,
-    /// Whether statements are followed by their rest (background work on PostgreSQL).
-    paced: bool,
-    /// Rest owed and not taken yet: taken once it reaches [`MIN_REST`].
-    owed: Duration,
-    /// Rest taken so far: at most [`MAX_RESTED`].
-    rested: Duration,
+    /// The rests of background work on PostgreSQL ([`Tx::begin_paced`]).
+    pace: Option<Pace>,
 }
 
 pub(super) enum Conn {
@@ -45,8 +42,36 @@ const MAX_REST: Duration = Duration::from_millis(200);
 /// stays under a second, working more than its share for the rest of it.
 const MAX_RESTED: Duration = Duration::from_millis(500);
 
-/// The shortest rest taken: shorter ones are added up first.
+/// The shortest rest taken after a statement: shorter ones are added up first (the timer
+/// counts in milliseconds).
 const MIN_REST: Duration = Duration::from_millis(5);
+
+/// A paced transaction's rests: owed after each statement, taken once they add up.
+#[derive(Default)]
+struct Pace {
+    /// Rest owed and not taken yet.
+    owed: Duration,
+    /// Rest taken so far: at most [`MAX_RESTED`].
+    rested: Duration,
+}
+
+impl Pace {
+    /// Owes the rest of a statement that started at `started`, and takes what is owed if it
+    /// is at least `least`; the time a sleep overran counts as rest taken.
+    async fn after(&mut self, started: Instant, least: Duration) {
+        if self.rested >= MAX_RESTED {
+            return;
+        }
+        self.owed += started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
+        if self.owed >= least {
+            let resting = Instant::now();
+            tokio::time::sleep(self.owed.min(MAX_RESTED - self.rested)).await;
+            let slept = resting.elapsed();
+            self.rested += slept;
+            self.owed = self.owed.saturating_sub(slept);
+        }
+    }
+}
 
 impl Tx {
     /// A transaction that writes: on SQLite, `BEGIN IMMEDIATE` (the write lock at once, so it
@@ -56,35 +81,22 @@ impl Tx {
             Pool::Postgres(pool) => Conn::Postgres(pool.begin().await?),
             Pool::Sqlite(pool) => Conn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         };
-        Ok(Self {
-            conn,
-            paced: false,
-            owed: Duration::ZERO,
-            rested: Duration::ZERO,
-        })
+        Ok(Self { conn, pace: None })
     }
 
     /// [`Tx::begin`] for background work: paced on PostgreSQL (the module's note).
     pub(super) async fn begin_paced(store: &Store) -> Result<Self, StoreError> {
         let mut tx = Self::begin(store).await?;
-        tx.paced = matches!(tx.conn, Conn::Postgres(_));
+        if matches!(tx.conn, Conn::Postgres(_)) {
+            tx.pace = Some(Pace::default());
+        }
         Ok(tx)
     }
 
     /// The rest after a statement that started at `started`, if this transaction is paced.
-    /// Rests shorter than the timer's millisecond are added up and taken together, and the
-    /// time a sleep overran is counted as rest taken.
     async fn rest(&mut self, started: Instant) {
-        if !self.paced || self.rested >= MAX_RESTED {
-            return;
-        }
-        self.owed += started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
-        if self.owed >= MIN_REST {
-            let resting = Instant::now();
-            tokio::time::sleep(self.owed.min(MAX_RESTED - self.rested)).await;
-            let slept = resting.elapsed();
-            self.rested += slept;
-            self.owed = self.owed.saturating_sub(slept);
+        if let Some(pace) = &mut self.pace {
+            pace.after(started, MIN_REST).await;
         }
     }
 
@@ -162,9 +174,8 @@ impl Tx {
             Conn::Postgres(tx) => tx.commit().await?,
             Conn::Sqlite(tx) => tx.commit().await?,
         }
-        if self.paced && self.rested < MAX_RESTED {
-            let owed = self.owed + started.elapsed().mul_f64(BACKGROUND_REST).min(MAX_REST);
-            tokio::time::sleep(owed.min(MAX_RESTED - self.rested)).await;
+        if let Some(mut pace) = self.pace {
+            pace.after(started, Duration::ZERO).await;
         }
         Ok(())
     }

@@ -26,13 +26,11 @@ use crate::domain::{Cadence, human};
 /// The advisory lock the replicas take in turn for a pass ("watcher" in ASCII).
 pub const WATCH_LOCK: i64 = 0x0077_6174_6368_6572;
 
-/// Most slots of one expectation judged in a pass; the next pass takes the rest.
-const SLOTS_PER_PASS: usize = 1000;
-
 /// Most slots of all expectations judged in a pass, so that a pass after a long silence stays
 /// a short transaction under a second with its rests (store/tx.rs; bench/watcher.sh, two
-/// cores: 1 500 slots were 0.7 s of work, 300 slots 0.4-1.1 s paced); the expectations left
-/// are still due, and the service runs the next pass soon ([`Watched::more`]).
+/// cores: 1 500 slots were 0.7 s of work unpaced; 200 slots, paced, 0.4-0.75 s); the
+/// expectations left are still due, and the service runs the next pass soon
+/// ([`Watched::more`]).
 pub const SLOTS_PER_PASS_IN_ALL: usize = 200;
 
 /// Up to this many agents are named in a pass's queries; past it, the queries read every
@@ -40,7 +38,7 @@ pub const SLOTS_PER_PASS_IN_ALL: usize = 200;
 const KNOWN_BY_NAME: usize = 500;
 
 /// Most runs of one period expectation read in a pass; the next pass reads on from there.
-const RUNS_PER_PASS: usize = 4 * SLOTS_PER_PASS;
+const RUNS_PER_PASS: usize = 4_000;
 
 /// How early before its slot a run may start and still answer it (clocks differ).
 const EARLY: TimeDelta = TimeDelta::seconds(60);
@@ -187,7 +185,7 @@ impl Store {
                 &mut known,
                 expectation,
                 &cadence,
-                budget.min(SLOTS_PER_PASS),
+                budget,
                 &mut pass,
             )
             .await?;

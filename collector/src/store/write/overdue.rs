@@ -86,7 +86,7 @@ impl Store {
             // PostgreSQL: rows a report is completing right now are left for the next pass.
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         // Background work: paced (store/tx.rs). Its rests come before the summaries' rows are
-        // locked (their recomputation, last, is not paced).
+        // locked (their recomputation, last, runs on the connection: no rest in it).
         let mut tx = Tx::begin_paced(self).await?;
         if !tx.try_lock(OVERDUE_LOCK).await? {
             return Ok(0);

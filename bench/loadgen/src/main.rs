@@ -9,9 +9,14 @@
 //! `--lifecycle` starts each run first (`POST /runs`, then the report with its key: a run's
 //! whole life). `--rate R` is open loop: requests leave at R a second by the clock, whatever
 //! the answers, and each latency counts from the instant its request was due (no coordinated
-//! omission, as wrk2 measures).
+//! omission, as wrk2 measures). The clock is a thread of its own sleeping to each instant
+//! (nanosleep, tens of microseconds late), not tokio's timer, whose millisecond ticks would
+//! send each request up to a millisecond late and count that as the collector's latency; how
+//! late the clock itself was is printed (`pace_p50_ms`, `pace_p99_ms`), so the error of the
+//! measurement is on the same line as the measurement.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_sdk::wire::BatchResponse;
@@ -24,6 +29,7 @@ use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 const METRICS_PER_REPORT: u64 = 10;
@@ -71,12 +77,52 @@ struct Args {
 #[derive(Clone, Copy)]
 struct Plan {
     worker: usize,
-    connections: usize,
     agents: usize,
     batch: usize,
     lifecycle: bool,
-    /// Requests a second in all (open loop), or 0.
+}
+
+/// When a connection sends: as soon as its last answer is in (closed loop), or at the instants
+/// the clock thread hands it (open loop).
+enum Pace {
+    Closed,
+    Open(mpsc::UnboundedReceiver<Instant>),
+}
+
+impl Pace {
+    /// The instant the next request is due from, or `None` when the run is over.
+    async fn next(&mut self, deadline: Instant) -> Option<Instant> {
+        match self {
+            Self::Closed => Some(Instant::now()).filter(|now| *now < deadline),
+            Self::Open(due) => due.recv().await,
+        }
+    }
+}
+
+/// The open loop's clock: hands the `index`-th request of all, due at `index / rate` after
+/// `started`, to connection `index % connections`, on time to within the thread's wake-up
+/// (nanosleep), until `deadline`. Returns how late it handed each one, in microseconds.
+fn clock(
+    queues: Vec<mpsc::UnboundedSender<Instant>>,
     rate: f64,
+    started: Instant,
+    deadline: Instant,
+) -> Vec<u32> {
+    let mut late = Vec::new();
+    for index in 0u64.. {
+        let due = started + Duration::from_secs_f64(index as f64 / rate);
+        if due >= deadline {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        late.push(u32::try_from(due.elapsed().as_micros()).unwrap_or(u32::MAX));
+        // A connection that gave up (its task failed) is reported by main, not here.
+        let _ = queues[(index % queues.len() as u64) as usize].send(due);
+    }
+    late
 }
 
 /// What one connection saw.
@@ -105,20 +151,41 @@ async fn main() -> anyhow::Result<()> {
     if args.connections == 0 || args.agents == 0 {
         bail!("--connections and --agents must be at least 1");
     }
-    let deadline = Instant::now() + args.duration;
+    if args.rate < 0.0 || !args.rate.is_finite() {
+        bail!("--rate must be 0 (closed loop) or a positive number of requests a second");
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = (0..args.connections)
-        .map(|worker| {
-            let (addr, token) = (args.addr.clone(), args.token.clone());
+    let deadline = started + args.duration;
+    let (mut paces, queues): (Vec<Pace>, Vec<_>) = (0..args.connections)
+        .map(|_| {
+            if args.rate > 0.0 {
+                let (queue, due) = mpsc::unbounded_channel();
+                (Pace::Open(due), Some(queue))
+            } else {
+                (Pace::Closed, None)
+            }
+        })
+        .unzip();
+    let queues: Vec<_> = queues.into_iter().flatten().collect();
+    let clock = (args.rate > 0.0).then(|| {
+        let rate = args.rate;
+        std::thread::spawn(move || clock(queues, rate, started, deadline))
+    });
+    let token: Arc<str> = args.token.as_str().into();
+    let tasks: Vec<_> = paces
+        .drain(..)
+        .enumerate()
+        .map(|(worker, pace)| {
+            let (addr, token) = (args.addr.clone(), Arc::clone(&token));
             let plan = Plan {
                 worker,
-                connections: args.connections,
                 agents: args.agents,
                 batch: args.batch,
                 lifecycle: args.lifecycle,
-                rate: args.rate,
             };
-            tokio::spawn(async move { connection(&addr, &token, plan, started, deadline).await })
+            tokio::spawn(
+                async move { connection(&addr, &token, plan, pace, started, deadline).await },
+            )
         })
         .collect();
     let mut total = Tally::default();
@@ -132,6 +199,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let mut late = match clock {
+        Some(clock) => clock
+            .join()
+            .map_err(|_| anyhow::anyhow!("the clock thread panicked"))?,
+        None => Vec::new(),
+    };
+    late.sort_unstable();
     if args.timeline {
         print_timeline(&total);
     }
@@ -143,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|(status, n)| format!("{status}:{n}"))
         .collect();
     println!(
-        "requests={} reports={} seconds={:.2} reports_per_s={:.0} metric_rows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={}",
+        "requests={} reports={} seconds={:.2} reports_per_s={:.0} metric_rows_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} pace_p50_ms={:.2} pace_p99_ms={:.2} errors={}",
         total.latencies.len(),
         total.stored,
         seconds,
@@ -152,6 +226,8 @@ async fn main() -> anyhow::Result<()> {
         percentile(0.50),
         percentile(0.99),
         percentile(1.0),
+        percentile_ms(&late, 0.50),
+        percentile_ms(&late, 0.99),
         if errors.is_empty() {
             "none".to_owned()
         } else {
@@ -189,21 +265,21 @@ fn print_timeline(tally: &Tally) {
     }
 }
 
-/// One keep-alive connection sending until `deadline`; reconnects after a failure.
+/// One keep-alive connection sending until `deadline` (or, open loop, until the clock stops);
+/// reconnects after a failure.
 async fn connection(
     addr: &str,
     token: &str,
     plan: Plan,
+    mut pace: Pace,
     started: Instant,
     deadline: Instant,
 ) -> anyhow::Result<Tally> {
     let Plan {
         worker,
-        connections,
         agents,
         batch,
         lifecycle,
-        rate,
     } = plan;
     let mut tally = Tally::default();
     let (path, reports_per_request) = match batch {
@@ -212,13 +288,6 @@ async fn connection(
     };
     let authorization = format!("Bearer {token}");
     let mut sequence = worker;
-    // Open loop: this connection's k-th request is the (worker + k × connections)-th of all,
-    // due at that index / rate.
-    let mut sent_requests: u64 = 0;
-    let due = |k: u64| {
-        let index = worker as f64 + k as f64 * connections as f64;
-        started + Duration::from_secs_f64(index / rate)
-    };
     'connect: while Instant::now() < deadline {
         let stream = match TcpStream::connect(addr).await {
             Ok(stream) => stream,
@@ -231,18 +300,10 @@ async fn connection(
         stream.set_nodelay(true)?;
         let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        while Instant::now() < deadline {
-            let sent = if rate > 0.0 {
-                let at = due(sent_requests);
-                if at >= deadline {
-                    break 'connect;
-                }
-                tokio::time::sleep_until(at.into()).await;
-                at
-            } else {
-                Instant::now()
+        loop {
+            let Some(sent) = pace.next(deadline).await else {
+                break 'connect;
             };
-            sent_requests += 1;
             if lifecycle {
                 sequence += 1;
                 let key = Uuid::new_v4();

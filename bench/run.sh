@@ -36,6 +36,7 @@ open_runs=${BENCH_OPEN_RUNS:-3}
 seconds=${duration%s}
 log() { echo "bench: $*" >&2; }
 fail() { echo "bench: FAILED: $*" >&2; exit 1; }
+[[ $open_runs =~ ^[1-9][0-9]*$ ]] || fail "BENCH_OPEN_RUNS must be a whole number of runs, at least 1 (got '$open_runs')"
 
 psql_bin=${PG_BINDIR:+$PG_BINDIR/}psql
 pgbench_bin=${PG_BINDIR:+$PG_BINDIR/}pgbench

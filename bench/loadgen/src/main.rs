@@ -16,7 +16,6 @@
 //! measurement is on the same line as the measurement.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_sdk::wire::BatchResponse;
@@ -156,27 +155,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let deadline = started + args.duration;
-    let (mut paces, queues): (Vec<Pace>, Vec<_>) = (0..args.connections)
-        .map(|_| {
-            if args.rate > 0.0 {
-                let (queue, due) = mpsc::unbounded_channel();
-                (Pace::Open(due), Some(queue))
-            } else {
-                (Pace::Closed, None)
-            }
-        })
-        .unzip();
-    let queues: Vec<_> = queues.into_iter().flatten().collect();
-    let clock = (args.rate > 0.0).then(|| {
+    let (paces, clock): (Vec<Pace>, _) = if args.rate > 0.0 {
+        let (queues, dues): (Vec<_>, Vec<_>) = (0..args.connections)
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
         let rate = args.rate;
-        std::thread::spawn(move || clock(queues, rate, started, deadline))
-    });
-    let token: Arc<str> = args.token.as_str().into();
+        let clock = std::thread::spawn(move || clock(queues, rate, started, deadline));
+        (dues.into_iter().map(Pace::Open).collect(), Some(clock))
+    } else {
+        ((0..args.connections).map(|_| Pace::Closed).collect(), None)
+    };
     let tasks: Vec<_> = paces
-        .drain(..)
+        .into_iter()
         .enumerate()
         .map(|(worker, pace)| {
-            let (addr, token) = (args.addr.clone(), Arc::clone(&token));
+            let (addr, token) = (args.addr.clone(), args.token.clone());
             let plan = Plan {
                 worker,
                 agents: args.agents,

@@ -786,8 +786,9 @@ async fn a_pass_at_its_most_slots_is_followed_by_the_next_before_watch_every(db:
         let full = passes
             .iter()
             .position(|(_, missed)| *missed == SLOTS_PER_PASS_IN_ALL as i64);
-        if let Some(next) = full.and_then(|full| passes.get(full + 1).map(|next| (full, next))) {
-            let (full, (next_at, _)) = next;
+        if let Some(full) = full
+            && let Some((next_at, _)) = passes.get(full + 1)
+        {
             let gap = (*next_at - passes[full].0).to_std().unwrap_or_default();
             // Without the catch-up, passes are WATCH_EVERY apart to within milliseconds.
             assert!(

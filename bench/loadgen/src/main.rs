@@ -9,13 +9,18 @@
 //! `--lifecycle` starts each run first (`POST /runs`, then the report with its key: a run's
 //! whole life). `--rate R` is open loop: requests leave at R a second by the clock, whatever
 //! the answers, and each latency counts from the instant its request was due (no coordinated
-//! omission, as wrk2 measures). The clock is a thread of its own sleeping to each instant
+//! omission, as wrk2 measures). Each due request goes to whichever connection is idle first
+//! (as k6's constant-arrival-rate and vegeta do), not to a connection fixed in advance as in
+//! wrk2, where a request waits behind a slow answer on its own connection while others are
+//! idle: a queue that the collector's clients, each pushing its own runs, do not form. When
+//! every connection is busy, due requests wait, and that wait is counted. The clock is a thread of its own sleeping to each instant
 //! (nanosleep, tens of microseconds late), not tokio's timer, whose millisecond ticks would
 //! send each request up to a millisecond late and count that as the collector's latency; how
 //! late the clock itself was is printed (`pace_p50_ms`, `pace_p99_ms`), so the error of the
 //! measurement is on the same line as the measurement.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_sdk::wire::BatchResponse;
@@ -28,7 +33,7 @@ use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 
 const METRICS_PER_REPORT: u64 = 10;
@@ -65,9 +70,9 @@ struct Args {
     /// as one request.
     #[arg(long)]
     lifecycle: bool,
-    /// Open loop: requests due at this many a second in all, spread over the connections;
-    /// latency counts from when a request was due. 0: closed loop (each connection sends its
-    /// next request when the last is answered).
+    /// Open loop: requests due at this many a second in all, each sent on the first idle
+    /// connection; latency counts from when a request was due. 0: closed loop (each connection
+    /// sends its next request when the last is answered).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
 }
@@ -85,7 +90,7 @@ struct Plan {
 /// the clock thread hands it (open loop).
 enum Pace {
     Closed,
-    Open(mpsc::UnboundedReceiver<Instant>),
+    Open(Arc<Mutex<mpsc::UnboundedReceiver<Instant>>>),
 }
 
 impl Pace {
@@ -93,16 +98,18 @@ impl Pace {
     async fn next(&mut self, deadline: Instant) -> Option<Instant> {
         match self {
             Self::Closed => Some(Instant::now()).filter(|now| *now < deadline),
-            Self::Open(due) => due.recv().await,
+            // The idle connections queue for the lock in turn (tokio's Mutex is fair): the one
+            // holding it takes the next due instant.
+            Self::Open(due) => due.lock().await.recv().await,
         }
     }
 }
 
-/// The open loop's clock: hands the `index`-th request of all, due at `index / rate` after
-/// `started`, to connection `index % connections`, on time to within the thread's wake-up
-/// (nanosleep), until `deadline`. Returns how late it handed each one, in microseconds.
+/// The open loop's clock: queues the `index`-th request of all, due at `index / rate` after
+/// `started`, for whichever connection is idle first, on time to within the thread's wake-up
+/// (nanosleep), until `deadline`. Returns how late it queued each one, in microseconds.
 fn clock(
-    queues: Vec<mpsc::UnboundedSender<Instant>>,
+    queue: &mpsc::UnboundedSender<Instant>,
     rate: f64,
     started: Instant,
     deadline: Instant,
@@ -118,8 +125,8 @@ fn clock(
             std::thread::sleep(due - now);
         }
         late.push(u32::try_from(due.elapsed().as_micros()).unwrap_or(u32::MAX));
-        // A connection that gave up (its task failed) is reported by main, not here.
-        let _ = queues[(index % queues.len() as u64) as usize].send(due);
+        // Only fails once every connection has given up (their tasks failed): main reports it.
+        let _ = queue.send(due);
     }
     late
 }
@@ -156,12 +163,14 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + args.duration;
     let (paces, clock): (Vec<Pace>, _) = if args.rate > 0.0 {
-        let (queues, dues): (Vec<_>, Vec<_>) = (0..args.connections)
-            .map(|_| mpsc::unbounded_channel())
-            .unzip();
+        let (queue, due) = mpsc::unbounded_channel();
+        let due = Arc::new(Mutex::new(due));
         let rate = args.rate;
-        let clock = std::thread::spawn(move || clock(queues, rate, started, deadline));
-        (dues.into_iter().map(Pace::Open).collect(), Some(clock))
+        let clock = std::thread::spawn(move || clock(&queue, rate, started, deadline));
+        let paces = (0..args.connections)
+            .map(|_| Pace::Open(due.clone()))
+            .collect();
+        (paces, Some(clock))
     } else {
         ((0..args.connections).map(|_| Pace::Closed).collect(), None)
     };

@@ -25,6 +25,74 @@ async fn replicas_migrating_at_once_are_safe(pool: PgPool) {
     Store::from(pool).check_ready().await.unwrap();
 }
 
+/// Every metric row's foreign-key check uses a plan its connection keeps until agent_runs is
+/// analyzed again: agent_runs is first analyzed at 1 000 changed rows, never while a sequential
+/// scan is the cheaper plan (migrations/postgres/0007). Here, the plan such an early analyze
+/// would have left: after 20 rows, a generic plan for the check's query is a sequential scan,
+/// and it still is at 5 000 rows; planned at 1 000 rows it is the primary key's index.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn agent_runs_is_not_analyzed_while_a_foreign_key_check_would_scan_it(pool: PgPool) {
+    let options: Vec<String> = sqlx::query_scalar(
+        "select unnest(reloptions) from pg_class where oid = 'agent_runs'::regclass",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        options.contains(&"autovacuum_analyze_threshold=1000".to_owned()),
+        "{options:?}"
+    );
+
+    let mut conn = pool.acquire().await.unwrap();
+    let insert = |n: i32| {
+        sqlx::query(
+            "insert into agent_runs (run_key, agent_name, started_at, finished_at, status, trigger, metric_count) \
+             select gen_random_uuid(), 'a', now(), now(), 'success', 'api', 0 from generate_series(1, $1)",
+        )
+        .bind(n)
+    };
+    let check_plan = async |conn: &mut sqlx::PgConnection| -> String {
+        sqlx::query("set plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("prepare fk_check(bigint) as select 1 from only agent_runs x where id = $1 for key share of x")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar("explain execute fk_check(1)")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        plan.join("\n")
+    };
+    insert(20).execute(&mut *conn).await.unwrap();
+    sqlx::query("analyze agent_runs")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let early = check_plan(&mut conn).await;
+    assert!(early.contains("Seq Scan"), "{early}");
+    insert(5_000).execute(&mut *conn).await.unwrap();
+    let kept: Vec<String> = sqlx::query_scalar("explain execute fk_check(1)")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert!(kept.join("\n").contains("Seq Scan"), "{kept:?}");
+
+    sqlx::raw_sql("deallocate fk_check; truncate agent_runs cascade")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    insert(1_000).execute(&mut *conn).await.unwrap();
+    sqlx::query("analyze agent_runs")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let at_threshold = check_plan(&mut conn).await;
+    assert!(at_threshold.contains("Index Scan"), "{at_threshold}");
+}
+
 async fn the_original_debugging_queries_run_as_written(db: Db) {
     let app = TestApp::spawn(db).await;
     app.post_report(&report("mi_agente")).await;

@@ -18,9 +18,12 @@ use writers::Writers;
 
 pub use writers::MAX_BATCH;
 
-/// Write transactions in parallel on PostgreSQL unless `DATABASE_WRITERS` says otherwise: on
-/// two cores, three took 23–58% more reports/s than one, 36% on average (docs/performance.md).
-pub const DEFAULT_WRITERS: usize = 3;
+/// Write transactions in parallel on PostgreSQL unless `DATABASE_WRITERS` says otherwise. On
+/// two cores two beat both one and three (docs/performance.md): one leaves a core idle while
+/// its commit waits for the disk (three took 36% more reports/s than one), and three add a
+/// backend competing for the cores without adding any (two took 5% more reports/s than three,
+/// with a lower p99, open loop and closed).
+pub const DEFAULT_WRITERS: usize = 2;
 
 /// A run just stored (not one seen before).
 #[derive(Debug, Clone)]

@@ -143,7 +143,7 @@ mod tests {
         }
         // The integration test racing one run_key under these names needs several writers.
         let racers: std::collections::HashSet<usize> = (0..10)
-            .map(|i| writer_of(&format!("racer_{i}"), 3))
+            .map(|i| writer_of(&format!("racer_{i}"), crate::ingest::DEFAULT_WRITERS))
             .collect();
         assert!(racers.len() > 1, "{racers:?}");
     }

@@ -13,11 +13,12 @@
 //! (as k6's constant-arrival-rate and vegeta do), not to a connection fixed in advance as in
 //! wrk2, where a request waits behind a slow answer on its own connection while others are
 //! idle: a queue that the collector's clients, each pushing its own runs, do not form. When
-//! every connection is busy, due requests wait, and that wait is counted. The clock is a thread of its own sleeping to each instant
-//! (nanosleep, tens of microseconds late), not tokio's timer, whose millisecond ticks would
-//! send each request up to a millisecond late and count that as the collector's latency; how
-//! late the clock itself was is printed (`pace_p50_ms`, `pace_p99_ms`), so the error of the
-//! measurement is on the same line as the measurement.
+//! every connection is busy, due requests wait, and that wait is counted. The clock is a
+//! thread of its own sleeping to each instant (nanosleep, tens of microseconds late), not
+//! tokio's timer, whose millisecond ticks would send each request up to a millisecond late and
+//! count that as the collector's latency; how late the clock itself was is printed
+//! (`pace_p50_ms`, `pace_p99_ms`), so the error of the measurement is on the same line as the
+//! measurement.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

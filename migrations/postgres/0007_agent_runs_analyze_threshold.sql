@@ -1,13 +1,14 @@
 -- Every metric row's foreign key is checked with a query PostgreSQL plans once per connection
 -- and keeps (`SELECT 1 FROM agent_runs WHERE id = $1 FOR KEY SHARE`) until the table's
 -- statistics change. With the default threshold autovacuum first analyzes agent_runs after 50
--- rows; a check planned on those statistics scans the whole table (below about 240 rows a
--- sequential scan is cheaper than the primary key's index), and keeps scanning it as the
--- table grows until the next analyze, up to a minute later (autovacuum_naptime). A fresh
--- deployment taking a burst in that minute (a backfill through POST /metrics/batch) slows to a
--- crawl: measured at 50 000 runs, 2.9 ms per check against 0.01 ms, ten checks per report
--- (docs/performance.md, 2026-12-06). Not analyzed before 1 000 changed rows, the table is
--- never planned as that small again; later analyzes keep the default 10% growth on top.
--- (SQLite checks a foreign key through the parent's primary key whatever its size: no
--- counterpart in migrations/sqlite.)
+-- rows; a check planned on those statistics scans the whole table (up to 250-300 rows of the
+-- benchmark's size, fewer for wider rows, the planner prices a sequential scan below the
+-- primary key's index), and keeps scanning it as the table grows until the next analyze, up
+-- to a minute later (autovacuum_naptime). A fresh deployment taking a burst in that minute (a
+-- backfill through POST /metrics/batch) slows to a crawl: measured at 50 000 runs, 2.9-3.6 ms
+-- per check against 0.02-0.03 ms by the index, ten checks per report (docs/performance.md,
+-- 2026-12-06). Not analyzed before 1 000 changed rows, the table's first statistics describe
+-- one several times past that size; later analyzes keep the default 10% growth on top.
+-- SQLite needs no counterpart: it checks the key by a seek on agent_runs' rowid compiled into
+-- each insert, whatever its statistics (collector/tests/api/schema.rs shows both).
 ALTER TABLE agent_runs SET (autovacuum_analyze_threshold = 1000);

@@ -21,8 +21,8 @@ pub use writers::MAX_BATCH;
 /// Write transactions in parallel on PostgreSQL unless `DATABASE_WRITERS` says otherwise. On
 /// two cores two beat both one and three (docs/performance.md): one leaves a core idle while
 /// its commit waits for the disk (three took 36% more reports/s than one), and three add a
-/// backend competing for the cores without adding any (two took 5% more reports/s than three,
-/// with a lower p99, open loop and closed).
+/// backend competing for the cores without adding any (two took 5% more reports/s than three
+/// with 64 connections, and a lower p99; open loop, the two were within the spread).
 pub const DEFAULT_WRITERS: usize = 2;
 
 /// A run just stored (not one seen before).

@@ -26,8 +26,8 @@ async fn replicas_migrating_at_once_are_safe(pool: PgPool) {
 }
 
 /// Every metric row's foreign-key check uses a plan its connection keeps until agent_runs is
-/// analyzed again: agent_runs is first analyzed at 1 000 changed rows, never while a sequential
-/// scan is the cheaper plan (migrations/postgres/0007). Here, the plan such an early analyze
+/// analyzed again: agent_runs is first analyzed at 1 000 changed rows, past the size where a
+/// sequential scan is the cheaper plan (migrations/postgres/0007). Here, the plan such an early analyze
 /// would have left: after 20 rows, a generic plan for the check's query is a sequential scan,
 /// and it still is at 5 000 rows; planned at 1 000 rows it is the primary key's index.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
@@ -43,20 +43,19 @@ async fn agent_runs_is_not_analyzed_while_a_foreign_key_check_would_scan_it(pool
         "{options:?}"
     );
 
+    // One connection: the prepared check and its session's settings are its own.
     let mut conn = pool.acquire().await.unwrap();
-    let insert = |n: i32| {
-        sqlx::query(
-            "insert into agent_runs (run_key, agent_name, started_at, finished_at, status, trigger, metric_count) \
-             select gen_random_uuid(), 'a', now(), now(), 'success', 'api', 0 from generate_series(1, $1)",
+    let runs = |n: u32| {
+        format!(
+            "insert into agent_runs (run_key, agent_name, started_at, finished_at, status, trigger, metric_count)
+             select gen_random_uuid(), 'a', now(), now(), 'success', 'api', 0 from generate_series(1, {n});"
         )
-        .bind(n)
     };
-    let check_plan = async |conn: &mut sqlx::PgConnection| -> String {
-        sqlx::query("set plan_cache_mode = force_generic_plan")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query("prepare fk_check(bigint) as select 1 from only agent_runs x where id = $1 for key share of x")
+    let planned_check = "analyze agent_runs;
+        set plan_cache_mode = force_generic_plan;
+        prepare fk_check(bigint) as select 1 from only agent_runs x where id = $1 for key share of x;";
+    let mut plan_after = async |setup: String| -> String {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
             .execute(&mut *conn)
             .await
             .unwrap();
@@ -66,31 +65,63 @@ async fn agent_runs_is_not_analyzed_while_a_foreign_key_check_would_scan_it(pool
             .unwrap();
         plan.join("\n")
     };
-    insert(20).execute(&mut *conn).await.unwrap();
-    sqlx::query("analyze agent_runs")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    let early = check_plan(&mut conn).await;
-    assert!(early.contains("Seq Scan"), "{early}");
-    insert(5_000).execute(&mut *conn).await.unwrap();
-    let kept: Vec<String> = sqlx::query_scalar("explain execute fk_check(1)")
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap();
-    assert!(kept.join("\n").contains("Seq Scan"), "{kept:?}");
 
-    sqlx::raw_sql("deallocate fk_check; truncate agent_runs cascade")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    insert(1_000).execute(&mut *conn).await.unwrap();
-    sqlx::query("analyze agent_runs")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    let at_threshold = check_plan(&mut conn).await;
+    let early = plan_after(runs(20) + planned_check).await;
+    assert!(early.contains("Seq Scan"), "{early}");
+    let kept = plan_after(runs(5_000)).await;
+    assert!(kept.contains("Seq Scan"), "{kept}");
+    let at_threshold = plan_after(
+        "deallocate fk_check; truncate agent_runs cascade;".to_owned()
+            + &runs(1_000)
+            + planned_check,
+    )
+    .await;
     assert!(at_threshold.contains("Index Scan"), "{at_threshold}");
+}
+
+/// Why migrations/sqlite has no counterpart of migrations/postgres/0007: SQLite checks a metric
+/// row's foreign key inside the insert's own program, by a seek on agent_runs' rowid (its
+/// `INTEGER PRIMARY KEY`), not by a plan chosen from statistics; with statistics of a 20-row
+/// agent_runs (`ANALYZE`, which the collector never runs) it is still that seek.
+#[sqlx::test(migrator = "collector::store::SQLITE_MIGRATOR")]
+async fn sqlite_checks_a_metric_rows_foreign_key_by_rowid_whatever_its_statistics(
+    pool: SqlitePool,
+) {
+    let db = Db::Sqlite(pool.clone());
+    db.execute(
+        "insert into agent_runs (agent_name, started_at, status)
+         with recursive n(i) as (select 1 union all select i + 1 from n where i < 20)
+         select 'a', '2026-01-01T00:00:00Z', 'success' from n;
+         analyze;",
+    )
+    .await;
+    let root: i64 = db
+        .scalar("select rootpage from sqlite_master where name = 'agent_runs'")
+        .await;
+    // The insert's program: (address, opcode, p1, p2) of each instruction.
+    let program: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        "explain insert into agent_metrics (run_id, agent_name, metric_name, metric_value, recorded_at)
+         values (1, 'a', 'm', '1', '2026-01-01T00:00:00Z')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let opened = program
+        .iter()
+        .position(|(_, opcode, _, page)| opcode == "OpenRead" && *page == root)
+        .unwrap_or_else(|| panic!("agent_runs is not read: {program:?}"));
+    let cursor = program[opened].2;
+    assert_eq!(
+        (program[opened + 1].1.as_str(), program[opened + 1].2),
+        ("NotExists", cursor),
+        "{program:?}"
+    );
+    assert!(
+        !program
+            .iter()
+            .any(|(_, opcode, on, _)| *on == cursor && matches!(opcode.as_str(), "Rewind" | "Next")),
+        "agent_runs is scanned: {program:?}"
+    );
 }
 
 async fn the_original_debugging_queries_run_as_written(db: Db) {

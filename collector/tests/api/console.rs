@@ -207,9 +207,11 @@ async fn every_page_shows_the_database_escaped(db: Db) {
     let failed = seed(&app).await;
     let token = app.token_for(&[Scope::Read], None);
     // The server's watcher may open `failing` on alpha's failure first: this one replaces it
-    // (one statement batch; one open incident per agent and kind).
+    // (one statement batch; one open incident per agent and kind). Written between passes: a
+    // pass that read alpha's summaries before its failure landed and the open incidents after
+    // this one would resolve it.
     app.db
-        .execute(
+        .execute_as_the_watcher(
             "delete from incidents where agent_name = 'alpha';
              insert into incidents (agent_name, kind, opened_at, summary)
              values ('alpha', 'failing', '2026-01-01T00:00:00Z', 'alpha <i>failed</i>')",
@@ -287,7 +289,9 @@ async fn every_page_shows_the_database_escaped(db: Db) {
     assert!(
         incidents
             .body
-            .contains("href=\"/ui/agents/alpha?from=2025-12-31T23:00:00Z\"")
+            .contains("href=\"/ui/agents/alpha?from=2025-12-31T23:00:00Z\""),
+        "{}",
+        incidents.body
     );
 
     for answer in [&overview, &agent, &run, &incidents] {

@@ -13,7 +13,7 @@ use collector::config::{HttpConfig, LogFormat, SecretKey};
 use collector::domain::AgentPattern;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
-use collector::store::{Store, WatchRules, Watched};
+use collector::store::{Store, WATCH_LOCK, WatchRules, Watched};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
@@ -104,6 +104,21 @@ impl Db {
             Self::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
         }
         .unwrap();
+    }
+
+    /// Runs `sql` as a watcher's pass would, one pass at a time: on PostgreSQL in one
+    /// transaction holding the watcher's lock (waiting out a pass of the server's own), so that
+    /// no pass reads half of it; on SQLite every pass holds the one write lock already.
+    pub(crate) async fn execute_as_the_watcher(&self, sql: &str) {
+        match self {
+            Self::Postgres(_) => {
+                self.execute(&format!(
+                    "select pg_advisory_xact_lock({WATCH_LOCK}); {sql}"
+                ))
+                .await
+            }
+            Self::Sqlite(_) => self.execute(sql).await,
+        }
     }
 
     /// A rule only the database knows: it refuses every run of `agent` (raising `poisoned`).

@@ -572,16 +572,12 @@ async fn record_event(
     Ok(())
 }
 
-/// The open incidents, (agent, kind), of `agents` (or of all): the console's overview and the
-/// watcher's pass read them.
-pub(super) fn open_incidents(agents: Option<&[&str]>) -> SelectStatement {
+/// The open incidents, (agent, kind): the console's overview and the watcher's pass read them.
+pub(super) fn open_incidents() -> SelectStatement {
     Query::select()
         .columns([Incidents::AgentName, Incidents::Kind])
         .from(Incidents::Table)
         .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        .and_where_option(
-            agents.map(|agents| Expr::col(Incidents::AgentName).is_in(agents.iter().copied())),
-        )
         .to_owned()
 }
 

@@ -501,7 +501,7 @@ impl Store {
     async fn open_incident_kinds(&self) -> Result<HashMap<String, Vec<IncidentKind>>, StoreError> {
         let mut open: HashMap<String, Vec<IncidentKind>> = HashMap::new();
         for (agent, kind) in self
-            .fetch::<(String, String), _>(&super::expect::open_incidents(None))
+            .fetch::<(String, String), _>(&super::expect::open_incidents())
             .await?
         {
             if let Some(kind) = IncidentKind::parse(&kind) {

@@ -136,6 +136,11 @@ impl Store {
             return Ok(None);
         }
         let mut watched = Watched::default();
+        // The open incidents before what they are judged against: the overdue check (its own
+        // lock, so maybe another replica's, running now) opens `overdue` and writes its run's
+        // summaries in one commit. Read after the summaries, an incident opened in between
+        // would meet the latest status from before it, a success, and be resolved at once.
+        let open = Known::read_open(&mut tx).await?;
         let changes = Changes::read(&mut tx, &self.judged, now).await?;
         // Only the expectations with something to judge: due by now (new or changed, a slot's
         // grace ended, or it would go stale), or of an agent that ran since the last pass.
@@ -162,7 +167,7 @@ impl Store {
         // A long list of names costs more than reading every agent's (and meets the limit on
         // bound parameters): past KNOWN_BY_NAME, all.
         let agents = (agents.len() <= KNOWN_BY_NAME).then_some(agents.as_slice());
-        let mut known = Known::read(&mut tx, agents).await?;
+        let mut known = Known::read(&mut tx, agents, open).await?;
         let mut budget = SLOTS_PER_PASS_IN_ALL;
         for expectation in &expectations {
             if budget == 0 {
@@ -244,19 +249,27 @@ struct Known {
 type LastRun = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 impl Known {
-    /// The latest runs and the open incidents of `agents` (or of all).
-    async fn read(tx: &mut Tx, agents: Option<&[&str]>) -> Result<Self, StoreError> {
+    /// Every open incident, (agent, kind): a pass's first read ([`Store::watch`] says why).
+    async fn read_open(tx: &mut Tx) -> Result<HashSet<(String, IncidentKind)>, StoreError> {
+        Ok(tx
+            .fetch::<(String, String), _>(&open_incidents())
+            .await?
+            .into_iter()
+            .filter_map(|(agent, kind)| IncidentKind::parse(&kind).map(|k| (agent, k)))
+            .collect())
+    }
+
+    /// The latest runs of `agents` (or of all), with the `open` incidents read first.
+    async fn read(
+        tx: &mut Tx,
+        agents: Option<&[&str]>,
+        open: HashSet<(String, IncidentKind)>,
+    ) -> Result<Self, StoreError> {
         let last = tx
             .fetch::<LastTimes, _>(&last_times(agents))
             .await?
             .into_iter()
             .map(|r| (r.agent_name, (r.last_run_at, r.last_success_at)))
-            .collect();
-        let open = tx
-            .fetch::<(String, String), _>(&open_incidents(agents))
-            .await?
-            .into_iter()
-            .filter_map(|(agent, kind)| IncidentKind::parse(&kind).map(|k| (agent, k)))
             .collect();
         Ok(Self { last, open })
     }

@@ -442,6 +442,84 @@ async fn an_overdue_run_opens_overdue_and_a_success_resolves_it(db: Db) {
     );
 }
 
+/// Two replicas at once, one closing an overdue run (it opens `overdue` and counts the run
+/// failed, in one commit), the other in its watcher's pass (another lock): the pass must not
+/// resolve the incident on what it read before the incident opened, the agent's earlier
+/// success. The test makes them interleave: it holds `agent_expectations`, which a pass reads
+/// after the open incidents and the summaries, so the pass waits there while the run is closed.
+/// (On SQLite a pass holds the one write lock: nothing commits during it.)
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn a_pass_leaves_open_an_overdue_incident_opened_while_it_ran(pool: sqlx::PgPool) {
+    // The server's own passes, at the real time, stay out of the way (one at start-up).
+    let rules = WatchRules {
+        every: std::time::Duration::from_secs(3600),
+        ..WatchRules::default()
+    };
+    let app = TestApp::spawn_watching(Db::Postgres(pool.clone()), rules).await;
+    let now = Utc::now();
+    app.push("hung", now - TimeDelta::minutes(10), None).await;
+    // Past its deadline only at the test's clock, two hours ahead: the server never closes it.
+    let (status, body) = app
+        .post_raw_to(
+            "/runs",
+            &json!({
+                "agent_name": "hung", "run_key": Uuid::new_v4(),
+                "started_at": (now - TimeDelta::minutes(5)).to_rfc3339(),
+                "host": "host-a", "claimant": "scheduler-1",
+                "deadline": (now + TimeDelta::hours(1)).to_rfc3339(),
+            })
+            .to_string(),
+            "application/json",
+            Some(&app.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let later = now + TimeDelta::hours(2);
+
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("lock table agent_expectations in access exclusive mode")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let store = collector::store::Store::from(pool.clone());
+    let pass = tokio::spawn(async move {
+        loop {
+            // `None`: the server's start-up pass held the turn.
+            if let Some(watched) = store.watch(later, rules).await.unwrap() {
+                return watched;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let waiting = "select count(*) from pg_locks
+                   where not granted and relation = 'agent_expectations'::regclass";
+    for _ in 0..250 {
+        if app.db.scalar::<i64>(waiting).await == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.db.scalar::<i64>(waiting).await,
+        1,
+        "the pass never waited"
+    );
+    let other_replica = collector::store::Store::from(pool.clone());
+    assert_eq!(other_replica.close_overdue(later).await.unwrap(), 1);
+    holder.rollback().await.unwrap();
+    pass.await.unwrap();
+
+    let overdue = app.incidents_of_kind("hung", "overdue").await;
+    assert_eq!(overdue.len(), 1, "{overdue:?}");
+    assert!(
+        overdue[0].1,
+        "resolved by a pass that never saw it open: {overdue:?}"
+    );
+    // The next pass sees the run failed, and leaves it open too.
+    app.watch_with(later, rules).await;
+    assert!(app.incidents_of_kind("hung", "overdue").await[0].1);
+}
+
 async fn bad_expectations_get_a_clear_4xx_and_change_nothing(db: Db) {
     let app = TestApp::spawn(db).await;
     for (body, field) in [

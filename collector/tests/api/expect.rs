@@ -395,22 +395,25 @@ async fn with_failing_after_2_one_failure_is_not_enough(db: Db) {
     );
 }
 
+/// A run's start on host-a by scheduler-1 (`POST /runs`), overdue after `deadline`.
+fn start_of(agent: &str, started_at: DateTime<Utc>, deadline: DateTime<Utc>) -> Value {
+    json!({
+        "agent_name": agent, "run_key": Uuid::new_v4(),
+        "started_at": started_at.to_rfc3339(),
+        "host": "host-a", "claimant": "scheduler-1",
+        "deadline": deadline.to_rfc3339(),
+    })
+}
+
 async fn an_overdue_run_opens_overdue_and_a_success_resolves_it(db: Db) {
     let app = TestApp::spawn(db).await;
     let now = Utc::now();
     let (status, body) = app
-        .post_raw_to(
-            "/runs",
-            &json!({
-                "agent_name": "hung", "run_key": Uuid::new_v4(),
-                "started_at": (now - TimeDelta::minutes(10)).to_rfc3339(),
-                "host": "host-a", "claimant": "scheduler-1",
-                "deadline": (now - TimeDelta::minutes(5)).to_rfc3339(),
-            })
-            .to_string(),
-            "application/json",
-            Some(&app.token),
-        )
+        .post_start(&start_of(
+            "hung",
+            now - TimeDelta::minutes(10),
+            now - TimeDelta::minutes(5),
+        ))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // Closed by this pass, or by the server's own (it runs at the real time too).
@@ -460,18 +463,11 @@ async fn a_pass_leaves_open_an_overdue_incident_opened_while_it_ran(pool: sqlx::
     app.push("hung", now - TimeDelta::minutes(10), None).await;
     // Past its deadline only at the test's clock, two hours ahead: the server never closes it.
     let (status, body) = app
-        .post_raw_to(
-            "/runs",
-            &json!({
-                "agent_name": "hung", "run_key": Uuid::new_v4(),
-                "started_at": (now - TimeDelta::minutes(5)).to_rfc3339(),
-                "host": "host-a", "claimant": "scheduler-1",
-                "deadline": (now + TimeDelta::hours(1)).to_rfc3339(),
-            })
-            .to_string(),
-            "application/json",
-            Some(&app.token),
-        )
+        .post_start(&start_of(
+            "hung",
+            now - TimeDelta::minutes(5),
+            now + TimeDelta::hours(1),
+        ))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let later = now + TimeDelta::hours(2);

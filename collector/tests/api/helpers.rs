@@ -237,6 +237,17 @@ impl TestApp {
             .await
     }
 
+    /// POSTs `body` as JSON to /runs (a run's start) with the all-powerful token.
+    pub(crate) async fn post_start(&self, body: &Value) -> (StatusCode, Value) {
+        self.post_raw_to(
+            "/runs",
+            &body.to_string(),
+            "application/json",
+            Some(&self.token),
+        )
+        .await
+    }
+
     pub(crate) async fn post_raw(
         &self,
         body: &str,

@@ -37,16 +37,6 @@ fn finished(agent: &str, key: Uuid) -> Value {
 }
 
 impl TestApp {
-    async fn post_start(&self, body: &Value) -> (StatusCode, Value) {
-        self.post_raw_to(
-            "/runs",
-            &body.to_string(),
-            "application/json",
-            Some(&self.token),
-        )
-        .await
-    }
-
     /// (run_count, success_count) of the agent's summaries, all days.
     async fn counted(&self, agent: &str) -> (i64, i64) {
         self.db

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::alerts::Alerts;
 use crate::ingest::DEFAULT_WRITERS;
-use crate::store::{Backend, PoolSettings, Retention, WatchRules};
+use crate::store::{Backend, PoolSettings, Retention};
+use crate::watch::{Alerts, WatchRules};
 
 /// `RETENTION_METRICS` and `RETENTION_RUNS` (durations; unset: kept forever).
 pub fn retention() -> Result<Retention, ConfigError> {

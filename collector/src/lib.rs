@@ -2,15 +2,16 @@
 //! serves runs, metrics and summaries. `main.rs` is the CLI; everything else lives here so that
 //! tests can start the real server.
 
-pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+mod memo;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod watch;
 
 /// reqwest is built without a bundled crypto provider: installs ring's (rustls), once per
 /// process, before the alert sender's client is built.

@@ -194,7 +194,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = connect(&DatabaseConfig::from_env()?)?;
             startup::migrate_when_reachable(&store).await?;
             let started = std::time::Instant::now();
-            let watched = store.watch(chrono::Utc::now(), rules).await;
+            let watched = collector::watch::Watcher::new(store.clone(), rules)
+                .pass(chrono::Utc::now())
+                .await;
             let elapsed = started.elapsed();
             store.close().await;
             match watched? {

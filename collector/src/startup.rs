@@ -13,12 +13,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::alerts::Alerts;
 use crate::auth::TokenKeys;
 use crate::config::HttpConfig;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
-use crate::store::{PRUNE_BATCH, Pruned, Retention, Store, WatchRules, Watched};
+use crate::store::{Retention, Store};
+use crate::watch::{self, Alerts, WatchRules, Watcher};
 
 /// How long `serve` keeps retrying migrations while the database is unreachable.
 const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
@@ -66,7 +66,11 @@ impl Application {
             retention,
         } = services;
         let ingest = Ingest::start(store.clone(), writers);
-        let overdue = tokio::spawn(watch_runs(store.clone(), watch, alerts, retention));
+        let overdue = tokio::spawn(watch::run(
+            Watcher::new(store.clone(), watch),
+            alerts,
+            retention,
+        ));
         let state = AppState::new(store, ingest.clone(), tokens);
         Ok(Self {
             listener,
@@ -150,86 +154,6 @@ impl Application {
         Ok(())
     }
 }
-
-/// Every `rules.every` (`WATCH_EVERY`): closes runs `running` past their deadline as failed
-/// (`Store::close_overdue`), then the watcher's pass (`Store::watch`); on PostgreSQL each one
-/// replica at a time.
-async fn watch_runs(store: Store, rules: WatchRules, alerts: Option<Alerts>, retention: Retention) {
-    let mut ticks = tokio::time::interval(rules.every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match store.close_overdue(chrono::Utc::now()).await {
-            Ok(0) => {}
-            Ok(closed) => {
-                metrics::counter!("collector_runs_overdue_total").increment(closed as u64);
-                tracing::warn!(
-                    closed,
-                    "runs past their deadline without a result: closed as failed"
-                );
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "closing overdue runs failed; retrying at the next pass")
-            }
-        }
-        let started = std::time::Instant::now();
-        match store.watch(chrono::Utc::now(), rules).await {
-            Ok(None) => {}
-            Ok(Some(Watched {
-                missed, late, more, ..
-            })) => {
-                // Catching up (a pass stopped at its most slots): the next pass after a pause
-                // as long as this one, not after WATCH_EVERY. The pause leaves the database to
-                // ingest in between (SQLite's one write lock above all).
-                let took = started.elapsed();
-                if more {
-                    ticks.reset_after(took);
-                }
-                metrics::histogram!("collector_watch_pass_seconds").record(took.as_secs_f64());
-                metrics::counter!("collector_missed_slots_total").increment(missed as u64);
-                metrics::counter!("collector_late_slots_total").increment(late as u64);
-                if missed > 0 {
-                    tracing::warn!(missed, "expected slots missed");
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "the watcher's pass failed; retrying at the next pass")
-            }
-        }
-        if let Some(alerts) = &alerts
-            && let Err(err) = alerts.pass(&store, chrono::Utc::now()).await
-        {
-            tracing::warn!(error = %err, "the alert sender's pass failed; retrying at the next pass");
-        }
-        if !retention.is_keep_all() {
-            match store
-                .prune(
-                    retention,
-                    chrono::Utc::now(),
-                    PRUNE_BATCHES_PER_PASS,
-                    PRUNE_BATCH,
-                )
-                .await
-            {
-                Ok(Pruned {
-                    runs: 0,
-                    metrics: 0,
-                }) => {}
-                Ok(pruned) => tracing::info!(
-                    runs = pruned.runs,
-                    metrics = pruned.metrics,
-                    "retention: old rows deleted"
-                ),
-                Err(err) => {
-                    tracing::warn!(error = %err, "retention: deleting old rows failed; retrying at the next pass")
-                }
-            }
-        }
-    }
-}
-
-/// Batches of old rows one pass deletes at most per table (the next pass takes the rest).
-const PRUNE_BATCHES_PER_PASS: usize = 20;
 
 /// Applies migrations, waiting for a database that is still starting (a fresh container).
 pub async fn migrate_when_reachable(store: &Store) -> anyhow::Result<()> {

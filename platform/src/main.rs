@@ -95,7 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         store: store.clone(),
         tokens: keys.clone(),
         writers: database.writers(),
-        watch: collector::store::WatchRules::default(),
+        watch: collector::watch::WatchRules::default(),
         alerts: None,
         retention: collector::store::Retention::default(),
     };

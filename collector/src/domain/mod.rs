@@ -2,14 +2,14 @@
 
 mod cursor;
 mod decimal;
-mod expect;
+mod expectation;
 mod names;
 mod run;
 mod start;
 
 pub use cursor::Cursor;
 pub use decimal::canonical_decimal;
-pub use expect::{Cadence, NewExpectation, human};
+pub use expectation::{Cadence, NewExpectation, human};
 pub use names::{AgentName, AgentPattern, MetricName, RoleName};
 pub use run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
 pub use start::NewStart;

@@ -3,7 +3,7 @@
 mod auth;
 mod console;
 mod error;
-mod expect;
+mod expectations;
 mod extract;
 mod health;
 mod ingest;
@@ -86,17 +86,18 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/agents", get(reads::list_agents))
         .route(
             "/agents/{name}/expectation",
-            put(expect::put_expectation).delete(expect::delete_expectation),
+            put(expectations::put_expectation).delete(expectations::delete_expectation),
         )
-        .route("/expectations", get(expect::list_expectations))
+        .route("/expectations", get(expectations::list_expectations))
         .route(
             "/expectations/scheduler",
             // Up to 10 000 jobs, each with its longest strings, fits.
-            put(expect::put_scheduled).layer(DefaultBodyLimit::max(expect::SCHEDULE_BODY_LIMIT)),
+            put(expectations::put_scheduled)
+                .layer(DefaultBodyLimit::max(expectations::SCHEDULE_BODY_LIMIT)),
         )
-        .route("/missed", get(expect::list_missed))
-        .route("/late", get(expect::list_late))
-        .route("/incidents", get(expect::list_incidents))
+        .route("/missed", get(expectations::list_missed))
+        .route("/late", get(expectations::list_late))
+        .route("/incidents", get(expectations::list_incidents))
         .route("/summaries", get(reads::list_summaries))
         .route("/health", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -82,3 +82,14 @@ pub(crate) fn is_unavailable(err: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// A stored row the store cannot read back.
+pub(super) fn decode_error(message: String) -> StoreError {
+    StoreError::internal("reading a stored row", message)
+}
+
+/// A stored run status.
+pub(super) fn parse_status(status: &str) -> Result<agent_sdk::wire::RunStatus, StoreError> {
+    agent_sdk::wire::RunStatus::parse(status)
+        .ok_or_else(|| decode_error(format!("unknown run status {status:?}")))
+}

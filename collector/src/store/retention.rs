@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, Iden, Query, SelectStatement};
 
 use super::schema::{AgentMetrics, AgentRuns};
-use super::tx::Tx;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use agent_sdk::wire::RunStatus;
 
 /// Rows one delete takes at most.

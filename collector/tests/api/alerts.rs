@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
 use chrono::{DateTime, TimeDelta, Utc};
-use collector::alerts::{Alerts, SIGNATURE_HEADER, WebhookBody, sign};
+use collector::watch::alerts::{Alerts, SIGNATURE_HEADER, WebhookBody, sign};
 use serde_json::Value;
 
 use crate::helpers::{Db, TestApp, on_both_backends};

@@ -595,10 +595,10 @@ async fn alerts_test_sends_a_signed_test_message() {
     assert_eq!(received.len(), 1);
     let (headers, body) = &received[0];
     assert_eq!(
-        headers[collector::alerts::SIGNATURE_HEADER]
+        headers[collector::watch::alerts::SIGNATURE_HEADER]
             .to_str()
             .unwrap(),
-        collector::alerts::sign("s3cret", body)
+        collector::watch::alerts::sign("s3cret", body)
     );
     let (ok, _, stderr) = run(
         &["alerts", "test", "nowhere"],

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, DurationRound, SubsecRound, TimeDelta, Timelike, Utc};
 use collector::auth::Scope;
-use collector::store::{SLOTS_PER_PASS_IN_ALL, WatchRules};
+use collector::watch::{SLOTS_PER_PASS_IN_ALL, WatchRules, Watcher};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -481,7 +481,11 @@ async fn a_pass_leaves_open_an_overdue_incident_opened_while_it_ran(pool: sqlx::
     let pass = tokio::spawn(async move {
         loop {
             // `None`: the server's start-up pass held the turn.
-            if let Some(watched) = store.watch(later, rules).await.unwrap() {
+            if let Some(watched) = Watcher::new(store.clone(), rules)
+                .pass(later)
+                .await
+                .unwrap()
+            {
                 return watched;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

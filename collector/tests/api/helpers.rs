@@ -13,7 +13,8 @@ use collector::config::{HttpConfig, LogFormat, SecretKey};
 use collector::domain::AgentPattern;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
-use collector::store::{Store, WATCH_LOCK, WatchRules, Watched};
+use collector::store::Store;
+use collector::watch::{WATCH_LOCK, WatchRules, Watched, Watcher};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
@@ -309,7 +310,11 @@ impl TestApp {
     /// real time: on PostgreSQL, wait for the lock they may hold).
     pub(crate) async fn watch_with(&self, now: DateTime<Utc>, rules: WatchRules) -> Watched {
         for _ in 0..100 {
-            if let Some(watched) = self.db.store().watch(now, rules).await.unwrap() {
+            if let Some(watched) = Watcher::new(self.db.store(), rules)
+                .pass(now)
+                .await
+                .unwrap()
+            {
                 return watched;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -41,7 +41,7 @@ impl Collector {
             store: Store::from(pool.clone()),
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
-            watch: collector::store::WatchRules::default(),
+            watch: collector::watch::WatchRules::default(),
             alerts: None,
             retention: collector::store::Retention::default(),
         };

@@ -11,34 +11,18 @@
 
 use agent_sdk::wire::{IncidentKind, RunStatus};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use sea_query::{
-    Expr, ExprTrait, LockBehavior, LockType, PostgresQueryBuilder, Query, SelectStatement,
-    SqliteQueryBuilder, UpdateStatement,
-};
-use sea_query_sqlx::SqlxBinder;
-use sqlx::{AssertSqlSafe, FromRow, PgConnection, SqliteConnection};
+use sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query, UpdateStatement};
+use sqlx::FromRow;
 
-use super::{Pool, Store, StoreError, postgres, sqlite};
 use crate::domain::NewRun;
-use crate::store::expect::open_incident;
 use crate::store::schema::AgentRuns;
-use crate::store::tx::{Conn, Tx};
+use crate::store::{Store, StoreError, Tx};
 
 /// Most rows one pass closes; the next pass takes the rest.
 const CLOSE_AT_MOST: u64 = 500;
 
 /// The advisory lock the replicas take in turn to close overdue runs ("overdue" in ASCII).
 pub const OVERDUE_LOCK: i64 = 0x006f_7665_7264_7565;
-
-const RECOMPUTE_POSTGRES: &str = include_str!("../sql/postgres/recompute_daily.sql");
-const RECOMPUTE_SQLITE: &str = include_str!("../sql/sqlite/recompute_daily.sql");
-const RECOMPUTE_AGENT_POSTGRES: &str = include_str!("../sql/postgres/recompute_agent.sql");
-const RECOMPUTE_AGENT_SQLITE: &str = include_str!("../sql/sqlite/recompute_agent.sql");
-const RECOMPUTE_AGENT_GONE_SQLITE: &str = "delete from agents where agent_name = ?1 \
-     and not exists (select 1 from agent_daily_summaries where agent_name = ?1)";
-const DELETE_EMPTY_DAY_SQLITE: &str = "delete from agent_daily_summaries \
-     where agent_name = ?1 and day = ?2 and not exists (select 1 from agent_runs \
-     where agent_name = ?1 and date(started_at) = ?2 and status <> 'running')";
 
 #[derive(FromRow)]
 struct OverdueRun {
@@ -95,8 +79,7 @@ impl Store {
         for row in &rows {
             tx.execute(&close(row, now)).await?;
             // Resolved by the agent's next successful run (the watcher).
-            open_incident(
-                &mut tx,
+            tx.open_incident(
                 &row.agent_name,
                 IncidentKind::Overdue,
                 now,
@@ -105,10 +88,7 @@ impl Store {
             .await?;
         }
         for (agent, day) in days(rows.iter().map(|r| (&r.agent_name, r.started_at))) {
-            match &mut tx.conn {
-                Conn::Postgres(tx) => recompute_postgres(tx, agent, day).await?,
-                Conn::Sqlite(tx) => recompute_sqlite(tx, agent, day).await?,
-            }
+            tx.recompute_summaries(agent, day).await?;
         }
         tx.commit().await?;
         Ok(rows.len())
@@ -127,37 +107,17 @@ impl Store {
             .and_where(Expr::col(AgentRuns::OverdueAt).is_not_null())
             .and_where(Expr::col(AgentRuns::FinishedAt).is_null())
             .lock(LockType::Update);
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let Some((id, started_at)) = pg_fetch::<(i64, DateTime<Utc>)>(&mut tx, &select)
-                    .await?
-                    .pop()
-                else {
-                    return Ok(None);
-                };
-                pg_execute(&mut tx, &reopen(id)).await?;
-                recompute_postgres(&mut tx, run.agent_name.as_str(), started_at.date_naive())
-                    .await?;
-                let written = postgres::insert_new(&mut tx, &[run]).await?;
-                tx.commit().await?;
-                Ok(written.first().map(|(_, id)| *id))
-            }
-            Pool::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let Some((id, started_at)) = sqlite_fetch::<(i64, DateTime<Utc>)>(&mut tx, &select)
-                    .await?
-                    .pop()
-                else {
-                    return Ok(None);
-                };
-                sqlite::execute(&mut tx, &reopen(id)).await?;
-                recompute_sqlite(&mut tx, run.agent_name.as_str(), started_at.date_naive()).await?;
-                let written = sqlite::write(&mut tx, &[run]).await?;
-                tx.commit().await?;
-                Ok(written.first().map(|(_, id)| *id))
-            }
-        }
+        let mut tx = Tx::begin(self).await?;
+        let Some((id, started_at)) = tx.fetch::<(i64, DateTime<Utc>), _>(&select).await?.pop()
+        else {
+            return Ok(None);
+        };
+        tx.execute(&reopen(id)).await?;
+        tx.recompute_summaries(run.agent_name.as_str(), started_at.date_naive())
+            .await?;
+        let written = tx.write_runs(&[run]).await?;
+        tx.commit().await?;
+        Ok(written.first().map(|(_, id)| *id))
     }
 }
 
@@ -193,82 +153,4 @@ fn days<'a>(
 ) -> std::collections::BTreeSet<(&'a str, NaiveDate)> {
     runs.map(|(agent, at)| (agent.as_str(), at.date_naive()))
         .collect()
-}
-
-/// The agent's summary of `day` computed again from its runs, then its row of `agents` from
-/// its summaries.
-async fn recompute_postgres(
-    tx: &mut PgConnection,
-    agent: &str,
-    day: NaiveDate,
-) -> Result<(), StoreError> {
-    sqlx::query(RECOMPUTE_POSTGRES)
-        .bind(agent)
-        .bind(day)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(RECOMPUTE_AGENT_POSTGRES)
-        .bind(agent)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// [`recompute_postgres`] on SQLite.
-async fn recompute_sqlite(
-    tx: &mut SqliteConnection,
-    agent: &str,
-    day: NaiveDate,
-) -> Result<(), StoreError> {
-    let day = day.to_string();
-    sqlx::query(DELETE_EMPTY_DAY_SQLITE)
-        .bind(agent)
-        .bind(&day)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(RECOMPUTE_SQLITE)
-        .bind(agent)
-        .bind(&day)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(RECOMPUTE_AGENT_GONE_SQLITE)
-        .bind(agent)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(RECOMPUTE_AGENT_SQLITE)
-        .bind(agent)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-async fn pg_fetch<T>(tx: &mut PgConnection, select: &SelectStatement) -> Result<Vec<T>, StoreError>
-where
-    T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
-    Ok(sqlx::query_as_with(AssertSqlSafe(sql), values)
-        .fetch_all(tx)
-        .await?)
-}
-
-async fn pg_execute(tx: &mut PgConnection, update: &UpdateStatement) -> Result<(), StoreError> {
-    let (sql, values) = update.build_sqlx(PostgresQueryBuilder);
-    sqlx::query_with(AssertSqlSafe(sql), values)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-async fn sqlite_fetch<T>(
-    tx: &mut SqliteConnection,
-    select: &SelectStatement,
-) -> Result<Vec<T>, StoreError>
-where
-    T: for<'r> FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
-{
-    let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
-    Ok(sqlx::query_as_with(AssertSqlSafe(sql), values)
-        .fetch_all(tx)
-        .await?)
 }

@@ -1,38 +1,35 @@
-//! Expectations, missed slots and incidents: stored, listed, and opened or resolved.
+//! Expectations: declared over the API or published by schedulers, listed with their slots,
+//! and the watcher's progress through them.
 
-use agent_sdk::wire::{
-    Expectation, ExpectationSource, Incident, IncidentKind, LateSlot, MissedSlot,
-};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use agent_sdk::wire::{Expectation, ExpectationSource};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_query::{Cond, Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
-use super::memo::Memo;
-use super::reads::AgentAccess;
-use super::schema::{AgentExpectations, Agents, AlertEvents, Incidents, LateSlots, MissedSlots};
-use super::tx::Tx;
-use super::{Store, StoreError};
+use super::schema::AgentExpectations;
+use super::{AgentAccess, Store, StoreError, SummaryChanges, Tx};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
+use crate::memo::Memo;
 
 /// A stored expectation, as read back.
 #[derive(Debug, Clone, FromRow)]
-pub(super) struct ExpectationRow {
-    pub(super) name: String,
-    pub(super) agent_name: String,
-    pub(super) cron: Option<String>,
-    pub(super) timezone: Option<String>,
-    pub(super) every_seconds: Option<i64>,
-    pub(super) grace_seconds: i64,
-    pub(super) timeout_seconds: Option<i64>,
-    pub(super) source: String,
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) updated_at: DateTime<Utc>,
-    pub(super) checked_until: DateTime<Utc>,
+pub struct ExpectationRow {
+    pub name: String,
+    pub agent_name: String,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub every_seconds: Option<i64>,
+    pub grace_seconds: i64,
+    pub timeout_seconds: Option<i64>,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub checked_until: DateTime<Utc>,
     /// Read by the watcher only (absent elsewhere).
     #[sqlx(default)]
-    pub(super) next_check_at: Option<DateTime<Utc>>,
+    pub next_check_at: Option<DateTime<Utc>>,
 }
 
 /// Cron cadences parsed once per (expression, zone) and kept across the watcher's passes:
@@ -63,7 +60,7 @@ impl ExpectationRow {
         }
     }
 
-    pub(super) fn grace(&self) -> TimeDelta {
+    pub fn grace(&self) -> TimeDelta {
         TimeDelta::seconds(self.grace_seconds)
     }
 
@@ -122,36 +119,6 @@ pub(super) fn expectation_columns() -> [AgentExpectations; 11] {
         AgentExpectations::CheckedUntil,
     ]
 }
-
-#[derive(FromRow)]
-struct MissedRow {
-    id: i64,
-    agent_name: String,
-    slot: DateTime<Utc>,
-    detected_at: DateTime<Utc>,
-}
-
-#[derive(FromRow)]
-struct LateRow {
-    id: i64,
-    agent_name: String,
-    slot: DateTime<Utc>,
-    started_at: DateTime<Utc>,
-    detected_at: DateTime<Utc>,
-}
-
-#[derive(FromRow)]
-struct IncidentRow {
-    id: i64,
-    agent_name: String,
-    kind: String,
-    opened_at: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-    summary: String,
-}
-
-/// Longest one-line summary of an incident, in characters.
-const SUMMARY_MAX_CHARS: usize = 500;
 
 impl Store {
     /// Stores `expectation` under its agent's name at `now`: `true` when it is new. A changed
@@ -250,7 +217,7 @@ impl Store {
         let last_runs: HashMap<String, DateTime<Utc>> = if periodic.is_empty() {
             HashMap::new()
         } else {
-            self.fetch::<LastTimes, _>(&last_times(Some(&periodic)))
+            self.last_times(Some(&periodic))
                 .await?
                 .into_iter()
                 .filter_map(|t| t.last_run_at.map(|at| (t.agent_name, at)))
@@ -262,134 +229,55 @@ impl Store {
             .collect())
     }
 
-    /// Missed slots, newest detection first.
-    pub async fn list_missed(
-        &self,
-        agent: Option<&AgentName>,
-        access: &AgentAccess,
-        limit: u64,
-    ) -> Result<Vec<MissedSlot>, StoreError> {
-        use MissedSlots as M;
-        let columns = [M::Id, M::AgentName, M::Slot, M::DetectedAt];
-        let keys = [M::AgentName, M::DetectedAt, M::Id];
-        let select = slots_listing(M::Table, columns, keys, agent, access, limit);
-        let rows: Vec<MissedRow> = self.fetch(&select).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| MissedSlot {
-                id: r.id,
-                agent_name: r.agent_name,
-                slot: r.slot,
-                detected_at: r.detected_at,
-            })
-            .collect())
-    }
-
-    /// Slots answered late, newest detection first.
-    pub async fn list_late(
-        &self,
-        agent: Option<&AgentName>,
-        access: &AgentAccess,
-        limit: u64,
-    ) -> Result<Vec<LateSlot>, StoreError> {
-        use LateSlots as L;
-        let columns = [L::Id, L::AgentName, L::Slot, L::StartedAt, L::DetectedAt];
-        let keys = [L::AgentName, L::DetectedAt, L::Id];
-        let select = slots_listing(L::Table, columns, keys, agent, access, limit);
-        let rows: Vec<LateRow> = self.fetch(&select).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| LateSlot {
-                id: r.id,
-                agent_name: r.agent_name,
-                slot: r.slot,
-                started_at: r.started_at,
-                detected_at: r.detected_at,
-            })
-            .collect())
-    }
-
-    /// Incidents, open ones first, then the latest opened; `open` keeps only open (`true`) or
-    /// resolved (`false`) ones.
-    pub async fn list_incidents(
-        &self,
-        open: Option<bool>,
-        agent: Option<&AgentName>,
-        access: &AgentAccess,
-        limit: u64,
-    ) -> Result<Vec<Incident>, StoreError> {
-        let mut select = Query::select();
-        select
-            .columns([
-                Incidents::Id,
-                Incidents::AgentName,
-                Incidents::Kind,
-                Incidents::OpenedAt,
-                Incidents::ResolvedAt,
-                Incidents::Summary,
-            ])
-            .from(Incidents::Table)
-            .and_where_option(agent.map(|a| Expr::col(Incidents::AgentName).eq(a.as_str())))
-            .and_where_option(open.map(|open| {
-                if open {
-                    Expr::col(Incidents::ResolvedAt).is_null()
-                } else {
-                    Expr::col(Incidents::ResolvedAt).is_not_null()
-                }
-            }))
-            .order_by_expr(Expr::col(Incidents::ResolvedAt).is_null(), Order::Desc)
-            .order_by(Incidents::OpenedAt, Order::Desc)
-            .order_by(Incidents::Id, Order::Desc)
-            .limit(limit);
-        if let Some(access) = access.condition(Incidents::AgentName) {
-            select.cond_where(access);
-        }
-        let rows: Vec<IncidentRow> = self.fetch(&select).await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Incident {
-                    id: r.id,
-                    kind: IncidentKind::parse(&r.kind).ok_or_else(|| {
-                        StoreError::internal(
-                            "reading incidents",
-                            format!("unknown kind {:?}", r.kind),
-                        )
-                    })?,
-                    agent_name: r.agent_name,
-                    opened_at: r.opened_at,
-                    resolved_at: r.resolved_at,
-                    summary: r.summary,
-                })
-            })
-            .collect()
+    /// `expectation`'s cadence (a cron's parsed once and kept).
+    pub fn cadence(&self, expectation: &ExpectationRow) -> Result<Cadence, String> {
+        expectation.cadence(&self.crons)
     }
 }
 
-/// `columns` of a slots table (`missed_slots`, `late_slots`) that the caller may read, of
-/// `agent` or all, newest detection first; `keys`: its agent, detection time and id columns.
-fn slots_listing<C, const N: usize>(
-    table: C,
-    columns: [C; N],
-    [agent_name, detected_at, id]: [C; 3],
-    agent: Option<&AgentName>,
-    access: &AgentAccess,
-    limit: u64,
-) -> sea_query::SelectStatement
-where
-    C: sea_query::Iden + Copy + 'static,
-{
-    let mut select = Query::select();
-    select
-        .columns(columns)
-        .from(table)
-        .and_where_option(agent.map(|a| Expr::col(agent_name).eq(a.as_str())))
-        .order_by(detected_at, Order::Desc)
-        .order_by(id, Order::Desc)
-        .limit(limit);
-    if let Some(access) = access.condition(agent_name) {
-        select.cond_where(access);
+impl Tx {
+    /// The expectations with something to judge at `now`, by name: due (new or changed, a
+    /// slot's grace ended, or it would go stale), or of an agent `changes` names in `changed`.
+    pub(crate) async fn due_expectations(
+        &mut self,
+        now: DateTime<Utc>,
+        changes: &SummaryChanges,
+        changed: &HashSet<String>,
+    ) -> Result<Vec<ExpectationRow>, StoreError> {
+        let mut select = Query::select();
+        select
+            .columns(expectation_columns())
+            .column(AgentExpectations::NextCheckAt)
+            .from(AgentExpectations::Table)
+            .cond_where(
+                Cond::any()
+                    .add(Expr::col(AgentExpectations::NextCheckAt).lte(now))
+                    .add(changes.agent_is_in(AgentExpectations::AgentName, changed)),
+            )
+            .order_by(AgentExpectations::Name, Order::Asc);
+        self.fetch(&select).await
     }
-    select
+
+    /// Records the watcher's progress through `expectation`: its slots judged up to
+    /// `checked_until`, its next judging due at `next_check_at`.
+    pub(crate) async fn set_expectation_progress(
+        &mut self,
+        expectation: &ExpectationRow,
+        checked_until: DateTime<Utc>,
+        next_check_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut update = Query::update();
+        update
+            .table(AgentExpectations::Table)
+            .values([
+                (AgentExpectations::CheckedUntil, checked_until.into()),
+                (AgentExpectations::NextCheckAt, next_check_at.into()),
+            ])
+            .and_where(Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()))
+            .and_where(Expr::col(AgentExpectations::Name).eq(expectation.name.as_str()));
+        self.execute(&update).await?;
+        Ok(())
+    }
 }
 
 /// The expectations of `source`, by name.
@@ -478,135 +366,4 @@ async fn upsert(
             Ok(false)
         }
     }
-}
-
-/// Each agent's latest run and latest success (of `agents`, or all), from the table `agents`
-/// (the daily summaries over all days, one row per agent): finished runs, what both the
-/// watcher and `GET /expectations` count a period from.
-#[derive(FromRow)]
-pub(super) struct LastTimes {
-    pub(super) agent_name: String,
-    pub(super) last_run_at: Option<DateTime<Utc>>,
-    pub(super) last_success_at: Option<DateTime<Utc>>,
-}
-
-/// The query of [`LastTimes`].
-pub(super) fn last_times(agents: Option<&[&str]>) -> sea_query::SelectStatement {
-    Query::select()
-        .columns([Agents::AgentName, Agents::LastRunAt, Agents::LastSuccessAt])
-        .from(Agents::Table)
-        .and_where_option(
-            agents.map(|agents| Expr::col(Agents::AgentName).is_in(agents.iter().copied())),
-        )
-        .to_owned()
-}
-
-/// Opens an incident of `kind` for `agent` at `at` unless one is open: `true` when opened.
-pub(super) async fn open_incident(
-    tx: &mut Tx,
-    agent: &str,
-    kind: IncidentKind,
-    at: DateTime<Utc>,
-    summary: &str,
-) -> Result<bool, StoreError> {
-    let summary: String = summary
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(SUMMARY_MAX_CHARS)
-        .collect();
-    let open = Query::select()
-        .expr(Expr::val(1))
-        .from(Incidents::Table)
-        .and_where(Expr::col(Incidents::AgentName).eq(agent))
-        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
-        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        .to_owned();
-    let values = Query::select()
-        .exprs([
-            Expr::val(agent),
-            Expr::val(kind.as_str()),
-            Expr::val(at),
-            Expr::val(summary),
-        ])
-        .and_where(Expr::exists(open).not())
-        .to_owned();
-    let mut insert = Query::insert();
-    insert
-        .into_table(Incidents::Table)
-        .columns([
-            Incidents::AgentName,
-            Incidents::Kind,
-            Incidents::OpenedAt,
-            Incidents::Summary,
-        ])
-        .select_from(values)
-        .map_err(|e| StoreError::internal("opening an incident", e.to_string()))?
-        .returning_col(Incidents::Id);
-    let Some((id,)) = tx.fetch::<(i64,), _>(&insert).await?.pop() else {
-        return Ok(false);
-    };
-    record_event(tx, id, "opened", at).await?;
-    Ok(true)
-}
-
-/// An incident opened or resolved, for the alert sender (`alerts/`), in the same transaction:
-/// no transition is lost, none is sent twice.
-async fn record_event(
-    tx: &mut Tx,
-    incident: i64,
-    event: &str,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let mut insert = Query::insert();
-    insert
-        .into_table(AlertEvents::Table)
-        .columns([
-            AlertEvents::IncidentId,
-            AlertEvents::Event,
-            AlertEvents::CreatedAt,
-        ])
-        .values_panic([incident.into(), event.into(), at.into()]);
-    tx.execute(&insert).await?;
-    Ok(())
-}
-
-/// The open incidents, (agent, kind): the console's overview and the watcher's pass read them.
-pub(super) fn open_incidents() -> SelectStatement {
-    Query::select()
-        .columns([Incidents::AgentName, Incidents::Kind])
-        .from(Incidents::Table)
-        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        .to_owned()
-}
-
-/// Resolves `agent`'s open incident of `kind` at `at`: `true` when there was one.
-pub(super) async fn resolve_incident(
-    tx: &mut Tx,
-    agent: &str,
-    kind: IncidentKind,
-    at: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    // Never before it opened: a pass whose clock is behind the one that opened it (another
-    // replica's, or this one's before it went back) resolves it at its opening, as the
-    // condition has cleared all the same; left open, it would wait for the next slot.
-    let mut update = Query::update();
-    update
-        .table(Incidents::Table)
-        .value(
-            Incidents::ResolvedAt,
-            Expr::case(Expr::col(Incidents::OpenedAt).lte(at), at)
-                .finally(Expr::col(Incidents::OpenedAt)),
-        )
-        .and_where(Expr::col(Incidents::AgentName).eq(agent))
-        .and_where(Expr::col(Incidents::Kind).eq(kind.as_str()))
-        .and_where(Expr::col(Incidents::ResolvedAt).is_null())
-        .returning(Query::returning().columns([Incidents::Id, Incidents::OpenedAt]));
-    let resolved = tx.fetch::<(i64, DateTime<Utc>), _>(&update).await?.pop();
-    let Some((id, opened_at)) = resolved else {
-        return Ok(false);
-    };
-    record_event(tx, id, "resolved", Ord::max(at, opened_at)).await?;
-    Ok(true)
 }

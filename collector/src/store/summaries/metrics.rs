@@ -1,14 +1,13 @@
-//! What the operator console reads beyond the API's own queries: a metric's daily aggregates
-//! (the agent page's charts), from the summaries, never raw metrics. The overview's sparklines
-//! are the days `Store::agents_overview_with_days` reads for its counts.
+//! A metric's daily aggregates, as the console's charts read them: from the summaries, never
+//! raw metrics. The overview's sparklines are the days `Store::agents_overview_with_days` reads.
 
 use chrono::NaiveDate;
 use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
-use super::schema::AgentMetricDailySummaries as Daily;
-use super::{Store, StoreError};
 use crate::domain::AgentName;
+use crate::store::schema::AgentMetricDailySummaries as Daily;
+use crate::store::{Store, StoreError};
 
 /// One numeric metric on one UTC day, from `agent_metric_daily_summaries`.
 #[derive(Debug, Clone, PartialEq)]

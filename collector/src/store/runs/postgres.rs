@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::metric_columns;
 use crate::domain::NewRun;
-use crate::store::{PING_WHEN_IDLE_FOR, StoreError};
+use crate::store::StoreError;
+use crate::store::pools::PING_WHEN_IDLE_FOR;
 
 /// A pooled connection an ingest writer keeps from one batch to the next. sqlx pings every
 /// connection it takes back into the pool (a second round trip per batch, and the connection
@@ -25,7 +26,7 @@ pub struct HeldConnection {
 impl HeldConnection {
     /// [`insert_new`] on the held connection (taken from `pool` first if there is none, or if
     /// it idled and does not answer a ping).
-    pub(super) async fn insert_new(
+    pub(in crate::store) async fn insert_new(
         &mut self,
         pool: &PgPool,
         runs: &[&NewRun],
@@ -56,7 +57,7 @@ const STORE_BATCH: &str = include_str!("../sql/postgres/store_batch.sql");
 /// Writes the runs of `runs` whose `run_key` is new or whose run is `running` (completed now),
 /// their metrics and both daily aggregates, in one statement; returns (run_key, id) of each
 /// run written.
-pub(super) async fn insert_new(
+pub(in crate::store) async fn insert_new(
     conn: &mut PgConnection,
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, StoreError> {

@@ -29,7 +29,7 @@ const METRICS_PER_INSERT: usize = 1000;
 /// ([`DAILY_SUMMARIES`]) and each agent's latest run ([`AGENTS`]), and the per-metric
 /// aggregates in exact decimals
 /// ([`merge_metric_days`]). Returns (run_key, id) of each run written.
-pub(super) async fn insert_new(
+pub(in crate::store) async fn insert_new(
     pool: &SqlitePool,
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, StoreError> {
@@ -40,7 +40,7 @@ pub(super) async fn insert_new(
 }
 
 /// [`insert_new`]'s writes, in the caller's transaction.
-pub(super) async fn write(
+pub(in crate::store) async fn write(
     tx: &mut SqliteConnection,
     runs: &[&NewRun],
 ) -> Result<Vec<(Uuid, i64)>, StoreError> {

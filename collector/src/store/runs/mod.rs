@@ -1,4 +1,5 @@
-//! The write path: runs, their metrics and both daily aggregates in one transaction.
+//! Runs: the write (runs, their metrics and both daily aggregates in one transaction), the
+//! start (`start.rs`), the closing of overdue runs (`overdue.rs`), the listings (`listing.rs`).
 //!
 //! Shared by both backends (here): which reports of a batch are written (the first with each
 //! `run_key`), the lookup of keys stored before, one outcome per report. Per backend, with the
@@ -28,12 +29,14 @@
 //! collector's tests run on both backends and hold both implementations to the same answers
 //! (collector/tests/api/ingest.rs: summaries across days, late reports, duplicates, exact sums).
 
+mod listing;
 mod metric_day;
 mod overdue;
-mod postgres;
-mod sqlite;
-mod start;
+pub(super) mod postgres;
+pub(super) mod sqlite;
+pub(super) mod start;
 
+pub use listing::{MetricFilter, RecentRun, RunFilter};
 pub use overdue::OVERDUE_LOCK;
 pub use postgres::HeldConnection;
 pub use start::Started;
@@ -46,7 +49,7 @@ use sea_query::{Expr, ExprTrait, Query};
 use uuid::Uuid;
 
 use super::schema::{AgentMetrics, AgentRuns};
-use super::{Pool, Store, StoreError};
+use super::{Store, StoreError};
 use crate::domain::{NewMetric, NewRun, StoredValue};
 
 /// What happened to one report.
@@ -99,15 +102,8 @@ impl Store {
             .map(|(_, run)| run)
             .collect();
 
-        let mut created: HashMap<Uuid, i64> = match &self.pool {
-            Pool::Postgres(pool) => match held {
-                Some(held) => held.insert_new(pool, &unique).await?,
-                None => postgres::insert_new(&mut *pool.acquire().await?, &unique).await?,
-            },
-            Pool::Sqlite(pool) => sqlite::insert_new(pool, &unique).await?,
-        }
-        .into_iter()
-        .collect();
+        let mut created: HashMap<Uuid, i64> =
+            self.write_runs(&unique, held).await?.into_iter().collect();
 
         // Keys that were not inserted belong to runs stored before; the write waited for any
         // concurrent writer of the same key to commit (PostgreSQL: ON CONFLICT; SQLite: the

@@ -1,4 +1,4 @@
-//! The alert sender's state: events routed to deliveries, deliveries due, attempts recorded.
+//! The alert sender's queue: events routed to deliveries, deliveries due, attempts recorded.
 
 use agent_sdk::wire::{Incident, IncidentKind, RunStatus};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -6,8 +6,7 @@ use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 use sqlx::FromRow;
 
 use super::schema::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
-use super::tx::Tx;
-use super::{Pool, Store, StoreError};
+use super::{Store, StoreError, Tx};
 
 /// The advisory lock the replicas take in turn to send alerts ("alerts" in ASCII).
 pub const ALERT_LOCK: i64 = 0x0000_616c_6572_7473;
@@ -61,24 +60,6 @@ struct DueRow {
 const ERROR_LINES: usize = 10;
 
 impl Store {
-    /// On PostgreSQL, a connection holding the session advisory lock `key`, or `None` when
-    /// another replica holds it; the lock goes with the connection, which is closed when
-    /// dropped. SQLite is one process: always a guard that holds nothing.
-    pub async fn try_session_lock(&self, key: i64) -> Result<Option<SessionLock>, StoreError> {
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                conn.close_on_drop();
-                let mine: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-                    .bind(key)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(mine.then_some(SessionLock(Some((conn, key)))))
-            }
-            Pool::Sqlite(_) => Ok(Some(SessionLock(None))),
-        }
-    }
-
     /// Gives every event not routed yet its deliveries: one per route `routes` names for the
     /// incident's agent and kind, due at `now`. Returns how many deliveries it created.
     pub async fn route_alert_events(
@@ -279,23 +260,5 @@ impl Store {
             let lines: Vec<&str> = error.lines().collect();
             lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n")
         }))
-    }
-}
-
-/// Held while this process sends alerts; see [`Store::try_session_lock`].
-pub struct SessionLock(Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, i64)>);
-
-impl SessionLock {
-    /// Releases the lock now (dropped without this, its connection is closed, which releases
-    /// it too, a moment later).
-    pub async fn release(self) {
-        if let Some((mut conn, key)) = self.0
-            && let Err(err) = sqlx::query("select pg_advisory_unlock($1)")
-                .bind(key)
-                .execute(&mut *conn)
-                .await
-        {
-            tracing::warn!(error = %err, "releasing an advisory lock failed; its connection closes");
-        }
     }
 }

@@ -8,7 +8,9 @@ use sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query, SelectState
 
 use crate::domain::NewStart;
 use crate::store::schema::AgentRuns;
-use crate::store::{Pool, Store, StoreError};
+use sqlx::PgPool;
+
+use crate::store::{Store, StoreError};
 
 /// What became of a start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,44 +84,36 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Runs a start's insert; the new row's id, or `None` when an index refused it.
-    ///
-    /// On PostgreSQL the commit does not wait for the WAL to reach the disk
-    /// (`synchronous_commit = off`, this transaction only): a start is a claim, not a result,
-    /// and waiting for the flush halved the rate of whole runs (docs/performance.md). What a
-    /// crash of PostgreSQL can lose is the starts of its last fraction of a second: their runs
-    /// still go on, and their reports are stored as runs without a start.
-    async fn insert_start(&self, start: &NewStart) -> Result<Option<i64>, StoreError> {
-        match &self.pool {
-            // One statement (sql/postgres/start_run.sql), one round trip.
-            Pool::Postgres(pool) => {
-                let id: Option<(i64,)> = sqlx::query_as(START_RUN)
-                    .bind(start.run_key)
-                    .bind(start.agent_name.as_str())
-                    .bind(start.started_at)
-                    .bind(start.trigger.as_str())
-                    .bind(start.scheduled_for)
-                    .bind(start.host.as_deref())
-                    .bind(start.claimant.as_str())
-                    .bind(start.exclusive.as_deref())
-                    .bind(start.deadline)
-                    .fetch_optional(pool)
-                    .await?;
-                Ok(id.map(|(id,)| id))
-            }
-            Pool::Sqlite(_) => Ok(self
-                .fetch::<(i64,), _>(&sqlite_insert(start)?)
-                .await?
-                .first()
-                .map(|(id,)| *id)),
-        }
-    }
+/// The start's insert on PostgreSQL (one statement, `sql/postgres/start_run.sql`, one round
+/// trip): the new row's id, or `None` when an index refused it.
+///
+/// The commit does not wait for the WAL to reach the disk (`synchronous_commit = off`, this
+/// transaction only): a start is a claim, not a result, and waiting for the flush halved the
+/// rate of whole runs (docs/performance.md). What a crash of PostgreSQL can lose is the starts
+/// of its last fraction of a second: their runs still go on, and their reports are stored as
+/// runs without a start.
+pub(in crate::store) async fn insert_postgres(
+    pool: &PgPool,
+    start: &NewStart,
+) -> Result<Option<i64>, StoreError> {
+    let id: Option<(i64,)> = sqlx::query_as(START_RUN)
+        .bind(start.run_key)
+        .bind(start.agent_name.as_str())
+        .bind(start.started_at)
+        .bind(start.trigger.as_str())
+        .bind(start.scheduled_for)
+        .bind(start.host.as_deref())
+        .bind(start.claimant.as_str())
+        .bind(start.exclusive.as_deref())
+        .bind(start.deadline)
+        .fetch_optional(pool)
+        .await?;
+    Ok(id.map(|(id,)| id))
 }
 
 /// The start's insert on SQLite (PostgreSQL's is `sql/postgres/start_run.sql`): either
 /// unique index may refuse it, the run_key's or the running exclusive key's.
-fn sqlite_insert(start: &NewStart) -> Result<InsertStatement, StoreError> {
+pub(in crate::store) fn insert_sqlite(start: &NewStart) -> Result<InsertStatement, StoreError> {
     Ok(Query::insert()
         .into_table(AgentRuns::Table)
         .columns([

@@ -1,4 +1,5 @@
-//! What the watcher keeps in memory across its passes: a cache, never the truth (a restart
+//! What the collector keeps in memory across its passes (the watcher's judged summaries, the
+//! parsed crons): a cache, never the truth (a restart
 //! forgets it, and the database tells the same again).
 
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// A map shared by a store's clones, forgotten wholesale past [`Memo::MAX`] entries (which
 /// only happens when what it keeps keeps changing).
 #[derive(Debug)]
-pub(super) struct Memo<K, V>(Arc<Mutex<HashMap<K, V>>>);
+pub(crate) struct Memo<K, V>(Arc<Mutex<HashMap<K, V>>>);
 
 impl<K, V> Clone for Memo<K, V> {
     fn clone(&self) -> Self {
@@ -25,11 +26,11 @@ impl<K, V> Default for Memo<K, V> {
 impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     const MAX: usize = 100_000;
 
-    pub(super) fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
         self.lock().get(key).cloned()
     }
 
-    pub(super) fn insert_all(&self, entries: Vec<(K, V)>) {
+    pub(crate) fn insert_all(&self, entries: Vec<(K, V)>) {
         let mut map = self.lock();
         if map.len() + entries.len() > Self::MAX {
             map.clear();

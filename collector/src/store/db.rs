@@ -1,0 +1,379 @@
+//! The backend dispatch: the pools, a connection's transaction, and every place the store
+//! branches on PostgreSQL or SQLite. Code above it is written once, with sea-query statements
+//! rendered for the backend here ([`Tx`], [`Store::fetch`]); what one backend does its own way
+//! (the write, the start's insert, the summaries' recomputation, locks, roles) is chosen here
+//! and written in its own module.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use uuid::Uuid;
+
+use super::pace::{self, Pace};
+use super::pools;
+use super::runs::{self, HeldConnection};
+use super::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store, StoreError, summaries};
+use crate::domain::{NewRun, NewStart};
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a `DATABASE_URL` names: `postgres://`/`postgresql://` or `sqlite:`.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+
+    /// How many write transactions run at once when `asked` for: SQLite has one writer.
+    pub fn writers(self, asked: usize) -> usize {
+        match self {
+            Self::Postgres => asked,
+            Self::Sqlite => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// How many connections a store may open, and how long a caller waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+impl Store {
+    /// A pool that connects on first use, so the service can start while the database is down.
+    /// A SQLite file (and its directory) is created if missing.
+    pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self, sqlx::Error> {
+        let pool = match Backend::of_url(url) {
+            Some(Backend::Sqlite) => Pool::Sqlite(pools::sqlite(url, settings)?),
+            // Anything else is PostgreSQL's to refuse, with its own message.
+            _ => Pool::Postgres(pools::postgres(url, settings)?),
+        };
+        Ok(Self::with_pool(pool))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The PostgreSQL pool, for what only PostgreSQL has (roles and grants).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// The migrations of this store's backend.
+    pub fn migrator(&self) -> &'static Migrator {
+        match self.backend() {
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        }
+    }
+
+    /// Applies pending migrations. Safe when several replicas start at once: sqlx holds a
+    /// PostgreSQL advisory lock (SQLite: the database lock) while it migrates.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let applied = match &self.pool {
+            Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+            Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
+        };
+        applied.map_err(|err| match err {
+            MigrateError::Execute(err) => err.into(),
+            other => StoreError::internal("applying the migrations", other),
+        })
+    }
+
+    /// The latest migration applied (`None`: none yet).
+    pub(super) async fn applied_version(&self) -> Result<Option<i64>, sqlx::Error> {
+        const APPLIED: &str = "select max(version) from _sqlx_migrations where success";
+        match &self.pool {
+            Pool::Postgres(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
+            Pool::Sqlite(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
+        }
+    }
+
+    /// Pool figures for `/prometheus`: (open connections, idle connections, maximum).
+    pub fn pool_usage(&self) -> (u32, usize, u32) {
+        match &self.pool {
+            Pool::Postgres(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+            Pool::Sqlite(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+        }
+    }
+
+    /// Runs a sea-query statement (a SELECT, or a write with RETURNING), rendered for this
+    /// store's backend, and returns its rows.
+    pub(super) async fn fetch<T, S>(&self, select: &S) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+        S: SqlxBinder,
+    {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
+                Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                    .fetch_all(pool)
+                    .await?)
+            }
+            Pool::Sqlite(pool) => {
+                let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
+                Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                    .fetch_all(pool)
+                    .await?)
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// On PostgreSQL, a connection holding the session advisory lock `key`, or `None` when
+    /// another replica holds it; the lock goes with the connection, which is closed when
+    /// dropped. SQLite is one process: always a guard that holds nothing.
+    pub async fn try_session_lock(&self, key: i64) -> Result<Option<SessionLock>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                conn.close_on_drop();
+                let mine: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(mine.then_some(SessionLock(Some((conn, key)))))
+            }
+            Pool::Sqlite(_) => Ok(Some(SessionLock(None))),
+        }
+    }
+
+    /// Writes `runs` in a transaction of its own, on the connection `held` keeps from one call
+    /// to the next where given (PostgreSQL; SQLite has its one writer's pool).
+    pub(super) async fn write_runs(
+        &self,
+        runs: &[&NewRun],
+        held: Option<&mut HeldConnection>,
+    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => match held {
+                Some(held) => held.insert_new(pool, runs).await,
+                None => runs::postgres::insert_new(&mut *pool.acquire().await?, runs).await,
+            },
+            Pool::Sqlite(pool) => runs::sqlite::insert_new(pool, runs).await,
+        }
+    }
+
+    /// A start's insert (`runs/start.rs`): the new row's id, or `None` when an index refused it.
+    pub(super) async fn insert_start(&self, start: &NewStart) -> Result<Option<i64>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => runs::start::insert_postgres(pool, start).await,
+            Pool::Sqlite(_) => Ok(self
+                .fetch::<(i64,), _>(&runs::start::insert_sqlite(start)?)
+                .await?
+                .first()
+                .map(|(id,)| *id)),
+        }
+    }
+}
+
+/// Held while this process sends alerts; see [`Store::try_session_lock`].
+pub struct SessionLock(Option<(PoolConnection<Postgres>, i64)>);
+
+impl SessionLock {
+    /// Releases the lock now (dropped without this, its connection is closed, which releases
+    /// it too, a moment later).
+    pub async fn release(self) {
+        if let Some((mut conn, key)) = self.0
+            && let Err(err) = sqlx::query("select pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await
+        {
+            tracing::warn!(error = %err, "releasing an advisory lock failed; its connection closes");
+        }
+    }
+}
+
+/// A transaction on either backend, for sea-query statements: the code that runs in it is
+/// written once. Background work takes a paced one (`pace.rs`).
+pub(crate) struct Tx {
+    conn: Conn,
+    /// The rests of background work on PostgreSQL ([`Tx::begin_paced`]).
+    pace: Option<Pace>,
+}
+
+enum Conn {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    /// A transaction that writes: on SQLite, `BEGIN IMMEDIATE` (the write lock at once, so it
+    /// cannot fail to upgrade half-way).
+    pub(crate) async fn begin(store: &Store) -> Result<Self, StoreError> {
+        let conn = match &store.pool {
+            Pool::Postgres(pool) => Conn::Postgres(pool.begin().await?),
+            Pool::Sqlite(pool) => Conn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Self { conn, pace: None })
+    }
+
+    /// [`Tx::begin`] for background work: paced on PostgreSQL (the module's note).
+    pub(crate) async fn begin_paced(store: &Store) -> Result<Self, StoreError> {
+        let mut tx = Self::begin(store).await?;
+        if matches!(tx.conn, Conn::Postgres(_)) {
+            tx.pace = Some(Pace::default());
+        }
+        Ok(tx)
+    }
+
+    /// The rest after a statement that started at `started`, if this transaction is paced.
+    async fn rest(&mut self, started: Instant) {
+        if let Some(pace) = &mut self.pace {
+            pace.after(started, pace::MIN_REST).await;
+        }
+    }
+
+    /// On PostgreSQL, the transaction-scoped advisory lock `key` if free (`false`: another
+    /// replica holds it); SQLite is one process, so always `true`.
+    pub(crate) async fn try_lock(&mut self, key: i64) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let locked = match &mut self.conn {
+            Conn::Postgres(tx) => {
+                sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+            Conn::Sqlite(_) => true,
+        };
+        self.rest(started).await;
+        Ok(locked)
+    }
+
+    pub(crate) async fn fetch<T, S>(&mut self, statement: &S) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+        S: SqlxBinder,
+    {
+        let started = Instant::now();
+        let rows = match &mut self.conn {
+            Conn::Postgres(tx) => {
+                let (sql, values) = statement.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_as_with(AssertSqlSafe(sql), values)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+            Conn::Sqlite(tx) => {
+                let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_as_with(AssertSqlSafe(sql), values)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        };
+        self.rest(started).await;
+        Ok(rows)
+    }
+
+    /// Runs a write; returns the rows it touched.
+    pub(crate) async fn execute<S: SqlxBinder>(
+        &mut self,
+        statement: &S,
+    ) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let touched = match &mut self.conn {
+            Conn::Postgres(tx) => {
+                let (sql, values) = statement.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_with(AssertSqlSafe(sql), values)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            }
+            Conn::Sqlite(tx) => {
+                let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_with(AssertSqlSafe(sql), values)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        self.rest(started).await;
+        Ok(touched)
+    }
+
+    /// Commits, then takes the rest still owed (outside the transaction).
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        match self.conn {
+            Conn::Postgres(tx) => tx.commit().await?,
+            Conn::Sqlite(tx) => tx.commit().await?,
+        }
+        if let Some(mut pace) = self.pace {
+            pace.after(started, Duration::ZERO).await;
+        }
+        Ok(())
+    }
+
+    /// The agent's summary of `day` computed again from its runs, and its row of `agents`
+    /// from its days (no rest: the summaries' rows are locked).
+    pub(super) async fn recompute_summaries(
+        &mut self,
+        agent: &str,
+        day: NaiveDate,
+    ) -> Result<(), StoreError> {
+        match &mut self.conn {
+            Conn::Postgres(tx) => summaries::recompute_postgres(tx, agent, day).await,
+            Conn::Sqlite(tx) => summaries::recompute_sqlite(tx, agent, day).await,
+        }
+    }
+
+    /// Writes `runs` with their metrics and summaries (`runs/postgres.rs`, `runs/sqlite.rs`):
+    /// (run_key, id) of each run written.
+    pub(super) async fn write_runs(
+        &mut self,
+        runs: &[&NewRun],
+    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        match &mut self.conn {
+            Conn::Postgres(tx) => runs::postgres::insert_new(tx, runs).await,
+            Conn::Sqlite(tx) => runs::sqlite::write(tx, runs).await,
+        }
+    }
+}

@@ -8,8 +8,8 @@
 //!   retries and keeps undelivered ones in a disk spool.
 //! - `cron` feature: [`cron::CronSchedule`], cron expressions in an IANA time zone, correct
 //!   across DST changes (the scheduler's schedules, the collector's expectations).
-//! - `telemetry` feature: logging, Prometheus set-up and the shutdown signal shared by the
-//!   platform's services.
+//! - `telemetry` feature: logging, Prometheus set-up, the shutdown signal and settings read
+//!   from the environment ([`env`]), shared by the platform's services.
 //!
 //! An agent crate:
 //!
@@ -58,6 +58,8 @@ pub mod cron;
 #[cfg(feature = "client")]
 pub mod fs;
 
+#[cfg(feature = "telemetry")]
+pub mod env;
 #[cfg(feature = "telemetry")]
 pub mod shutdown;
 #[cfg(feature = "telemetry")]

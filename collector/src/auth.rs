@@ -8,8 +8,47 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretKey;
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::domain::AgentPattern;
+
+/// The value `.env.example` ships for `COLLECTOR_SECRET_KEY`; the collector refuses to run with it.
+pub const PLACEHOLDER_SECRET_KEY: &str = "change-me-run-openssl-rand-hex-32";
+
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+/// The HMAC key that signs and verifies bearer tokens. Never printed.
+#[derive(Clone)]
+pub struct SecretKey(SecretString);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+impl SecretKey {
+    /// At least 32 bytes, and not the `.env.example` placeholder.
+    pub fn parse(value: String) -> Result<Self, String> {
+        if value == PLACEHOLDER_SECRET_KEY {
+            return Err(
+                "still the .env.example placeholder; generate one with: openssl rand -hex 32"
+                    .into(),
+            );
+        }
+        if value.len() < MIN_SECRET_KEY_BYTES {
+            return Err(format!(
+                "{} bytes long, at least {MIN_SECRET_KEY_BYTES} are needed (generate one with: openssl rand -hex 32)",
+                value.len()
+            ));
+        }
+        Ok(Self(value.into()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.expose_secret().as_bytes()
+    }
+}
 
 /// What a token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,5 +259,19 @@ mod tests {
             .unwrap();
         let other = TokenKeys::new(&SecretKey::parse("o".repeat(32)).unwrap());
         assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn secret_key_rules() {
+        assert!(SecretKey::parse("x".repeat(31)).is_err());
+        assert!(SecretKey::parse("x".repeat(32)).is_ok());
+        let placeholder = SecretKey::parse(PLACEHOLDER_SECRET_KEY.into()).unwrap_err();
+        assert!(placeholder.contains("placeholder"), "{placeholder}");
+    }
+
+    #[test]
+    fn secret_key_never_prints() {
+        let key = SecretKey::parse("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".into()).unwrap();
+        assert!(!format!("{key:?}").contains("s3cr3t"));
     }
 }

@@ -1,15 +1,16 @@
-//! Settings read from the environment, each checked at start-up with a one-line error.
-//!
-//! Configuration comes only from the environment (never flags), so that secrets do not show up
-//! in `ps` output or shell history, and `.env.example` is the complete list.
+//! The collector's settings, read from the environment with the platform's one style
+//! (`agent_sdk::env`: only variables, never flags; each checked at start-up with a one-line
+//! error), so that secrets do not show up in `ps` output or shell history, and `.env.example`
+//! is the complete list.
 
-use std::env::{self, VarError};
-use std::fmt::Display;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
+pub use agent_sdk::env::ConfigError;
+use agent_sdk::env::{duration_or, optional, parse_or, required};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::SecretKey;
 
 use crate::ingest::DEFAULT_WRITERS;
 use crate::store::{Backend, PoolSettings, Retention};
@@ -136,20 +137,8 @@ pub const WEBAPP_READONLY_PASSWORD: &str = "WEBAPP_READONLY_PASSWORD";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
-/// The value `.env.example` ships for `COLLECTOR_SECRET_KEY`; the collector refuses to run with it.
-pub const PLACEHOLDER_SECRET_KEY: &str = "change-me-run-openssl-rand-hex-32";
 /// The value `.env.example` ships for passwords; refused like the secret key.
 pub const PLACEHOLDER_PASSWORD: &str = "change-me";
-
-pub const MIN_SECRET_KEY_BYTES: usize = 32;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0} is not set{1}")]
-    Missing(&'static str, &'static str),
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
 
 /// What `collector serve` needs.
 #[derive(Debug)]
@@ -166,10 +155,24 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// A collector on `database`, signing with `secret_key`, listening on `addr`, with every
+    /// other setting at its default (`platform` runs one so).
+    pub fn new(database: DatabaseConfig, secret_key: SecretKey, addr: SocketAddr) -> Self {
+        Self {
+            database,
+            secret_key,
+            addr,
+            http: HttpConfig::default(),
+            watch: WatchRules::default(),
+            alerts: None,
+            retention: Retention::default(),
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             database: DatabaseConfig::from_env()?,
-            secret_key: SecretKey::from_env()?,
+            secret_key: secret_key()?,
             addr: parse_or(
                 COLLECTOR_ADDR,
                 "0.0.0.0:8000".parse().expect("valid default"),
@@ -261,9 +264,7 @@ impl DatabaseConfig {
         }
         // Each writer holds a connection while it commits; reads need one left over. (SQLite
         // has one writer whatever this says.)
-        if backend == Backend::Postgres
-            && (writers == 0 || writers >= pool.max_connections as usize)
-        {
+        if !backend.has_one_writer() && (writers == 0 || writers >= pool.max_connections as usize) {
             return Err(ConfigError::Invalid {
                 var: DATABASE_WRITERS,
                 reason: format!(
@@ -292,51 +293,22 @@ impl DatabaseConfig {
     }
 }
 
-/// The HMAC key that signs and verifies bearer tokens. Never printed.
-#[derive(Clone)]
-pub struct SecretKey(SecretString);
-
-impl std::fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretKey([redacted])")
-    }
-}
-
-impl SecretKey {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let value = required(
-            COLLECTOR_SECRET_KEY,
-            " (generate one with: openssl rand -hex 32)",
-        )?;
-        Self::parse(value).map_err(|reason| ConfigError::Invalid {
-            var: COLLECTOR_SECRET_KEY,
-            reason,
-        })
-    }
-
-    /// At least 32 bytes, and not the `.env.example` placeholder.
-    pub fn parse(value: String) -> Result<Self, String> {
-        if value == PLACEHOLDER_SECRET_KEY {
-            return Err(
-                "still the .env.example placeholder; generate one with: openssl rand -hex 32"
-                    .into(),
-            );
-        }
-        if value.len() < MIN_SECRET_KEY_BYTES {
-            return Err(format!(
-                "{} bytes long, at least {MIN_SECRET_KEY_BYTES} are needed (generate one with: openssl rand -hex 32)",
-                value.len()
-            ));
-        }
-        Ok(Self(value.into()))
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.expose_secret().as_bytes()
-    }
+/// `COLLECTOR_SECRET_KEY`: the key that signs and verifies tokens.
+pub fn secret_key() -> Result<SecretKey, ConfigError> {
+    let value = required(
+        COLLECTOR_SECRET_KEY,
+        " (generate one with: openssl rand -hex 32)",
+    )?;
+    SecretKey::parse(value).map_err(|reason| ConfigError::Invalid {
+        var: COLLECTOR_SECRET_KEY,
+        reason,
+    })
 }
 
 pub use agent_sdk::telemetry::LogFormat;
+
+/// The log filter when `RUST_LOG` is unset.
+pub const LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
 
 /// `LOG_FORMAT`: `text` (the default) or `json`.
 pub fn log_format() -> Result<LogFormat, ConfigError> {
@@ -355,57 +327,9 @@ pub fn readonly_password() -> Result<SecretString, ConfigError> {
     Ok(value.into())
 }
 
-fn optional(var: &'static str) -> Result<Option<String>, ConfigError> {
-    match env::var(var) {
-        Ok(value) if value.trim().is_empty() => Ok(None),
-        Ok(value) => Ok(Some(value)),
-        Err(VarError::NotPresent) => Ok(None),
-        Err(VarError::NotUnicode(_)) => Err(ConfigError::Invalid {
-            var,
-            reason: "not valid UTF-8".into(),
-        }),
-    }
-}
-
-fn required(var: &'static str, hint: &'static str) -> Result<String, ConfigError> {
-    optional(var)?.ok_or(ConfigError::Missing(var, hint))
-}
-
-fn parse_or<T>(var: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    match optional(var)? {
-        None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|e| ConfigError::Invalid {
-            var,
-            reason: format!("{value:?}: {e}"),
-        }),
-    }
-}
-
-fn duration_or(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    match optional(var)? {
-        None => Ok(default),
-        Some(value) => humantime::parse_duration(value.trim()).map_err(|e| ConfigError::Invalid {
-            var,
-            reason: format!("{value:?}: {e} (e.g. 5s, 2m)"),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_key_rules() {
-        assert!(SecretKey::parse("x".repeat(31)).is_err());
-        assert!(SecretKey::parse("x".repeat(32)).is_ok());
-        let placeholder = SecretKey::parse(PLACEHOLDER_SECRET_KEY.into()).unwrap_err();
-        assert!(placeholder.contains("placeholder"), "{placeholder}");
-    }
 
     #[test]
     fn database_rules() {
@@ -420,11 +344,5 @@ mod tests {
         assert!(DatabaseConfig::new("sqlite://x.db".into(), pool(0), 1).is_err());
         // SQLite has one writer whatever it is told.
         assert!(DatabaseConfig::new("sqlite://x.db".into(), pool(2), 5).is_ok());
-    }
-
-    #[test]
-    fn secret_key_never_prints() {
-        let key = SecretKey::parse("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".into()).unwrap();
-        assert!(!format!("{key:?}").contains("s3cr3t"));
     }
 }

@@ -3,6 +3,7 @@
 //! tests can start the real server.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
@@ -10,7 +11,6 @@ pub mod ingest;
 mod memo;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
 pub mod watch;
 
 /// reqwest is built without a bundled crypto provider: installs ring's (rustls), once per

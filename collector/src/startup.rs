@@ -14,7 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::auth::TokenKeys;
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, ServeConfig};
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::store::{Retention, Store};
@@ -26,6 +26,7 @@ const MIGRATE_PATIENCE: Duration = Duration::from_secs(60);
 /// A bound, not yet serving, collector. Binding port 0 gives a free port (tests use it).
 pub struct Application {
     listener: TcpListener,
+    store: Store,
     router: Router,
     header_read_timeout: Duration,
     ingest: Ingest,
@@ -48,6 +49,32 @@ pub struct Services {
 }
 
 impl Application {
+    /// What `collector serve` and `platform` start: the store `config` names, connected and
+    /// migrated (waiting for a database that is still starting), then bound.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let ServeConfig {
+            database,
+            secret_key,
+            addr,
+            http,
+            watch,
+            alerts,
+            retention,
+        } = config;
+        let store = Store::connect_lazy(database.url(), database.pool())
+            .context("DATABASE_URL is invalid")?;
+        migrate_when_reachable(&store).await?;
+        let services = Services {
+            store,
+            tokens: TokenKeys::new(&secret_key),
+            writers: database.writers(),
+            watch,
+            alerts,
+            retention,
+        };
+        Self::bind(addr, services, &http).await
+    }
+
     /// Binds `addr` and starts the ingest service; serving starts with [`Application::run_until`].
     pub async fn bind(
         addr: SocketAddr,
@@ -71,14 +98,20 @@ impl Application {
             alerts,
             retention,
         ));
-        let state = AppState::new(store, ingest.clone(), tokens);
+        let state = AppState::new(store.clone(), ingest.clone(), tokens);
         Ok(Self {
             listener,
+            store,
             router: http::router(state, http),
             header_read_timeout: http.header_read_timeout,
             ingest,
             overdue,
         })
+    }
+
+    /// The store it serves (to close once it has stopped).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The ingest service, to subscribe to the runs it stores.

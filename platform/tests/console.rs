@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use collector::auth::SecretKey;
 use collector::auth::{Scope, TokenKeys};
-use collector::config::SecretKey;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use support::{Platform, free_port};

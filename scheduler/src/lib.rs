@@ -2,13 +2,14 @@
 //! collector. It never touches the database.
 
 pub use agent_sdk::cron;
+pub mod cli;
 pub mod engine;
 pub mod publish;
 pub mod schedule;
 pub mod service;
 pub mod settings;
 pub mod status;
-pub mod token;
+pub mod token_expiry;
 
 // Every agent crate. A crate nothing references is dropped by the linker, and its
 // `register_agent!` with it; `make new-agent` adds a line here (and a test checks that every

@@ -122,7 +122,7 @@ pub async fn serve(
             deliverer.clone(),
             stop_redelivery.clone(),
         ));
-        tokio::spawn(crate::token::watch(
+        tokio::spawn(crate::token_expiry::watch(
             deliverer.clone(),
             stop_redelivery.clone(),
         ));

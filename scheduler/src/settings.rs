@@ -1,12 +1,13 @@
-//! The scheduler's settings: environment variables (or the same-named flags). It never reads a
-//! database variable: only the collector writes to the database.
+//! The scheduler's settings, read from the environment in the platform's one style
+//! (`agent_sdk::env`: variables only, an empty one unset, a one-line error for a bad one). It
+//! never reads a database variable: only the collector writes to the database.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_sdk::env::{ConfigError, duration_or, flag_or, optional, parse_or};
 use agent_sdk::telemetry::LogFormat;
-use clap::Args;
 
 /// Every variable the scheduler reads. `.env.example` must document each of them.
 pub const ENV_VARS: &[&str] = &[
@@ -25,76 +26,105 @@ pub const ENV_VARS: &[&str] = &[
     "LOG_FORMAT",
 ];
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Where the collector listens.
-    #[arg(
-        long,
-        env = "COLLECTOR_URL",
-        default_value = "http://127.0.0.1:8000",
-        global = true
-    )]
     pub collector_url: String,
     /// Bearer token with the `ingest` scope (`collector token --sub scheduler`).
-    #[arg(long, env = "COLLECTOR_TOKEN", hide_env_values = true, global = true)]
     pub collector_token: Option<String>,
     /// A file holding the token instead, re-read when it changes and on SIGHUP: a renewed
     /// token takes effect without a restart, and the spool is delivered with it.
     /// (Text, not a path, so that an empty variable reads as unset rather than an error.)
-    #[arg(long, env = "COLLECTOR_TOKEN_FILE", global = true)]
     pub collector_token_file: Option<String>,
     /// The schedule file (TOML). Without it, agents run on their default schedules.
-    #[arg(
-        long,
-        env = "SCHEDULES_FILE",
-        default_value = "schedules.toml",
-        global = true
-    )]
     pub schedules_file: PathBuf,
     /// Undelivered reports wait here; also holds the scheduler's state (last fires, runs in
     /// progress). Keep it on a persistent volume.
-    #[arg(long, env = "SPOOL_DIR", default_value = "spool", global = true)]
     pub spool_dir: PathBuf,
     /// The status server (health, jobs, Prometheus, manual triggers).
-    #[arg(
-        long,
-        env = "SCHEDULER_ADDR",
-        default_value = "0.0.0.0:8001",
-        global = true
-    )]
     pub addr: SocketAddr,
     /// Most agent runs at once, across all agents.
-    #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_concurrent_runs: u32,
     /// On SIGTERM, how long the scheduler may take to stop (docker-compose.yml's
     /// `stop_grace_period` is the same variable): running agents get all of it but the last
     /// third (at most 10 s), which is for delivering or spooling their reports.
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_grace: Duration,
     /// Bearer token that `POST /jobs/{agent}/run` requires; unset disables manual triggers.
-    #[arg(
-        long,
-        env = "SCHEDULER_TRIGGER_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
     pub trigger_token: Option<String>,
     /// High availability: several schedulers with the same schedule run each slot once. A
     /// run's start is then a claim the collector must grant before the agent runs; a slot whose
     /// claim cannot be asked (the collector unreachable) is not run, and says why (`/jobs`).
-    #[arg(long, env = "SCHEDULER_HA", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
     pub high_availability: bool,
     /// A run's deadline, announced with its start, is its longest possible time (every attempt
     /// to its timeout, every backoff) plus this; past it without a result, the collector closes
     /// the run as failed.
-    #[arg(long, env = "SCHEDULER_DEADLINE_GRACE", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub deadline_grace: Duration,
     /// `text` for people, `json` for log collectors.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,
 }
 
+impl Default for Settings {
+    /// What an unset variable means.
+    fn default() -> Self {
+        Self {
+            collector_url: "http://127.0.0.1:8000".into(),
+            collector_token: None,
+            collector_token_file: None,
+            schedules_file: PathBuf::from("schedules.toml"),
+            spool_dir: PathBuf::from("spool"),
+            addr: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            max_concurrent_runs: 8,
+            shutdown_grace: Duration::from_secs(30),
+            trigger_token: None,
+            high_availability: false,
+            deadline_grace: Duration::from_secs(60),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
 impl Settings {
+    /// Every variable of [`ENV_VARS`], each checked with a one-line error; an empty one means
+    /// unset.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            collector_url: optional("COLLECTOR_URL")?.unwrap_or(defaults.collector_url),
+            collector_token: optional("COLLECTOR_TOKEN")?,
+            collector_token_file: optional("COLLECTOR_TOKEN_FILE")?,
+            schedules_file: optional("SCHEDULES_FILE")?
+                .map_or(defaults.schedules_file, PathBuf::from),
+            spool_dir: optional("SPOOL_DIR")?.map_or(defaults.spool_dir, PathBuf::from),
+            addr: parse_or("SCHEDULER_ADDR", defaults.addr)?,
+            max_concurrent_runs: match parse_or(
+                "MAX_CONCURRENT_RUNS",
+                defaults.max_concurrent_runs,
+            )? {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        var: "MAX_CONCURRENT_RUNS",
+                        reason: "must be 1 or more".into(),
+                    });
+                }
+                runs => runs,
+            },
+            shutdown_grace: duration_or("SHUTDOWN_GRACE", defaults.shutdown_grace)?,
+            trigger_token: optional("SCHEDULER_TRIGGER_TOKEN")?,
+            high_availability: flag_or("SCHEDULER_HA", defaults.high_availability)?,
+            deadline_grace: duration_or("SCHEDULER_DEADLINE_GRACE", defaults.deadline_grace)?,
+            log_format: parse_or("LOG_FORMAT", defaults.log_format)?,
+        })
+    }
+
+    /// A scheduler on this machine delivering to `collector_url` with `collector_token`, with
+    /// the defaults of every other setting (`platform` names what it changes).
+    pub fn local(collector_url: String, collector_token: String) -> Self {
+        Self {
+            collector_url,
+            collector_token: Some(collector_token),
+            ..Self::default()
+        }
+    }
     /// The part of `SHUTDOWN_GRACE` running agents get before they are cancelled: all but a
     /// third of it, and at most 10 s less. The rest is for their reports, so that a stop after
     /// `SHUTDOWN_GRACE` (compose's `stop_grace_period`) finds nothing left to do.
@@ -102,72 +132,42 @@ impl Settings {
         let reserve = (self.shutdown_grace / 3).min(Duration::from_secs(10));
         self.shutdown_grace - reserve
     }
-
-    /// An empty variable (compose passes `NAME=` for a blank line of `.env`) means unset.
-    pub fn without_empty_values(mut self) -> Self {
-        let blank = |s: &str| s.trim().is_empty();
-        self.collector_token = self.collector_token.filter(|t| !blank(t));
-        self.trigger_token = self.trigger_token.filter(|t| !blank(t));
-        self.collector_token_file = self.collector_token_file.filter(|p| !blank(p));
-        self
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{Args, Command};
-
-    #[test]
-    fn empty_values_mean_unset() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        let cli = <Cli as clap::Parser>::parse_from([
-            "scheduler",
-            "--collector-token",
-            "",
-            "--trigger-token",
-            " ",
-            "--collector-token-file",
-            "",
-        ]);
-        let settings = cli.settings.without_empty_values();
-        assert_eq!(settings.collector_token, None);
-        assert_eq!(settings.trigger_token, None);
-        assert_eq!(settings.collector_token_file, None);
-    }
 
     #[test]
     fn runs_get_the_grace_but_a_third_at_most_ten_seconds() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        let for_runs = |grace: &str| {
-            <Cli as clap::Parser>::parse_from(["scheduler", "--shutdown-grace", grace])
-                .settings
-                .grace_for_runs()
+        let for_runs = |secs: u64| {
+            Settings {
+                shutdown_grace: Duration::from_secs(secs),
+                ..Settings::default()
+            }
+            .grace_for_runs()
         };
-        assert_eq!(for_runs("30s"), Duration::from_secs(20));
-        assert_eq!(for_runs("3s"), Duration::from_secs(2));
-        assert_eq!(for_runs("5m"), Duration::from_secs(290));
-        assert_eq!(for_runs("0s"), Duration::ZERO);
+        assert_eq!(for_runs(30), Duration::from_secs(20));
+        assert_eq!(for_runs(3), Duration::from_secs(2));
+        assert_eq!(for_runs(300), Duration::from_secs(290));
+        assert_eq!(for_runs(0), Duration::ZERO);
     }
 
     #[test]
     fn env_vars_lists_every_variable_the_settings_read() {
-        let mut read: Vec<String> = Settings::augment_args(Command::new("scheduler"))
-            .get_arguments()
-            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        let source = include_str!("settings.rs");
+        let body = &source[source.find("fn from_env").unwrap()..source.find("fn local").unwrap()];
+        let mut read: Vec<&str> = body
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
             .collect();
-        read.push("RUST_LOG".into()); // read by the log filter
-        read.sort();
-        let mut listed: Vec<String> = ENV_VARS.iter().map(|v| (*v).to_owned()).collect();
-        listed.sort();
+        read.push("RUST_LOG"); // read by the log filter
+        read.sort_unstable();
+        read.dedup();
+        let mut listed = ENV_VARS.to_vec();
+        listed.sort_unstable();
         assert_eq!(read, listed);
     }
 }

@@ -48,7 +48,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// 200 while reports can be delivered or kept; 503 saying why when the spool cannot be written
 /// (full, read-only) or the collector refuses the token (every report waits in the spool).
-/// The token's expiry is shown, with a warning within `token::WARN_BEFORE` of it.
+/// The token's expiry is shown, with a warning within `token_expiry::WARN_BEFORE` of it.
 async fn health(State(state): State<StatusState>) -> Response {
     if let Some(why) = state.deliverer.as_ref().and_then(|d| d.token_refused()) {
         return error(
@@ -66,8 +66,10 @@ async fn health(State(state): State<StatusState>) -> Response {
         Ok(Ok(())) => {
             let mut body = json!({"status": "ok", "spool": {"dir": state.spool.dir(), "writable": true, "depth": depth}});
             if let Some(deliverer) = &state.deliverer {
-                body["token"] =
-                    crate::token::health(deliverer.client().token_expires_at(), chrono::Utc::now());
+                body["token"] = crate::token_expiry::health(
+                    deliverer.client().token_expires_at(),
+                    chrono::Utc::now(),
+                );
             }
             Json(body).into_response()
         }

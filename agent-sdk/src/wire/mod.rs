@@ -1,19 +1,19 @@
 //! The collector's HTTP contract: request and response bodies, and the rules a report must meet.
 
-mod expect;
 mod metrics;
+mod monitoring;
 mod report;
 #[cfg(feature = "openapi")]
 mod schema;
 mod start;
 mod views;
 
-pub use expect::{
+pub use metrics::{MetricValue, Metrics, Number};
+pub use monitoring::{
     Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse, Incident,
     IncidentKind, IncidentsResponse, LateResponse, LateSlot, MissedResponse, MissedSlot,
     ScheduledJob, ScheduledJobs,
 };
-pub use metrics::{MetricValue, Metrics, Number};
 pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,
 };

@@ -2,17 +2,17 @@
 
 mod cursor;
 mod decimal;
-mod expectation;
 mod names;
-mod run;
-mod start;
+mod new_expectation;
+mod new_run;
+mod new_start;
 
 pub use cursor::Cursor;
 pub use decimal::canonical_decimal;
-pub use expectation::{Cadence, NewExpectation, human};
 pub use names::{AgentName, AgentPattern, MetricName, RoleName};
-pub use run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
-pub use start::NewStart;
+pub use new_expectation::{Cadence, NewExpectation, human};
+pub use new_run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
+pub use new_start::NewStart;
 
 /// The fields `errors` names, sorted: what the domain's tests compare.
 #[cfg(test)]

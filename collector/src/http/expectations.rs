@@ -1,23 +1,21 @@
-//! Expected against actual: `PUT`/`DELETE /agents/{name}/expectation` (scope `ingest`),
-//! `PUT /expectations/scheduler` (a scheduler's jobs, scope `ingest`), `GET /expectations`,
-//! `GET /missed`, `GET /late` and `GET /incidents` (scope `read`).
+//! Expectations: `PUT`/`DELETE /agents/{name}/expectation` (scope `ingest`),
+//! `PUT /expectations/scheduler` (a scheduler's jobs, scope `ingest`), `GET /expectations`
+//! (scope `read`).
 
 use agent_sdk::wire::{
     ErrorBody, Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse,
-    IncidentsResponse, LateResponse, MissedResponse, ScheduledJobs,
+    ScheduledJobs,
 };
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Caller;
-use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::api_error::ApiError;
+use super::caller::Caller;
+use super::extract::{ApiJson, ApiPath};
 use super::params;
-use super::reads::agent_filter;
 use crate::auth::Scope;
 use crate::domain::{AgentName, NewExpectation};
 
@@ -59,7 +57,7 @@ pub(super) async fn put_expectation(
     let expectation = NewExpectation::parse(agent, request, ExpectationSource::Api)
         .map_err(|e| ApiError::validation(&e))?;
     let (stored, created) = state
-        .ingest
+        .store
         .put_expectation(&expectation, Utc::now())
         .await?;
     let status = if created {
@@ -92,7 +90,7 @@ pub(super) async fn delete_expectation(
     let agent = path_agent(name)?;
     caller.require_agent(agent.as_str())?;
     tracing::Span::current().record("agent", agent.as_str());
-    if state.ingest.delete_expectation(&agent).await? {
+    if state.store.delete_expectation(&agent).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(
@@ -122,118 +120,6 @@ pub(super) async fn list_expectations(
         .list_expectations(&caller.access(), Utc::now())
         .await?;
     Ok(Json(ExpectationsResponse { expectations }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct SlotsQuery {
-    /// Only this agent's.
-    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
-    agent_name: Option<String>,
-    /// Rows; 100 when absent.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
-}
-
-/// `GET /missed`: slots no run answered within their grace, newest detection first.
-#[utoipa::path(get, path = "/missed", tag = "read", params(SlotsQuery),
-    responses((status = 200, body = MissedResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
-    ),
-    security(("bearer" = [])))]
-#[tracing::instrument(skip_all)]
-pub(super) async fn list_missed(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(query): ApiQuery<SlotsQuery>,
-) -> Result<Json<MissedResponse>, ApiError> {
-    caller.require(Scope::Read)?;
-    let agent = agent_filter(&caller, query.agent_name.as_deref())?;
-    let missed = state
-        .store
-        .list_missed(
-            agent.as_ref(),
-            &caller.access(),
-            params::limit(query.limit)?,
-        )
-        .await?;
-    Ok(Json(MissedResponse { missed }))
-}
-
-/// `GET /late`: slots answered by a run that started more than `SLOT_LATE_AFTER` after them
-/// (within their grace), newest detection first.
-#[utoipa::path(get, path = "/late", tag = "read", params(SlotsQuery),
-    responses((status = 200, body = LateResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
-    ),
-    security(("bearer" = [])))]
-#[tracing::instrument(skip_all)]
-pub(super) async fn list_late(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(query): ApiQuery<SlotsQuery>,
-) -> Result<Json<LateResponse>, ApiError> {
-    caller.require(Scope::Read)?;
-    let agent = agent_filter(&caller, query.agent_name.as_deref())?;
-    let late = state
-        .store
-        .list_late(
-            agent.as_ref(),
-            &caller.access(),
-            params::limit(query.limit)?,
-        )
-        .await?;
-    Ok(Json(LateResponse { late }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct IncidentsQuery {
-    /// `true`: open ones only; `false`: resolved ones only.
-    open: Option<bool>,
-    /// Only this agent's.
-    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
-    agent_name: Option<String>,
-    /// Rows; 100 when absent.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
-}
-
-/// `GET /incidents`: open ones first, then the latest opened.
-#[utoipa::path(get, path = "/incidents", tag = "read", params(IncidentsQuery),
-    responses((status = 200, body = IncidentsResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
-    ),
-    security(("bearer" = [])))]
-#[tracing::instrument(skip_all)]
-pub(super) async fn list_incidents(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(query): ApiQuery<IncidentsQuery>,
-) -> Result<Json<IncidentsResponse>, ApiError> {
-    caller.require(Scope::Read)?;
-    let agent = agent_filter(&caller, query.agent_name.as_deref())?;
-    let incidents = state
-        .store
-        .list_incidents(
-            query.open,
-            agent.as_ref(),
-            &caller.access(),
-            params::limit(query.limit)?,
-        )
-        .await?;
-    Ok(Json(IncidentsResponse { incidents }))
 }
 
 /// `200` with the expectations the scheduler's jobs now are: its enabled jobs replace those
@@ -312,6 +198,6 @@ pub(super) async fn put_scheduled(
             jobs.push((expectation, timeout));
         }
     }
-    let expectations = state.ingest.sync_scheduled(&jobs, Utc::now()).await?;
+    let expectations = state.store.sync_scheduled(&jobs, Utc::now()).await?;
     Ok(Json(ExpectationsResponse { expectations }))
 }

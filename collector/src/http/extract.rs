@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::error::ApiError;
+use super::api_error::ApiError;
 
 /// A JSON body: `application/json` (or `+json`), within the body limit, parsed with the path
 /// of any failing field.

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
+use super::api_error::ApiError;
 
 /// Readiness must answer quickly even when the database hangs.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,16 +1,17 @@
 //! The HTTP API: one router, one middleware stack, one error shape.
 
-mod auth;
+mod agents;
+mod api_error;
+mod caller;
 mod console;
-mod error;
 mod expectations;
 mod extract;
 mod health;
-mod ingest;
+mod incidents;
 mod openapi;
 mod params;
 pub mod prometheus;
-mod reads;
+mod runs;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-pub use error::ApiError;
+pub use api_error::ApiError;
 pub use extract::parse_json;
 
 use crate::auth::TokenKeys;
@@ -42,9 +43,9 @@ use crate::store::Store;
 pub(crate) struct AppState(Arc<App>);
 
 pub(crate) struct App {
-    /// Reads.
+    /// Reads, and the writes that are one store call (expectations).
     pub(crate) store: Store,
-    /// Every write.
+    /// Runs: stored and started.
     pub(crate) ingest: Ingest,
     pub(crate) tokens: TokenKeys,
     pub(crate) prometheus: PrometheusHandle,
@@ -73,17 +74,14 @@ impl Deref for AppState {
 pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
     let request_timeout = config.request_timeout;
     Router::new()
-        .route(
-            "/metrics",
-            get(reads::list_metrics).post(ingest::post_metrics),
-        )
+        .route("/metrics", get(runs::list_metrics).post(runs::post_metrics))
         .route(
             "/metrics/batch",
-            post(ingest::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit)),
+            post(runs::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit)),
         )
-        .route("/runs", get(reads::list_runs).post(ingest::post_start))
-        .route("/runs/{id}", get(reads::get_run))
-        .route("/agents", get(reads::list_agents))
+        .route("/runs", get(runs::list_runs).post(runs::post_start))
+        .route("/runs/{id}", get(runs::get_run))
+        .route("/agents", get(agents::list_agents))
         .route(
             "/agents/{name}/expectation",
             put(expectations::put_expectation).delete(expectations::delete_expectation),
@@ -95,10 +93,10 @@ pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
             put(expectations::put_scheduled)
                 .layer(DefaultBodyLimit::max(expectations::SCHEDULE_BODY_LIMIT)),
         )
-        .route("/missed", get(expectations::list_missed))
-        .route("/late", get(expectations::list_late))
-        .route("/incidents", get(expectations::list_incidents))
-        .route("/summaries", get(reads::list_summaries))
+        .route("/missed", get(incidents::list_missed))
+        .route("/late", get(incidents::list_late))
+        .route("/incidents", get(incidents::list_incidents))
+        .route("/summaries", get(agents::list_summaries))
         .route("/health", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/prometheus", get(prometheus::render))

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::error::ApiError;
+use super::api_error::ApiError;
+use super::caller::Caller;
 use crate::domain::{AgentName, Cursor, MetricName};
 
 pub(super) const DEFAULT_LIMIT: u64 = 100;
@@ -88,4 +89,16 @@ pub(super) fn range<T: PartialOrd>(from: Option<T>, to: Option<T>) -> Result<(),
         }
         _ => Ok(()),
     }
+}
+
+/// The `agent_name` filter, which the caller's token must cover.
+pub(super) fn agent_filter(
+    caller: &Caller,
+    value: Option<&str>,
+) -> Result<Option<AgentName>, ApiError> {
+    let agent_name = agent_name(value)?;
+    if let Some(agent) = &agent_name {
+        caller.require_agent(agent.as_str())?;
+    }
+    Ok(agent_name)
 }

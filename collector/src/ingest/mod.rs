@@ -1,4 +1,6 @@
-//! The one way in for writes: every endpoint that stores or starts runs goes through [`Ingest`].
+//! The way in for runs: every endpoint that stores or starts runs goes through [`Ingest`]. Other
+//! writes (expectations, from the API and `collector expect`; the watcher's incidents; retention)
+//! are one store call each, with nothing to add between the caller and the store.
 //!
 //! It owns what happens between a validated run and the store: group commit on per-agent
 //! writers for single reports ([`writers`]), one transaction for a batch request, the isolation
@@ -6,14 +8,15 @@
 //! stored to whoever subscribed. It is started by the application's start-up
 //! ([`crate::startup::Application::bind`]), beside the HTTP server, and stops after it.
 
+mod sink;
 mod writers;
 
-use agent_sdk::wire::{Expectation, RunStatus};
-use chrono::{DateTime, Utc};
+use agent_sdk::wire::RunStatus;
 use tokio::sync::broadcast;
 
-use crate::domain::{AgentName, NewExpectation, NewRun, NewStart};
-use crate::store::{Backend, HeldConnection, Started, Store, StoreError, Stored};
+use crate::domain::{NewRun, NewStart};
+use crate::store::{Started, Store, StoreError, Stored};
+use sink::Sink;
 use writers::Writers;
 
 pub use writers::MAX_BATCH;
@@ -42,23 +45,11 @@ pub struct Ingest {
     writers: Writers,
 }
 
-/// Where runs go: the store, then the counts and the announcements.
-#[derive(Clone)]
-struct Sink {
-    store: Store,
-    /// Every run stored, for whoever subscribed (the `platform` command prints them). A slow
-    /// subscriber misses announcements (it is told how many), never slows ingest.
-    stored_runs: broadcast::Sender<StoredRun>,
-}
-
 impl Ingest {
     /// Starts `writers` writer tasks on `store` (at least one; SQLite has one, it runs one
     /// write transaction at a time).
     pub fn start(store: Store, writers: usize) -> Self {
-        let writers = match store.backend() {
-            Backend::Postgres => writers.max(1),
-            Backend::Sqlite => 1,
-        };
+        let writers = store.backend().writers(writers.max(1));
         let sink = Sink {
             store,
             stored_runs: broadcast::channel(1024).0,
@@ -109,29 +100,6 @@ impl Ingest {
         Ok(started)
     }
 
-    /// Stores an agent's expectation: `true` when it is new.
-    pub async fn put_expectation(
-        &self,
-        expectation: &NewExpectation,
-        now: DateTime<Utc>,
-    ) -> Result<(Expectation, bool), StoreError> {
-        self.sink.store.put_expectation(expectation, now).await
-    }
-
-    /// Replaces the expectations schedulers published with `jobs`.
-    pub async fn sync_scheduled(
-        &self,
-        jobs: &[(NewExpectation, Option<i64>)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Expectation>, StoreError> {
-        self.sink.store.sync_scheduled(jobs, now).await
-    }
-
-    /// Removes an agent's expectation: `false` when there was none.
-    pub async fn delete_expectation(&self, agent: &AgentName) -> Result<bool, StoreError> {
-        self.sink.store.delete_expectation(agent).await
-    }
-
     /// Every run stored from now on, as its transaction commits.
     pub fn subscribe(&self) -> broadcast::Receiver<StoredRun> {
         self.sink.stored_runs.subscribe()
@@ -141,93 +109,5 @@ impl Ingest {
     /// server has stopped and with every other clone dropped.
     pub async fn stopped(self) {
         self.writers.stopped().await;
-    }
-}
-
-impl Sink {
-    /// Stores `runs` in one transaction, one outcome per run; when that transaction fails for any
-    /// reason but the database being unavailable, each run is retried in a transaction of its own,
-    /// so a run the database refuses fails alone, not its batch-mates.
-    /// On `held`'s connection where given (an ingest writer's), else on one from the pool.
-    async fn store_isolated(
-        &self,
-        runs: &[NewRun],
-        mut held: Option<&mut HeldConnection>,
-    ) -> Vec<Result<Stored, StoreError>> {
-        let outcomes = match self.store.store_runs_with(runs, held.as_deref_mut()).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(err) if runs.len() == 1 || err.is_unavailable() => {
-                if runs.len() > 1 {
-                    tracing::warn!(error = %err, runs = runs.len(), "database unavailable: batch refused");
-                }
-                vec![Err(err); runs.len()]
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, runs = runs.len(), "batch failed: storing its runs one by one");
-                let mut outcomes = Vec::with_capacity(runs.len());
-                for run in runs {
-                    outcomes.push(
-                        self.store
-                            .store_runs_with(std::slice::from_ref(run), held.as_deref_mut())
-                            .await
-                            .and_then(|mut stored| {
-                                stored.pop().ok_or_else(|| {
-                                    StoreError::internal(
-                                        "storing one run",
-                                        "the store returned no outcome",
-                                    )
-                                })
-                            }),
-                    );
-                }
-                outcomes
-            }
-        };
-        // One subscriber check per batch: nothing is built when nobody listens.
-        let announce = self.stored_runs.receiver_count() > 0;
-        for (run, outcome) in runs.iter().zip(&outcomes) {
-            if let Ok(stored) = outcome {
-                self.count(run, *stored, announce);
-            }
-        }
-        outcomes
-    }
-
-    /// Counts a stored run in `/prometheus`, and announces it if it is new and `announce`.
-    fn count(&self, run: &NewRun, stored: Stored, announce: bool) {
-        match stored {
-            Stored::Created(run_id) => {
-                metrics::counter!("collector_runs_stored_total", "status" => run.status.as_str())
-                    .increment(1);
-                metrics::counter!("collector_metrics_stored_total")
-                    .increment(run.metrics.len() as u64);
-                if announce {
-                    // No subscriber left is not an error.
-                    let _ = self.stored_runs.send(StoredRun {
-                        run_id,
-                        agent_name: run.agent_name.as_str().to_owned(),
-                        status: run.status,
-                        duration_ms: run.duration_ms(),
-                        metric_count: run.metrics.len(),
-                    });
-                }
-            }
-            Stored::Conflict(run_id) => {
-                metrics::counter!("collector_runs_conflict_total").increment(1);
-                tracing::warn!(
-                    run_id,
-                    agent = run.agent_name.as_str(),
-                    "run_key held by another agent's running run: refused"
-                );
-            }
-            Stored::Existing(run_id) => {
-                metrics::counter!("collector_runs_duplicate_total").increment(1);
-                tracing::info!(
-                    run_id,
-                    agent = run.agent_name.as_str(),
-                    "run_key seen before: nothing written"
-                );
-            }
-        }
     }
 }

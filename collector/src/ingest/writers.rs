@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use super::Sink;
+use super::sink::Sink;
 use crate::domain::NewRun;
 use crate::store::{HeldConnection, StoreError, Stored};
 

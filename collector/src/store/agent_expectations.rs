@@ -8,7 +8,7 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use sea_query::{Cond, Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
-use super::schema::AgentExpectations;
+use super::tables::AgentExpectations;
 use super::{AgentAccess, Store, StoreError, SummaryChanges, Tx};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
 use crate::memo::Memo;

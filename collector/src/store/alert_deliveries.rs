@@ -5,7 +5,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 use sqlx::FromRow;
 
-use super::schema::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
+use super::tables::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
 use super::{Store, StoreError, Tx};
 
 /// The advisory lock the replicas take in turn to send alerts ("alerts" in ASCII).

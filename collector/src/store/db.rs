@@ -41,12 +41,17 @@ impl Backend {
         }
     }
 
-    /// How many write transactions run at once when `asked` for: SQLite has one writer.
-    pub fn writers(self, asked: usize) -> usize {
+    /// Whether it runs one write transaction at a time whatever it is asked (SQLite).
+    pub fn has_one_writer(self) -> bool {
         match self {
-            Self::Postgres => asked,
-            Self::Sqlite => 1,
+            Self::Postgres => false,
+            Self::Sqlite => true,
         }
+    }
+
+    /// How many write transactions run at once when `asked` for.
+    pub fn writers(self, asked: usize) -> usize {
+        if self.has_one_writer() { 1 } else { asked }
     }
 }
 
@@ -62,6 +67,18 @@ pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before it is answered 503.
     pub acquire_timeout: Duration,
+}
+
+impl From<PgPool> for Store {
+    fn from(pool: PgPool) -> Self {
+        Self::with_pool(Pool::Postgres(pool))
+    }
+}
+
+impl From<SqlitePool> for Store {
+    fn from(pool: SqlitePool) -> Self {
+        Self::with_pool(Pool::Sqlite(pool))
+    }
 }
 
 impl Store {
@@ -204,9 +221,9 @@ impl Store {
     /// A start's insert (`runs/start.rs`): the new row's id, or `None` when an index refused it.
     pub(super) async fn insert_start(&self, start: &NewStart) -> Result<Option<i64>, StoreError> {
         match &self.pool {
-            Pool::Postgres(pool) => runs::start::insert_postgres(pool, start).await,
+            Pool::Postgres(pool) => runs::claims::insert_postgres(pool, start).await,
             Pool::Sqlite(_) => Ok(self
-                .fetch::<(i64,), _>(&runs::start::insert_sqlite(start)?)
+                .fetch::<(i64,), _>(&runs::claims::insert_sqlite(start)?)
                 .await?
                 .first()
                 .map(|(id,)| *id)),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use sqlx::FromRow;
 
-use super::schema::{AlertEvents, Incidents};
+use super::tables::{AlertEvents, Incidents};
 use super::{AgentAccess, Store, StoreError, Tx};
 use crate::domain::AgentName;
 

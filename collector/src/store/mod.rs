@@ -20,9 +20,9 @@ mod pools;
 mod readonly;
 mod retention;
 mod runs;
-mod schema;
 mod slots;
 mod summaries;
+mod tables;
 
 pub use access::AgentAccess;
 pub use agent_expectations::ExpectationRow;
@@ -38,7 +38,6 @@ pub use summaries::{
 };
 
 use sqlx::migrate::Migrator;
-use sqlx::{PgPool, SqlitePool};
 
 use crate::memo::Memo;
 
@@ -55,20 +54,8 @@ pub struct Store {
     crons: agent_expectations::Crons,
 }
 
-impl From<PgPool> for Store {
-    fn from(pool: PgPool) -> Self {
-        Self::with_pool(db::Pool::Postgres(pool))
-    }
-}
-
-impl From<SqlitePool> for Store {
-    fn from(pool: SqlitePool) -> Self {
-        Self::with_pool(db::Pool::Sqlite(pool))
-    }
-}
-
 impl Store {
-    fn with_pool(pool: db::Pool) -> Self {
+    pub(super) fn with_pool(pool: db::Pool) -> Self {
         Self {
             pool,
             crons: Memo::default(),

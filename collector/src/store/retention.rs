@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, Iden, Query, SelectStatement};
 
-use super::schema::{AgentMetrics, AgentRuns};
+use super::tables::{AgentMetrics, AgentRuns};
 use super::{Store, StoreError, Tx};
 use agent_sdk::wire::RunStatus;
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
 use sqlx::FromRow;
 
-use super::schema::{LateSlots, MissedSlots};
+use super::tables::{LateSlots, MissedSlots};
 use super::{AgentAccess, Store, StoreError, Tx};
 use crate::domain::AgentName;
 

@@ -150,7 +150,7 @@ async fn a_missing_or_bad_variable_stops_start_up_with_one_line() {
 fn env_example_lists_every_variable_and_the_refused_placeholder() {
     assert_eq!(
         env_example("COLLECTOR_SECRET_KEY"),
-        collector::config::PLACEHOLDER_SECRET_KEY
+        collector::auth::PLACEHOLDER_SECRET_KEY
     );
     for var in collector::config::ENV_VARS {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example"))

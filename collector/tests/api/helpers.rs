@@ -8,8 +8,9 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use collector::auth::SecretKey;
 use collector::auth::{Scope, TokenKeys};
-use collector::config::{HttpConfig, LogFormat, SecretKey};
+use collector::config::{HttpConfig, LogFormat};
 use collector::domain::AgentPattern;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
@@ -153,7 +154,7 @@ fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            collector::telemetry::init(LogFormat::Text);
+            agent_sdk::telemetry::init_logging(LogFormat::Text, collector::config::LOG_FILTER);
         }
     });
 }

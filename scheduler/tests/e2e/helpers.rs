@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use collector::auth::SecretKey;
 use collector::auth::{Scope, TokenKeys};
-use collector::config::{HttpConfig, SecretKey};
+use collector::config::HttpConfig;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
 use collector::store::Store;

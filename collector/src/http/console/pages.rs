@@ -17,7 +17,7 @@ use super::view::{self, age, empty, time, time_ago};
 use super::{Viewer, chart};
 use crate::domain::{AgentName, AgentPattern};
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::api_error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::params;
 use crate::store::{AgentAccess, MetricDay, MetricFilter, RunDay, RunFilter};

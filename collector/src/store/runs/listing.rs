@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::{AgentName, Cursor, MetricName};
 use crate::store::error::{decode_error, parse_status};
-use crate::store::schema::{AgentMetrics, AgentRuns};
+use crate::store::tables::{AgentMetrics, AgentRuns};
 use crate::store::{AgentAccess, Store, StoreError, Tx};
 
 #[derive(Debug, Clone, Default)]

@@ -29,17 +29,17 @@
 //! collector's tests run on both backends and hold both implementations to the same answers
 //! (collector/tests/api/ingest.rs: summaries across days, late reports, duplicates, exact sums).
 
+pub(super) mod claims;
 mod listing;
 mod metric_day;
 mod overdue;
 pub(super) mod postgres;
 pub(super) mod sqlite;
-pub(super) mod start;
 
+pub use claims::Started;
 pub use listing::{MetricFilter, RecentRun, RunFilter};
 pub use overdue::OVERDUE_LOCK;
 pub use postgres::HeldConnection;
-pub use start::Started;
 
 use std::collections::HashMap;
 
@@ -48,7 +48,7 @@ use chrono::{DateTime, Utc};
 use sea_query::{Expr, ExprTrait, Query};
 use uuid::Uuid;
 
-use super::schema::{AgentMetrics, AgentRuns};
+use super::tables::{AgentMetrics, AgentRuns};
 use super::{Store, StoreError};
 use crate::domain::{NewMetric, NewRun, StoredValue};
 

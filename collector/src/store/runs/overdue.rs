@@ -15,7 +15,7 @@ use sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query, UpdateStatement}
 use sqlx::FromRow;
 
 use crate::domain::NewRun;
-use crate::store::schema::AgentRuns;
+use crate::store::tables::AgentRuns;
 use crate::store::{Store, StoreError, Tx};
 
 /// Most rows one pass closes; the next pass takes the rest.

@@ -15,7 +15,7 @@ use super::metric_columns;
 use super::metric_day::MetricDay;
 use crate::domain::{NewRun, StoredValue};
 use crate::store::StoreError;
-use crate::store::schema::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
+use crate::store::tables::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
 
 /// Rows per multi-row INSERT, well under its 32 766 bound parameters per statement.
 const RUNS_PER_INSERT: usize = 500;

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sea_query::{Expr, ExprTrait, OnConflict, Query, SelectStatement};
 use sqlx::FromRow;
 
-use crate::store::schema::{AgentDailySummaries, Agents, WatcherState};
+use crate::store::tables::{AgentDailySummaries, Agents, WatcherState};
 use crate::store::{Store, StoreError, Tx};
 
 /// `watcher_state`'s row for the summaries judged.

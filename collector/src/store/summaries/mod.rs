@@ -2,11 +2,11 @@
 //! (They are written with the runs: `runs/`; their rules: docs/architecture.md.)
 
 mod changes;
-mod metrics;
+mod metric_days;
 mod recompute;
 
 pub use changes::{KNOWN_BY_NAME, LastTimes, SummaryChange, SummaryChanges};
-pub use metrics::MetricDay;
+pub use metric_days::MetricDay;
 pub(super) use recompute::{recompute_postgres, recompute_sqlite};
 
 use agent_sdk::wire::{AgentOverview, AgentState, DailySummary, RunStatus};
@@ -17,7 +17,7 @@ use sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query};
 use sqlx::FromRow;
 
 use super::error::parse_status;
-use super::schema::{AgentDailySummaries, AgentRuns, Agents};
+use super::tables::{AgentDailySummaries, AgentRuns, Agents};
 use super::{AgentAccess, Store, StoreError};
 use crate::domain::AgentName;
 

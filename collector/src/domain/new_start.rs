@@ -6,7 +6,7 @@ use uuid::Uuid;
 use validator::{Validate, ValidationErrors};
 
 use super::AgentName;
-use super::run::{MAX_FUTURE_SKEW, invalid, to_micros};
+use super::new_run::{MAX_FUTURE_SKEW, invalid, to_micros};
 
 /// A start that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

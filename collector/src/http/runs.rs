@@ -1,10 +1,12 @@
-//! `POST /metrics`: one run report in, one stored run out; `POST /metrics/batch`: many, each
-//! judged on its own; `POST /runs`: a run starts (a `running` row that its report completes).
+//! Runs (`POST /metrics`, `POST /metrics/batch` and `POST /runs`, scope `ingest`; `GET /runs`,
+//! `GET /runs/{id}` and `GET /metrics`, scope `read`): one run report in, one stored run out;
+//! many, each judged on its own; a run's start (a `running` row that its report completes); the
+//! runs and their metric values, filtered and paged.
 
 use agent_sdk::wire::limits::MAX_REPORTS_PER_BATCH;
 use agent_sdk::wire::{
-    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, RunReport, RunStart,
-    RunStarted,
+    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, IngestResponse, MetricPage, RunDetail,
+    RunPage, RunReport, RunStart, RunStarted, RunStatus,
 };
 use axum::Json;
 use axum::extract::State;
@@ -14,12 +16,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::AppState;
-use super::auth::Caller;
-use super::error::ApiError;
-use super::extract::{ApiJson, parse_json};
+use super::api_error::ApiError;
+use super::caller::Caller;
+use super::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
+use super::params::{self, agent_filter};
 use crate::auth::Scope;
 use crate::domain::{NewRun, NewStart};
-use crate::store::{Started, Stored};
+use crate::store::{MetricFilter, RunFilter, Started, Stored};
 
 /// `201 {"run_id"}` for a new run, or a `running` one (`POST /runs`) completed; `200` with the
 /// same id when its `run_key` was stored before with the same report; `409` when the key holds
@@ -239,4 +242,154 @@ fn item_result(outcome: Result<(StatusCode, i64), ApiError>) -> BatchItemResult 
             }
         }
     }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct RunsQuery {
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
+    agent_name: Option<String>,
+    #[param(value_type = Option<RunStatus>)]
+    status: Option<String>,
+    /// Inclusive, RFC 3339.
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
+    from: Option<String>,
+    /// Exclusive, RFC 3339; not before `from`.
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
+    to: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9]{1,18}$")]
+    cursor: Option<String>,
+    /// Rows per page; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// `GET /runs`: newest first, keyset-paginated.
+#[utoipa::path(get, path = "/runs", tag = "read", params(RunsQuery),
+    responses((status = 200, body = RunPage),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<RunsQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent_name = agent_filter(&caller, query.agent_name.as_deref())?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_param(
+                    "status",
+                    format!("{s:?}; expected running, success or failed"),
+                )
+            })
+        })
+        .transpose()?;
+    let (from, to) = params::time_range(query.from.as_deref(), query.to.as_deref())?;
+    let filter = RunFilter {
+        agent_name,
+        status,
+        from,
+        to,
+        cursor: params::cursor(query.cursor.as_deref())?,
+        limit: params::limit(query.limit)?,
+        access: caller.access(),
+    };
+    Ok(Json(state.store.list_runs(&filter).await?))
+}
+
+/// `GET /runs/{id}`: one run with its metrics.
+#[utoipa::path(get, path = "/runs/{id}", tag = "read", params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 200, body = RunDetail),
+        (status = 404, description = "No such run (or not visible to this token)", body = ErrorBody),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(id))]
+pub(super) async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RunDetail>, ApiError> {
+    caller.require(Scope::Read)?;
+    tracing::Span::current().record("id", id);
+    let not_found = || ApiError::not_found(format!("no run with id {id}"));
+    let run = state.store.get_run(id).await?.ok_or_else(not_found)?;
+    // A token limited to other agents learns nothing about this run, not even that it exists.
+    if !caller.0.allows_agent(&run.run.agent_name) {
+        return Err(not_found());
+    }
+    Ok(Json(run))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct MetricsQuery {
+    /// Only this agent's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
+    agent_name: Option<String>,
+    /// Only this metric's values.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    metric_name: Option<String>,
+    /// Inclusive, RFC 3339.
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
+    from: Option<String>,
+    /// Exclusive, RFC 3339; not before `from`.
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")]
+    to: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9]{1,18}$")]
+    cursor: Option<String>,
+    /// Rows per page; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// `GET /metrics`: metric values, newest first, keyset-paginated.
+#[utoipa::path(get, path = "/metrics", tag = "read", params(MetricsQuery),
+    responses((status = 200, body = MetricPage),
+        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<MetricsQuery>,
+) -> Result<Json<MetricPage>, ApiError> {
+    caller.require(Scope::Read)?;
+    let agent_name = agent_filter(&caller, query.agent_name.as_deref())?;
+    let (from, to) = params::time_range(query.from.as_deref(), query.to.as_deref())?;
+    let filter = MetricFilter {
+        agent_name,
+        metric_name: params::metric_name(query.metric_name)?,
+        from,
+        to,
+        cursor: params::cursor(query.cursor.as_deref())?,
+        limit: params::limit(query.limit)?,
+        access: caller.access(),
+    };
+    Ok(Json(state.store.list_metrics(&filter).await?))
 }

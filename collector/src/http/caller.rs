@@ -5,7 +5,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::AppState;
-use super::error::ApiError;
+use super::api_error::ApiError;
 use crate::auth::{Grant, Scope};
 use crate::store::AgentAccess;
 

@@ -7,7 +7,7 @@ use agent_sdk::wire::{RunClaim, RunStatus};
 use sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query, SelectStatement};
 
 use crate::domain::NewStart;
-use crate::store::schema::AgentRuns;
+use crate::store::tables::AgentRuns;
 use sqlx::PgPool;
 
 use crate::store::{Store, StoreError};

@@ -6,7 +6,7 @@ use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 
 use crate::domain::AgentName;
-use crate::store::schema::AgentMetricDailySummaries as Daily;
+use crate::store::tables::AgentMetricDailySummaries as Daily;
 use crate::store::{Store, StoreError};
 
 /// One numeric metric on one UTC day, from `agent_metric_daily_summaries`.

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use validator::ValidationErrors;
 
 use super::AgentName;
-use super::run::invalid;
+use super::new_run::invalid;
 
 /// The grace of an expectation that names none.
 const DEFAULT_GRACE: Duration = Duration::from_secs(5 * 60);

@@ -1,0 +1,24 @@
+//! `collector grant-readonly`: the dashboard's read-only role, created or updated.
+
+use anyhow::Context;
+
+use crate::config;
+use crate::domain::RoleName;
+use crate::store;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    #[arg(long, default_value = "webapp_readonly", value_parser = RoleName::parse)]
+    role: RoleName,
+}
+
+pub(super) async fn run(args: Args) -> anyhow::Result<()> {
+    let role = args.role;
+    let store = super::store()?;
+    let password = config::readonly_password()?;
+    let granted = store::grant_readonly(&store, &role, &password).await;
+    store.close().await;
+    granted.with_context(|| format!("granting read-only access to {role}"))?;
+    tracing::info!(%role, "read-only role ready: CONNECT, USAGE and SELECT, now and on future tables");
+    Ok(())
+}

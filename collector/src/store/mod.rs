@@ -55,7 +55,7 @@ pub struct Store {
 }
 
 impl Store {
-    pub(super) fn with_pool(pool: db::Pool) -> Self {
+    fn with_pool(pool: db::Pool) -> Self {
         Self {
             pool,
             crons: Memo::default(),

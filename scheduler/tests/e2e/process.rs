@@ -216,6 +216,46 @@ async fn every_agent_crate_is_in_the_binary() {
     }
 }
 
+/// Settings come from the environment alone: an empty variable is unset (Compose passes
+/// `NAME=` for a blank line of `.env`), a bad one stops the command with one line naming it.
+#[tokio::test]
+async fn an_empty_variable_is_unset_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let schedules = dir.path().join("schedules.toml");
+    std::fs::write(&schedules, "[agents.hello]\ncron = \"0 * * * *\"\n").unwrap();
+    let check = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scheduler"));
+        command.arg("check").env("SCHEDULES_FILE", &schedules);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let empty = check(&[
+        ("COLLECTOR_TOKEN", ""),
+        ("MAX_CONCURRENT_RUNS", " "),
+        ("SHUTDOWN_GRACE", ""),
+        ("SCHEDULER_HA", ""),
+    ]);
+    assert!(empty.status.success(), "{empty:?}");
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("ok, 1 jobs"));
+    for (name, value) in [
+        ("MAX_CONCURRENT_RUNS", "0"),
+        ("SHUTDOWN_GRACE", "soon"),
+        ("SCHEDULER_HA", "perhaps"),
+        ("SCHEDULER_ADDR", "nowhere"),
+    ] {
+        let bad = check(&[(name, value)]);
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success(), "{name}={value} accepted");
+        assert!(
+            stderr.starts_with(&format!("scheduler: error: {name} is invalid"))
+                && stderr.lines().count() == 1,
+            "{name}={value}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn env_example_documents_every_variable_the_scheduler_reads() {
     let text =

@@ -44,10 +44,10 @@ const SCRIPT: &str = include_str!("assets/console.js");
 /// `/ui` and its pages, with the console's headers and compression.
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui", get(pages::overview))
-        .route("/ui/agents/{name}", get(pages::agent))
-        .route("/ui/runs/{id}", get(pages::run))
-        .route("/ui/incidents", get(pages::incidents))
+        .route("/ui", get(pages::overview_page::overview))
+        .route("/ui/agents/{name}", get(pages::agent_page::agent))
+        .route("/ui/runs/{id}", get(pages::run_page::run))
+        .route("/ui/incidents", get(pages::incidents_page::incidents))
         .route("/ui/login", get(sign_in_page).post(sign_in))
         .route("/ui/logout", post(sign_out))
         .route("/ui/assets/console.css", get(stylesheet))

@@ -9,5 +9,6 @@ mod commands;
 mod delivery;
 mod deployment;
 mod engine;
+mod env_file;
 mod helpers;
 mod process;

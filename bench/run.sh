@@ -4,7 +4,7 @@
 #   bench/run.sh               DATABASE_URL when set, else a throwaway durable cluster (fsync on)
 #
 # For each client count it runs pgbench (-M prepared) on the collector's own write statement
-# (collector/src/store/sql/postgres/store_batch.sql) holding one report: PostgreSQL's rate for the
+# (collector/src/store/sql/postgres/: insert_runs.sql, daily.sql, latest.sql) holding one report: PostgreSQL's rate for the
 # same work one report per transaction. Then the release collector under bench/loadgen at the
 # same count, and counts the rows actually written (a collector that answers without writing
 # fails the run), alternating with each run's whole life (POST /runs, then its report): pairs
@@ -81,8 +81,14 @@ BENCH_TOKEN=$("$collector" token --sub bench --ttl 1d)
 # The pgbench script: the collector's own write statement, read from its file (so the two cannot drift),
 # its arrays holding the benchmark's report (loadgen's): 10 metrics, 8 numbers and 2 strings.
 report_sql=$root/target/bench-report.sql
-store_batch=$(grep -v '^--' collector/src/store/sql/postgres/store_batch.sql)
-[ -n "$store_batch" ] || fail "collector/src/store/sql/postgres/store_batch.sql is missing"
+# The statement as store/runs/postgres.rs puts it together: the runs' insert, then the summary
+# rules over them.
+sql_dir=collector/src/store/sql/postgres
+for part in insert_runs daily latest; do [ -f "$sql_dir/$part.sql" ] || fail "$sql_dir/$part.sql is missing"; done
+store_batch="with $(grep -v '^--' "$sql_dir/insert_runs.sql"),
+$(grep -v '^--' "$sql_dir/daily.sql"),
+$(grep -v '^--' "$sql_dir/latest.sql")
+select run_key, id from new_runs"
 key="md5(:client_id::text || '-' || :n::text)::uuid"
 values=(
   "ARRAY[$key]"                                              # $1 run_key

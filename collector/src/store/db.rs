@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
 use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::migrate::{MigrateError, Migrator};
@@ -19,7 +18,8 @@ use uuid::Uuid;
 use super::pace::{self, Pace};
 use super::pools;
 use super::runs::{self, HeldConnection};
-use super::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store, StoreError, summaries};
+use super::summaries::Counted;
+use super::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store, StoreError};
 use crate::domain::{NewRun, NewStart};
 
 /// Which database a store runs on.
@@ -369,16 +369,21 @@ impl Tx {
         Ok(())
     }
 
-    /// The agent's summary of `day` computed again from its runs, and its row of `agents`
-    /// from its days (no rest: the summaries' rows are locked).
-    pub(super) async fn recompute_summaries(
+    /// Counts the stored runs `ids` into the summaries `counted` names, by the write's rules
+    /// (`summaries/recount.rs`).
+    pub(super) async fn count_runs(
         &mut self,
-        agent: &str,
-        day: NaiveDate,
+        ids: &[i64],
+        counted: Counted,
     ) -> Result<(), StoreError> {
+        let (days, latest) = match counted {
+            Counted::Both => (true, true),
+            Counted::Days => (true, false),
+            Counted::Latest => (false, true),
+        };
         match &mut self.conn {
-            Conn::Postgres(tx) => summaries::recompute_postgres(tx, agent, day).await,
-            Conn::Sqlite(tx) => summaries::recompute_sqlite(tx, agent, day).await,
+            Conn::Postgres(tx) => runs::postgres::count_runs(tx, ids, days, latest).await,
+            Conn::Sqlite(tx) => runs::sqlite::count_runs(tx, ids, days, latest).await,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Runs: the write (runs, their metrics and both daily aggregates in one transaction), the
-//! start (`start.rs`), the closing of overdue runs (`overdue.rs`), the listings (`listing.rs`).
+//! start (`claims.rs`), the closing of overdue runs (`overdue.rs`), the listings (`listing.rs`).
 //!
 //! Shared by both backends (here): which reports of a batch are written (the first with each
 //! `run_key`), the lookup of keys stored before, one outcome per report. Per backend, with the
@@ -22,12 +22,15 @@
 //!   `value_min` and `value_max` keep the extreme, `last_value` is the value with the latest
 //!   `recorded_at` (ties: the later stored), `last_recorded_at` that time.
 //! - `agents`, per agent: `last_run_at`, `last_status` and `last_success_at` by the rules of
-//!   `agent_daily_summaries` over all days. The paths that change a run already counted
-//!   (overdue.rs) compute the day again from its runs and the agent's row from its days.
+//!   `agent_daily_summaries` over all days.
 //!
+//! Written once per backend (`sql/postgres/daily.sql` and `latest.sql`;
+//! `sql/sqlite/daily_summaries.sql`, `agents.sql` and `metric_day.rs`) and applied to the runs
+//! a write inserts, or to stored runs by id: a run closed as overdue is added then, and a day
+//! whose counted run changed is deleted and given its runs again (`summaries/recount.rs`).
 //! Rows are upserted in key order, so concurrent transactions cannot deadlock on them. The
 //! collector's tests run on both backends and hold both implementations to the same answers
-//! (collector/tests/api/ingest.rs: summaries across days, late reports, duplicates, exact sums).
+//! (collector/tests/api/summaries.rs: the same reports give the same rows on both).
 
 pub(super) mod claims;
 mod listing;

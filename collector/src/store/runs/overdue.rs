@@ -1,16 +1,16 @@
 //! Runs that outlive their deadline, and the late results that correct them.
 //!
 //! A `running` row past its `deadline` is closed as failed ("no result from HOST by DEADLINE"),
-//! `overdue_at` set, `finished_at` left empty (no report finished it), and its day's summary
-//! computed again from the rows. On PostgreSQL one collector replica does it at a time (a
+//! `overdue_at` set, `finished_at` left empty (no report finished it), and counted in the
+//! summaries as a failed run (running, it was in none). On PostgreSQL one collector replica does it at a time (a
 //! transaction-scoped advisory lock; the others skip their turn); SQLite is one process.
 //!
 //! The truth wins: a report that arrives later for that run completes it after all. In one
-//! transaction the row is made `running` again, its old day's summary computed again without
-//! it, and the report written as any completion is (counted then, once).
+//! transaction the row is made `running` again, its old day counted again without it
+//! (`summaries/recount.rs`), and the report written as any completion is (counted then, once).
 
 use agent_sdk::wire::{IncidentKind, RunStatus};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query, UpdateStatement};
 use sqlx::FromRow;
 
@@ -28,7 +28,6 @@ pub const OVERDUE_LOCK: i64 = 0x006f_7665_7264_7565;
 struct OverdueRun {
     id: i64,
     agent_name: String,
-    started_at: DateTime<Utc>,
     host: Option<String>,
     claimant: Option<String>,
     deadline: DateTime<Utc>,
@@ -57,7 +56,6 @@ impl Store {
             .columns([
                 AgentRuns::Id,
                 AgentRuns::AgentName,
-                AgentRuns::StartedAt,
                 AgentRuns::Host,
                 AgentRuns::Claimant,
                 AgentRuns::Deadline,
@@ -69,7 +67,7 @@ impl Store {
             .limit(CLOSE_AT_MOST)
             // PostgreSQL: rows a report is completing right now are left for the next pass.
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        // Background work: paced (store/tx.rs). Its rests come before the summaries' rows are
+        // Background work: paced (store/pace.rs). Its rests come before the summaries' rows are
         // locked (their recomputation, last, runs on the connection: no rest in it).
         let mut tx = Tx::begin_paced(self).await?;
         if !tx.try_lock(OVERDUE_LOCK).await? {
@@ -87,9 +85,9 @@ impl Store {
             )
             .await?;
         }
-        for (agent, day) in days(rows.iter().map(|r| (&r.agent_name, r.started_at))) {
-            tx.recompute_summaries(agent, day).await?;
-        }
+        // Running, they were in no summary: counted now, as failed runs.
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        tx.add_to_summaries(&ids).await?;
         tx.commit().await?;
         Ok(rows.len())
     }
@@ -113,7 +111,7 @@ impl Store {
             return Ok(None);
         };
         tx.execute(&reopen(id)).await?;
-        tx.recompute_summaries(run.agent_name.as_str(), started_at.date_naive())
+        tx.recount(run.agent_name.as_str(), started_at.date_naive())
             .await?;
         let written = tx.write_runs(&[run]).await?;
         tx.commit().await?;
@@ -145,12 +143,4 @@ fn reopen(id: i64) -> UpdateStatement {
         ])
         .and_where(Expr::col(AgentRuns::Id).eq(id))
         .to_owned()
-}
-
-/// Each (agent, UTC day of `started_at`) once.
-fn days<'a>(
-    runs: impl Iterator<Item = (&'a String, DateTime<Utc>)>,
-) -> std::collections::BTreeSet<(&'a str, NaiveDate)> {
-    runs.map(|(agent, at)| (agent.as_str(), at.date_naive()))
-        .collect()
 }

@@ -50,9 +50,52 @@ impl HeldConnection {
     }
 }
 
-/// `sql/postgres/store_batch.sql`: runs, metrics and both daily aggregates in one statement
-/// (data-modifying CTEs), the ingest rate measured in docs/performance.md.
-const STORE_BATCH: &str = include_str!("../sql/postgres/store_batch.sql");
+/// The whole write of a batch in one statement: the runs and their metrics
+/// (`sql/postgres/insert_runs.sql`) and the summary rules over them (`daily.sql`, `latest.sql`);
+/// (run_key, id) of each run written. Data-modifying CTEs, one round trip: the ingest rate
+/// measured in docs/performance.md, where bench/run.sh puts the same files together for pgbench.
+const STORE_BATCH: &str = concat!(
+    "with ",
+    include_str!("../sql/postgres/insert_runs.sql"),
+    ",\n",
+    include_str!("../sql/postgres/daily.sql"),
+    ",\n",
+    include_str!("../sql/postgres/latest.sql"),
+    "select run_key, id from new_runs"
+);
+
+/// The summary rules over stored runs (`sql/postgres/runs_by_id.sql`: `$1`, their ids), per day
+/// and per agent.
+const COUNT_DAYS: &str = concat!(
+    "with ",
+    include_str!("../sql/postgres/runs_by_id.sql"),
+    ",\n",
+    include_str!("../sql/postgres/daily.sql"),
+    "select count(*) from new_runs"
+);
+const COUNT_LATEST: &str = concat!(
+    "with ",
+    include_str!("../sql/postgres/runs_by_id.sql"),
+    ",\n",
+    include_str!("../sql/postgres/latest.sql"),
+    "select count(*) from new_runs"
+);
+
+/// Counts the stored runs `ids` into the daily summaries (`days`) and the agents' rows
+/// (`latest`), by the rules the write applies.
+pub(in crate::store) async fn count_runs(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    days: bool,
+    latest: bool,
+) -> Result<(), StoreError> {
+    for (wanted, statement) in [(days, COUNT_DAYS), (latest, COUNT_LATEST)] {
+        if wanted {
+            sqlx::query(statement).bind(ids).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
 
 /// Writes the runs of `runs` whose `run_key` is new or whose run is `running` (completed now),
 /// their metrics and both daily aggregates, in one statement; returns (run_key, id) of each

@@ -93,11 +93,7 @@ pub(in crate::store) async fn write(
     // The new runs' ids as one JSON array: the statements stay the same whatever the batch.
     let new_ids = serde_json::to_string(&created.iter().map(|(_, id)| *id).collect::<Vec<_>>())
         .map_err(json_error)?;
-    sqlx::query(DAILY_SUMMARIES)
-        .bind(&new_ids)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(AGENTS).bind(&new_ids).execute(&mut *tx).await?;
+    count_runs_json(&mut *tx, &new_ids, true, true).await?;
     // The per-metric aggregates of the numeric metrics, in report order.
     let mut days: BTreeMap<(&str, &str, NaiveDate), MetricDay> = BTreeMap::new();
     for (_, run, metric) in &metrics {
@@ -142,7 +138,7 @@ fn insert_runs(runs: &[&NewRun]) -> Result<InsertStatement, StoreError> {
             AgentRuns::MetricCount,
         ])
         // A `running` row of the same agent (POST /runs) is completed by its report; any other
-        // row with the key is left alone (as in sql/postgres/store_batch.sql).
+        // row with the key is left alone (as in sql/postgres/insert_runs.sql).
         .on_conflict(
             OnConflict::column(AgentRuns::RunKey)
                 .update_columns([
@@ -198,11 +194,11 @@ fn json_error(err: serde_json::Error) -> StoreError {
     StoreError::internal("encoding the statement's JSON parameter", err)
 }
 
-/// `sql/sqlite/daily_summaries.sql`: the daily summaries of the runs just inserted, merged into
-/// the stored ones.
+/// `sql/sqlite/daily_summaries.sql`: the daily summaries of the runs `?1` lists, merged into
+/// the stored ones (the summary rules per day, written once).
 const DAILY_SUMMARIES: &str = include_str!("../sql/sqlite/daily_summaries.sql");
 
-/// `sql/sqlite/agents.sql`: each agent's latest run and success, from the runs just inserted,
+/// `sql/sqlite/agents.sql`: each agent's latest run and success, from the runs `?1` lists,
 /// merged into its row of `agents`.
 const AGENTS: &str = include_str!("../sql/sqlite/agents.sql");
 
@@ -310,5 +306,31 @@ pub(super) async fn execute(
     sqlx::query_with(AssertSqlSafe(sql), values)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Counts the stored runs `ids` into the daily summaries (`days`) and the agents' rows
+/// (`latest`), by the rules the write applies.
+pub(in crate::store) async fn count_runs(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    days: bool,
+    latest: bool,
+) -> Result<(), StoreError> {
+    let ids = serde_json::to_string(ids).map_err(json_error)?;
+    count_runs_json(conn, &ids, days, latest).await
+}
+
+async fn count_runs_json(
+    conn: &mut SqliteConnection,
+    ids: &str,
+    days: bool,
+    latest: bool,
+) -> Result<(), StoreError> {
+    for (wanted, statement) in [(days, DAILY_SUMMARIES), (latest, AGENTS)] {
+        if wanted {
+            sqlx::query(statement).bind(ids).execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }

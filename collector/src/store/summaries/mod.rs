@@ -3,11 +3,11 @@
 
 mod changes;
 mod metric_days;
-mod recompute;
+mod recount;
 
 pub use changes::{KNOWN_BY_NAME, LastTimes, SummaryChange, SummaryChanges};
 pub use metric_days::MetricDay;
-pub(super) use recompute::{recompute_postgres, recompute_sqlite};
+pub(super) use recount::Counted;
 
 use agent_sdk::wire::{AgentOverview, AgentState, DailySummary, RunStatus};
 use chrono::{DateTime, NaiveDate, Utc};

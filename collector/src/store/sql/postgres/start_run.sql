@@ -2,7 +2,7 @@
 -- unique index may refuse it (the run_key's, or the running exclusive key's): no row is
 -- returned then. The statement's own transaction commits without waiting for its WAL to reach
 -- the disk (set_config(…, true): this transaction only): a start is a claim, not a result
--- (store/write/start.rs says what a crash can lose).
+-- (store/runs/claims.rs says what a crash can lose).
 insert into agent_runs
     (run_key, agent_name, started_at, status, trigger, scheduled_for, host, claimant,
      exclusive_key, deadline)

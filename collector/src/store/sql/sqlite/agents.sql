@@ -1,6 +1,7 @@
 -- Each agent's latest run and success from the runs whose ids ?1 (a JSON array) lists, merged
--- into its stored row: postgres/store_batch.sql's `latest` step in SQLite (the rules:
--- store/write/mod.rs); the same window as daily_summaries.sql, over all days.
+-- into its stored row: postgres/latest.sql in SQLite (the summary rules, docs/architecture.md;
+-- written once: the write and summaries/recount.rs both use it); the same window as
+-- daily_summaries.sql, over all days.
 insert into agents as a (agent_name, last_run_at, last_status, last_success_at)
 select agent_name, max(started_at), max(latest_status),
        max(case when status = 'success' then started_at end)

@@ -1,5 +1,6 @@
 -- The daily summaries of the runs whose ids ?1 (a JSON array) lists, merged into the stored
--- ones: postgres/store_batch.sql's `daily` step in SQLite (the rules: store/write/mod.rs).
+-- ones: postgres/daily.sql's `daily` step in SQLite (the summary rules, docs/architecture.md;
+-- written once: the write and summaries/recount.rs both use it).
 -- first_value picks the status of each day's latest run; the `where true` lets SQLite parse
 -- an upsert fed by a SELECT.
 insert into agent_daily_summaries as s

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
+use super::alert_deliveries::SessionLock;
 use super::pace::{self, Pace};
-use super::pools;
+use super::pools::{self, PoolSettings};
 use super::runs::{self, HeldConnection};
 use super::summaries::Counted;
 use super::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store, StoreError};
@@ -59,14 +59,6 @@ impl Backend {
 pub(super) enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),
-}
-
-/// How many connections a store may open, and how long a caller waits for one.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    pub max_connections: u32,
-    /// How long a request waits for a pooled connection before it is answered 503.
-    pub acquire_timeout: Duration,
 }
 
 impl From<PgPool> for Store {
@@ -196,9 +188,9 @@ impl Store {
                     .bind(key)
                     .fetch_one(&mut *conn)
                     .await?;
-                Ok(mine.then_some(SessionLock(Some((conn, key)))))
+                Ok(mine.then_some(SessionLock::held(conn, key)))
             }
-            Pool::Sqlite(_) => Ok(Some(SessionLock(None))),
+            Pool::Sqlite(_) => Ok(Some(SessionLock::nothing())),
         }
     }
 
@@ -227,24 +219,6 @@ impl Store {
                 .await?
                 .first()
                 .map(|(id,)| *id)),
-        }
-    }
-}
-
-/// Held while this process sends alerts; see [`Store::try_session_lock`].
-pub struct SessionLock(Option<(PoolConnection<Postgres>, i64)>);
-
-impl SessionLock {
-    /// Releases the lock now (dropped without this, its connection is closed, which releases
-    /// it too, a moment later).
-    pub async fn release(self) {
-        if let Some((mut conn, key)) = self.0
-            && let Err(err) = sqlx::query("select pg_advisory_unlock($1)")
-                .bind(key)
-                .execute(&mut *conn)
-                .await
-        {
-            tracing::warn!(error = %err, "releasing an advisory lock failed; its connection closes");
         }
     }
 }

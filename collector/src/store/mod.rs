@@ -26,10 +26,11 @@ mod tables;
 
 pub use access::AgentAccess;
 pub use agent_expectations::ExpectationRow;
-pub use alert_deliveries::{ALERT_LOCK, AttemptOutcome, DueAlert};
+pub use alert_deliveries::{ALERT_LOCK, AttemptOutcome, DueAlert, SessionLock};
+pub use db::Backend;
 pub(crate) use db::Tx;
-pub use db::{Backend, PoolSettings, SessionLock};
 pub use error::StoreError;
+pub use pools::PoolSettings;
 pub use readonly::grant_readonly;
 pub use retention::{PRUNE_BATCH, Pruned, Retention};
 pub use runs::{HeldConnection, MetricFilter, OVERDUE_LOCK, RecentRun, RunFilter, Started, Stored};

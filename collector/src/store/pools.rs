@@ -7,8 +7,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-use super::PoolSettings;
-
 /// A statement running longer than this is cancelled, so a stuck query cannot hold a
 /// connection (and a client) forever.
 const STATEMENT_TIMEOUT: &str = "15s";
@@ -63,4 +61,12 @@ pub(super) fn sqlite(url: &str, settings: PoolSettings) -> Result<SqlitePool, sq
         .acquire_timeout(settings.acquire_timeout)
         .connect_lazy_with(options);
     Ok(pool)
+}
+
+/// How many connections a store may open, and how long a caller waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub acquire_timeout: Duration,
 }

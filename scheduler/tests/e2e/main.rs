@@ -8,6 +8,7 @@ mod claims;
 mod commands;
 mod delivery;
 mod deployment;
+mod docs;
 mod engine;
 mod env_file;
 mod helpers;

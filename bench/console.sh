@@ -10,13 +10,8 @@
 #   BENCH_RUNS=1000000 (10 metrics each)  BENCH_AGENTS=1000  BENCH_REQUESTS=30
 #   BENCH_REUSE=1: measure again on the database a previous run made (DATABASE_URL's server)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-
-if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
-  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
-  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --data "$root/target/pg-console" -- "$0" "$@"
-fi
+. "$(dirname "$0")/lib.sh"
+in_a_cluster pg-console "$@"
 
 runs=${BENCH_RUNS:-1000000}
 agents=${BENCH_AGENTS:-1000}
@@ -26,10 +21,7 @@ fail() { echo "console: FAILED: $*" >&2; exit 1; }
 psql_bin=${PG_BINDIR:+$PG_BINDIR/}psql
 
 cargo build --quiet --release --locked -p collector
-admin_url=$DATABASE_URL
-url="${admin_url%/*}/agent_console_bench"
-case "${admin_url##*/}" in *\?*) url="${admin_url%/*}/agent_console_bench?${admin_url##*\?}" ;; esac
-sql() { "$psql_bin" "$url" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+use_database agent_console_bench
 if [ -n "${BENCH_REUSE:-}" ] && sql -c 'select 1 from agent_runs limit 1' >/dev/null 2>&1; then
   log "reusing the data in agent_console_bench"
 else

@@ -7,13 +7,8 @@
 #   bench/dashboard.sh        DATABASE_URL when set, else a throwaway cluster
 #   BENCH_RUNS=1000000 (metrics are 10 per run)   BENCH_QUERY_TIME=5 (seconds per query)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-
-if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
-  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
-  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --data "$root/target/pg-dashboard" -- "$0" "$@"
-fi
+. "$(dirname "$0")/lib.sh"
+in_a_cluster pg-dashboard "$@"
 
 runs=${BENCH_RUNS:-1000000}
 query_time=${BENCH_QUERY_TIME:-5}
@@ -23,10 +18,7 @@ psql_bin=${PG_BINDIR:+$PG_BINDIR/}psql
 pgbench_bin=${PG_BINDIR:+$PG_BINDIR/}pgbench
 
 cargo build --quiet --release --locked -p collector
-admin_url=$DATABASE_URL
-url="${admin_url%/*}/agent_dashboard_bench"
-case "${admin_url##*/}" in *\?*) url="${admin_url%/*}/agent_dashboard_bench?${admin_url##*\?}" ;; esac
-sql() { "$psql_bin" "$url" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+use_database agent_dashboard_bench
 "$psql_bin" "$admin_url" -XAtq -c 'drop database if exists agent_dashboard_bench' -c 'create database agent_dashboard_bench' >/dev/null
 DATABASE_URL=$url target/release/collector migrate >/dev/null 2>&1 || fail "collector migrate"
 

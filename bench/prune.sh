@@ -8,12 +8,8 @@
 #
 #   BENCH_RUNS=100000
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
-  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
-  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --durable --data "$root/target/pg-bench-prune" -- "$0" "$@"
-fi
+. "$(dirname "$0")/lib.sh"
+in_a_cluster pg-bench-prune --durable "$@"
 runs=${BENCH_RUNS:-100000}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_RUNS must be a whole number (got '$runs')" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }

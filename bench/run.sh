@@ -21,13 +21,8 @@
 #   BENCH_PEER=0 (1: also the Python peer of bench/peers/, installed into target/bench-venv)
 #   BENCH_SQLITE=0 (1: also the collector on a SQLite file, the embedded backend)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-
-if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
-  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
-  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --durable --data "$root/target/pg-bench" -- "$0" "$@"
-fi
+. "$(dirname "$0")/lib.sh"
+in_a_cluster pg-bench --durable "$@"
 
 duration=${BENCH_DURATION:-20s}
 clients=${BENCH_CLIENTS:-16 64}

@@ -14,12 +14,8 @@
 #   BENCH_DURATION=15s  BENCH_EXPECTATIONS=10000  BENCH_INCIDENTS=1000  BENCH_ROUNDS=2
 #   BENCH_WATCH_EVERY=1ms
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-if [ -z "${BENCH_IN_CLUSTER:-}" ]; then
-  if [ -z "${DATABASE_URL:-}" ]; then export PG_THROWAWAY=1; fi
-  exec env BENCH_IN_CLUSTER=1 scripts/with-postgres.sh --durable --data "$root/target/pg-bench-watch" -- "$0" "$@"
-fi
+. "$(dirname "$0")/lib.sh"
+in_a_cluster pg-bench-watch --durable "$@"
 duration=${BENCH_DURATION:-15s}
 expectations=${BENCH_EXPECTATIONS:-10000}
 incidents=${BENCH_INCIDENTS:-1000}

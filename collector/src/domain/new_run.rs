@@ -64,22 +64,15 @@ impl NewRun {
                 ),
             );
         }
-        let latest = now + MAX_FUTURE_SKEW;
-        for (field, at) in [
-            ("started_at", Some(report.started_at)),
-            ("finished_at", Some(report.finished_at)),
-            ("scheduled_for", report.scheduled_for),
-        ] {
-            if at.is_some_and(|at| at > latest) {
-                errors.add(
-                    field,
-                    invalid(
-                        "future",
-                        format!("{field} is more than a day in the future"),
-                    ),
-                );
-            }
-        }
+        refuse_future(
+            &mut errors,
+            now,
+            [
+                ("started_at", Some(report.started_at)),
+                ("finished_at", Some(report.finished_at)),
+                ("scheduled_for", report.scheduled_for),
+            ],
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -129,6 +122,26 @@ impl NewRun {
 /// same instant, and keyset cursors (microseconds) match the rows exactly.
 pub(super) fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
+}
+
+/// Adds an error for each of `times` more than [`MAX_FUTURE_SKEW`] after `now`.
+pub(super) fn refuse_future<const N: usize>(
+    errors: &mut ValidationErrors,
+    now: DateTime<Utc>,
+    times: [(&'static str, Option<DateTime<Utc>>); N],
+) {
+    let latest = now + MAX_FUTURE_SKEW;
+    for (field, at) in times {
+        if at.is_some_and(|at| at > latest) {
+            errors.add(
+                field,
+                invalid(
+                    "future",
+                    format!("{field} is more than a day in the future"),
+                ),
+            );
+        }
+    }
 }
 
 pub(super) fn invalid(code: &'static str, message: String) -> ValidationError {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use validator::{Validate, ValidationErrors};
 
 use super::AgentName;
-use super::new_run::{MAX_FUTURE_SKEW, invalid, to_micros};
+use super::new_run::{invalid, refuse_future, to_micros};
 
 /// A start that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,21 +26,14 @@ impl NewStart {
     /// Checks `start` against every rule; `now` bounds how far in the future it may begin.
     pub fn parse(start: RunStart, now: DateTime<Utc>) -> Result<Self, ValidationErrors> {
         let mut errors = start.validate().err().unwrap_or_default();
-        let latest = now + MAX_FUTURE_SKEW;
-        for (field, at) in [
-            ("started_at", Some(start.started_at)),
-            ("scheduled_for", start.scheduled_for),
-        ] {
-            if at.is_some_and(|at| at > latest) {
-                errors.add(
-                    field,
-                    invalid(
-                        "future",
-                        format!("{field} is more than a day in the future"),
-                    ),
-                );
-            }
-        }
+        refuse_future(
+            &mut errors,
+            now,
+            [
+                ("started_at", Some(start.started_at)),
+                ("scheduled_for", start.scheduled_for),
+            ],
+        );
         if let Some(deadline) = start.deadline.filter(|d| *d <= start.started_at) {
             errors.add(
                 "deadline",

@@ -1,7 +1,7 @@
 //! Agents (scope `read`): `GET /agents`, each agent's latest state, and `GET /summaries`, its
 //! daily summaries.
 
-use agent_sdk::wire::{AgentsResponse, ErrorBody, SummariesResponse};
+use agent_sdk::wire::{AgentsResponse, SummariesResponse};
 use axum::Json;
 use axum::extract::State;
 use chrono::{Days, Utc};
@@ -12,6 +12,7 @@ use super::api_error::ApiError;
 use super::caller::Caller;
 use super::extract::ApiQuery;
 use super::params::{self, agent_filter};
+use super::refusals::ReadRefusals;
 use crate::auth::Scope;
 use crate::store::SummaryFilter;
 
@@ -23,10 +24,7 @@ const DEFAULT_SUMMARY_DAYS: u64 = 30;
 /// `GET /agents`: per agent, its last run and recent counts.
 #[utoipa::path(get, path = "/agents", tag = "read",
     responses((status = 200, body = AgentsResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
@@ -59,10 +57,7 @@ pub(super) struct SummariesQuery {
 /// `GET /summaries`: daily summaries per agent over a date range (default: the last 30 days).
 #[utoipa::path(get, path = "/summaries", tag = "read", params(SummariesQuery),
     responses((status = 200, body = SummariesResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]

@@ -16,6 +16,7 @@ use super::api_error::ApiError;
 use super::caller::Caller;
 use super::extract::{ApiJson, ApiPath};
 use super::params;
+use super::refusals::BodyRefusals;
 use crate::auth::Scope;
 use crate::domain::{AgentName, NewExpectation};
 
@@ -35,12 +36,9 @@ fn path_agent(name: String) -> Result<AgentName, ApiError> {
         (status = 201, description = "Stored: a new expectation", body = Expectation),
         (status = 200, description = "Stored: it replaced the agent's expectation", body = Expectation),
         (status = 400, description = "Malformed JSON or a bad agent name", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A bad cron, time zone, period or grace; details.fields names each", body = ErrorBody),
         (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "expect", skip_all, fields(agent))]
@@ -129,12 +127,9 @@ pub(super) async fn list_expectations(
     responses(
         (status = 200, description = "The scheduler's expectations, by name", body = ExpectationsResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or a job's agent outside the token's list", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A bad job (its cron, time zone or timeout, or a name given twice); details.fields names it as jobs[i].field", body = ErrorBody),
         (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "publish_jobs", skip_all, fields(jobs))]

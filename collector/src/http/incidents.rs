@@ -1,7 +1,7 @@
 //! Incidents (scope `read`): `GET /incidents`, and the slots behind them, `GET /missed` and
 //! `GET /late`.
 
-use agent_sdk::wire::{ErrorBody, IncidentsResponse, LateResponse, MissedResponse};
+use agent_sdk::wire::{IncidentsResponse, LateResponse, MissedResponse};
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use super::api_error::ApiError;
 use super::caller::Caller;
 use super::extract::ApiQuery;
 use super::params::{self, agent_filter};
+use super::refusals::ReadRefusals;
 use crate::auth::Scope;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -28,10 +29,7 @@ pub(super) struct SlotsQuery {
 /// `GET /missed`: slots no run answered within their grace, newest detection first.
 #[utoipa::path(get, path = "/missed", tag = "read", params(SlotsQuery),
     responses((status = 200, body = MissedResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
@@ -57,10 +55,7 @@ pub(super) async fn list_missed(
 /// (within their grace), newest detection first.
 #[utoipa::path(get, path = "/late", tag = "read", params(SlotsQuery),
     responses((status = 200, body = LateResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
@@ -99,10 +94,7 @@ pub(super) struct IncidentsQuery {
 /// `GET /incidents`: open ones first, then the latest opened.
 #[utoipa::path(get, path = "/incidents", tag = "read", params(IncidentsQuery),
     responses((status = 200, body = IncidentsResponse),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]

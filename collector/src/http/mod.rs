@@ -11,6 +11,7 @@ mod incidents;
 mod openapi;
 mod params;
 pub mod prometheus;
+mod refusals;
 mod runs;
 
 use std::ops::Deref;

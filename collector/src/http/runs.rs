@@ -20,6 +20,7 @@ use super::api_error::ApiError;
 use super::caller::Caller;
 use super::extract::{ApiJson, ApiPath, ApiQuery, parse_json};
 use super::params::{self, agent_filter};
+use super::refusals::{BodyRefusals, ReadRefusals};
 use crate::auth::Scope;
 use crate::domain::{NewRun, NewStart};
 use crate::store::{MetricFilter, RunFilter, Started, Stored};
@@ -35,12 +36,9 @@ use crate::store::{MetricFilter, RunFilter, Started, Stored};
         (status = 200, description = "This run_key was stored before with the same report; nothing written", body = IngestResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 409, description = "run_key_reused: the run_key holds another report (other status, times, error or metrics, or another agent's running run); nothing written", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A rule of the contract is broken; details.fields names each field", body = ErrorBody),
         (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -71,13 +69,10 @@ pub(super) async fn post_metrics(
         (status = 201, description = "Started: run the agent", body = RunStarted),
         (status = 200, description = "Started before by the same claimant: still its run", body = RunStarted),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
         (status = 409, description = "run_claimed: another claimant holds this run_key, or the run has finished; details: {run_id, status, host, claimant}", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A rule of the contract is broken; details.fields names each field", body = ErrorBody),
         (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -270,10 +265,7 @@ pub(super) struct RunsQuery {
 /// `GET /runs`: newest first, keyset-paginated.
 #[utoipa::path(get, path = "/runs", tag = "read", params(RunsQuery),
     responses((status = 200, body = RunPage),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]
@@ -313,10 +305,7 @@ pub(super) async fn list_runs(
 #[utoipa::path(get, path = "/runs/{id}", tag = "read", params(("id" = i64, Path, description = "The run's id")),
     responses((status = 200, body = RunDetail),
         (status = 404, description = "No such run (or not visible to this token)", body = ErrorBody),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(id))]
@@ -367,10 +356,7 @@ pub(super) struct MetricsQuery {
 /// `GET /metrics`: metric values, newest first, keyset-paginated.
 #[utoipa::path(get, path = "/metrics", tag = "read", params(MetricsQuery),
     responses((status = 200, body = MetricPage),
-        (status = 400, description = "A bad parameter, named in details.fields", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Wrong scope, or an agent outside the token's list", body = ErrorBody),
-        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        ReadRefusals,
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all)]

@@ -31,27 +31,8 @@ psql "$DATABASE_URL" -XAtq -c 'drop database if exists watch_bench' -c 'create d
 DATABASE_URL=$bench_url "$collector" migrate >/dev/null 2>&1
 bench/warm-wal.sh "$bench_url"
 log "$expectations expectations, $incidents open incidents, a day of summaries for each agent"
-psql "$bench_url" -XAtq -v ON_ERROR_STOP=1 <<SQL
-insert into agent_expectations (name, agent_name, cron, timezone, every_seconds, grace_seconds, source,
-                                created_at, updated_at, checked_until, next_check_at)
-select 'expected_' || g, 'expected_' || g,
-       case when g % 2 = 0 then '*/5 * * * *' end, case when g % 2 = 0 then 'Europe/Madrid' end,
-       case when g % 2 = 1 then 3600 end, 600, 'api',
-       now() - interval '20 minutes', now() - interval '20 minutes', now() - interval '20 minutes',
-       now() - interval '20 minutes'
-from generate_series(1, $expectations) g;
-insert into agent_daily_summaries (agent_name, day, run_count, success_count, failure_count,
-                                   total_duration_ms, min_duration_ms, max_duration_ms,
-                                   last_run_at, last_status, last_success_at, updated_at)
-select 'expected_' || g, current_date, 1, 1, 0, 1000, 1000, 1000,
-       now() - interval '5 minutes', 'success', now() - interval '5 minutes',
-       now() - (g % 1440) * interval '1 minute' -- changed over the last day, as agents run
-from generate_series(1, $expectations) g;
-insert into incidents (agent_name, kind, opened_at, summary)
-select 'expected_' || g, 'slow', now() - interval '1 hour', 'bench'
-from generate_series(1, $incidents) g;
-analyze agent_expectations, agent_daily_summaries, incidents;
-SQL
+psql "$bench_url" -XAtq -v ON_ERROR_STOP=1 -v expectations="$expectations" -v incidents="$incidents" \
+  -f bench/watch-data.sql
 
 export DATABASE_URL=$bench_url
 # The catch-up after the data is made: 20 minutes of slots missed by every expectation, judged

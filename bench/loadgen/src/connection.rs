@@ -13,8 +13,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
+use crate::arrivals::Pace;
 use crate::bodies::{report, report_with, run_start};
-use crate::pace::Pace;
 
 /// How one connection sends.
 #[derive(Clone, Copy)]

@@ -9,9 +9,9 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio::sync::{Mutex, mpsc};
 
+use crate::arrivals::{Pace, clock};
 use crate::bodies::METRICS_PER_REPORT;
 use crate::connection::{Plan, Tally, connection};
-use crate::pace::{Pace, clock};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -20,10 +20,10 @@
 //! (`pace_p50_ms`, `pace_p99_ms`), so the error of the measurement is on the same line as the
 //! measurement.
 
+mod arrivals;
 mod bodies;
 mod connection;
 mod load;
-mod pace;
 
 use clap::Parser;
 

@@ -23,5 +23,6 @@ mod reads;
 mod retention;
 mod schema;
 mod summaries;
+mod summaries_alike;
 mod validation;
 mod watcher;

@@ -30,7 +30,7 @@
 //! whose counted run changed is deleted and given its runs again (`summaries/recount.rs`).
 //! Rows are upserted in key order, so concurrent transactions cannot deadlock on them. The
 //! collector's tests run on both backends and hold both implementations to the same answers
-//! (collector/tests/api/summaries.rs: the same reports give the same rows on both).
+//! (collector/tests/api/summaries_alike.rs: the same reports give the same rows on both).
 
 pub(super) mod claims;
 mod listing;

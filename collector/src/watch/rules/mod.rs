@@ -1,16 +1,16 @@
 //! The monitoring rules, as pure functions of rows and `now` returning verdicts: which slots of
-//! an expectation are due and which run answered each, on time, late or missed (`slots.rs`);
+//! an expectation are due and which run answered each, on time, late or missed (`answers.rs`);
 //! when an agent goes stale, when its runs are failing or slow (`outcomes.rs`). No database:
 //! the pass (`pass.rs`) reads the rows, asks these, and writes what they say.
 
+mod answers;
 mod outcomes;
-mod slots;
 
-pub use outcomes::{Slowness, Staleness, failing, slowness, staleness};
-pub use slots::{
+pub use answers::{
     DueSlots, EARLY, Judged, PeriodSlots, answer_cron_slots, answer_window, due_cron_slots,
     is_late, judge_period_slots, missed_summary, period, progress,
 };
+pub use outcomes::{Slowness, Staleness, failing, slowness, staleness};
 
 use std::time::Duration;
 

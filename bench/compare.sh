@@ -52,6 +52,9 @@ trap stop EXIT
 rate() {
   local binary=$1
   shift
+  # Analyzed before it is emptied, as bench/run.sh does: autovacuum analyzing the emptied
+  # table would plan each metric row's foreign-key check as a scan (docs/performance.md).
+  sql -c 'analyze agent_runs'
   sql -c 'truncate agent_runs, agent_metrics, agent_daily_summaries, agent_metric_daily_summaries, agents restart identity'
   DATABASE_URL=$ingest_url COLLECTOR_ADDR=127.0.0.1:$port WATCH_EVERY=1h RUST_LOG=warn \
     "$binary" serve 2>>"$root/target/bench-compare-collector.log" &
@@ -92,10 +95,10 @@ DATABASE_URL=$watch_url "$this" migrate >/dev/null 2>&1
 sql -v expectations=10000 -v incidents=1000 -f bench/watch-data.sql
 # Caught up first (20 minutes of slots missed), so that every pass measured is a steady one.
 for _ in $(seq 1 100); do
-  out=$(DATABASE_URL=$watch_url "$this" watch)
+  out=$(DATABASE_URL=$watch_url RUST_LOG=error "$this" watch)
   grep -q '^watch: 0 slots missed' <<<"$out" && break
 done
-pass() { DATABASE_URL=$watch_url "$1" watch | sed -n 's/.* in \([0-9]*\) ms/\1/p'; }
+pass() { DATABASE_URL=$watch_url RUST_LOG=error "$1" watch | sed -n 's/.* in \([0-9]*\) ms/\1/p'; }
 this_ms=() other_ms=()
 for _ in $(seq 1 "$passes"); do
   this_ms+=("$(pass "$this")")

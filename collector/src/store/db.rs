@@ -22,6 +22,24 @@ use super::summaries::Counted;
 use super::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR, Store, StoreError};
 use crate::domain::{NewRun, NewStart};
 
+/// The same code on either backend: `$body` with `$conn` bound to the pool, connection or
+/// transaction of `$target`'s arm (an enum with `Postgres` and `Sqlite` variants) and `$builder`
+/// to that backend's sea-query builder. Where the two arms differ, they are written out.
+macro_rules! on_either {
+    ($kind:ident, $target:expr, |$conn:ident, $builder:ident| $body:expr) => {
+        match $target {
+            $kind::Postgres($conn) => {
+                let $builder = PostgresQueryBuilder;
+                $body
+            }
+            $kind::Sqlite($conn) => {
+                let $builder = SqliteQueryBuilder;
+                $body
+            }
+        }
+    };
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -124,26 +142,18 @@ impl Store {
     /// The latest migration applied (`None`: none yet).
     pub(super) async fn applied_version(&self) -> Result<Option<i64>, sqlx::Error> {
         const APPLIED: &str = "select max(version) from _sqlx_migrations where success";
-        match &self.pool {
-            Pool::Postgres(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
-            Pool::Sqlite(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
-        }
+        on_either!(Pool, &self.pool, |pool, _builder| {
+            sqlx::query_scalar(APPLIED).fetch_one(pool).await
+        })
     }
 
     /// Pool figures for `/prometheus`: (open connections, idle connections, maximum).
     pub fn pool_usage(&self) -> (u32, usize, u32) {
-        match &self.pool {
-            Pool::Postgres(pool) => (
-                pool.size(),
-                pool.num_idle(),
-                pool.options().get_max_connections(),
-            ),
-            Pool::Sqlite(pool) => (
-                pool.size(),
-                pool.num_idle(),
-                pool.options().get_max_connections(),
-            ),
-        }
+        on_either!(Pool, &self.pool, |pool, _builder| (
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections(),
+        ))
     }
 
     /// Runs a sea-query statement (a SELECT, or a write with RETURNING), rendered for this
@@ -153,27 +163,16 @@ impl Store {
         T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
         S: SqlxBinder,
     {
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                let (sql, values) = select.build_sqlx(PostgresQueryBuilder);
-                Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
-                    .fetch_all(pool)
-                    .await?)
-            }
-            Pool::Sqlite(pool) => {
-                let (sql, values) = select.build_sqlx(SqliteQueryBuilder);
-                Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
-                    .fetch_all(pool)
-                    .await?)
-            }
-        }
+        on_either!(Pool, &self.pool, |pool, builder| {
+            let (sql, values) = select.build_sqlx(builder);
+            Ok(sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Postgres(pool) => pool.close().await,
-            Pool::Sqlite(pool) => pool.close().await,
-        }
+        on_either!(Pool, &self.pool, |pool, _builder| pool.close().await)
     }
 
     /// On PostgreSQL, a connection holding the session advisory lock `key`, or `None` when
@@ -286,20 +285,12 @@ impl Tx {
         S: SqlxBinder,
     {
         let started = Instant::now();
-        let rows = match &mut self.conn {
-            Conn::Postgres(tx) => {
-                let (sql, values) = statement.build_sqlx(PostgresQueryBuilder);
-                sqlx::query_as_with(AssertSqlSafe(sql), values)
-                    .fetch_all(&mut **tx)
-                    .await?
-            }
-            Conn::Sqlite(tx) => {
-                let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
-                sqlx::query_as_with(AssertSqlSafe(sql), values)
-                    .fetch_all(&mut **tx)
-                    .await?
-            }
-        };
+        let rows = on_either!(Conn, &mut self.conn, |tx, builder| {
+            let (sql, values) = statement.build_sqlx(builder);
+            sqlx::query_as_with(AssertSqlSafe(sql), values)
+                .fetch_all(&mut **tx)
+                .await?
+        });
         self.rest(started).await;
         Ok(rows)
     }
@@ -310,22 +301,13 @@ impl Tx {
         statement: &S,
     ) -> Result<u64, StoreError> {
         let started = Instant::now();
-        let touched = match &mut self.conn {
-            Conn::Postgres(tx) => {
-                let (sql, values) = statement.build_sqlx(PostgresQueryBuilder);
-                sqlx::query_with(AssertSqlSafe(sql), values)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-            }
-            Conn::Sqlite(tx) => {
-                let (sql, values) = statement.build_sqlx(SqliteQueryBuilder);
-                sqlx::query_with(AssertSqlSafe(sql), values)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-            }
-        };
+        let touched = on_either!(Conn, &mut self.conn, |tx, builder| {
+            let (sql, values) = statement.build_sqlx(builder);
+            sqlx::query_with(AssertSqlSafe(sql), values)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+        });
         self.rest(started).await;
         Ok(touched)
     }
@@ -333,10 +315,7 @@ impl Tx {
     /// Commits, then takes the rest still owed (outside the transaction).
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         let started = Instant::now();
-        match self.conn {
-            Conn::Postgres(tx) => tx.commit().await?,
-            Conn::Sqlite(tx) => tx.commit().await?,
-        }
+        on_either!(Conn, self.conn, |tx, _builder| tx.commit().await?);
         if let Some(mut pace) = self.pace {
             pace.after(started, Duration::ZERO).await;
         }

@@ -38,13 +38,7 @@ ingest_url=$url
 DATABASE_URL=$ingest_url "$this" migrate >/dev/null 2>&1
 bench/warm-wal.sh "$ingest_url"
 
-port=18700
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-collector_pid=
-stop() {
-  if [ -n "$collector_pid" ]; then kill "$collector_pid" 2>/dev/null; wait "$collector_pid" 2>/dev/null || true; fi
-  collector_pid=
-}
+port=$(free_port 18700)
 trap stop EXIT
 
 # One measurement: BINARY serving compare_ingest, emptied first; loadgen's reports/s (ARGS: its

@@ -27,3 +27,18 @@ use_database() {
   case "${admin_url##*/}" in *\?*) url="${admin_url%/*}/$1?${admin_url##*\?}" ;; esac
 }
 sql() { "${PG_BINDIR:+$PG_BINDIR/}psql" "$url" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+
+# `free_port FROM`: the first port from FROM that nothing listens on.
+free_port() {
+  local port=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+
+# `stop`: stops the collector `$collector_pid` names, if any (also on exit, once
+# `trap stop EXIT` is set).
+collector_pid=
+stop() {
+  if [ -n "$collector_pid" ]; then kill "$collector_pid" 2>/dev/null; wait "$collector_pid" 2>/dev/null || true; fi
+  collector_pid=
+}

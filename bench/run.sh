@@ -58,8 +58,7 @@ bench/warm-wal.sh "$bench_url"
 
 export COLLECTOR_SECRET_KEY
 COLLECTOR_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-port=18400
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+port=$(free_port 18400)
 DATABASE_URL=$bench_url COLLECTOR_ADDR=127.0.0.1:$port RUST_LOG=warn "$collector" serve \
   2>"$root/target/bench-collector.log" &
 collector_pid=$!
@@ -215,8 +214,7 @@ if [ "${BENCH_SQLITE:-0}" = 1 ]; then
   command -v python3 >/dev/null || fail "BENCH_SQLITE=1 counts rows with python3's sqlite3"
   lite_db=$root/target/bench-sqlite/bench.db
   rm -rf "$root/target/bench-sqlite"
-  lite_port=$((port + 1))
-  while (exec 3<>"/dev/tcp/127.0.0.1/$lite_port") 2>/dev/null; do lite_port=$((lite_port + 1)); done
+  lite_port=$(free_port $((port + 1)))
   DATABASE_URL=sqlite://$lite_db COLLECTOR_ADDR=127.0.0.1:$lite_port RUST_LOG=warn "$collector" serve \
     2>"$root/target/bench-collector-sqlite.log" &
   lite_pid=$!

@@ -59,13 +59,7 @@ export COLLECTOR_SECRET_KEY
 COLLECTOR_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export BENCH_TOKEN
 BENCH_TOKEN=$("$collector" token --sub bench --ttl 1d)
-port=18600
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-collector_pid=
-stop() {
-  if [ -n "$collector_pid" ]; then kill "$collector_pid" 2>/dev/null; wait "$collector_pid" 2>/dev/null || true; fi
-  collector_pid=
-}
+port=$(free_port 18600)
 trap stop EXIT
 # The server's passes so far: "count sum" of collector_watch_pass_seconds.
 passes() {

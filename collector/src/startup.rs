@@ -1,5 +1,6 @@
-//! Binding, serving and stopping: what `collector serve` does, reusable by tests and the
-//! `platform` command. The application is the HTTP server and, beside it, the ingest service.
+//! The composition root: connecting, migrating, binding, serving and stopping, what
+//! `collector serve` does, reusable by tests and the `platform` command. The application is the
+//! HTTP server and, beside it, the ingest writers and the watcher's loop.
 
 use std::future::Future;
 use std::net::SocketAddr;

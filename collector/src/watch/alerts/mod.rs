@@ -109,14 +109,11 @@ impl Alerts {
 
     /// Checks an alerts file's text: every problem, one line each.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        // The parser's first line says where ("TOML parse error at line 1, column 3"), its
+        // message what (which key, which table): one line with both.
         let file: FileToml = toml::from_str(text).map_err(|e| {
-            vec![
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("not TOML")
-                    .to_owned(),
-            ]
+            let at = e.to_string().lines().next().unwrap_or("not TOML").to_owned();
+            vec![format!("{at}: {}", e.message().trim())]
         })?;
         let mut problems = Vec::new();
         let give_up_after = match file.give_up_after.as_deref().map(humantime::parse_duration) {
@@ -262,6 +259,19 @@ mod tests {
                 "{fragment}: {problems:#?}"
             );
         }
+    }
+
+    #[test]
+    fn a_toml_error_says_where_and_what() {
+        let problems = Alerts::parse("[[route]]\nname = \"a\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let problem = &problems[0];
+        assert!(problem.starts_with("TOML parse error at line 1"), "{problem}");
+        assert!(
+            problem.contains("unknown field `route`") && problem.contains("`routes`"),
+            "{problem}"
+        );
+        assert_eq!(problem.lines().count(), 1, "{problem}");
     }
 
     #[test]

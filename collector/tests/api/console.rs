@@ -355,6 +355,12 @@ async fn bad_parameters_get_a_page_that_says_which(db: Db) {
             StatusCode::NOT_FOUND,
             "no agent named",
         ),
+        // A valid name nobody knows: no run, no expectation, no incident.
+        (
+            "/ui/agents/nobody_knows",
+            StatusCode::NOT_FOUND,
+            "no agent named &quot;nobody_knows&quot;",
+        ),
         ("/ui/runs/abc", StatusCode::NOT_FOUND, "no run"),
         (
             "/ui/runs/999999",
@@ -413,7 +419,19 @@ async fn pages_and_assets_are_compressed(db: Db) {
     }
 }
 
+/// An agent known only by its expectation has a page (it is expected, it never ran); a name
+/// nobody knows is a 404 (`bad_parameters_get_a_page_that_says_which`).
+async fn an_agent_known_only_by_its_expectation_has_a_page(db: Db) {
+    let app = TestApp::spawn(db).await;
+    app.create_expectation("nightly", r#"{"every": "1h"}"#).await;
+    let token = app.token_for(&[Scope::Read], None);
+    let answer = page(&app, "/ui/agents/nightly", Some(&token)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.contains("nightly"));
+}
+
 on_both_backends!(
+    an_agent_known_only_by_its_expectation_has_a_page,
     signing_in_takes_a_read_token_and_keeps_it_in_a_strict_cookie,
     every_page_shows_the_database_escaped,
     a_token_limited_to_some_agents_sees_only_those,

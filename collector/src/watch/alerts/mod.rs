@@ -112,7 +112,12 @@ impl Alerts {
         // The parser's first line says where ("TOML parse error at line 1, column 3"), its
         // message what (which key, which table): one line with both.
         let file: FileToml = toml::from_str(text).map_err(|e| {
-            let at = e.to_string().lines().next().unwrap_or("not TOML").to_owned();
+            let at = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("not TOML")
+                .to_owned();
             vec![format!("{at}: {}", e.message().trim())]
         })?;
         let mut problems = Vec::new();
@@ -266,7 +271,10 @@ mod tests {
         let problems = Alerts::parse("[[route]]\nname = \"a\"\n").unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:#?}");
         let problem = &problems[0];
-        assert!(problem.starts_with("TOML parse error at line 1"), "{problem}");
+        assert!(
+            problem.starts_with("TOML parse error at line 1"),
+            "{problem}"
+        );
         assert!(
             problem.contains("unknown field `route`") && problem.contains("`routes`"),
             "{problem}"

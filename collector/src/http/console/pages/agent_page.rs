@@ -48,7 +48,7 @@ pub(crate) struct AgentQuery {
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         (status = 400, description = "A bad parameter: a page saying which", content_type = "text/html", body = String),
-        (status = 404, description = "No such agent visible to this token", content_type = "text/html", body = String),
+        (status = 404, description = "No such agent visible to this token: none with a run, an expectation or an incident", content_type = "text/html", body = String),
         Refusals,
     ),
     security(("console_cookie" = [])))]
@@ -92,6 +92,17 @@ pub(crate) async fn agent(
             access: only.clone(),
         })
         .await?;
+    // An agent nobody knows (no run, running or stored, no expectation, no incident) is not a
+    // page, as `GET /runs?agent_name=` of it is empty: 404, the same as an agent out of sight.
+    let unfiltered = status.is_none() && from.is_none() && to.is_none() && params.cursor.is_none();
+    if unfiltered
+        && overview.is_none()
+        && expectations.is_empty()
+        && incidents.is_empty()
+        && runs.runs.is_empty()
+    {
+        return Err(ApiError::not_found(format!("no agent named {name:?}")).into());
+    }
     let first_day = today - Days::new(CHART_DAYS - 1);
     let days = store.metric_days(&agent, first_day).await?;
     let mut by_metric: BTreeMap<&str, Vec<&MetricDay>> = BTreeMap::new();

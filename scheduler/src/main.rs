@@ -4,16 +4,27 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scheduler::cli::Cli;
+use scheduler::cli::{Cli, EXIT_CONFIG, EXIT_USAGE, exit_status};
 use scheduler::settings::Settings;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors; anything else is a wrong command line.
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("scheduler: error: {err}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     agent_sdk::telemetry::init_logging(settings.log_format, "info");
@@ -24,7 +35,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("scheduler: error: {err:#}");
-            ExitCode::FAILURE
+            exit_status(&err)
         }
     }
 }

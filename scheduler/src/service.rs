@@ -5,9 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use agent_sdk::client::{CollectorClient, Deliverer, Spool, TokenSource};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::Refusal;
 use crate::engine::Engine;
 use crate::schedule::{self, Job};
 use crate::settings::Settings;
@@ -21,31 +22,42 @@ pub fn load_jobs(settings: &Settings) -> anyhow::Result<Vec<Job>> {
     }
     // Each problem is already one line naming the file and the agent.
     schedule::load(&settings.schedules_file, &registry)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))
+        .map_err(|errors| Refusal::Config(errors.to_string()).into())
 }
 
 /// The delivery client for `settings`: the collector's URL and token, and the spool.
 pub fn deliverer(settings: &Settings) -> anyhow::Result<Deliverer> {
     let token = match (&settings.collector_token, &settings.collector_token_file) {
         (Some(_), Some(_)) => {
-            bail!("COLLECTOR_TOKEN and COLLECTOR_TOKEN_FILE are both set: keep one")
+            return Err(Refusal::Config(
+                "COLLECTOR_TOKEN and COLLECTOR_TOKEN_FILE are both set: keep one".into(),
+            )
+            .into());
         }
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file).with_context(|| {
                 format!("COLLECTOR_TOKEN_FILE {file} (under docker compose, make deploy writes it from .env's COLLECTOR_TOKEN)")
             })?;
             if text.trim().is_empty() {
-                bail!("COLLECTOR_TOKEN_FILE {file} is empty");
+                return Err(
+                    Refusal::Config(format!("COLLECTOR_TOKEN_FILE {file} is empty")).into(),
+                );
             }
             TokenSource::File(file.into())
         }
-        (Some(token), None) if token.starts_with("change-me") => bail!(
-            "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)"
-        ),
+        (Some(token), None) if token.starts_with("change-me") => {
+            return Err(Refusal::Config(
+                "COLLECTOR_TOKEN is still the .env.example placeholder (create one with: collector token --sub scheduler)".into(),
+            )
+            .into());
+        }
         (Some(token), None) => TokenSource::Fixed(Some(token.clone())),
-        (None, None) => bail!(
-            "COLLECTOR_TOKEN (or COLLECTOR_TOKEN_FILE) is not set (create one with: collector token --sub scheduler)"
-        ),
+        (None, None) => {
+            return Err(Refusal::Config(
+                "COLLECTOR_TOKEN (or COLLECTOR_TOKEN_FILE) is not set (create one with: collector token --sub scheduler)".into(),
+            )
+            .into());
+        }
     };
     let spool = open_spool(settings)?;
     let client = CollectorClient::with_token_source(&settings.collector_url, token)

@@ -63,7 +63,7 @@ pub struct Settings {
     /// `stop_grace_period` is the same variable): running agents get all of it but the last
     /// third (at most 10 s), which is for delivering or spooling their reports.
     pub shutdown_grace: Duration,
-    /// Bearer token that `POST /jobs/{agent}/run` requires; unset disables manual triggers.
+    /// Bearer token that `POST /jobs/{job}/run` requires; unset disables manual triggers.
     pub trigger_token: Option<String>,
     /// High availability: several schedulers with the same schedule run each slot once. A
     /// run's start is then a claim the collector must grant before the agent runs; a slot whose

@@ -22,7 +22,7 @@ use crate::store::Store;
 #[command(
     name = "collector",
     version,
-    about = "Stores agent runs and metrics in PostgreSQL and serves them over HTTP"
+    about = "Stores agent runs and metrics in PostgreSQL (or SQLite, embedded) and serves them over HTTP"
 )]
 pub struct Cli {
     #[command(subcommand)]

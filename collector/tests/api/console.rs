@@ -423,7 +423,8 @@ async fn pages_and_assets_are_compressed(db: Db) {
 /// nobody knows is a 404 (`bad_parameters_get_a_page_that_says_which`).
 async fn an_agent_known_only_by_its_expectation_has_a_page(db: Db) {
     let app = TestApp::spawn(db).await;
-    app.create_expectation("nightly", r#"{"every": "1h"}"#).await;
+    app.create_expectation("nightly", r#"{"every": "1h"}"#)
+        .await;
     let token = app.token_for(&[Scope::Read], None);
     let answer = page(&app, "/ui/agents/nightly", Some(&token)).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

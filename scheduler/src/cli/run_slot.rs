@@ -9,6 +9,7 @@ use agent_sdk::{RunContext, execute};
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::cli::Refusal;
 use crate::service::{deliverer, load_jobs};
 use crate::settings::Settings;
 
@@ -24,11 +25,11 @@ pub(super) async fn run(
     let job = load_jobs(settings)?
         .into_iter()
         .find(|j| j.name == name)
-        .with_context(|| {
-            format!(
+        .ok_or_else(|| {
+            Refusal::Usage(format!(
                 "--slot needs a job of {}: no job `{name}`",
                 settings.schedules_file.display()
-            )
+            ))
         })?;
     let now = chrono::Utc::now();
     let slot = match slot {
@@ -37,14 +38,18 @@ pub(super) async fn run(
             .latest_at_or_before(now)
             .with_context(|| format!("`{}` has no slot before now", job.cron.expression()))?,
         text => {
-            let at: chrono::DateTime<chrono::Utc> = text.parse().with_context(|| {
-                format!("--slot {text:?}: expected `latest` or an RFC 3339 time")
+            let at: chrono::DateTime<chrono::Utc> = text.parse().map_err(|_| {
+                Refusal::Usage(format!(
+                    "--slot {text:?}: expected `latest` or an RFC 3339 time"
+                ))
             })?;
-            anyhow::ensure!(
-                job.cron.next_after(at - chrono::TimeDelta::seconds(1)) == Some(at),
-                "--slot {text}: not a slot of `{}`",
-                job.cron.expression()
-            );
+            if job.cron.next_after(at - chrono::TimeDelta::seconds(1)) != Some(at) {
+                return Err(Refusal::Usage(format!(
+                    "--slot {text}: not a slot of `{}`",
+                    job.cron.expression()
+                ))
+                .into());
+            }
             at
         }
     };

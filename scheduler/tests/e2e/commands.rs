@@ -99,7 +99,12 @@ async fn check_says_ok_or_one_line_per_problem() {
          [agents.lost]\nagent = \"hello\"\ncron = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\n",
     );
     let bad = scheduler(&["check"], url, "", dir.path()).await;
-    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
+    assert_eq!(
+        bad.status.code(),
+        Some(scheduler::cli::EXIT_CONFIG.into()),
+        "{}",
+        text(&bad.stderr)
+    );
     let stderr = text(&bad.stderr);
     for job in ["agents.hello", "agents.nobody", "agents.lost"] {
         assert_eq!(
@@ -119,7 +124,10 @@ async fn empty_variables_are_unset(pool: PgPool) {
 
     // An empty token: start-up stops, with one line saying which variable.
     let refused = scheduler(&["serve"], url, "", dir.path()).await;
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        refused.status.code(),
+        Some(scheduler::cli::EXIT_CONFIG.into())
+    );
     let stderr = text(&refused.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("COLLECTOR_TOKEN"), "{stderr}");
@@ -211,7 +219,10 @@ async fn run_slot_latest_runs_a_slot_once(pool: PgPool) {
         dir.path(),
     )
     .await;
-    assert_eq!(not_a_slot.status.code(), Some(1));
+    assert_eq!(
+        not_a_slot.status.code(),
+        Some(scheduler::cli::EXIT_USAGE.into())
+    );
     assert!(
         text(&not_a_slot.stderr).contains("not a slot"),
         "{}",

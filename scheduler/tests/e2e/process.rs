@@ -216,6 +216,36 @@ async fn every_agent_crate_is_in_the_binary() {
     }
 }
 
+/// The exit statuses README's table gives beside the run's own (0, 1, 2, 3): a wrong command
+/// line 64, whatever the subcommand; `--help` 0.
+#[test]
+fn a_wrong_command_line_exits_64_and_help_0() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_scheduler"))
+            .args(args)
+            .env("SCHEDULES_FILE", "/nonexistent/schedules.toml")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--no-push"][..],
+        &["serve", "--bogus"],
+        &["run"],
+        &["run", "hello", "--param", "novalue"],
+        &["nothing"],
+    ] {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(scheduler::cli::EXIT_USAGE.into()),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+    assert_eq!(run(&["run", "--help"]).status.code(), Some(0));
+}
+
 /// Settings come from the environment alone: an empty variable is unset (Compose passes
 /// `NAME=` for a blank line of `.env`), a bad one stops the command with one line naming it.
 #[tokio::test]
@@ -247,7 +277,11 @@ async fn an_empty_variable_is_unset_and_a_bad_one_is_named() {
     ] {
         let bad = check(&[(name, value)]);
         let stderr = String::from_utf8_lossy(&bad.stderr);
-        assert!(!bad.status.success(), "{name}={value} accepted");
+        assert_eq!(
+            bad.status.code(),
+            Some(scheduler::cli::EXIT_CONFIG.into()),
+            "{name}={value}: {stderr}"
+        );
         assert!(
             stderr.starts_with(&format!("scheduler: error: {name} is invalid"))
                 && stderr.lines().count() == 1,

@@ -46,9 +46,11 @@ pub(super) async fn put_expectation(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(name): ApiPath<String>,
-    ApiJson(request): ApiJson<ExpectationRequest>,
+    // The scope is checked before the body's errors: a wrong token is 403 whatever it sent.
+    body: Result<ApiJson<ExpectationRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<Expectation>), ApiError> {
     caller.require(Scope::Ingest)?;
+    let ApiJson(request) = body?;
     let agent = path_agent(name)?;
     caller.require_agent(agent.as_str())?;
     tracing::Span::current().record("agent", agent.as_str());
@@ -136,9 +138,11 @@ pub(super) async fn list_expectations(
 pub(super) async fn put_scheduled(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(scheduled): ApiJson<ScheduledJobs>,
+    // The scope is checked before the body's errors: a wrong token is 403 whatever it sent.
+    body: Result<ApiJson<ScheduledJobs>, ApiError>,
 ) -> Result<Json<ExpectationsResponse>, ApiError> {
     caller.require(Scope::Ingest)?;
+    let ApiJson(scheduled) = body?;
     tracing::Span::current().record("jobs", scheduled.jobs.len());
     let invalid = |i: usize, field: &str, message: String| {
         ApiError::field(

@@ -46,9 +46,11 @@ use crate::store::{MetricFilter, RunFilter, Started, Stored};
 pub(super) async fn post_metrics(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(report): ApiJson<RunReport>,
+    // The scope is checked before the body's errors: a wrong token is 403 whatever it sent.
+    body: Result<ApiJson<RunReport>, ApiError>,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     caller.require(Scope::Ingest)?;
+    let ApiJson(report) = body?;
     let run = admit(report, &caller, Utc::now())?;
     tracing::Span::current().record("agent", run.agent_name.as_str());
 
@@ -80,9 +82,11 @@ pub(super) async fn post_metrics(
 pub(super) async fn post_start(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(start): ApiJson<RunStart>,
+    // The scope is checked before the body's errors: a wrong token is 403 whatever it sent.
+    body: Result<ApiJson<RunStart>, ApiError>,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
     caller.require(Scope::Ingest)?;
+    let ApiJson(start) = body?;
     let start = NewStart::parse(start, Utc::now()).map_err(|e| ApiError::validation(&e))?;
     caller.require_agent(start.agent_name.as_str())?;
     tracing::Span::current().record("agent", start.agent_name.as_str());
@@ -140,9 +144,11 @@ pub(super) struct RawBatch {
 pub(super) async fn post_batch(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(batch): ApiJson<RawBatch>,
+    // The scope is checked before the body's errors: a wrong token is 403 whatever it sent.
+    body: Result<ApiJson<RawBatch>, ApiError>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     caller.require(Scope::Ingest)?;
+    let ApiJson(batch) = body?;
     let count = batch.reports.len();
     tracing::Span::current().record("reports", count);
     if !(1..=MAX_REPORTS_PER_BATCH).contains(&count) {

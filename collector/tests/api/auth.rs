@@ -201,6 +201,36 @@ async fn wrong_scope_is_403(db: Db) {
     assert_eq!(error_code(&body), "forbidden");
     assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 
+    // The scope before the body: a read token gets 403 for a bad body too, on every write that
+    // takes one, not the body's 400 or 422.
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/metrics", "{not json"),
+        (reqwest::Method::POST, "/metrics", r#"{"agent_name": 1}"#),
+        (reqwest::Method::POST, "/runs", "{}"),
+        (reqwest::Method::POST, "/metrics/batch", "[]"),
+        (
+            reqwest::Method::PUT,
+            "/agents/scoped/expectation",
+            r#"{"every": 5}"#,
+        ),
+        (reqwest::Method::PUT, "/expectations/scheduler", "{}"),
+    ] {
+        let answer = crate::helpers::http_client()
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&read_only)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::FORBIDDEN,
+            "{method} {path} {body}"
+        );
+    }
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+
     for path in ["/runs", "/metrics", "/agents", "/summaries", "/runs/1"] {
         let (status, _) = app.get_with(path, Some(&ingest_only)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");

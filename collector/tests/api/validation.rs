@@ -325,6 +325,30 @@ async fn every_rule_refuses_with_the_field_and_writes_nothing(db: Db) {
     }
 }
 
+/// A time without its offset says that one is needed, naming the field.
+async fn a_time_without_an_offset_is_refused_saying_so(db: Db) {
+    let app = TestApp::spawn(db).await;
+    for (field, body) in [
+        (
+            "started_at",
+            json!({"agent_name": "a", "started_at": "2026-02-19T10:00:00",
+                   "finished_at": "2026-02-19T10:00:01Z"}),
+        ),
+        (
+            "finished_at",
+            json!({"agent_name": "a", "started_at": "2026-02-19T10:00:00Z",
+                   "finished_at": "19/02/2026 10:00"}),
+        ),
+    ] {
+        let (status, answer) = app.post_report(&body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(error_fields(&answer), [field], "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("with its offset"), "{message}");
+    }
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+}
+
 async fn finished_before_started_is_refused_on_its_own(db: Db) {
     let app = TestApp::spawn(db).await;
     let mut body = report("order");
@@ -438,6 +462,7 @@ async fn a_100_mb_body_is_refused_without_being_read(db: Db) {
 }
 
 on_both_backends!(
+    a_time_without_an_offset_is_refused_saying_so,
     every_rule_refuses_with_the_field_and_writes_nothing,
     finished_before_started_is_refused_on_its_own,
     wrong_content_type_is_415,

@@ -136,6 +136,7 @@ pub async fn serve(
         ));
         tokio::spawn(crate::token_expiry::watch(
             deliverer.clone(),
+            settings.token_warn_before,
             stop_redelivery.clone(),
         ));
         tokio::spawn(crate::publish::publish(
@@ -163,6 +164,7 @@ pub async fn serve(
             spool: spool.clone(),
             deliverer,
             trigger_token: settings.trigger_token.clone(),
+            token_warn_before: settings.token_warn_before,
             prometheus,
         });
         let stop = stop_status.clone();

@@ -22,6 +22,7 @@ pub const ENV_VARS: &[&str] = &[
     SCHEDULER_TRIGGER_TOKEN,
     SCHEDULER_HA,
     SCHEDULER_DEADLINE_GRACE,
+    SCHEDULER_TOKEN_WARN_BEFORE,
     RUST_LOG,
     LOG_FORMAT,
 ];
@@ -37,6 +38,7 @@ pub const SHUTDOWN_GRACE: &str = "SHUTDOWN_GRACE";
 pub const SCHEDULER_TRIGGER_TOKEN: &str = "SCHEDULER_TRIGGER_TOKEN";
 pub const SCHEDULER_HA: &str = "SCHEDULER_HA";
 pub const SCHEDULER_DEADLINE_GRACE: &str = "SCHEDULER_DEADLINE_GRACE";
+pub const SCHEDULER_TOKEN_WARN_BEFORE: &str = "SCHEDULER_TOKEN_WARN_BEFORE";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
@@ -73,6 +75,8 @@ pub struct Settings {
     /// to its timeout, every backoff) plus this; past it without a result, the collector closes
     /// the run as failed.
     pub deadline_grace: Duration,
+    /// How long before the collector token expires `/health` and the log warn (7 days).
+    pub token_warn_before: Duration,
     /// `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
 }
@@ -92,6 +96,7 @@ impl Default for Settings {
             trigger_token: None,
             high_availability: false,
             deadline_grace: Duration::from_secs(60),
+            token_warn_before: crate::token_expiry::WARN_BEFORE,
             log_format: LogFormat::Text,
         }
     }
@@ -124,6 +129,10 @@ impl Settings {
             trigger_token: optional(SCHEDULER_TRIGGER_TOKEN)?,
             high_availability: flag_or(SCHEDULER_HA, defaults.high_availability)?,
             deadline_grace: duration_or(SCHEDULER_DEADLINE_GRACE, defaults.deadline_grace)?,
+            token_warn_before: duration_or(
+                SCHEDULER_TOKEN_WARN_BEFORE,
+                defaults.token_warn_before,
+            )?,
             log_format: parse_or(LOG_FORMAT, defaults.log_format)?,
         })
     }

@@ -22,6 +22,8 @@ pub struct StatusState {
     /// `None` with `--no-push`.
     pub deliverer: Option<agent_sdk::client::Deliverer>,
     pub trigger_token: Option<String>,
+    /// `SCHEDULER_TOKEN_WARN_BEFORE`.
+    pub token_warn_before: std::time::Duration,
     pub prometheus: PrometheusHandle,
 }
 
@@ -69,6 +71,7 @@ async fn health(State(state): State<StatusState>) -> Response {
                 body["token"] = crate::token_expiry::health(
                     deliverer.client().token_expires_at(),
                     chrono::Utc::now(),
+                    state.token_warn_before,
                 );
             }
             Json(body).into_response()

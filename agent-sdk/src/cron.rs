@@ -46,6 +46,30 @@ impl CronSchedule {
                 ));
             }
         };
+        // A step over its field's every value (`*/61` minutes) would fire at its first value
+        // only: croner takes it, the person who wrote it meant something else.
+        let names: &[(&str, u32)] = &[
+            ("second", 60),
+            ("minute", 60),
+            ("hour", 24),
+            ("day of month", 31),
+            ("month", 12),
+            ("day of week", 7),
+        ];
+        let names = &names[6 - fields.len()..];
+        for (field, (name, values)) in fields.iter().zip(names) {
+            for part in field.split(',') {
+                if let Some(step) = part
+                    .split_once('/')
+                    .and_then(|(_, s)| s.parse::<u32>().ok())
+                    && step > *values
+                {
+                    return Err(format!(
+                        "{expression:?}: the step /{step} of the {name} field is larger than its {values} values"
+                    ));
+                }
+            }
+        }
         let cron = CronParser::new()
             .parse(expression)
             .map_err(|e| format!("invalid cron expression {expression:?}: {e}"))?;
@@ -196,6 +220,20 @@ mod tests {
             .into_iter()
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_step_larger_than_its_field_is_refused() {
+        let utc = "UTC".parse().unwrap();
+        let refused = CronSchedule::parse("*/61 * * * *", utc).unwrap_err();
+        assert!(
+            refused.contains("step /61 of the minute field"),
+            "{refused}"
+        );
+        assert!(CronSchedule::parse("0 */25 * * *", utc).is_err());
+        assert!(CronSchedule::parse("*/61 * * * * *", utc).is_err());
+        assert!(CronSchedule::parse("*/60 * * * *", utc).is_ok());
+        assert!(CronSchedule::parse("0-30/15 */6 * * 1-5", utc).is_ok());
     }
 
     #[test]

@@ -89,12 +89,10 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The file's keys besides its `[agents.*]` jobs: none (any other is a problem).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileToml {
-    #[serde(default)]
-    agents: BTreeMap<String, EntryToml>,
-}
+struct FileToml {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,27 +143,65 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Vec<Job>, ScheduleErrors
     parse(&file, text.as_deref(), registry)
 }
 
+/// The `[agents.*]` tables of `text`, each read on its own, so that a mistyped one (a number
+/// for a string, a key misspelt) is a problem of its own in `errors` while the others are
+/// still checked; TOML that does not parse at all is the one problem.
+fn entries_of(
+    file: &str,
+    text: &str,
+    errors: &mut Vec<String>,
+) -> Result<BTreeMap<String, EntryToml>, ScheduleErrors> {
+    let line_of = |error: &toml::de::Error| {
+        error
+            .span()
+            .map(|s| format!(" (line {})", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default()
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+        ScheduleErrors(vec![format!(
+            "{file}{}: {}",
+            line_of(&e),
+            e.message().trim()
+        )])
+    })?;
+    let agents = table.remove("agents");
+    // What is left besides `agents`: FileToml's checks (unknown keys).
+    if let Err(e) = toml::Table::try_into::<FileToml>(table) {
+        errors.push(format!("{file}: {}", e.message().trim()));
+    }
+    let mut entries = BTreeMap::new();
+    match agents {
+        None => {}
+        Some(toml::Value::Table(agents)) => {
+            for (name, value) in agents {
+                match value.try_into::<EntryToml>() {
+                    Ok(entry) => {
+                        entries.insert(name, entry);
+                    }
+                    Err(e) => errors.push(format!("{file}: agents.{name}: {}", e.message().trim())),
+                }
+            }
+        }
+        Some(_) => errors.push(format!(
+            "{file}: `agents` must be a table of jobs ([agents.NAME])"
+        )),
+    }
+    Ok(entries)
+}
+
 /// Parses schedule `text` (named `file` in errors); `None` means no file.
 pub fn parse(
     file: &str,
     text: Option<&str>,
     registry: &Registry,
 ) -> Result<Vec<Job>, ScheduleErrors> {
+    let mut errors = Vec::new();
     let entries = match text {
         None => BTreeMap::new(),
-        Some(text) => {
-            toml::from_str::<FileToml>(text)
-                .map_err(|e| {
-                    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-                    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-                    ScheduleErrors(vec![format!("{file}{at}: {}", e.message().trim())])
-                })?
-                .agents
-        }
+        Some(text) => entries_of(file, text, &mut errors)?,
     };
 
     let mut jobs = Vec::new();
-    let mut errors = Vec::new();
     // Jobs with the same expression and zone share one parsed schedule.
     let mut crons = HashMap::new();
     for (name, entry) in &entries {

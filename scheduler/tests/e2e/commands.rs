@@ -115,6 +115,45 @@ async fn check_says_ok_or_one_line_per_problem() {
     }
 }
 
+/// `check` needs its file, and says every problem it finds: mistyped jobs each on a line, beside
+/// the jobs that are wrong in other ways; a step larger than its field is one of them.
+#[tokio::test]
+async fn check_says_every_problem_and_needs_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "http://127.0.0.1:9";
+    let missing = scheduler(&["check"], url, "", dir.path()).await;
+    assert_eq!(
+        missing.status.code(),
+        Some(scheduler::cli::EXIT_CONFIG.into())
+    );
+    assert!(
+        text(&missing.stderr).contains("no such file"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    write_schedule(
+        dir.path(),
+        "[agents.typed]\nagent = \"hello\"\ncron = 5\n\
+         [agents.misspelt]\nagent = \"hello\"\ncorn = \"* * * * *\"\n\
+         [agents.stepped]\nagent = \"hello\"\ncron = \"*/61 * * * *\"\n\
+         [agents.hello]\ncron = \"0 * * * *\"\n",
+    );
+    let bad = scheduler(&["check"], url, "", dir.path()).await;
+    assert_eq!(bad.status.code(), Some(scheduler::cli::EXIT_CONFIG.into()));
+    let stderr = text(&bad.stderr);
+    for (job, says) in [
+        ("agents.typed", "invalid type"),
+        ("agents.misspelt", "corn"),
+        ("agents.stepped", "step /61"),
+    ] {
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(job)).collect();
+        assert_eq!(lines.len(), 1, "one line for {job}: {stderr}");
+        assert!(lines[0].contains(says), "{job}: {stderr}");
+    }
+    assert!(!stderr.contains("agents.hello"), "{stderr}");
+}
+
 /// Compose passes `NAME=` for a blank line of `.env`: an empty variable is unset.
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn empty_variables_are_unset(pool: PgPool) {

@@ -40,6 +40,19 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// The SQLSTATE of the database's own refusal behind this error, if that is what it is
+    /// (`42501`: insufficient privilege).
+    pub fn database_code(&self) -> Option<String> {
+        let Self::Internal { source, .. } = self else {
+            return None;
+        };
+        source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(|db| db.code())
+            .map(|code| code.into_owned())
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -101,3 +101,72 @@ async fn the_readonly_role_reads_everything_and_writes_nothing(pool: PgPool) {
         .await
         .unwrap();
 }
+
+/// A database user that may not create roles is told so in one line, with what it needs, and
+/// nothing is created.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn an_owner_without_createrole_is_told_what_it_needs(pool: PgPool) {
+    let owner = format!("owner_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "create role {owner} login nocreaterole password '{PASSWORD}'"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let options: PgConnectOptions = (*pool.connect_options())
+        .clone()
+        .username(&owner)
+        .password(PASSWORD);
+    let url = format!(
+        "postgres://{owner}:{PASSWORD}@{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    let role = format!("ro_{}", uuid::Uuid::new_v4().simple());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_collector"))
+        .args(["grant-readonly", "--role", &role])
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("WEBAPP_READONLY_PASSWORD", PASSWORD)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("CREATEROLE") && stderr.contains(&owner),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("permission denied").count(), 1, "{stderr}");
+    let created: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
+            .bind(&role)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!created);
+}
+
+/// The password rule README and `.env.example` state: `change-me` and anything under 12
+/// characters are refused, naming the variable, before the database is asked.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn a_short_or_placeholder_password_is_refused(pool: PgPool) {
+    for password in ["change-me", "eleven-char"] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_collector"))
+            .args(["grant-readonly"])
+            .env_clear()
+            .env("DATABASE_URL", database_url(&pool).await)
+            .env("WEBAPP_READONLY_PASSWORD", password)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{password}: {stderr}");
+        assert!(
+            stderr.contains("WEBAPP_READONLY_PASSWORD") && stderr.contains("12 characters"),
+            "{stderr}"
+        );
+    }
+}

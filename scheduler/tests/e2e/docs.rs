@@ -164,3 +164,119 @@ fn architecture_lists_every_subcommand() {
         }
     }
 }
+
+/// The commands README.md shows, in its code blocks and inline: each names a subcommand and
+/// flags of the binary that exist (`collector`, `scheduler`, `platform`) and a target the
+/// Makefile has, so that a rename cannot leave the README behind.
+#[test]
+fn readme_commands_name_what_exists() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    let platform = std::fs::read_to_string(root().join("platform/src/main.rs")).unwrap();
+    let mut lines: Vec<&str> = readme
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .flat_map(|block| block.lines().skip(1))
+        .collect();
+    // Inline commands: `cargo run …`, `collector …`, `scheduler …`, `make …`.
+    lines.extend(readme.split('`').skip(1).step_by(2).filter(|t| {
+        ["cargo run", "collector ", "scheduler ", "make "]
+            .iter()
+            .any(|p| t.starts_with(p))
+    }));
+    let binaries = [
+        ("collector", collector::cli::Cli::command()),
+        ("scheduler", scheduler::cli::Cli::command()),
+    ];
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for line in &lines {
+        // A comment is not a command.
+        let command = line.split(" #").next().unwrap_or_default();
+        let words: Vec<&str> = command
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == '|')
+            .map(|w| w.trim_matches(['[', ']', '.', '`', '"']))
+            .filter(|w| !w.is_empty())
+            .collect();
+        for (i, word) in words.iter().enumerate() {
+            if *word == "make" {
+                if let Some(target) = words.get(i + 1).filter(|t| !t.starts_with('-')) {
+                    let target = target.split('=').next().unwrap_or_default();
+                    if target.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+                        checked += 1;
+                        if !makefile
+                            .lines()
+                            .any(|l| l.starts_with(&format!("{target}:")))
+                        {
+                            wrong.push(format!("make {target}: no such target ({line})"));
+                        }
+                    }
+                }
+            }
+            if *word == "platform" && words.get(i.wrapping_sub(1)) == Some(&"-p") {
+                for flag in words[i + 1..]
+                    .iter()
+                    .filter(|w| w.starts_with("--") && w.len() > 2)
+                {
+                    let field = flag
+                        .trim_start_matches("--")
+                        .split('=')
+                        .next()
+                        .unwrap_or("");
+                    checked += 1;
+                    if !platform.contains(&format!(" {}:", field.replace('-', "_"))) {
+                        wrong.push(format!("platform {flag}: no such flag ({line})"));
+                    }
+                }
+            }
+            for (binary, cli) in &binaries {
+                if word != binary {
+                    continue;
+                }
+                // `cargo run -p collector -- token`: the subcommand follows the `--`.
+                let mut rest = &words[i + 1..];
+                if words.get(i.wrapping_sub(1)) == Some(&"-p") {
+                    match rest.iter().position(|w| *w == "--") {
+                        Some(dash) => rest = &rest[dash + 1..],
+                        None => continue,
+                    }
+                }
+                // The word after the binary is its subcommand (`collector` alone serves).
+                let Some(sub) = rest.first().and_then(|name| cli.find_subcommand(name)) else {
+                    continue;
+                };
+                let mut command = sub;
+                let mut after = &rest[1..];
+                if let Some(leaf) = after.first().and_then(|name| command.find_subcommand(name)) {
+                    command = leaf;
+                    after = &after[1..];
+                }
+                checked += 1;
+                for flag in after.iter().filter(|w| w.starts_with("--") && w.len() > 2) {
+                    let name = flag
+                        .trim_start_matches("--")
+                        .split('=')
+                        .next()
+                        .unwrap_or("");
+                    let known = name == "help"
+                        || command.get_arguments().any(|a| a.get_long() == Some(name));
+                    if !known {
+                        wrong.push(format!(
+                            "{binary} {} {flag}: no such flag ({line})",
+                            command.get_name()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "only {checked} commands checked: is the scan broken?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "README.md shows what does not exist: {wrong:#?}"
+    );
+}

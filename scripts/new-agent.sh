@@ -79,11 +79,16 @@ grep -q "^$name = { path" scheduler/Cargo.toml || { echo "could not add $name to
 last_use=$(grep -n '^use [a-z0-9_]* as _;$' scheduler/src/lib.rs | tail -n 1 | cut -d: -f1)
 sed -i "${last_use}a use $name as _;" scheduler/src/lib.rs
 
+# Its job in the schedule file, which is the whole truth of what runs: its default schedule.
+if [ -f schedules.toml ] && ! grep -q "^\[agents\.$name\]" schedules.toml; then
+  printf '\n[agents.%s]\ncron = "0 */5 * * * *"        # every 5 minutes (its default schedule)\n' "$name" >>schedules.toml
+fi
+
 # Cargo.lock gains the new crate, so that `--locked` builds (the Docker image's) still work.
 cargo update --workspace --offline --quiet
 
 # rustfmt's layout (a long name wraps the test's call; the scheduler's `use` lines sort).
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt -p "$name" -p scheduler; fi
 
-echo "created $dir (agent \`$name\`), added to scheduler/Cargo.toml and scheduler/src/lib.rs"
+echo "created $dir (agent \`$name\`), added to scheduler/Cargo.toml, scheduler/src/lib.rs and schedules.toml"
 echo "next: write run() in $dir/src/lib.rs, then: cargo run -p scheduler -- run $name --no-push"

@@ -31,4 +31,10 @@ out=$(RUST_LOG=error SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TA
 grep -q '"items_processed": 0' <<<"$out" || fail "unexpected output: $out"
 RUST_LOG=error SCHEDULES_FILE=none.toml SPOOL_DIR="$work/spool" "$CARGO_TARGET_DIR/debug/scheduler" run alpha_feed --no-push >/dev/null \
   || fail "scheduler run alpha_feed"
-echo "test-new-agent: ok (created, formatted, tested, linted, built and run by the scheduler)"
+# The schedule file is the whole truth of what runs: the new agents have their tables in it.
+for agent in price_watch alpha_feed; do
+  grep -q "^\[agents\.$agent\]" schedules.toml || fail "schedules.toml has no [agents.$agent]"
+done
+RUST_LOG=error SCHEDULES_FILE=schedules.toml "$CARGO_TARGET_DIR/debug/scheduler" list | grep -q '^price_watch ' \
+  || fail "scheduler list does not show the job price_watch"
+echo "test-new-agent: ok (created, formatted, tested, linted, built, scheduled and run by the scheduler)"

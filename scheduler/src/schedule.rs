@@ -19,7 +19,9 @@
 //! params = { program = "python3", args = ["agents/python/example.py"] }
 //! ```
 //!
-//! A registered agent with a default schedule and no table runs on that default (UTC).
+//! A file is the whole truth: only its jobs run. With no file at all, the registered agents
+//! with a default schedule run on it (UTC); `make new-agent` writes a new agent's default into
+//! the file.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -210,18 +212,16 @@ pub fn parse(
             Err(problem) => errors.push(format!("{file}: agents.{name}: {problem}")),
         }
     }
-    // Agents with a default schedule that no table runs.
-    let scheduled: Vec<&str> = entries
-        .iter()
-        .map(|(name, entry)| entry.agent.as_deref().unwrap_or(name))
-        .collect();
-    for agent in registry.iter() {
+    // Without a file, the agents with a default schedule run on it; a file is the whole truth.
+    let defaults = if text.is_none() {
+        registry.iter().collect()
+    } else {
+        Vec::new()
+    };
+    for agent in defaults {
         let Some(cron) = agent.default_schedule() else {
             continue;
         };
-        if scheduled.contains(&agent.name()) || entries.contains_key(agent.name()) {
-            continue;
-        }
         match CronSchedule::parse(cron, chrono_tz::UTC) {
             Ok(cron) => jobs.push(Job {
                 name: agent.name().to_owned(),
@@ -364,15 +364,24 @@ mod tests {
         )
         .unwrap();
         let names: Vec<_> = jobs.iter().map(|j| j.name.as_str()).collect();
-        assert_eq!(names, ["hello", "py"], "hello runs on its default schedule");
-        let py = &jobs[1];
+        assert_eq!(
+            names,
+            ["py"],
+            "a file is the whole truth: hello's default is not run"
+        );
+        let py = &jobs[0];
         assert_eq!(py.agent.name(), "command");
         assert_eq!(py.timeout, Duration::from_secs(90));
         assert_eq!(py.concurrency, ConcurrencyPolicy::Replace);
         assert_eq!(py.misfire, MisfirePolicy::Skip);
         assert_eq!(py.params["args"], serde_json::json!(["x.py"]));
-        assert_eq!(jobs[0].concurrency, ConcurrencyPolicy::Forbid);
-        assert_eq!(jobs[0].misfire, MisfirePolicy::RunOnce);
+
+        // No file: the default schedules run, with the default policies.
+        let defaults = parse("s.toml", None, &registry()).unwrap();
+        let names: Vec<_> = defaults.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["hello"]);
+        assert_eq!(defaults[0].concurrency, ConcurrencyPolicy::Forbid);
+        assert_eq!(defaults[0].misfire, MisfirePolicy::RunOnce);
     }
 
     #[test]
@@ -432,7 +441,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            typo.0[0].starts_with("s.toml (line 2): unknown field `corn`"),
+            typo.0[0].starts_with("s.toml: agents.hello: unknown field `corn`"),
             "{typo}"
         );
         let broken = parse("s.toml", Some("[agents.hello\n"), &registry()).unwrap_err();

@@ -27,6 +27,7 @@ fn env_example_lists_every_variable_the_code_reads() {
             for rest in text.split(marker).skip(1) {
                 let name: String = rest.chars().take_while(|c| *c != '"').collect();
                 let is_variable = name.len() > 2
+                    && name.starts_with(|c: char| c.is_ascii_uppercase())
                     && name
                         .chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');

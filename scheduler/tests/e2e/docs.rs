@@ -200,18 +200,17 @@ fn readme_commands_name_what_exists() {
             .filter(|w| !w.is_empty())
             .collect();
         for (i, word) in words.iter().enumerate() {
-            if *word == "make" {
-                if let Some(target) = words.get(i + 1).filter(|t| !t.starts_with('-')) {
-                    let target = target.split('=').next().unwrap_or_default();
-                    if target.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
-                        checked += 1;
-                        if !makefile
-                            .lines()
-                            .any(|l| l.starts_with(&format!("{target}:")))
-                        {
-                            wrong.push(format!("make {target}: no such target ({line})"));
-                        }
-                    }
+            if *word == "make"
+                && let Some(target) = words.get(i + 1).filter(|t| !t.starts_with('-'))
+                && let Some(target) = target.split('=').next()
+                && target.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            {
+                checked += 1;
+                if !makefile
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{target}:")))
+                {
+                    wrong.push(format!("make {target}: no such target ({line})"));
                 }
             }
             if *word == "platform" && words.get(i.wrapping_sub(1)) == Some(&"-p") {

@@ -120,7 +120,8 @@ pub struct MetricPage {
     pub next_cursor: Option<String>,
 }
 
-/// `GET /agents`: one entry per agent that has reported.
+/// `GET /agents`: one entry per agent that has finished a run or is expected (an expectation
+/// declared or published: it appears from the moment it is expected).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentsResponse {
@@ -131,8 +132,11 @@ pub struct AgentsResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentOverview {
     pub agent_name: String,
-    pub last_run_at: DateTime<Utc>,
-    pub last_status: RunStatus,
+    /// The latest `started_at` of its finished runs; `null` for an agent expected that never
+    /// finished a run.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// That run's status (`null` with it).
+    pub last_status: Option<RunStatus>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub runs_today: i64,
     pub failures_today: i64,
@@ -143,7 +147,8 @@ pub struct AgentOverview {
     /// When the oldest of them started.
     pub running_since: Option<DateTime<Utc>>,
     /// At a glance: the worst open incident's kind (failing, overdue, missed, stale, slow, in
-    /// that order), else `running` while a run is, else `ok`.
+    /// that order), else `running` while a run is, else `ok`; `new` for an expected agent that
+    /// never finished a run while nothing is overdue.
     pub state: AgentState,
     /// The kinds of the agent's open incidents (`GET /incidents`).
     pub incidents: Vec<super::IncidentKind>,
@@ -155,6 +160,8 @@ pub struct AgentOverview {
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     Ok,
+    /// Expected, never finished a run, nothing overdue yet.
+    New,
     Running,
     Failing,
     Overdue,
@@ -164,6 +171,15 @@ pub enum AgentState {
 }
 
 impl AgentState {
+    /// The state of an expected agent that never finished a run: [`AgentState::of`], `new`
+    /// where that would be `ok`.
+    pub fn of_expected(incidents: &[super::IncidentKind], running: bool) -> Self {
+        match Self::of(incidents, running) {
+            Self::Ok => Self::New,
+            state => state,
+        }
+    }
+
     /// The state of an agent with these open incidents and running runs.
     pub fn of(incidents: &[super::IncidentKind], running: bool) -> Self {
         use super::IncidentKind as K;

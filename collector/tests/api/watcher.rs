@@ -4,6 +4,7 @@
 //! lists them) serve expectations.rs too.
 
 use chrono::{DateTime, DurationRound, SubsecRound, TimeDelta, Timelike, Utc};
+use collector::auth::Scope;
 use collector::watch::{SLOTS_PER_PASS_IN_ALL, WatchRules};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -376,7 +377,55 @@ async fn a_pass_at_its_most_slots_is_followed_by_the_next_before_watch_every(db:
     }
 }
 
+/// An expected agent that never ran is in `GET /agents` from the moment it is expected: `new`
+/// until its slots are missed, then in the state its open incidents say, and the console's
+/// overview ranks it with the problems, before an agent that is fine.
+async fn an_expected_agent_that_never_ran_is_listed_in_the_state_of_its_incidents(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let body = app
+        .create_expectation("nightly", r#"{"every": "1m", "grace": "30s"}"#)
+        .await;
+    let t0 = at(&body["created_at"]);
+    app.push("fine", t0, None).await;
+    let nightly = |agents: &Value| {
+        agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent_name"] == "nightly")
+            .cloned()
+            .unwrap_or_else(|| panic!("nightly is not listed: {agents}"))
+    };
+    let (status, agents) = app.get("/agents").await;
+    assert_eq!(status, StatusCode::OK, "{agents}");
+    let listed = nightly(&agents);
+    assert_eq!(listed["state"], "new", "{listed}");
+    assert!(listed["last_run_at"].is_null() && listed["last_status"].is_null());
+
+    // Past its first slot and grace, and past its periods: missed and stale.
+    app.watch_at(t0 + TimeDelta::minutes(5)).await;
+    let (_, agents) = app.get("/agents").await;
+    let listed = nightly(&agents);
+    assert_eq!(listed["state"], "missed", "{listed}");
+    assert_eq!(listed["incidents"], json!(["missed", "stale"]), "{listed}");
+
+    let token = app.token_for(&[Scope::Read], None);
+    let page = crate::helpers::http_client()
+        .get(app.url("/ui"))
+        .header("cookie", format!("console_token={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = |agent: &str| page.find(&format!(">{agent}<")).unwrap_or(usize::MAX);
+    assert!(row("nightly") < row("fine"), "{page}");
+    assert!(page.contains("agent missed"), "{page}");
+}
+
 on_both_backends!(
+    an_expected_agent_that_never_ran_is_listed_in_the_state_of_its_incidents,
     a_period_with_no_runs_misses_its_slots_once_and_a_run_resolves_it,
     a_cron_slot_without_a_run_is_missed_and_the_next_on_time_resolves_it,
     each_slot_ends_on_time_late_or_missed,

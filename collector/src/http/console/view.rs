@@ -98,6 +98,18 @@ pub(super) fn time_ago(at: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
     html! { (time(at)) " " span class="age" { "(" (age(at, now)) ")" } }
 }
 
+/// An agent's last finished run: its status and when, or "never".
+pub(super) fn last_run(
+    last_status: Option<RunStatus>,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Markup {
+    match (last_status, at) {
+        (Some(last), Some(at)) => html! { (status(last)) " " (time_ago(at, now)) },
+        _ => html! { "never" },
+    }
+}
+
 pub(super) fn status(status: RunStatus) -> Markup {
     html! { span class=(format!("badge {}", status.as_str())) { (status.as_str()) } }
 }
@@ -110,6 +122,7 @@ pub(super) fn state(state: Option<AgentState>) -> Markup {
 pub(super) fn state_name(state: AgentState) -> &'static str {
     match state {
         AgentState::Ok => "ok",
+        AgentState::New => "new",
         AgentState::Running => "running",
         AgentState::Failing => "failing",
         AgentState::Overdue => "overdue",

@@ -17,7 +17,7 @@ use sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query};
 use sqlx::FromRow;
 
 use super::error::parse_status;
-use super::tables::{AgentDailySummaries, AgentRuns, Agents};
+use super::tables::{AgentDailySummaries, AgentExpectations, AgentRuns, Agents};
 use super::{AgentAccess, Store, StoreError};
 use crate::domain::AgentName;
 
@@ -109,16 +109,44 @@ impl Store {
         access: &AgentAccess,
     ) -> Result<(Vec<AgentOverview>, HashMap<String, Vec<RunDay>>), StoreError> {
         let week_start = today - chrono::Days::new(6);
-        let (latest, open, days) = tokio::try_join!(
+        let (latest, expected, open, days) = tokio::try_join!(
             self.agents_latest(access),
+            self.expected_agents(access),
             self.open_incident_kinds(),
             self.run_days(Ord::min(from, week_start), access),
         )?;
-        let overviews = latest
+        let incidents_of = |agent: &str| {
+            let mut incidents = open.get(agent).cloned().unwrap_or_default();
+            incidents.sort_by_key(|k| k.as_str());
+            incidents
+        };
+        // Expected and never finished a run: there from the moment it is expected, in the
+        // state its open incidents say (`missed`, `stale`: "it never ran"), else `new`.
+        let never_ran: Vec<AgentOverview> = expected
+            .into_iter()
+            .filter(|agent| !latest.iter().any(|row| row.agent_name == *agent))
+            .map(|agent_name| {
+                let incidents = incidents_of(&agent_name);
+                AgentOverview {
+                    state: AgentState::of_expected(&incidents, false),
+                    incidents,
+                    agent_name,
+                    last_run_at: None,
+                    last_status: None,
+                    last_success_at: None,
+                    runs_today: 0,
+                    failures_today: 0,
+                    runs_7d: 0,
+                    failures_7d: 0,
+                    running: 0,
+                    running_since: None,
+                }
+            })
+            .collect();
+        let mut overviews: Vec<AgentOverview> = latest
             .into_iter()
             .map(|row| {
-                let mut incidents = open.get(&row.agent_name).cloned().unwrap_or_default();
-                incidents.sort_by_key(|k| k.as_str());
+                let incidents = incidents_of(&row.agent_name);
                 let (mut runs_today, mut failures_today, mut runs_7d, mut failures_7d) =
                     (0, 0, 0, 0);
                 for day in days.get(&row.agent_name).into_iter().flatten() {
@@ -134,9 +162,9 @@ impl Store {
                 Ok(AgentOverview {
                     state: AgentState::of(&incidents, row.running > 0),
                     incidents,
-                    last_status: parse_status(&row.last_status)?,
+                    last_status: Some(parse_status(&row.last_status)?),
                     agent_name: row.agent_name,
-                    last_run_at: row.last_run_at,
+                    last_run_at: Some(row.last_run_at),
                     last_success_at: row.last_success_at,
                     runs_today,
                     failures_today,
@@ -147,7 +175,24 @@ impl Store {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+        overviews.extend(never_ran);
+        overviews.sort_by(|a, b| a.agent_name.cmp(&b.agent_name));
         Ok((overviews, days))
+    }
+
+    /// The agents with an expectation the caller may see, by name.
+    async fn expected_agents(&self, access: &AgentAccess) -> Result<Vec<String>, StoreError> {
+        let mut select = Query::select();
+        select
+            .distinct()
+            .column(AgentExpectations::AgentName)
+            .from(AgentExpectations::Table)
+            .order_by(AgentExpectations::AgentName, Order::Asc);
+        if let Some(access) = access.condition(AgentExpectations::AgentName) {
+            select.cond_where(access);
+        }
+        let rows: Vec<(String,)> = self.fetch(&select).await?;
+        Ok(rows.into_iter().map(|(name,)| name).collect())
     }
 
     /// Each visible agent's row of `agents` with its runs `running` now (POST /runs).

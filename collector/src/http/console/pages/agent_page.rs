@@ -150,7 +150,7 @@ pub(crate) async fn agent(
             }
             @if let Some(o) = &overview {
                 dl class="facts" {
-                    dt { "Last run" } dd { (view::status(o.last_status)) " " (time_ago(o.last_run_at, now)) }
+                    dt { "Last run" } dd { (view::last_run(o.last_status, o.last_run_at, now)) }
                     dt { "Last success" } dd { @if let Some(at) = o.last_success_at { (time_ago(at, now)) } @else { "never" } }
                     dt { "Today" } dd { (counts(o.runs_today, o.failures_today)) }
                     dt { "7 days" } dd { (counts(o.runs_7d, o.failures_7d)) }

@@ -47,7 +47,7 @@ impl Row {
         let last_failed = self
             .overview
             .as_ref()
-            .is_some_and(|o| o.last_status == RunStatus::Failed);
+            .is_some_and(|o| o.last_status == Some(RunStatus::Failed));
         match self.state() {
             Some(AgentState::Failing) => 0,
             Some(AgentState::Overdue) => 1,
@@ -56,7 +56,7 @@ impl Row {
             Some(AgentState::Slow) => 4,
             _ if last_failed => 5,
             Some(AgentState::Running) => 6,
-            None => 7,
+            None | Some(AgentState::New) => 7,
             Some(AgentState::Ok) => 8,
         }
     }
@@ -170,7 +170,7 @@ fn overview_row(row: &Row, first_day: NaiveDate, now: DateTime<Utc>) -> Markup {
                 }
             }
             @if let Some(o) = &row.overview {
-                td data-label="Last run" { (view::status(o.last_status)) " " (time_ago(o.last_run_at, now)) }
+                td data-label="Last run" { (view::last_run(o.last_status, o.last_run_at, now)) }
                 td data-label="Last success" {
                     @if let Some(at) = o.last_success_at { (time_ago(at, now)) } @else { "never" }
                 }

@@ -3,6 +3,7 @@
 mod metrics;
 mod monitoring;
 mod report;
+mod rfc3339;
 #[cfg(feature = "openapi")]
 mod schema;
 mod start;

@@ -39,6 +39,7 @@ pub struct RunReport {
             pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
         )
     )]
+    #[serde(deserialize_with = "super::rfc3339::required")]
     pub started_at: DateTime<Utc>,
     #[cfg_attr(
         feature = "openapi",
@@ -46,6 +47,7 @@ pub struct RunReport {
             pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
         )
     )]
+    #[serde(deserialize_with = "super::rfc3339::required")]
     pub finished_at: DateTime<Utc>,
     /// `null` for a successful run; the error message of a failed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,7 +67,11 @@ pub struct RunReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<RunTrigger>,
     /// The cron slot this run belongs to, for scheduled runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::optional"
+    )]
     #[cfg_attr(
         feature = "openapi",
         schema(

@@ -34,12 +34,17 @@ pub struct RunStart {
             pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
         )
     )]
+    #[serde(deserialize_with = "super::rfc3339::required")]
     pub started_at: DateTime<Utc>,
     /// What started the run; `api` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<RunTrigger>,
     /// The cron slot this run belongs to, for scheduled runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::optional"
+    )]
     #[cfg_attr(
         feature = "openapi",
         schema(
@@ -71,7 +76,11 @@ pub struct RunStart {
     )]
     pub exclusive: Option<String>,
     /// When the run is overdue: normally its start, its timeout and a grace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::optional"
+    )]
     #[cfg_attr(
         feature = "openapi",
         schema(

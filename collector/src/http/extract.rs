@@ -90,25 +90,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// chrono's parse errors, which only the wire's timestamps can raise, say what went wrong but
-/// not what is expected: the format, offset included, is added.
-fn explain_time(message: String) -> String {
-    const CHRONO: [&str; 5] = [
-        "premature end of input",
-        "input contains invalid characters",
-        "trailing input",
-        "input is out of range",
-        "input is not enough for unique date and time",
-    ];
-    if CHRONO.iter().any(|m| message.starts_with(m)) {
-        format!(
-            "{message}: expected an RFC 3339 time with its offset, such as 2026-01-01T09:00:00Z or 2026-01-01T10:00:00+01:00"
-        )
-    } else {
-        message
-    }
-}
-
 fn json_error(inner: &serde_json::Error, path: &str) -> ApiError {
     if inner.is_syntax() || inner.is_eof() || inner.is_io() {
         return ApiError::Client {
@@ -118,7 +99,7 @@ fn json_error(inner: &serde_json::Error, path: &str) -> ApiError {
             details: json!({"line": inner.line(), "column": inner.column()}),
         };
     }
-    let message = explain_time(strip_position(&inner.to_string()));
+    let message = strip_position(&inner.to_string());
     let field = match path {
         "." => missing_field(&message).unwrap_or_default(),
         path => path.to_owned(),

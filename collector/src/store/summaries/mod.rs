@@ -11,7 +11,7 @@ pub(super) use recount::Counted;
 
 use agent_sdk::wire::{AgentOverview, AgentState, DailySummary, RunStatus};
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query};
 use sqlx::FromRow;
@@ -122,9 +122,10 @@ impl Store {
         };
         // Expected and never finished a run: there from the moment it is expected, in the
         // state its open incidents say (`missed`, `stale`: "it never ran"), else `new`.
+        let ran: HashSet<&str> = latest.iter().map(|row| row.agent_name.as_str()).collect();
         let never_ran: Vec<AgentOverview> = expected
             .into_iter()
-            .filter(|agent| !latest.iter().any(|row| row.agent_name == *agent))
+            .filter(|agent| !ran.contains(agent.as_str()))
             .map(|agent_name| {
                 let incidents = incidents_of(&agent_name);
                 AgentOverview {

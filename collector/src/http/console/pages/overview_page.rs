@@ -19,45 +19,27 @@ use crate::store::RunDay;
 /// Days a sparkline shows, today included.
 const SPARK_DAYS: u16 = 14;
 
-/// One row of the overview: an agent that has reported, or one only expected so far.
+/// One row of the overview: an agent that has reported or is expected (`GET /agents`' own).
 struct Row {
-    name: String,
-    overview: Option<AgentOverview>,
+    overview: AgentOverview,
     next_expected: Option<DateTime<Utc>>,
     days: Vec<RunDay>,
 }
 
 impl Row {
-    fn new(name: &str, overview: Option<AgentOverview>) -> Self {
-        Self {
-            name: name.to_owned(),
-            overview,
-            next_expected: None,
-            days: Vec::new(),
-        }
-    }
-
-    fn state(&self) -> Option<AgentState> {
-        self.overview.as_ref().map(|o| o.state)
-    }
-
     /// Problems first: the order of `AgentState::of`; then a last run that failed (before
     /// the watcher's next pass opens `failing` on it); then running, never ran, ok.
     fn rank(&self) -> u8 {
-        let last_failed = self
-            .overview
-            .as_ref()
-            .is_some_and(|o| o.last_status == Some(RunStatus::Failed));
-        match self.state() {
-            Some(AgentState::Failing) => 0,
-            Some(AgentState::Overdue) => 1,
-            Some(AgentState::Missed) => 2,
-            Some(AgentState::Stale) => 3,
-            Some(AgentState::Slow) => 4,
-            _ if last_failed => 5,
-            Some(AgentState::Running) => 6,
-            None | Some(AgentState::New) => 7,
-            Some(AgentState::Ok) => 8,
+        match self.overview.state {
+            AgentState::Failing => 0,
+            AgentState::Overdue => 1,
+            AgentState::Missed => 2,
+            AgentState::Stale => 3,
+            AgentState::Slow => 4,
+            _ if self.overview.last_status == Some(RunStatus::Failed) => 5,
+            AgentState::Running => 6,
+            AgentState::New => 7,
+            AgentState::Ok => 8,
         }
     }
 }
@@ -96,30 +78,31 @@ pub(crate) async fn overview(
             .agents_overview_with_days(now.date_naive(), first_day, &access),
         state.store.list_expectations(&access, now),
     )?;
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for overview in agents {
-        rows.insert(
-            overview.agent_name.clone(),
-            Row::new(&overview.agent_name.clone(), Some(overview)),
-        );
-    }
+    // Every expected agent is among the agents (an expectation stored between the two reads
+    // shows at the next load).
+    let mut next_expected: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
     for expectation in &expectations {
-        let row = rows
-            .entry(expectation.agent_name.clone())
-            .or_insert_with(|| Row::new(&expectation.agent_name, None));
-        row.next_expected = match (row.next_expected, expectation.next_slot) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        if let Some(slot) = expectation.next_slot {
+            next_expected
+                .entry(expectation.agent_name.as_str())
+                .and_modify(|at| *at = Ord::min(*at, slot))
+                .or_insert(slot);
+        }
     }
-    let mut rows: Vec<Row> = rows
-        .into_values()
-        .filter(|row| needle.is_empty() || row.name.to_lowercase().contains(&needle))
+    let mut rows: Vec<Row> = agents
+        .into_iter()
+        .filter(|o| needle.is_empty() || o.agent_name.to_lowercase().contains(&needle))
+        .map(|overview| Row {
+            next_expected: next_expected.get(overview.agent_name.as_str()).copied(),
+            days: days.remove(&overview.agent_name).unwrap_or_default(),
+            overview,
+        })
         .collect();
-    for row in &mut rows {
-        row.days = days.remove(&row.name).unwrap_or_default();
-    }
-    rows.sort_by(|a, b| a.rank().cmp(&b.rank()).then_with(|| a.name.cmp(&b.name)));
+    rows.sort_by(|a, b| {
+        a.rank()
+            .cmp(&b.rank())
+            .then_with(|| a.overview.agent_name.cmp(&b.overview.agent_name))
+    });
     let problems = rows.iter().filter(|r| r.rank() <= 5).count();
     Ok(view::page(
         "Agents",
@@ -159,36 +142,27 @@ pub(crate) async fn overview(
 }
 
 fn overview_row(row: &Row, first_day: NaiveDate, now: DateTime<Utc>) -> Markup {
-    let href = format!("/ui/agents/{}", row.name);
+    let o = &row.overview;
+    let href = format!("/ui/agents/{}", o.agent_name);
     html! {
-        tr class=(format!("agent {}", row.state().map_or("new", view::state_name))) {
-            td data-label="Agent" { a href=(href) { (row.name) } }
+        tr class=(format!("agent {}", view::state_name(o.state))) {
+            td data-label="Agent" { a href=(href) { (o.agent_name) } }
             td data-label="State" {
-                (view::state(row.state()))
-                @if let Some(since) = row.overview.as_ref().and_then(|o| o.running_since) {
+                (view::state(Some(o.state)))
+                @if let Some(since) = o.running_since {
                     " " span class="age" { "since " (age(since, now).trim_end_matches(" ago")) }
                 }
             }
-            @if let Some(o) = &row.overview {
-                td data-label="Last run" { (view::last_run(o.last_status, o.last_run_at, now)) }
-                td data-label="Last success" {
-                    @if let Some(at) = o.last_success_at { (time_ago(at, now)) } @else { "never" }
-                }
-            } @else {
-                td data-label="Last run" { "never" }
-                td data-label="Last success" { "never" }
+            td data-label="Last run" { (view::last_run(o.last_status, o.last_run_at, now)) }
+            td data-label="Last success" {
+                @if let Some(at) = o.last_success_at { (time_ago(at, now)) } @else { "never" }
             }
             td data-label="Next expected" {
                 @if let Some(at) = row.next_expected { (time_ago(at, now)) }
                 @else { "—" }
             }
-            @if let Some(o) = &row.overview {
-                td data-label="Today" { (counts(o.runs_today, o.failures_today)) }
-                td data-label="7 days" { (counts(o.runs_7d, o.failures_7d)) }
-            } @else {
-                td data-label="Today" { "0" }
-                td data-label="7 days" { "0" }
-            }
+            td data-label="Today" { (counts(o.runs_today, o.failures_today)) }
+            td data-label="7 days" { (counts(o.runs_7d, o.failures_7d)) }
             td data-label="Duration per day" {
                 @if row.days.is_empty() { "—" } @else { (chart::sparkline(&row.days, first_day, SPARK_DAYS)) }
             }

@@ -284,16 +284,6 @@ impl DatabaseConfig {
         self.url.expose_secret()
     }
 
-    /// The user name in the URL (empty for SQLite or a URL without one).
-    pub fn user(&self) -> String {
-        let url = self.url();
-        let rest = url.split_once("://").map_or("", |(_, rest)| rest);
-        match rest.rsplit_once('@') {
-            Some((userinfo, _)) => userinfo.split(':').next().unwrap_or_default().to_owned(),
-            None => String::new(),
-        }
-    }
-
     pub fn pool(&self) -> PoolSettings {
         self.pool
     }

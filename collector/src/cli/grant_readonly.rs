@@ -20,11 +20,15 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let store = super::store()?;
     let password = config::readonly_password()?;
     let granted = store::grant_readonly(&store, &role, &password).await;
+    // The user the pool connects as (SQLite has none, and refuses before this).
+    let user = store
+        .postgres()
+        .map(|pool| pool.connect_options().get_username().to_owned())
+        .unwrap_or_default();
     store.close().await;
     if let Err(err) = &granted
         && err.database_code().as_deref() == Some(INSUFFICIENT_PRIVILEGE)
     {
-        let user = config::DatabaseConfig::from_env()?.user();
         anyhow::bail!(
             "granting read-only access to {role}: permission denied: the database user {user:?} may not create roles; as a superuser run `ALTER ROLE \"{user}\" CREATEROLE;`, or run grant-readonly with a superuser's DATABASE_URL"
         );

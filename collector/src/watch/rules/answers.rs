@@ -143,12 +143,11 @@ pub fn judge_period_slots(
 /// An expectation's progress after `judged`: a cron's is its last slot judged; a period's,
 /// the run that reset it (or the slot last missed).
 pub fn progress(cadence: &Cadence, checked: DateTime<Utc>, judged: &[Judged]) -> DateTime<Utc> {
-    judged
-        .iter()
-        .fold(checked, |_, (slot, answer)| match (cadence, answer) {
-            (Cadence::Every(_), Some(started)) => *started,
-            _ => *slot,
-        })
+    match (cadence, judged.last()) {
+        (_, None) => checked,
+        (Cadence::Every(_), Some((_, Some(started)))) => *started,
+        (_, Some((slot, _))) => *slot,
+    }
 }
 
 /// The period `stale` counts in: a period's own; a cron's, from its first slot not yet judged

@@ -82,7 +82,7 @@ for part in insert_runs daily latest; do [ -f "$sql_dir/$part.sql" ] || fail "$s
 store_batch="with $(grep -v '^--' "$sql_dir/insert_runs.sql"),
 $(grep -v '^--' "$sql_dir/daily.sql"),
 $(grep -v '^--' "$sql_dir/latest.sql")
-select run_key, id from new_runs"
+select run_key, agent_name, id from new_runs"
 key="md5(:client_id::text || '-' || :n::text)::uuid"
 values=(
   "ARRAY[$key]"                                              # $1 run_key
@@ -94,6 +94,7 @@ values=(
   "ARRAY['items_processed','errors','duration_ms','tokens_in','tokens_out','cost_usd','retries','score','status','model']"
   "ARRAY['42','0','1500','1234','567','0.0123','1','0.87',NULL,NULL]"           # $14 numbers
   "ARRAY[NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,'ok','llama-3.1-8b']"          # $15 strings
+  "array_fill('bench_agent_' || lpad(:agent::text, 2, '0'), ARRAY[10])"  # $16 each metric's agent
 )
 for n in $(seq ${#values[@]} -1 1); do store_batch=${store_batch//"\$$n"/"${values[n - 1]}"}; done
 printf '%s\n%s\n%s;\n' '\set agent random(0, 19)' '\set n random(1, 9223372036854775806)' \

@@ -20,7 +20,8 @@ pub struct RunStart {
         schema(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")
     )]
     pub agent_name: String,
-    /// The run's key: the same for every claimant of a scheduled slot (job and slot).
+    /// The run's key: the same for every claimant of a scheduled slot (job and slot). Unique
+    /// per agent: another agent's run under the same key is another run.
     #[cfg_attr(
         feature = "openapi",
         schema(
@@ -65,9 +66,10 @@ pub struct RunStart {
         schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")
     )]
     pub claimant: String,
-    /// At most one `running` run holds this key at a time: another start with it is refused
-    /// (409, naming the running run) until that run ends. The scheduler sends its job's name
-    /// for `concurrency_policy = "forbid"`, so that the rule holds across replicas.
+    /// At most one `running` run of the agent holds this key at a time: another start of the
+    /// agent with it is refused (409, naming the running run) until that run ends. The
+    /// scheduler sends its job's name for `concurrency_policy = "forbid"`, so that the rule
+    /// holds across replicas. Another agent's runs never hold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "validate_claimant"))]
     #[cfg_attr(
@@ -75,7 +77,8 @@ pub struct RunStart {
         schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")
     )]
     pub exclusive: Option<String>,
-    /// When the run is overdue: normally its start, its timeout and a grace.
+    /// When the run is overdue: normally its start, its timeout and a grace. At most 7 days
+    /// after `started_at`; 24 hours after it when absent.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

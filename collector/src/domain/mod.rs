@@ -12,7 +12,7 @@ pub use decimal::canonical_decimal;
 pub use names::{AgentName, AgentPattern, MetricName, RoleName};
 pub use new_expectation::{Cadence, NewExpectation, human};
 pub use new_run::{MAX_FUTURE_SKEW, NewMetric, NewRun, StoredValue};
-pub use new_start::NewStart;
+pub use new_start::{DEFAULT_DEADLINE, MAX_DEADLINE, NewStart};
 
 /// The fields `errors` names, sorted: what the domain's tests compare.
 #[cfg(test)]

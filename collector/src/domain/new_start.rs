@@ -1,12 +1,19 @@
 //! A run's start (`POST /runs`) turned into the `running` row it will be stored as.
 
 use agent_sdk::wire::{RunStart, RunTrigger};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 use validator::{Validate, ValidationErrors};
 
 use super::AgentName;
 use super::new_run::{invalid, refuse_future, to_micros};
+
+/// The latest deadline a start may ask for, after its `started_at`: a run holds its slot and
+/// its exclusive key until it ends or its deadline passes, so none holds them for ever.
+pub const MAX_DEADLINE: TimeDelta = TimeDelta::days(7);
+
+/// The deadline of a start that gives none, after its `started_at`.
+pub const DEFAULT_DEADLINE: TimeDelta = TimeDelta::hours(24);
 
 /// A start that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +26,8 @@ pub struct NewStart {
     pub host: Option<String>,
     pub claimant: String,
     pub exclusive: Option<String>,
-    pub deadline: Option<DateTime<Utc>>,
+    /// Given, or [`DEFAULT_DEADLINE`] after `started_at`.
+    pub deadline: DateTime<Utc>,
 }
 
 impl NewStart {
@@ -47,6 +55,23 @@ impl NewStart {
                 ),
             );
         }
+        if let Some(deadline) = start
+            .deadline
+            .filter(|d| *d - start.started_at > MAX_DEADLINE)
+        {
+            errors.add(
+                "deadline",
+                invalid(
+                    "range",
+                    format!(
+                        "deadline ({}) is more than {} days after started_at ({})",
+                        deadline.to_rfc3339(),
+                        MAX_DEADLINE.num_days(),
+                        start.started_at.to_rfc3339()
+                    ),
+                ),
+            );
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -60,7 +85,11 @@ impl NewStart {
             host: start.host,
             claimant: start.claimant,
             exclusive: start.exclusive,
-            deadline: start.deadline.map(to_micros),
+            deadline: to_micros(
+                start
+                    .deadline
+                    .unwrap_or(start.started_at + DEFAULT_DEADLINE),
+            ),
         })
     }
 }
@@ -85,6 +114,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.trigger, RunTrigger::Api);
+
+        let without = NewStart::parse(
+            start(serde_json::json!({
+                "agent_name": "a", "run_key": "00000000-0000-4000-8000-000000000001",
+                "started_at": "2026-12-02T11:59:00Z", "claimant": "host-1:42"})),
+            now,
+        )
+        .unwrap();
+        assert_eq!(without.deadline, without.started_at + DEFAULT_DEADLINE);
+
+        let too_far = NewStart::parse(
+            start(serde_json::json!({
+                "agent_name": "a", "run_key": "00000000-0000-4000-8000-000000000001",
+                "started_at": "2026-12-02T11:59:00Z", "claimant": "host-1:42",
+                "deadline": "2026-12-09T11:59:01Z"})),
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(super::super::error_fields(&too_far), ["deadline"]);
 
         let bad = NewStart::parse(
             start(serde_json::json!({

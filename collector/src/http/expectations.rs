@@ -122,8 +122,11 @@ pub(super) async fn list_expectations(
     Ok(Json(ExpectationsResponse { expectations }))
 }
 
-/// `200` with the expectations the scheduler's jobs now are: its enabled jobs replace those
-/// published before, so a removed or disabled job is no longer expected.
+/// `200` with the expectations the scheduler's jobs now are: its enabled jobs replace those it
+/// published before, so a removed or disabled job is no longer expected. The publisher is the
+/// token's subject (`collector token --sub`): a scheduler and its replicas share one token;
+/// schedulers with different schedule files need tokens of different subjects. Only the
+/// publisher's own expectations, of the agents its token allows, are replaced.
 #[utoipa::path(put, path = "/expectations/scheduler", tag = "expect",
     request_body(content = ScheduledJobs, content_type = "application/json"),
     responses(
@@ -197,6 +200,9 @@ pub(super) async fn put_scheduled(
             jobs.push((expectation, timeout));
         }
     }
-    let expectations = state.store.sync_scheduled(&jobs, Utc::now()).await?;
+    let expectations = state
+        .store
+        .sync_scheduled(&jobs, &caller.0.subject, &caller.access(), Utc::now())
+        .await?;
     Ok(Json(ExpectationsResponse { expectations }))
 }

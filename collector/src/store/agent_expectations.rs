@@ -27,6 +27,8 @@ pub struct ExpectationRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub checked_until: DateTime<Utc>,
+    /// A scheduler's: who published it.
+    pub publisher: Option<String>,
     /// Read by the watcher only (absent elsewhere).
     #[sqlx(default)]
     pub next_check_at: Option<DateTime<Utc>>,
@@ -104,7 +106,7 @@ impl ExpectationRow {
     }
 }
 
-pub(super) fn expectation_columns() -> [AgentExpectations; 11] {
+pub(super) fn expectation_columns() -> [AgentExpectations; 12] {
     [
         AgentExpectations::Name,
         AgentExpectations::AgentName,
@@ -117,6 +119,7 @@ pub(super) fn expectation_columns() -> [AgentExpectations; 11] {
         AgentExpectations::CreatedAt,
         AgentExpectations::UpdatedAt,
         AgentExpectations::CheckedUntil,
+        AgentExpectations::Publisher,
     ]
 }
 
@@ -131,7 +134,7 @@ impl Store {
         // Microseconds, as both backends keep them.
         let now = now.trunc_subsecs(6);
         let mut tx = Tx::begin(self).await?;
-        let created = upsert(&mut tx, expectation, None, now).await?;
+        let created = upsert(&mut tx, expectation, None, None, now).await?;
         let select = select_expectations(expectation.source)
             .and_where(Expr::col(AgentExpectations::Name).eq(expectation.agent_name.as_str()))
             .to_owned();
@@ -143,34 +146,49 @@ impl Store {
         Ok((stored.view(&self.crons, now, None), created))
     }
 
-    /// Replaces the expectations schedulers published with `jobs` (each with its timeout in
+    /// Replaces the expectations `publisher` published with `jobs` (each with its timeout in
     /// seconds): a job left out is no longer expected, one unchanged keeps its progress (a
     /// scheduler publishes at every start, and replicas in high availability publish the same
-    /// set). Returns them, by name.
+    /// set). Only `publisher`'s (or those published before publishers were recorded) of agents
+    /// `access` allows are replaced: another scheduler's jobs, and agents outside the token,
+    /// are left alone. A job another publisher published becomes `publisher`'s. Returns
+    /// `publisher`'s, by name.
     pub async fn sync_scheduled(
         &self,
         jobs: &[(NewExpectation, Option<i64>)],
+        publisher: &str,
+        access: &AgentAccess,
         now: DateTime<Utc>,
     ) -> Result<Vec<Expectation>, StoreError> {
         let now = now.trunc_subsecs(6);
         let mut tx = Tx::begin(self).await?;
         for (job, timeout) in jobs {
-            upsert(&mut tx, job, *timeout, now).await?;
+            upsert(&mut tx, job, *timeout, Some(publisher), now).await?;
         }
         let names: Vec<&str> = jobs
             .iter()
             .map(|(job, _)| job.agent_name.as_str())
             .collect();
+        let published = Cond::any()
+            .add(Expr::col(AgentExpectations::Publisher).eq(publisher))
+            .add(Expr::col(AgentExpectations::Publisher).is_null());
         let mut delete = Query::delete();
         delete
             .from_table(AgentExpectations::Table)
             .and_where(
                 Expr::col(AgentExpectations::Source).eq(ExpectationSource::Scheduler.as_str()),
             )
+            .cond_where(published)
             .and_where(Expr::col(AgentExpectations::Name).is_not_in(names));
+        if let Some(access) = access.condition(AgentExpectations::AgentName) {
+            delete.cond_where(access);
+        }
         tx.execute(&delete).await?;
         let stored: Vec<ExpectationRow> = tx
-            .fetch(&select_expectations(ExpectationSource::Scheduler))
+            .fetch(
+                select_expectations(ExpectationSource::Scheduler)
+                    .and_where(Expr::col(AgentExpectations::Publisher).eq(publisher)),
+            )
             .await?;
         tx.commit().await?;
         Ok(stored
@@ -290,12 +308,13 @@ fn select_expectations(source: ExpectationSource) -> sea_query::SelectStatement 
         .to_owned()
 }
 
-/// Inserts `expectation`, or updates the one of its source and name (its progress kept when
-/// the cadence is the same): `true` when inserted.
+/// Inserts `expectation` (a scheduler's: with its `publisher`), or updates the one of its
+/// source and name (its progress kept when the cadence is the same): `true` when inserted.
 async fn upsert(
     tx: &mut Tx,
     expectation: &NewExpectation,
     timeout_seconds: Option<i64>,
+    publisher: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let name = expectation.agent_name.as_str();
@@ -327,6 +346,7 @@ async fn upsert(
                     now.into(),
                     now.into(),
                     now.into(),
+                    publisher.into(),
                     // Judged at the next pass.
                     now.into(),
                 ]);
@@ -341,6 +361,17 @@ async fn upsert(
             ) == (cron.as_deref(), timezone.as_deref(), every);
             if same_cadence && row.grace_seconds == grace && row.timeout_seconds == timeout_seconds
             {
+                if row.publisher.as_deref() != publisher {
+                    let mut update = Query::update();
+                    update
+                        .table(AgentExpectations::Table)
+                        .value(AgentExpectations::Publisher, publisher)
+                        .and_where(
+                            Expr::col(AgentExpectations::Source).eq(expectation.source.as_str()),
+                        )
+                        .and_where(Expr::col(AgentExpectations::Name).eq(name));
+                    tx.execute(&update).await?;
+                }
                 return Ok(false);
             }
             let mut update = Query::update();
@@ -352,6 +383,7 @@ async fn upsert(
                     (AgentExpectations::EverySeconds, every.into()),
                     (AgentExpectations::GraceSeconds, grace.into()),
                     (AgentExpectations::TimeoutSeconds, timeout_seconds.into()),
+                    (AgentExpectations::Publisher, publisher.into()),
                     (AgentExpectations::UpdatedAt, now.into()),
                     (
                         AgentExpectations::CheckedUntil,

@@ -12,7 +12,6 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
-use uuid::Uuid;
 
 use super::alert_deliveries::SessionLock;
 use super::pace::{self, Pace};
@@ -199,7 +198,7 @@ impl Store {
         &self,
         runs: &[&NewRun],
         held: Option<&mut HeldConnection>,
-    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    ) -> Result<Vec<runs::Written>, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => match held {
                 Some(held) => held.insert_new(pool, runs).await,
@@ -345,7 +344,7 @@ impl Tx {
     pub(super) async fn write_runs(
         &mut self,
         runs: &[&NewRun],
-    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    ) -> Result<Vec<runs::Written>, StoreError> {
         match &mut self.conn {
             Conn::Postgres(tx) => runs::postgres::insert_new(tx, runs).await,
             Conn::Sqlite(tx) => runs::sqlite::write(tx, runs).await,

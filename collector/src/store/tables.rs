@@ -92,6 +92,7 @@ pub(super) enum AgentExpectations {
     UpdatedAt,
     CheckedUntil,
     NextCheckAt,
+    Publisher,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

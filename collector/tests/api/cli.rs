@@ -365,10 +365,11 @@ async fn serve_migrates_serves_and_stops_gracefully_on_sigterm(pool: PgPool) {
     let client = crate::helpers::http_client();
     let token = TestApp::spawn(Db::Postgres(pool.clone())).await.token;
 
-    // Hold the run_key's unique slot in an open transaction: the collector's insert waits on it.
+    // Hold the agent's run_key's unique slot in an open transaction: the collector's insert waits
+    // on it.
     let run_key = uuid::Uuid::new_v4();
     let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("insert into agent_runs (run_key, agent_name, started_at, status) values ($1, 'blocker', now(), 'running')")
+    sqlx::query("insert into agent_runs (run_key, agent_name, started_at, status) values ($1, 'graceful', now(), 'running')")
         .bind(run_key)
         .execute(&mut *blocker)
         .await

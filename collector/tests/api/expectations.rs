@@ -191,7 +191,78 @@ async fn a_schedulers_jobs_replace_what_it_published_before(db: Db) {
     );
 }
 
+/// A publication replaces only its publisher's expectations (the token's subject), of the
+/// agents its token may touch: `{"jobs": []}` from a token limited to one agent erases no
+/// other agent's, and two schedulers with different schedule files keep each other's jobs.
+async fn a_publisher_replaces_only_its_own_jobs_of_its_agents(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let token = |subject: &str, agents: Option<&[&str]>| {
+        let patterns: Option<Vec<collector::domain::AgentPattern>> =
+            agents.map(|list| list.iter().map(|p| p.parse().unwrap()).collect());
+        app.keys
+            .issue(
+                subject,
+                &[Scope::Ingest],
+                patterns.as_deref(),
+                std::time::Duration::from_secs(600),
+            )
+            .unwrap()
+    };
+    let put = |jobs: &[&str], token: String| {
+        let jobs: Vec<Value> = jobs
+            .iter()
+            .map(|name| json!({"job": name, "cron": "0 3 * * *", "timezone": "UTC", "enabled": true}))
+            .collect();
+        let request = app
+            .client
+            .put(app.url("/expectations/scheduler"))
+            .bearer_auth(token)
+            .json(&json!({ "jobs": jobs }));
+        async move { into_json(request.send().await.unwrap()).await }
+    };
+    let names = async || -> Vec<String> {
+        app.db
+            .rows::<(String,)>("select name from agent_expectations order by name")
+            .await
+            .into_iter()
+            .map(|(name,)| name)
+            .collect()
+    };
+    let (status, body) = put(&["billing", "reports-a", "reports-b"], token("scheduler-1", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = put(&["etl"], token("scheduler-2", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["expectations"].as_array().map(Vec::len),
+        Some(1),
+        "a publisher's answer lists its own: {body}"
+    );
+    assert_eq!(names().await, ["billing", "etl", "reports-a", "reports-b"]);
+
+    // Limited to reports-*, publishing nothing: only its own agents' go.
+    let (status, body) = put(&[], token("scheduler-1", Some(&["reports-*"]))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(names().await, ["billing", "etl"]);
+    // Another publisher's empty schedule leaves scheduler-1's jobs.
+    let (status, body) = put(&[], token("scheduler-2", None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(names().await, ["billing"]);
+    // A job published by another publisher becomes its: the first's next publication
+    // without it leaves it.
+    let (status, _) = put(&["billing"], token("scheduler-2", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = put(&[], token("scheduler-1", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names().await, ["billing"]);
+    let publisher: String = app
+        .db
+        .scalar("select publisher from agent_expectations")
+        .await;
+    assert_eq!(publisher, "scheduler-2");
+}
+
 on_both_backends!(
+    a_publisher_replaces_only_its_own_jobs_of_its_agents,
     bad_expectations_get_a_clear_4xx_and_change_nothing,
     a_schedulers_jobs_replace_what_it_published_before,
 );

@@ -143,25 +143,91 @@ async fn one_claimant_holds_a_run_key(db: Db) {
     assert_eq!(app.row_counts().await.0, 1);
 }
 
-async fn a_report_cannot_complete_another_agents_running_run(db: Db) {
+/// Keys are an agent's own: a token limited to `intruder` that starts runs under `owner`'s
+/// next slot key and `forbid` key, and reports under its running run's key, takes nothing from
+/// `owner` and learns nothing of its runs (before, owner's start was refused and the 409 named
+/// its run, host and claimant).
+async fn another_agents_keys_are_other_runs(db: Db) {
     let app = TestApp::spawn(db).await;
-    let key = Uuid::new_v4();
-    let (status, _) = app.post_start(&start("owner", key, "scheduler-1")).await;
-    assert_eq!(status, StatusCode::CREATED);
+    let intruder = app.token_for(&[Scope::Ingest], Some(&["intruder"]));
+    let as_intruder = async |path: &str, body: &Value| {
+        app.post_raw_to(path, &body.to_string(), "application/json", Some(&intruder))
+            .await
+    };
+    let (slot_key, running_key) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut held = start("intruder", slot_key, "intruder-1");
+    held["exclusive"] = json!("owner-job");
+    let (status, body) = as_intruder("/runs", &held).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Under owner's name, its token refuses it.
+    let (status, body) = as_intruder("/runs", &start("owner", Uuid::new_v4(), "intruder-1")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
-    let (status, body) = app.post_report(&finished("intruder", key)).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["error"]["code"], "run_key_reused");
-    let (status, body) = app.post_batch(vec![finished("intruder", key)]).await;
+    // Owner's scheduler starts its slot (same key, same exclusive key): its own run.
+    let mut slot = start("owner", slot_key, "scheduler-1");
+    slot["exclusive"] = json!("owner-job");
+    let (status, body) = app.post_start(&slot).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let owner_run = body["run_id"].clone();
+    assert_eq!(
+        app.post_start(&start("owner", running_key, "scheduler-1")).await.0,
+        StatusCode::CREATED
+    );
+
+    // A report of intruder under owner's running key is intruder's run, and completes nothing
+    // of owner's.
+    let (status, body) = as_intruder("/metrics", &finished("intruder", running_key)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app.post_batch(vec![finished("intruder", slot_key)]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["results"][0]["status"], 409, "{body}");
-
-    let (status, agent): (String, String) = app
+    assert_eq!(body["results"][0]["status"], 201, "{body}");
+    let owners: Vec<(String,)> = app
         .db
-        .row("select status, agent_name from agent_runs")
+        .rows("select status from agent_runs where agent_name = 'owner' order by id")
         .await;
-    assert_eq!((status.as_str(), agent.as_str()), ("running", "owner"));
-    assert_eq!(app.row_counts().await, (1, 0, 0, 0), "nothing else stored");
+    assert_eq!(owners, [("running".to_owned(),), ("running".to_owned(),)]);
+
+    // Owner's report completes owner's run under the key both agents used.
+    let (status, body) = app.post_report(&finished("owner", slot_key)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["run_id"], owner_run);
+    let (status, body) = app.get("/runs?agent_name=owner").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let statuses: Vec<&str> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "success").count(), 1, "{body}");
+    assert_eq!(app.counted("owner").await, (1, 1));
+    assert_eq!(app.counted("intruder").await, (2, 2));
+}
+
+/// A start's deadline is bounded (7 days), and one without gets 24 hours: no run holds its
+/// slot or its exclusive key for ever.
+async fn a_start_has_a_bounded_deadline(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let mut far = start("bounded", Uuid::new_v4(), "scheduler-1");
+    let started = Utc::now() - TimeDelta::seconds(5);
+    far["started_at"] = json!(started.to_rfc3339());
+    far["deadline"] = json!((started + TimeDelta::days(7) + TimeDelta::seconds(1)).to_rfc3339());
+    let (status, body) = app.post_start(&far).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_field(&body), "deadline", "{body}");
+    assert_eq!(app.row_counts().await.0, 0);
+
+    let mut open = start("bounded", Uuid::new_v4(), "scheduler-1");
+    open["started_at"] = json!(started.to_rfc3339());
+    open.as_object_mut().unwrap().remove("deadline");
+    let (status, body) = app.post_start(&open).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let deadline: chrono::DateTime<Utc> = app.db.scalar("select deadline from agent_runs").await;
+    // Stored to the microsecond.
+    assert!(
+        (deadline - started - TimeDelta::hours(24)).abs() < TimeDelta::milliseconds(1),
+        "{deadline} for a start at {started}"
+    );
 }
 
 async fn bad_starts_get_a_clear_4xx_and_change_nothing(db: Db) {
@@ -246,7 +312,8 @@ async fn a_reused_run_key_with_another_report_is_refused(db: Db) {
         "{body}"
     );
 
-    // Another report under the key: refused, whatever differs.
+    // Another report under the key: refused, whatever differs (but the agent: a key is unique
+    // per agent, another_agents_keys_are_other_runs).
     let mut variants = Vec::new();
     for (field, value) in [
         (
@@ -257,7 +324,6 @@ async fn a_reused_run_key_with_another_report_is_refused(db: Db) {
         ("error", json!("it failed after all")),
         ("finished_at", json!("2026-02-19T10:00:02Z")),
         ("started_at", json!("2026-02-19T09:00:00Z")),
-        ("agent_name", json!("someone_else")),
     ] {
         let mut other = report.clone();
         other[field] = value;
@@ -338,6 +404,7 @@ on_both_backends!(
     a_reused_run_key_with_another_report_is_refused,
     a_started_run_is_running_until_its_report_completes_it_once,
     one_claimant_holds_a_run_key,
-    a_report_cannot_complete_another_agents_running_run,
+    another_agents_keys_are_other_runs,
+    a_start_has_a_bounded_deadline,
     bad_starts_get_a_clear_4xx_and_change_nothing,
 );

@@ -316,3 +316,88 @@ async fn the_agents_table_is_filled_from_existing_summaries_on_sqlite(pool: Sqli
 }
 
 on_both_backends!(the_original_debugging_queries_run_as_written,);
+
+/// Migrating to keys per agent (postgres 0008, sqlite 0007, where agent_runs is built again)
+/// keeps every run, its id, its metrics and the id sequence; a run left running without a
+/// deadline gets one a week after its start. On SQLite, a metric still belongs to its run
+/// after the rebuild (a run deleted deletes its metrics), and none was deleted by it.
+#[sqlx::test(migrations = false)]
+async fn keys_per_agent_keep_every_run_and_metric_on_postgres(pool: PgPool) {
+    POSTGRES_MIGRATOR.run_to(7, &pool).await.unwrap();
+    keys_per_agent_keep_every_run_and_metric(Db::Postgres(pool.clone())).await;
+    POSTGRES_MIGRATOR.run(&pool).await.unwrap();
+    keys_per_agent_kept(Db::Postgres(pool)).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn keys_per_agent_keep_every_run_and_metric_on_sqlite(pool: SqlitePool) {
+    SQLITE_MIGRATOR.run_to(6, &pool).await.unwrap();
+    keys_per_agent_keep_every_run_and_metric(Db::Sqlite(pool.clone())).await;
+    SQLITE_MIGRATOR.run(&pool).await.unwrap();
+    let enforced: i64 = sqlx::query_scalar("pragma foreign_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(enforced, 1, "foreign keys are on again");
+    keys_per_agent_kept(Db::Sqlite(pool)).await;
+}
+
+async fn keys_per_agent_keep_every_run_and_metric(db: Db) {
+    for (id, key, status, deadline) in [
+        (5, "00000000-0000-4000-8000-000000000005", "success", "null"),
+        (9, "00000000-0000-4000-8000-000000000009", "running", "null"),
+    ] {
+        let key = match db {
+            Db::Postgres(_) => format!("'{key}'"),
+            Db::Sqlite(_) => format!("x'{}'", key.replace('-', "")),
+        };
+        db.execute(&format!(
+            "insert into agent_runs (id, run_key, agent_name, started_at, finished_at, status, trigger, metric_count, deadline)
+             values ({id}, {key}, 'kept', '2026-12-01T10:00:00+00:00', {finished}, '{status}', 'api', 1, {deadline})",
+            finished = if status == "running" { "null" } else { "'2026-12-01T10:00:01+00:00'" },
+        ))
+        .await;
+        db.execute(&format!(
+            "insert into agent_metrics (run_id, agent_name, metric_name, metric_value, recorded_at)
+             values ({id}, 'kept', 'items', '3', '2026-12-01T10:00:01+00:00')"
+        ))
+        .await;
+    }
+    // Ids as the runs' inserts would have left the sequence (explicit ids do not advance
+    // PostgreSQL's; SQLite's follows the largest).
+    if let Db::Postgres(_) = db {
+        db.execute("select setval(pg_get_serial_sequence('agent_runs', 'id'), 9)")
+            .await;
+    }
+    // Retention deleted the latest: the next id still follows it.
+    db.execute("delete from agent_runs where id = 9").await;
+    db.execute(
+        "insert into agent_runs (id, run_key, agent_name, started_at, status, trigger, metric_count)
+         values (7, null, 'kept', '2026-12-01T11:00:00+00:00', 'running', 'api', 0)",
+    )
+    .await;
+}
+
+async fn keys_per_agent_kept(db: Db) {
+    let runs: Vec<(i64, String)> = db
+        .rows("select id, status from agent_runs order by id")
+        .await;
+    assert_eq!(runs, [(5, "success".into()), (7, "running".into())]);
+    let metrics: i64 = db.scalar("select count(*) from agent_metrics").await;
+    assert_eq!(metrics, 1, "the kept run's metric is kept");
+    let deadline: String = db
+        .scalar("select cast(deadline as text) from agent_runs where id = 7")
+        .await;
+    assert!(deadline.starts_with("2026-12-08"), "{deadline}");
+
+    let app = TestApp::spawn(db.clone()).await;
+    let (status, body) = app.post_report(&report("kept")).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    assert!(body["run_id"].as_i64().unwrap() > 9, "{body}");
+    // The metric still belongs to its run: deleting the run deletes it.
+    db.execute("delete from agent_runs where id = 5").await;
+    let metrics: i64 = db
+        .scalar("select count(*) from agent_metrics where run_id = 5")
+        .await;
+    assert_eq!(metrics, 0);
+}

@@ -1,7 +1,9 @@
 //! `POST /runs`: a `running` row, claimed by whoever inserted it first. PostgreSQL's (and
-//! SQLite's) unique indexes are the whole coordination: of several claimants of one `run_key`,
-//! exactly one insert wins and the others find the row and who holds it; of runs with one
-//! `exclusive_key`, one at a time is running.
+//! SQLite's) unique indexes are the whole coordination: of several claimants of one agent's
+//! `run_key`, exactly one insert wins and the others find the row and who holds it; of an
+//! agent's runs with one `exclusive_key`, one at a time is running. Both keys are an agent's
+//! own: another agent's runs never hold them, so a token limited to other agents can neither
+//! take an agent's slot nor learn of its runs from a refusal.
 
 use agent_sdk::wire::{RunClaim, RunStatus};
 use sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query, SelectStatement};
@@ -19,16 +21,16 @@ pub enum Started {
     Created(i64),
     /// The same claimant started this run before (a retried request): still its run.
     Again(i64),
-    /// Another claimant holds this `run_key`, or the run has finished (or belongs to another
-    /// agent), or a running run holds the start's exclusive key: the caller must not run it.
+    /// Another claimant holds this agent's `run_key`, or the run has finished, or a running run
+    /// of the agent holds the start's exclusive key: the caller must not run it.
     Claimed(RunClaim),
 }
 
 /// `sql/postgres/start_run.sql`.
 const START_RUN: &str = include_str!("../sql/postgres/start_run.sql");
 
-/// (id, agent_name, status, host, claimant) of the run that holds a key.
-type Holder = (i64, String, String, Option<String>, Option<String>);
+/// (id, status, host, claimant) of the run that holds a key.
+type Holder = (i64, String, Option<String>, Option<String>);
 
 impl Store {
     /// Starts `start`'s run, unless its `run_key` is taken or its exclusive key held.
@@ -51,17 +53,18 @@ impl Store {
         }
 
         // Refused: the insert waited for a concurrent holder to commit, so it is there to read.
+        let agent = start.agent_name.as_str();
         let mut holders: Vec<Holder> = self
-            .fetch(&holder(Expr::col(AgentRuns::RunKey).eq(start.run_key)))
+            .fetch(&holder(agent, Expr::col(AgentRuns::RunKey).eq(start.run_key)))
             .await?;
         let by_key = !holders.is_empty();
         if !by_key && let Some(exclusive) = &start.exclusive {
             let running = Expr::col(AgentRuns::ExclusiveKey)
                 .eq(exclusive.as_str())
                 .and(Expr::col(AgentRuns::Status).eq(RunStatus::Running.as_str()));
-            holders = self.fetch(&holder(running)).await?;
+            holders = self.fetch(&holder(agent, running)).await?;
         }
-        let Some((run_id, agent_name, status, host, claimant)) = holders.into_iter().next() else {
+        let Some((run_id, status, host, claimant)) = holders.into_iter().next() else {
             return Ok(None);
         };
         let status = RunStatus::parse(&status).ok_or_else(|| {
@@ -69,7 +72,6 @@ impl Store {
         })?;
         let same_run = by_key
             && status == RunStatus::Running
-            && agent_name == start.agent_name.as_str()
             && claimant.as_deref() == Some(start.claimant.as_str());
         Ok(Some(if same_run {
             Started::Again(run_id)
@@ -147,17 +149,17 @@ pub(in crate::store) fn insert_sqlite(start: &NewStart) -> Result<InsertStatemen
         .to_owned())
 }
 
-/// The run `condition` finds, as a [`Holder`].
-fn holder(condition: Expr) -> SelectStatement {
+/// `agent`'s run `condition` finds, as a [`Holder`].
+fn holder(agent: &str, condition: Expr) -> SelectStatement {
     Query::select()
         .columns([
             AgentRuns::Id,
-            AgentRuns::AgentName,
             AgentRuns::Status,
             AgentRuns::Host,
             AgentRuns::Claimant,
         ])
         .from(AgentRuns::Table)
+        .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
         .and_where(condition)
         .take()
 }

@@ -2,7 +2,7 @@
 //! start (`claims.rs`), the closing of overdue runs (`overdue.rs`), the listings (`listing.rs`).
 //!
 //! Shared by both backends (here): which reports of a batch are written (the first with each
-//! `run_key`), the lookup of keys stored before, one outcome per report. Per backend, with the
+//! `run_key` of an agent: a key is unique per agent, so two agents' keys never collide), the lookup of keys stored before, one outcome per report. Per backend, with the
 //! same signature, side by side: the write itself ([`postgres::insert_new`]: one statement,
 //! columns as arrays, data-modifying CTEs; [`sqlite::insert_new`]: several statements in one
 //! `BEGIN IMMEDIATE` transaction, per-metric sums in exact decimals computed in Rust).
@@ -55,6 +55,16 @@ use super::tables::{AgentMetrics, AgentRuns};
 use super::{Store, StoreError};
 use crate::domain::{NewMetric, NewRun, StoredValue};
 
+/// A run written: its `run_key`, its agent, its id.
+pub(in crate::store) type Written = (Uuid, String, i64);
+
+/// A run's key as it is unique: per agent.
+type AgentKey = (String, Uuid);
+
+fn agent_key(run: &NewRun) -> AgentKey {
+    (run.agent_name.as_str().to_owned(), run.run_key)
+}
+
 /// What happened to one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -63,8 +73,8 @@ pub enum Stored {
     /// Its `run_key` was stored before (or earlier in the same batch) with the same report:
     /// nothing was written.
     Existing(i64),
-    /// Its `run_key` belongs to another report: a finished run with other values (status,
-    /// times, error, metrics), or another agent's running run. Nothing was written.
+    /// Its agent's `run_key` belongs to another report: a finished run with other values
+    /// (status, times, error, metrics). Nothing was written.
     Conflict(i64),
 }
 
@@ -79,9 +89,10 @@ impl Stored {
 impl Store {
     /// Stores `runs` in one transaction and returns one outcome per run, in order.
     ///
-    /// A run whose `run_key` is already stored — by an earlier request, a concurrent one, or an
-    /// earlier element of `runs` — is not written again, unless that run is `running` (started
-    /// by `POST /runs`) for the same agent: the report completes it. Daily summaries count each
+    /// A run whose `run_key` is already stored for its agent — by an earlier request, a
+    /// concurrent one, or an earlier element of `runs` — is not written again, unless that run
+    /// is `running` (started by `POST /runs`): the report completes it. Another agent's run
+    /// under the same key is another run. Daily summaries count each
     /// run once, when it is written finished. A repeated key is the same run only with the
     /// same report (agent, status, times, error, metrics: [`same_report`]); with another, the
     /// outcome is [`Stored::Conflict`], as idempotency keys go (a key names one request).
@@ -96,27 +107,35 @@ impl Store {
         runs: &[NewRun],
         held: Option<&mut HeldConnection>,
     ) -> Result<Vec<Stored>, StoreError> {
-        // The first report with a given key is the one written; later ones in the batch repeat it.
-        let mut first_with_key: HashMap<Uuid, usize> = HashMap::with_capacity(runs.len());
+        // The first report with an agent's key is the one written; later ones in the batch
+        // repeat it.
+        let mut first_with_key: HashMap<(&str, Uuid), usize> = HashMap::with_capacity(runs.len());
         let unique: Vec<&NewRun> = runs
             .iter()
             .enumerate()
-            .filter(|(i, run)| *first_with_key.entry(run.run_key).or_insert(*i) == *i)
+            .filter(|(i, run)| {
+                let key = (run.agent_name.as_str(), run.run_key);
+                *first_with_key.entry(key).or_insert(*i) == *i
+            })
             .map(|(_, run)| run)
             .collect();
 
-        let mut created: HashMap<Uuid, i64> =
-            self.write_runs(&unique, held).await?.into_iter().collect();
+        let mut created: HashMap<AgentKey, i64> = self
+            .write_runs(&unique, held)
+            .await?
+            .into_iter()
+            .map(|(key, agent, id)| ((agent, key), id))
+            .collect();
 
         // Keys that were not inserted belong to runs stored before; the write waited for any
         // concurrent writer of the same key to commit (PostgreSQL: ON CONFLICT; SQLite: the
         // database lock), so this read, after the write committed, sees them.
         let existing_keys: Vec<Uuid> = unique
             .iter()
+            .filter(|run| !created.contains_key(&agent_key(run)))
             .map(|run| run.run_key)
-            .filter(|key| !created.contains_key(key))
             .collect();
-        let existing: HashMap<Uuid, StoredReport> = if existing_keys.is_empty() {
+        let existing: HashMap<AgentKey, StoredReport> = if existing_keys.is_empty() {
             HashMap::new()
         } else {
             self.stored_reports(existing_keys).await?
@@ -124,19 +143,21 @@ impl Store {
         // The late result of a run closed as overdue completes it after all (overdue.rs).
         for run in &unique {
             let late = existing
-                .get(&run.run_key)
+                .get(&agent_key(run))
                 .is_some_and(|stored| stored.closed_as_overdue(run));
             if late && let Some(id) = self.complete_overdue(run).await? {
-                created.insert(run.run_key, id);
+                created.insert(agent_key(run), id);
             }
         }
 
         runs.iter()
             .enumerate()
             .map(|(i, run)| {
-                let is_first = first_with_key.get(&run.run_key) == Some(&i);
-                let first = first_with_key.get(&run.run_key).map(|i| &runs[*i]);
-                match (created.get(&run.run_key), existing.get(&run.run_key)) {
+                let first_at = first_with_key.get(&(run.agent_name.as_str(), run.run_key));
+                let is_first = first_at == Some(&i);
+                let first = first_at.map(|i| &runs[*i]);
+                let key = agent_key(run);
+                match (created.get(&key), existing.get(&key)) {
                     (Some(id), _) if is_first => Ok(Stored::Created(*id)),
                     (Some(id), _) if first.is_some_and(|first| first.same_report(run)) => {
                         Ok(Stored::Existing(*id))
@@ -227,11 +248,11 @@ impl NewRun {
 }
 
 impl Store {
-    /// The stored runs of `keys`, with their metrics.
+    /// The stored runs of `keys` (of every agent), with their metrics.
     async fn stored_reports(
         &self,
         keys: Vec<Uuid>,
-    ) -> Result<HashMap<Uuid, StoredReport>, StoreError> {
+    ) -> Result<HashMap<AgentKey, StoredReport>, StoreError> {
         type RunRow = (
             Uuid,
             i64,
@@ -289,7 +310,7 @@ impl Store {
                         error_message,
                         metrics,
                     };
-                    (key, stored)
+                    ((stored.agent_name.clone(), key), stored)
                 },
             )
             .collect())

@@ -115,7 +115,7 @@ impl Store {
             .await?;
         let written = tx.write_runs(&[run]).await?;
         tx.commit().await?;
-        Ok(written.first().map(|(_, id)| *id))
+        Ok(written.first().map(|(_, _, id)| *id))
     }
 }
 

@@ -7,7 +7,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
-use super::metric_columns;
+use super::{Written, metric_columns};
 use crate::domain::NewRun;
 use crate::store::StoreError;
 use crate::store::pools::PING_WHEN_IDLE_FOR;
@@ -30,7 +30,7 @@ impl HeldConnection {
         &mut self,
         pool: &PgPool,
         runs: &[&NewRun],
-    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         let mut conn = match self.conn.take() {
             Some((conn, used)) if used.elapsed() < PING_WHEN_IDLE_FOR => conn,
             Some((mut conn, _)) => match conn.ping().await {
@@ -52,7 +52,7 @@ impl HeldConnection {
 
 /// The whole write of a batch in one statement: the runs and their metrics
 /// (`sql/postgres/insert_runs.sql`) and the summary rules over them (`daily.sql`, `latest.sql`);
-/// (run_key, id) of each run written. Data-modifying CTEs, one round trip: the ingest rate
+/// ([`Written`]) each run written. Data-modifying CTEs, one round trip: the ingest rate
 /// measured in docs/performance.md, where bench/run.sh puts the same files together for pgbench.
 const STORE_BATCH: &str = concat!(
     "with ",
@@ -61,7 +61,7 @@ const STORE_BATCH: &str = concat!(
     include_str!("../sql/postgres/daily.sql"),
     ",\n",
     include_str!("../sql/postgres/latest.sql"),
-    "select run_key, id from new_runs"
+    "select run_key, agent_name, id from new_runs"
 );
 
 /// The summary rules over stored runs (`sql/postgres/runs_by_id.sql`: `$1`, their ids), per day
@@ -97,13 +97,13 @@ pub(in crate::store) async fn count_runs(
     Ok(())
 }
 
-/// Writes the runs of `runs` whose `run_key` is new or whose run is `running` (completed now),
-/// their metrics and both daily aggregates, in one statement; returns (run_key, id) of each
+/// Writes the runs of `runs` whose `run_key` is new for their agent or whose run is `running`
+/// (completed now), their metrics and both daily aggregates, in one statement; returns each
 /// run written.
 pub(in crate::store) async fn insert_new(
     conn: &mut PgConnection,
     runs: &[&NewRun],
-) -> Result<Vec<(Uuid, i64)>, StoreError> {
+) -> Result<Vec<Written>, StoreError> {
     let keys: Vec<Uuid> = runs.iter().map(|r| r.run_key).collect();
     let agents: Vec<&str> = runs.iter().map(|r| r.agent_name.as_str()).collect();
     let started: Vec<DateTime<Utc>> = runs.iter().map(|r| r.started_at).collect();
@@ -118,6 +118,7 @@ pub(in crate::store) async fn insert_new(
 
     let rows = runs.iter().map(|run| run.metrics.len()).sum();
     let mut metric_keys = Vec::with_capacity(rows);
+    let mut metric_agents = Vec::with_capacity(rows);
     let mut names = Vec::with_capacity(rows);
     let mut numbers = Vec::with_capacity(rows);
     let mut texts = Vec::with_capacity(rows);
@@ -125,6 +126,7 @@ pub(in crate::store) async fn insert_new(
         for metric in &run.metrics {
             let (number, text) = metric_columns(metric);
             metric_keys.push(run.run_key);
+            metric_agents.push(run.agent_name.as_str());
             names.push(metric.name.as_str());
             numbers.push(number);
             texts.push(text);
@@ -147,6 +149,7 @@ pub(in crate::store) async fn insert_new(
         .bind(names)
         .bind(numbers)
         .bind(texts)
+        .bind(metric_agents)
         .fetch_all(conn)
         .await?;
     Ok(created)

@@ -11,7 +11,7 @@ use sea_query_sqlx::SqlxBinder;
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::metric_columns;
+use super::{Written, metric_columns};
 use super::metric_day::MetricDay;
 use crate::domain::{NewRun, StoredValue};
 use crate::store::StoreError;
@@ -21,18 +21,18 @@ use crate::store::tables::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};
 const RUNS_PER_INSERT: usize = 500;
 const METRICS_PER_INSERT: usize = 1000;
 
-/// Writes the runs of `runs` whose `run_key` is new or whose run is `running` (started by
+/// Writes the runs of `runs` whose `run_key` is new for their agent or whose run is `running` (started by
 /// `POST /runs`: completed now), their metrics and both daily aggregates, in one
 /// `BEGIN IMMEDIATE` transaction (the write lock taken up front, so that the busy timeout
 /// applies): the runs (multi-row INSERT … ON CONFLICT DO UPDATE … WHERE running, RETURNING), their
 /// metrics, the daily summaries aggregated by SQLite from the runs just inserted
 /// ([`DAILY_SUMMARIES`]) and each agent's latest run ([`AGENTS`]), and the per-metric
 /// aggregates in exact decimals
-/// ([`merge_metric_days`]). Returns (run_key, id) of each run written.
+/// ([`merge_metric_days`]). Returns each run written.
 pub(in crate::store) async fn insert_new(
     pool: &SqlitePool,
     runs: &[&NewRun],
-) -> Result<Vec<(Uuid, i64)>, StoreError> {
+) -> Result<Vec<Written>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let created = write(&mut tx, runs).await?;
     tx.commit().await?;
@@ -43,12 +43,12 @@ pub(in crate::store) async fn insert_new(
 pub(in crate::store) async fn write(
     tx: &mut SqliteConnection,
     runs: &[&NewRun],
-) -> Result<Vec<(Uuid, i64)>, StoreError> {
-    let mut created: Vec<(Uuid, i64)> = Vec::with_capacity(runs.len());
+) -> Result<Vec<Written>, StoreError> {
+    let mut created: Vec<Written> = Vec::with_capacity(runs.len());
     for chunk in runs.chunks(RUNS_PER_INSERT) {
         let (sql, values) = insert_runs(chunk)?.build_sqlx(SqliteQueryBuilder);
         created.extend(
-            sqlx::query_as_with::<_, (Uuid, i64), _>(AssertSqlSafe(sql), values)
+            sqlx::query_as_with::<_, Written, _>(AssertSqlSafe(sql), values)
                 .fetch_all(&mut *tx)
                 .await?,
         );
@@ -57,11 +57,17 @@ pub(in crate::store) async fn write(
         return Ok(created);
     }
 
-    let ids: HashMap<Uuid, i64> = created.iter().copied().collect();
+    let ids: HashMap<(&str, Uuid), i64> = created
+        .iter()
+        .map(|(key, agent, id)| ((agent.as_str(), *key), *id))
+        .collect();
     // In report order, each run's metrics in the order sent: ids grow as they were reported.
     let metrics: Vec<_> = runs
         .iter()
-        .filter_map(|run| ids.get(&run.run_key).map(|id| (*id, *run)))
+        .filter_map(|run| {
+            ids.get(&(run.agent_name.as_str(), run.run_key))
+                .map(|id| (*id, *run))
+        })
         .flat_map(|(id, run)| run.metrics.iter().map(move |metric| (id, run, metric)))
         .collect();
     for chunk in metrics.chunks(METRICS_PER_INSERT) {
@@ -91,7 +97,7 @@ pub(in crate::store) async fn write(
     }
 
     // The new runs' ids as one JSON array: the statements stay the same whatever the batch.
-    let new_ids = serde_json::to_string(&created.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+    let new_ids = serde_json::to_string(&created.iter().map(|(_, _, id)| *id).collect::<Vec<_>>())
         .map_err(json_error)?;
     count_runs_json(&mut *tx, &new_ids, true, true).await?;
     // The per-metric aggregates of the numeric metrics, in report order.
@@ -137,10 +143,10 @@ fn insert_runs(runs: &[&NewRun]) -> Result<InsertStatement, StoreError> {
             AgentRuns::Host,
             AgentRuns::MetricCount,
         ])
-        // A `running` row of the same agent (POST /runs) is completed by its report; any other
-        // row with the key is left alone (as in sql/postgres/insert_runs.sql).
+        // A `running` row (POST /runs) is completed by its report; any other row with the
+        // agent's key is left alone (as in sql/postgres/insert_runs.sql).
         .on_conflict(
-            OnConflict::column(AgentRuns::RunKey)
+            OnConflict::columns([AgentRuns::RunKey, AgentRuns::AgentName])
                 .update_columns([
                     AgentRuns::StartedAt,
                     AgentRuns::FinishedAt,
@@ -160,12 +166,14 @@ fn insert_runs(runs: &[&NewRun]) -> Result<InsertStatement, StoreError> {
                     ),
                     (AgentRuns::ReceivedAt, Expr::cust(SQLITE_NOW)),
                 ])
-                .action_and_where(Expr::cust(
-                    "agent_runs.status = 'running' and agent_runs.agent_name = excluded.agent_name",
-                ))
+                .action_and_where(Expr::cust("agent_runs.status = 'running'"))
                 .to_owned(),
         )
-        .returning(Query::returning().columns([AgentRuns::RunKey, AgentRuns::Id]));
+        .returning(Query::returning().columns([
+            AgentRuns::RunKey,
+            AgentRuns::AgentName,
+            AgentRuns::Id,
+        ]));
     for run in runs {
         insert
             .values([

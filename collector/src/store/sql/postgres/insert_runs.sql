@@ -1,5 +1,5 @@
--- The runs of a batch whose run_key is new or whose run is `running` (started by POST /runs, of
--- the same agent: the report completes it; running rows are in no summary yet, so it is counted
+-- The runs of a batch whose run_key is new for their agent (a key is unique per agent) or whose
+-- run is `running` (started by POST /runs: the report completes it; running rows are in no summary yet, so it is counted
 -- now, once), and their metrics, as the CTEs `new_runs` and `new_metrics` that the summary rules
 -- (daily.sql, latest.sql) read: store_batch in store/runs/postgres.rs puts the three together in
 -- one statement (one round trip, atomic on its own). The columns travel as arrays, so the
@@ -12,7 +12,7 @@ new_runs as (
     select * from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
                          $5::text[], $6::text[], $7::int8[], $8::text[], $9::timestamptz[],
                          $10::text[], $11::int4[])
-    on conflict (run_key) do update set
+    on conflict (run_key, agent_name) do update set
         started_at    = excluded.started_at,
         finished_at   = excluded.finished_at,
         status        = excluded.status,
@@ -23,16 +23,16 @@ new_runs as (
         host          = coalesce(excluded.host, agent_runs.host),
         metric_count  = excluded.metric_count,
         received_at   = now()
-    where agent_runs.status = 'running' and agent_runs.agent_name = excluded.agent_name
+    where agent_runs.status = 'running'
     returning id, run_key, agent_name, started_at, finished_at, status, duration_ms
 ),
 new_metrics as (
     insert into agent_metrics
         (run_id, agent_name, metric_name, metric_value, metric_text, recorded_at)
     select r.id, r.agent_name, m.metric_name, m.literal::numeric, m.text_value, r.finished_at
-    from unnest($12::uuid[], $13::text[], $14::text[], $15::text[]) with ordinality
-             as m (run_key, metric_name, literal, text_value, position)
-    join new_runs r using (run_key)
+    from unnest($12::uuid[], $16::text[], $13::text[], $14::text[], $15::text[]) with ordinality
+             as m (run_key, agent_name, metric_name, literal, text_value, position)
+    join new_runs r using (run_key, agent_name)
     order by r.id, m.position
     returning id, run_id, agent_name, metric_name, metric_value, recorded_at
 )

@@ -23,13 +23,15 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use api_error::ApiError;
 pub use extract::parse_json;
@@ -50,6 +52,8 @@ pub(crate) struct App {
     pub(crate) ingest: Ingest,
     pub(crate) tokens: TokenKeys,
     pub(crate) prometheus: PrometheusHandle,
+    /// `GET /openapi.json`: the document of the routes [`router`] serves, made with them.
+    pub(crate) openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             ingest,
             tokens,
             prometheus: prometheus::handle(),
+            openapi: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -71,38 +76,46 @@ impl Deref for AppState {
     }
 }
 
+/// Every route with its handler and its OpenAPI operation, from the handler's
+/// `#[utoipa::path]`: a route is served only as it is documented (`routes!`), so the document
+/// cannot leave one out (collector/tests/api/health.rs checks that no route is added another
+/// way).
+fn api(config: &HttpConfig) -> OpenApiRouter<AppState> {
+    let (schemas, paths, batch) = routes!(runs::post_batch);
+    let batch = batch.layer(DefaultBodyLimit::max(config.batch_body_limit));
+    let (schemas_s, paths_s, scheduled) = routes!(expectations::put_scheduled);
+    // Up to 10 000 jobs, each with its longest strings, fits.
+    let scheduled = scheduled.layer(DefaultBodyLimit::max(expectations::SCHEDULE_BODY_LIMIT));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(runs::list_metrics, runs::post_metrics))
+        .routes((schemas, paths, batch))
+        .routes(routes!(runs::list_runs, runs::post_start))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(
+            expectations::put_expectation,
+            expectations::delete_expectation
+        ))
+        .routes(routes!(expectations::list_expectations))
+        .routes((schemas_s, paths_s, scheduled))
+        .routes(routes!(incidents::list_missed))
+        .routes(routes!(incidents::list_late))
+        .routes(routes!(incidents::list_incidents))
+        .routes(routes!(agents::list_summaries))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(prometheus::render))
+        .routes(routes!(openapi::document))
+        .merge(console::router())
+}
+
 /// The whole API with its middleware, ready to serve.
 pub(crate) fn router(state: AppState, config: &HttpConfig) -> Router {
     let request_timeout = config.request_timeout;
-    Router::new()
-        .route("/metrics", get(runs::list_metrics).post(runs::post_metrics))
-        .route(
-            "/metrics/batch",
-            post(runs::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit)),
-        )
-        .route("/runs", get(runs::list_runs).post(runs::post_start))
-        .route("/runs/{id}", get(runs::get_run))
-        .route("/agents", get(agents::list_agents))
-        .route(
-            "/agents/{name}/expectation",
-            put(expectations::put_expectation).delete(expectations::delete_expectation),
-        )
-        .route("/expectations", get(expectations::list_expectations))
-        .route(
-            "/expectations/scheduler",
-            // Up to 10 000 jobs, each with its longest strings, fits.
-            put(expectations::put_scheduled)
-                .layer(DefaultBodyLimit::max(expectations::SCHEDULE_BODY_LIMIT)),
-        )
-        .route("/missed", get(incidents::list_missed))
-        .route("/late", get(incidents::list_late))
-        .route("/incidents", get(incidents::list_incidents))
-        .route("/summaries", get(agents::list_summaries))
-        .route("/health", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/prometheus", get(prometheus::render))
-        .route("/openapi.json", get(openapi::document))
-        .merge(console::router())
+    let (routes, document) = api(config).split_for_parts();
+    // Set once per state: a second router over the same state serves the same routes.
+    let _ = state.openapi.set(document);
+    routes
         .route_layer(middleware::from_fn(prometheus::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

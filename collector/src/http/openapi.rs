@@ -1,7 +1,12 @@
 //! `GET /openapi.json`: the API's OpenAPI document, generated from the handlers and the wire
-//! types, so it cannot drift from the code.
+//! types, so it cannot drift from the code. Its paths are the router's own (`http/mod.rs`
+//! `api`: each route is added with its handler's operation); here, what the whole document
+//! says besides.
 
 use axum::Json;
+use axum::extract::State;
+
+use super::AppState;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -10,34 +15,6 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "Agent platform collector",
         description = "Stores agent runs and their metrics; serves runs, metrics and summaries."
-    ),
-    paths(
-        super::runs::post_metrics,
-        super::runs::post_batch,
-        super::runs::post_start,
-        super::runs::list_runs,
-        super::runs::get_run,
-        super::runs::list_metrics,
-        super::agents::list_agents,
-        super::agents::list_summaries,
-        super::expectations::put_expectation,
-        super::expectations::delete_expectation,
-        super::expectations::list_expectations,
-        super::expectations::put_scheduled,
-        super::incidents::list_missed,
-        super::incidents::list_late,
-        super::incidents::list_incidents,
-        super::health::live,
-        super::health::ready,
-        super::console::pages::overview_page::overview,
-        super::console::pages::agent_page::agent,
-        super::console::pages::run_page::run,
-        super::console::pages::incidents_page::incidents,
-        super::console::sign_in_page,
-        super::console::sign_in,
-        super::console::sign_out,
-        super::console::stylesheet,
-        super::console::script,
     ),
     modifiers(&BearerAuth)
 )]
@@ -60,6 +37,9 @@ impl Modify for BearerAuth {
     }
 }
 
-pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The document [`super::router`] made with its routes.
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+pub(super) async fn document(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(state.openapi.get().cloned().unwrap_or_else(ApiDoc::openapi))
 }

@@ -105,6 +105,10 @@ fn describe() {
     );
 }
 
+/// The collector's own metrics, in Prometheus' text format (unauthenticated, as `/health`: no
+/// agent data in it; nginx keeps it off the internet).
+#[utoipa::path(get, path = "/prometheus", tag = "health",
+    responses((status = 200, description = "Requests, runs stored, the database pool", content_type = "text/plain", body = String)))]
 pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let (open, idle, max) = state.store.pool_usage();
     metrics::gauge!("collector_db_pool_connections", "state" => "open").set(f64::from(open));

@@ -1,16 +1,13 @@
 //! The alert sender's queue: events routed to deliveries, deliveries due, attempts recorded.
 
 use agent_sdk::wire::{Incident, IncidentKind, RunStatus};
-use chrono::{DateTime, SubsecRound, Utc};
-use sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Order, Query};
 use sqlx::pool::PoolConnection;
 use sqlx::{FromRow, Postgres};
 
 use super::tables::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
 use super::{Store, StoreError, Tx};
-
-/// The advisory lock the replicas take in turn to send alerts ("alerts" in ASCII).
-pub const ALERT_LOCK: i64 = 0x0000_616c_6572_7473;
 
 /// A delivery due now, with what it is about.
 #[derive(Debug, Clone)]
@@ -25,6 +22,8 @@ pub struct DueAlert {
     pub incident: Incident,
     /// The last lines of the agent's latest failed run's error, for `failing` and `overdue`.
     pub error: Option<String>,
+    /// That run's id, for a link to its page.
+    pub run_id: Option<i64>,
 }
 
 /// What became of an attempt.
@@ -120,12 +119,19 @@ impl Store {
         Ok(created)
     }
 
-    /// Deliveries pending and due at `now`, the oldest first, at most `limit`.
-    pub async fn due_alerts(
+    /// Claims `route`'s deliveries pending and due at `now`, the oldest first, at most
+    /// `limit`: each is due again only after `lease` (its attempt records the real next time
+    /// before then), so that no other sender, in this process or another replica, attempts it
+    /// meanwhile; a sender that dies mid-attempt leaves it to be tried again when the lease
+    /// ends (at least once).
+    pub async fn claim_due_alerts(
         &self,
+        route: &str,
         now: DateTime<Utc>,
+        lease: TimeDelta,
         limit: u64,
     ) -> Result<Vec<DueAlert>, StoreError> {
+        let now = now.trunc_subsecs(6);
         let select = Query::select()
             .expr_as(
                 Expr::col((AlertDeliveries::Table, AlertDeliveries::Id)),
@@ -157,6 +163,7 @@ impl Store {
                 Expr::col((Incidents::Table, Incidents::Id))
                     .equals((AlertEvents::Table, AlertEvents::IncidentId)),
             )
+            .and_where(Expr::col((AlertDeliveries::Table, AlertDeliveries::Route)).eq(route))
             .and_where(Expr::col((AlertDeliveries::Table, AlertDeliveries::Status)).eq("pending"))
             .and_where(Expr::col((AlertDeliveries::Table, AlertDeliveries::NextAttemptAt)).lte(now))
             .order_by(
@@ -165,18 +172,37 @@ impl Store {
             )
             .order_by((AlertDeliveries::Table, AlertDeliveries::Id), Order::Asc)
             .limit(limit)
+            // PostgreSQL: deliveries another sender is claiming are left to it.
+            .lock_with_tables_behavior(
+                LockType::Update,
+                [AlertDeliveries::Table],
+                LockBehavior::SkipLocked,
+            )
             .to_owned();
-        let rows: Vec<DueRow> = self.fetch(&select).await?;
+        let mut tx = Tx::begin(self).await?;
+        let rows: Vec<DueRow> = tx.fetch(&select).await?;
+        if !rows.is_empty() {
+            let mut lease_until = Query::update();
+            lease_until
+                .table(AlertDeliveries::Table)
+                .value(AlertDeliveries::NextAttemptAt, now + lease)
+                .and_where(
+                    Expr::col(AlertDeliveries::Id).is_in(rows.iter().map(|r| r.delivery_id)),
+                );
+            tx.execute(&lease_until).await?;
+        }
+        tx.commit().await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(kind) = IncidentKind::parse(&row.kind) else {
                 continue;
             };
-            let error = match kind {
-                IncidentKind::Failing | IncidentKind::Overdue => {
-                    self.latest_error(&row.agent_name).await?
-                }
-                _ => None,
+            let (run_id, error) = match kind {
+                IncidentKind::Failing | IncidentKind::Overdue => self
+                    .latest_error(&row.agent_name)
+                    .await?
+                    .map_or((None, None), |(id, error)| (Some(id), error)),
+                _ => (None, None),
             };
             due.push(DueAlert {
                 delivery_id: row.delivery_id,
@@ -193,6 +219,7 @@ impl Store {
                     summary: row.summary,
                 },
                 error,
+                run_id,
             });
         }
         Ok(due)
@@ -246,25 +273,28 @@ impl Store {
         tx.commit().await
     }
 
-    /// The last lines of `agent`'s latest failed run's error.
-    async fn latest_error(&self, agent: &str) -> Result<Option<String>, StoreError> {
+    /// `agent`'s latest failed run: its id and the last lines of its error.
+    async fn latest_error(&self, agent: &str) -> Result<Option<(i64, Option<String>)>, StoreError> {
         let select = Query::select()
-            .column(AgentRuns::ErrorMessage)
+            .columns([AgentRuns::Id, AgentRuns::ErrorMessage])
             .from(AgentRuns::Table)
             .and_where(Expr::col(AgentRuns::AgentName).eq(agent))
             .and_where(Expr::col(AgentRuns::Status).eq(RunStatus::Failed.as_str()))
             .order_by(AgentRuns::StartedAt, Order::Desc)
             .limit(1)
             .to_owned();
-        let rows: Vec<(Option<String>,)> = self.fetch(&select).await?;
-        Ok(rows.into_iter().next().and_then(|(e,)| e).map(|error| {
-            let lines: Vec<&str> = error.lines().collect();
-            lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n")
+        let rows: Vec<(i64, Option<String>)> = self.fetch(&select).await?;
+        Ok(rows.into_iter().next().map(|(id, error)| {
+            let error = error.map(|error| {
+                let lines: Vec<&str> = error.lines().collect();
+                lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n")
+            });
+            (id, error)
         }))
     }
 }
 
-/// Held while this process sends alerts; see [`Store::try_session_lock`].
+/// A session-level advisory lock, held until released; see [`Store::try_session_lock`].
 pub struct SessionLock(Option<(PoolConnection<Postgres>, i64)>);
 
 impl SessionLock {

@@ -19,10 +19,15 @@ use crate::store::{PRUNE_BATCH, Pruned, Retention};
 const PRUNE_BATCHES_PER_PASS: usize = 20;
 
 /// Every `rules.every` (`WATCH_EVERY`): closes runs `running` past their deadline as failed
-/// (`Store::close_overdue`), runs the watcher's pass, sends the alerts due and deletes what
-/// retention no longer keeps; on PostgreSQL each one replica at a time. Runs until dropped.
+/// (`Store::close_overdue`), runs the watcher's pass, routes the alerts of the incidents it
+/// opened or resolved and wakes their routes' senders (tasks of their own: no HTTP here), and
+/// deletes what retention no longer keeps; on PostgreSQL each one replica at a time. Runs
+/// until dropped (its senders with it).
 pub async fn run(watcher: Watcher, alerts: Option<Alerts>, retention: Retention) {
     let store = watcher.store().clone();
+    let senders = alerts
+        .as_ref()
+        .map(|alerts| alerts.spawn(&store, watcher.rules().every));
     let mut ticks = tokio::time::interval(watcher.rules().every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -64,10 +69,13 @@ pub async fn run(watcher: Watcher, alerts: Option<Alerts>, retention: Retention)
                 tracing::warn!(error = %err, "the watcher's pass failed; retrying at the next pass")
             }
         }
-        if let Some(alerts) = &alerts
-            && let Err(err) = alerts.pass(&store, chrono::Utc::now()).await
-        {
-            tracing::warn!(error = %err, "the alert sender's pass failed; retrying at the next pass");
+        if let (Some(alerts), Some(senders)) = (&alerts, &senders) {
+            match alerts.route_events(&store, chrono::Utc::now()).await {
+                Ok(()) => senders.wake(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "routing alerts failed; retrying at the next pass")
+                }
+            }
         }
         if !retention.is_keep_all() {
             let now = chrono::Utc::now();

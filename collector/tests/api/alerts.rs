@@ -23,6 +23,8 @@ pub(crate) struct Received {
     /// Answers 500 to this many requests first.
     fail_first: usize,
     requests: Vec<(HeaderMap, Bytes)>,
+    /// When each request arrived.
+    times: Vec<std::time::Instant>,
 }
 
 pub(crate) type Receiver = Arc<Mutex<Received>>;
@@ -30,6 +32,7 @@ pub(crate) type Receiver = Arc<Mutex<Received>>;
 async fn receive(State(state): State<Receiver>, headers: HeaderMap, body: Bytes) -> AxumStatus {
     let mut state = state.lock().unwrap();
     state.requests.push((headers, body));
+    state.times.push(std::time::Instant::now());
     if state.requests.len() <= state.fail_first {
         AxumStatus::INTERNAL_SERVER_ERROR
     } else {
@@ -42,6 +45,7 @@ pub(crate) async fn receiver(fail_first: usize) -> (SocketAddr, Receiver) {
     let state: Receiver = Arc::new(Mutex::new(Received {
         fail_first,
         requests: Vec::new(),
+        times: Vec::new(),
     }));
     let app = Router::new()
         .route("/hook", post(receive))
@@ -98,13 +102,12 @@ async fn a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempt
     // Three failures, then delivered: each retry waits for its backoff (30 s, 1 min, 2 min).
     let mut at = now;
     for expected in [0, 0, 0, 1] {
-        let sent = alerts.pass(&store, at).await.unwrap().unwrap();
+        let sent = alerts.pass(&store, at).await.unwrap();
         assert_eq!(sent.delivered, expected, "at {at}");
         // Not yet due again: nothing is sent.
         let early = alerts
             .pass(&store, at + TimeDelta::seconds(1))
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(early.delivered + early.failed, 0);
         at += TimeDelta::minutes(5);
@@ -120,6 +123,12 @@ async fn a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempt
     );
     let received = bodies(&state);
     assert_eq!(received.len(), 4);
+    // One delivery, retried: the same id on each attempt, for the receiver to drop repeats.
+    let deliveries: std::collections::HashSet<&str> = received
+        .iter()
+        .map(|(headers, _)| headers["x-alert-delivery"].to_str().unwrap())
+        .collect();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     for (headers, body) in &received {
         let signature = headers[SIGNATURE_HEADER].to_str().unwrap();
         assert_eq!(
@@ -139,6 +148,11 @@ async fn a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempt
     assert_eq!(
         message.url.as_deref(),
         Some("https://ops.example.com/ui/agents/nightly")
+    );
+    let run: i64 = app.db.scalar("select max(id) from agent_runs").await;
+    assert_eq!(
+        message.run_url,
+        Some(format!("https://ops.example.com/ui/runs/{run}"))
     );
 
     // Failing again continues the incident: nothing sent. A success resolves it: one message.
@@ -169,7 +183,7 @@ async fn a_slack_route_gets_text_and_blocks(db: Db) {
     )
     .await;
     app.watch_at(now).await;
-    let sent = alerts.pass(&app.db.store(), now).await.unwrap().unwrap();
+    let sent = alerts.pass(&app.db.store(), now).await.unwrap();
     assert_eq!(sent.delivered, 1);
     let received = bodies(&state);
     let message: Value = serde_json::from_slice(&received[0].1).unwrap();
@@ -195,6 +209,13 @@ async fn a_slack_route_gets_text_and_blocks(db: Db) {
         text.contains("<https://ops.example.com/ui/agents/nightly|"),
         "{text}"
     );
+    let run: i64 = app.db.scalar("select max(id) from agent_runs").await;
+    assert!(
+        text.contains(&format!(
+            "<https://ops.example.com/ui/runs/{run}|Open the run>"
+        )),
+        "{text}"
+    );
 }
 
 async fn an_alert_that_cannot_be_delivered_is_given_up_and_recorded(db: Db) {
@@ -206,11 +227,10 @@ async fn an_alert_that_cannot_be_delivered_is_given_up_and_recorded(db: Db) {
     app.push("nightly", now - TimeDelta::minutes(1), Some("boom"))
         .await;
     app.watch_at(now).await;
-    assert_eq!(alerts.pass(&store, now).await.unwrap().unwrap().failed, 1);
+    assert_eq!(alerts.pass(&store, now).await.unwrap().failed, 1);
     let sent = alerts
         .pass(&store, now + TimeDelta::minutes(3))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(sent.gave_up, 1);
     assert_eq!(app.attempts().await, [(1, Some(500)), (2, Some(500))]);
@@ -285,7 +305,111 @@ async fn a_silent_agent_opens_one_missed_alert_and_its_push_one_resolved(db: Db)
     );
 }
 
+/// A receiver that accepts connections and never answers.
+async fn hung_receiver() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// 8 incidents, three routes, one of whose receivers hangs: the server's own loop (a watcher
+/// pass a second) gets the other two routes' 8 messages each to them within the watcher's
+/// interval plus a second of the failed runs' reports; the hung route delays only itself.
+/// (Before, delivery ran inline in the watcher's loop, one attempt after another, 10 s each.)
+async fn a_hung_route_delays_only_itself(db: Db) {
+    let hung = hung_receiver().await;
+    let (a, state_a) = receiver(0).await;
+    let (b, state_b) = receiver(0).await;
+    let route = |name: &str, addr: SocketAddr| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret = \"s\"\nkinds = [\"failing\"]\n"
+        )
+    };
+    // The hung route first: it is not ahead of the others in any queue.
+    let alerts = Alerts::parse(&format!(
+        "{}{}{}",
+        route("hung", hung),
+        route("a", a),
+        route("b", b)
+    ))
+    .unwrap();
+    let every = std::time::Duration::from_secs(1);
+    let rules = collector::watch::WatchRules {
+        every,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_alerting(db, rules, alerts).await;
+    let mut reported = Vec::new();
+    for i in 0..8 {
+        app.push(
+            &format!("agent-{i}"),
+            Utc::now() - TimeDelta::seconds(5),
+            Some("boom"),
+        )
+        .await;
+        reported.push(std::time::Instant::now());
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (bodies(&state_a).len() < 8 || bodies(&state_b).len() < 8)
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (name, state) in [("a", &state_a), ("b", &state_b)] {
+        let received = state.lock().unwrap();
+        assert_eq!(received.requests.len(), 8, "route {name}");
+        // Each message after its own report (the latest report bounds them all).
+        let last_report = reported[7];
+        let slowest = received
+            .times
+            .iter()
+            .map(|t| t.saturating_duration_since(last_report))
+            .max()
+            .unwrap();
+        eprintln!(
+            "route {name}: its 8 messages arrived at most {slowest:?} after the last report (watcher every {every:?}; one route hung)"
+        );
+        assert!(
+            slowest <= every + std::time::Duration::from_secs(1),
+            "route {name}: {slowest:?}"
+        );
+    }
+}
+
+/// A route's URL is a secret: an attempt that fails to connect is recorded (a row the
+/// read-only role reads) with why, and without the URL.
+async fn a_routes_url_is_never_recorded(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let alerts = Alerts::parse(&format!(
+        "[[routes]]\nname = \"ops-slack\"\ntype = \"slack\"\nurl = \"http://{closed}/services/T000/B000/XOXBSECRET\"\n"
+    ))
+    .unwrap();
+    let now = Utc::now();
+    app.push("nightly", now - TimeDelta::minutes(1), Some("boom"))
+        .await;
+    app.watch_at(now).await;
+    assert_eq!(alerts.pass(&app.db.store(), now).await.unwrap().failed, 1);
+    let error: String = app.db.scalar("select error from alert_attempts").await;
+    assert!(!error.is_empty());
+    for secret in ["XOXBSECRET", "/services/", &closed.port().to_string()] {
+        assert!(!error.contains(secret), "{secret} in {error:?}");
+    }
+    assert!(!format!("{alerts:?}").contains("XOXBSECRET"));
+}
+
 on_both_backends!(
+    a_hung_route_delays_only_itself,
+    a_routes_url_is_never_recorded,
     a_webhook_down_three_times_gets_its_alert_once_signed_with_four_attempts,
     a_slack_route_gets_text_and_blocks,
     an_alert_that_cannot_be_delivered_is_given_up_and_recorded,

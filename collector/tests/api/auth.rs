@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Db, SECRET, TestApp, error_code, on_both_backends, report};
+use crate::helpers::{Db, SECRET, TestApp, error_code, into_json, on_both_backends, report};
 
 fn claims(exp_offset: i64) -> Claims {
     Claims {
@@ -267,7 +267,98 @@ async fn health_needs_no_token(db: Db) {
     }
 }
 
+/// Every write of the API, walked from the OpenAPI document (so a new one cannot be left
+/// out: it fails here until it has a body below), with a token limited to `mine` against
+/// `theirs`: each is refused with 403, and nothing is written, `theirs`'s expectation and
+/// running run stay as they were.
+async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
+    let app = TestApp::spawn(db).await;
+    // theirs: an expectation of each source, a running run.
+    let (status, _) = app
+        .put_expectation("theirs", r#"{"every": "1h"}"#, Some(&app.token))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let answer = app
+        .client
+        .put(app.url("/expectations/scheduler"))
+        .bearer_auth(&app.token)
+        .json(&serde_json::json!({"jobs": [{"job": "theirs", "cron": "0 3 * * *", "timezone": "UTC", "enabled": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let key = uuid::Uuid::new_v4();
+    let (status, _) = app
+        .post_start(&crate::lifecycle::start("theirs", key, "scheduler-1"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = (
+        app.row_counts().await,
+        app.db
+            .rows::<(String, String, Option<String>)>(
+                "select source, name, publisher from agent_expectations order by source",
+            )
+            .await,
+    );
+
+    let mine = app.token_for(&[Scope::Ingest, Scope::Read], Some(&["mine"]));
+    let theirs_report = crate::lifecycle::finished("theirs", key);
+    let (_, doc) = app.get_with("/openapi.json", None).await;
+    let mut walked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if method == "get" || !bearer {
+                continue;
+            }
+            let body = match (method.as_str(), path.as_str()) {
+                ("post", "/metrics") => theirs_report.clone(),
+                ("post", "/metrics/batch") => serde_json::json!({"reports": [theirs_report]}),
+                ("post", "/runs") => crate::lifecycle::start("theirs", key, "intruder"),
+                ("put", "/agents/{name}/expectation") => serde_json::json!({"every": "5m"}),
+                ("delete", "/agents/{name}/expectation") => serde_json::Value::Null,
+                ("put", "/expectations/scheduler") => serde_json::json!({"jobs": [
+                    {"job": "theirs", "cron": "* * * * *", "timezone": "UTC", "enabled": true}]}),
+                other => panic!("{other:?}: a write this test has no body for; add one"),
+            };
+            let url = app.url(&path.replace("{name}", "theirs"));
+            let request = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), url)
+                .bearer_auth(&mine);
+            let request = if body.is_null() {
+                request
+            } else {
+                request.json(&body)
+            };
+            let (status, answer) = into_json(request.send().await.unwrap()).await;
+            let refused = match path.as_str() {
+                // Refused report by report: the batch itself is answered.
+                "/metrics/batch" => {
+                    status == StatusCode::OK && answer["results"][0]["status"] == 403
+                }
+                _ => status == StatusCode::FORBIDDEN,
+            };
+            assert!(refused, "{method} {path}: {status} {answer}");
+            walked.push(format!("{method} {path}"));
+        }
+    }
+    assert_eq!(walked.len(), 6, "{walked:?}");
+    let after = (
+        app.row_counts().await,
+        app.db
+            .rows::<(String, String, Option<String>)>(
+                "select source, name, publisher from agent_expectations order by source",
+            )
+            .await,
+    );
+    assert_eq!(before, after);
+}
+
 on_both_backends!(
+    an_agent_limited_token_writes_nothing_of_another_agent,
     bad_tokens_are_401_and_write_nothing,
     asymmetric_and_confused_tokens_are_401_and_write_nothing,
     wrong_scope_is_403,

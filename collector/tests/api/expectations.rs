@@ -228,7 +228,11 @@ async fn a_publisher_replaces_only_its_own_jobs_of_its_agents(db: Db) {
             .map(|(name,)| name)
             .collect()
     };
-    let (status, body) = put(&["billing", "reports-a", "reports-b"], token("scheduler-1", None)).await;
+    let (status, body) = put(
+        &["billing", "reports-a", "reports-b"],
+        token("scheduler-1", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = put(&["etl"], token("scheduler-2", None)).await;
     assert_eq!(status, StatusCode::OK, "{body}");

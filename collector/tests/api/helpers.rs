@@ -171,15 +171,30 @@ impl TestApp {
     /// A collector whose store is `store` (tests point it at a proxy they can cut), while the
     /// test itself inspects the database through `db`.
     pub(crate) async fn spawn_on_store(store: Store, db: Db, http: HttpConfig) -> Self {
-        Self::spawn_full(store, db, http, WatchRules::default()).await
+        Self::spawn_full(store, db, http, WatchRules::default(), None).await
     }
 
     /// A collector whose watcher follows `rules`.
     pub(crate) async fn spawn_watching(db: Db, rules: WatchRules) -> Self {
-        Self::spawn_full(db.store(), db, HttpConfig::default(), rules).await
+        Self::spawn_full(db.store(), db, HttpConfig::default(), rules, None).await
     }
 
-    async fn spawn_full(store: Store, db: Db, http: HttpConfig, rules: WatchRules) -> Self {
+    /// A collector whose watcher follows `rules` and sends its incidents by `alerts`.
+    pub(crate) async fn spawn_alerting(
+        db: Db,
+        rules: WatchRules,
+        alerts: collector::watch::Alerts,
+    ) -> Self {
+        Self::spawn_full(db.store(), db, HttpConfig::default(), rules, Some(alerts)).await
+    }
+
+    async fn spawn_full(
+        store: Store,
+        db: Db,
+        http: HttpConfig,
+        rules: WatchRules,
+        alerts: Option<collector::watch::Alerts>,
+    ) -> Self {
         init_logs();
         let keys = TokenKeys::new(&SecretKey::parse(SECRET.into()).unwrap());
         let services = Services {
@@ -187,7 +202,7 @@ impl TestApp {
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
             watch: rules,
-            alerts: None,
+            alerts,
             retention: collector::store::Retention::default(),
         };
         let app = Application::bind("127.0.0.1:0".parse().unwrap(), services, &http)

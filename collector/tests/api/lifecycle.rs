@@ -170,7 +170,9 @@ async fn another_agents_keys_are_other_runs(db: Db) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let owner_run = body["run_id"].clone();
     assert_eq!(
-        app.post_start(&start("owner", running_key, "scheduler-1")).await.0,
+        app.post_start(&start("owner", running_key, "scheduler-1"))
+            .await
+            .0,
         StatusCode::CREATED
     );
 
@@ -199,7 +201,11 @@ async fn another_agents_keys_are_other_runs(db: Db) {
         .iter()
         .map(|r| r["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == "success").count(), 1, "{body}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "success").count(),
+        1,
+        "{body}"
+    );
     assert_eq!(app.counted("owner").await, (1, 1));
     assert_eq!(app.counted("intruder").await, (2, 2));
 }

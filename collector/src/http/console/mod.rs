@@ -11,7 +11,6 @@ mod chart;
 pub(super) mod pages;
 mod view;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, HOST, ORIGIN, REFERRER_POLICY,
@@ -21,10 +20,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use axum::{Form, extract::rejection::FormRejection};
 use serde::Deserialize;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::auth::{Grant, Scope};
@@ -42,16 +42,16 @@ const STYLESHEET: &str = include_str!("assets/console.css");
 const SCRIPT: &str = include_str!("assets/console.js");
 
 /// `/ui` and its pages, with the console's headers and compression.
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ui", get(pages::overview_page::overview))
-        .route("/ui/agents/{name}", get(pages::agent_page::agent))
-        .route("/ui/runs/{id}", get(pages::run_page::run))
-        .route("/ui/incidents", get(pages::incidents_page::incidents))
-        .route("/ui/login", get(sign_in_page).post(sign_in))
-        .route("/ui/logout", post(sign_out))
-        .route("/ui/assets/console.css", get(stylesheet))
-        .route("/ui/assets/console.js", get(script))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(pages::overview_page::overview))
+        .routes(routes!(pages::agent_page::agent))
+        .routes(routes!(pages::run_page::run))
+        .routes(routes!(pages::incidents_page::incidents))
+        .routes(routes!(sign_in_page, sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(stylesheet))
+        .routes(routes!(script))
         .layer(middleware::from_fn(console_headers))
         .layer(CompressionLayer::new().quality(CompressionLevel::Precise(2)))
 }

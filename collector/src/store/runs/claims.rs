@@ -55,7 +55,10 @@ impl Store {
         // Refused: the insert waited for a concurrent holder to commit, so it is there to read.
         let agent = start.agent_name.as_str();
         let mut holders: Vec<Holder> = self
-            .fetch(&holder(agent, Expr::col(AgentRuns::RunKey).eq(start.run_key)))
+            .fetch(&holder(
+                agent,
+                Expr::col(AgentRuns::RunKey).eq(start.run_key),
+            ))
             .await?;
         let by_key = !holders.is_empty();
         if !by_key && let Some(exclusive) = &start.exclusive {

@@ -11,8 +11,8 @@ use sea_query_sqlx::SqlxBinder;
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{Written, metric_columns};
 use super::metric_day::MetricDay;
+use super::{Written, metric_columns};
 use crate::domain::{NewRun, StoredValue};
 use crate::store::StoreError;
 use crate::store::tables::{AgentMetricDailySummaries, AgentMetrics, AgentRuns};

@@ -3,10 +3,12 @@
 //! with a JSON body signed with HMAC-SHA256 (`X-Signature-256: sha256=<hex>`, as GitHub's
 //! `X-Hub-Signature-256`).
 //!
-//! The sender runs beside the watcher (one replica at a time: a PostgreSQL session advisory
-//! lock), never on the ingest path. Events are rows written with the incident's transition;
-//! each delivery is retried with backoff until delivered or `give_up_after` has passed since
-//! its event, and every attempt is a row (`alert_attempts`).
+//! The sender runs beside the watcher, one task per route (`sender.rs`), never on the ingest
+//! path. Events are rows written with the incident's transition; each delivery is claimed for
+//! a lease, retried with backoff until delivered or `give_up_after` has passed since its event,
+//! and every attempt is a row (`alert_attempts`). Delivery is at least once: every message
+//! carries its delivery's id (`X-Alert-Delivery`, the same on every retry) for the receiver to
+//! drop a repeat.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,19 +20,21 @@ use serde::Deserialize;
 mod message;
 mod sender;
 
-pub use message::{WebhookBody, sign, slack_message};
-pub use sender::Sent;
+pub use message::{SLACK_SECTION_LIMIT, WebhookBody, sign, slack_message};
+pub use sender::{IN_FLIGHT, Senders, Sent};
 
 use crate::domain::AgentPattern;
 
 /// The header a webhook's signature travels in.
 pub const SIGNATURE_HEADER: &str = "x-signature-256";
+/// The header naming a message's delivery, the same on each of its retries.
+pub const DELIVERY_HEADER: &str = "x-alert-delivery";
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first retry waits this long, each next one twice as long, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Deliveries one pass attempts at most.
+/// Deliveries one pass of a route attempts at most.
 const PER_PASS: u64 = 100;
 
 #[derive(Debug, Deserialize)]
@@ -65,8 +69,9 @@ pub enum RouteKind {
     Webhook,
 }
 
-/// One route of the alerts file.
-#[derive(Debug, Clone)]
+/// One route of the alerts file. Its URL is a secret (a Slack webhook's is a credential):
+/// shown nowhere, its name stands for it.
+#[derive(Clone)]
 pub struct Route {
     pub name: String,
     pub kind: RouteKind,
@@ -76,6 +81,18 @@ pub struct Route {
     agents: Vec<AgentPattern>,
     /// Empty: every kind.
     kinds: Vec<IncidentKind>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &"[redacted]")
+            .field("agents", &self.agents)
+            .field("kinds", &self.kinds)
+            .finish()
+    }
 }
 
 impl Route {
@@ -219,11 +236,14 @@ impl Alerts {
     }
 }
 
+/// A route's URL is a secret: a problem with it is told without it.
 fn http_url(value: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(value).map_err(|e| format!("{value:?} is not a URL: {e}"))?;
+    let url = reqwest::Url::parse(value).map_err(|e| format!("is not a URL ({e})"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
-        _ => Err(format!("{value:?} is not an http(s) URL")),
+        scheme => Err(format!(
+            "is not an http(s) URL (its scheme is {scheme:?}, or it has no host)"
+        )),
     }
 }
 

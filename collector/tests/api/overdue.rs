@@ -188,4 +188,74 @@ async fn one_replica_at_a_time_closes_overdue_runs(pool: sqlx::PgPool) {
     assert_eq!((failures, still_running().await), (20, 0));
 }
 
+/// An ingest of the same agent and day, its transaction still open (its run inserted, its day
+/// counted, uncommitted) while a replica closes an overdue run: the closing adds its run to the
+/// day on top of the ingest's (a delta, `Tx::add_to_summaries`, waiting for the ingest's row
+/// lock), so neither is lost. (The recomputation this replaced, one statement computing the
+/// day from the runs its snapshot held, then overwriting the row once the lock was free,
+/// dropped the ingest's run; `Tx::recount`, which deletes the row first and reads the runs in
+/// a later statement, passes this test too.)
+///
+/// PostgreSQL only: SQLite runs one write transaction at a time (the ingest would hold its
+/// write lock until it commits), so the two cannot interleave there.
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn an_ingest_open_across_an_overdue_closing_is_counted(pool: sqlx::PgPool) {
+    let app = TestApp::spawn(Db::Postgres(pool.clone())).await;
+    let earlier = json!({"agent_name": "late", "started_at": "2026-02-19T09:00:00Z",
+        "finished_at": "2026-02-19T09:00:01Z"});
+    assert_eq!(app.post_report(&earlier).await.0, StatusCode::CREATED);
+    let begun = json!({"agent_name": "late", "run_key": Uuid::new_v4(),
+        "started_at": "2026-02-19T10:00:00Z", "claimant": "scheduler-1",
+        "deadline": "2026-02-19T10:05:00Z"});
+    assert_eq!(app.post_start(&begun).await.0, StatusCode::CREATED);
+
+    // The ingest: its run and its count of the day, as the write does them, not committed.
+    let mut ingest = pool.begin().await.unwrap();
+    sqlx::raw_sql(
+        "insert into agent_runs (run_key, agent_name, started_at, finished_at, status, duration_ms, trigger, metric_count)
+         values (gen_random_uuid(), 'late', '2026-02-19T11:00:00Z', '2026-02-19T11:00:02Z', 'success', 2000, 'api', 0);
+         update agent_daily_summaries
+         set run_count = run_count + 1, success_count = success_count + 1,
+             total_duration_ms = total_duration_ms + 2000, max_duration_ms = 2000,
+             last_run_at = '2026-02-19T11:00:00Z', last_status = 'success',
+             last_success_at = '2026-02-19T11:00:00Z'
+         where agent_name = 'late' and day = '2026-02-19';",
+    )
+    .execute(&mut *ingest)
+    .await
+    .unwrap();
+
+    let replica = collector::store::Store::from(pool.clone());
+    let closing = tokio::spawn(async move {
+        // The server's own pass may hold the turn (it finds nothing: the deadline is in 2026-02).
+        loop {
+            match replica.close_overdue(Utc::now()).await.unwrap() {
+                0 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                closed => return closed,
+            }
+        }
+    });
+    let waiting = "select count(*) from pg_locks where not granted and locktype = 'transactionid'";
+    for _ in 0..250 {
+        if app.db.scalar::<i64>(waiting).await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.db.scalar::<i64>(waiting).await,
+        1,
+        "the closing never waited for the ingest"
+    );
+    ingest.commit().await.unwrap();
+    assert_eq!(closing.await.unwrap(), 1);
+
+    let (runs, successes, failures, total, _, max, _) = day_of(&app, "late").await;
+    assert_eq!(
+        (runs, successes, failures, total, max),
+        (3, 2, 1, 3000, Some(2000)),
+        "the earlier run, the ingest's and the overdue one"
+    );
+}
+
 on_both_backends!(an_overdue_run_is_closed_as_failed_and_its_late_result_corrects_it,);

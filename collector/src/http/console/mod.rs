@@ -174,15 +174,30 @@ fn same_origin(headers: &HeaderMap) -> bool {
         // not a page in a browser.
         return true;
     };
-    // Host names only: nginx passes `Host` without the port the browser used.
-    let name = |authority: &str| {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host)
-            .to_owned()
+    // The whole origin, scheme, host and port, as browsers compare them: the request's scheme
+    // is the one nginx answered on (`X-Forwarded-Proto`), plain HTTP without it; its host
+    // and port are `Host` (nginx passes the browser's, port included).
+    let scheme = header("x-forwarded-proto")
+        .and_then(|p| p.split(',').next())
+        .map_or("http", str::trim);
+    let ours = header(HOST.as_str()).and_then(|host| web_origin(scheme, host));
+    let theirs = origin
+        .split_once("://")
+        .and_then(|(scheme, authority)| web_origin(scheme, authority));
+    theirs.is_some() && theirs == ours
+}
+
+/// (scheme, host, port) of `scheme://authority`, the port its scheme's when absent.
+fn web_origin(scheme: &str, authority: &str) -> Option<(String, String, u16)> {
+    let scheme = scheme.to_ascii_lowercase();
+    let authority: axum::http::uri::Authority = authority.parse().ok()?;
+    let port = match (authority.port_u16(), scheme.as_str()) {
+        (Some(port), _) => port,
+        (None, "https") => 443,
+        (None, "http") => 80,
+        (None, _) => return None,
     };
-    let origin_host = origin.split_once("://").map(|(_, rest)| name(rest));
-    origin_host.is_some() && origin_host == header(HOST.as_str()).map(name)
+    Some((scheme, authority.host().to_ascii_lowercase(), port))
 }
 
 /// The console's sign-in form.
@@ -324,13 +339,28 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_static("ops.example.com"));
         assert!(same_origin(&headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         headers.insert(ORIGIN, HeaderValue::from_static("https://ops.example.com"));
+        assert!(same_origin(&headers));
+        // Plain HTTP without X-Forwarded-Proto: an https origin is another one.
+        headers.insert(ORIGIN, HeaderValue::from_static("https://ops.example.com"));
+        headers.remove("x-forwarded-proto");
+        assert!(!same_origin(&headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(same_origin(&headers));
+        // Another port of the same host is another origin.
+        headers.insert(
+            ORIGIN,
+            HeaderValue::from_static("https://ops.example.com:8443"),
+        );
+        assert!(!same_origin(&headers));
+        headers.insert(HOST, HeaderValue::from_static("ops.example.com:8443"));
         assert!(same_origin(&headers));
         headers.insert(
             ORIGIN,
-            HeaderValue::from_static("http://ops.example.com:8080"),
+            HeaderValue::from_static("http://ops.example.com:8443"),
         );
-        assert!(same_origin(&headers));
+        assert!(!same_origin(&headers), "another scheme");
         headers.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
         assert!(!same_origin(&headers));
         headers.insert(ORIGIN, HeaderValue::from_static("null"));

@@ -66,7 +66,9 @@ enum Command {
     /// Run one job or agent once now, print its metrics, and push the report.
     ///
     /// Exit status: 0 when the run succeeded and was delivered (or --no-push), 1 when the run
-    /// failed, 2 when the report could not be delivered (it is in the spool). With --slot: 0
+    /// failed, 2 when the report could not be delivered (spooled for redelivery when the
+    /// collector could not be reached; kept in the spool's rejected/ folder, never resent,
+    /// when it refused the report). With --slot: 0
     /// or 1 also when the slot had run already (its stored status), 2 when the claim could
     /// not be asked (nothing ran), 3 when the slot is running elsewhere.
     Run {

@@ -114,9 +114,16 @@ pub(super) async fn run(
                 ExitCode::FAILURE
             }
         }
-        Outcome::Spooled | Outcome::Rejected { .. } => {
+        Outcome::Spooled => {
             eprintln!(
                 "slot {slot}: not delivered; the report is in {} (a volume keeps it for the next pod)",
+                settings.spool_dir.display()
+            );
+            ExitCode::from(2)
+        }
+        Outcome::Rejected { status, reason } => {
+            eprintln!(
+                "slot {slot}: not delivered: the collector refused it ({status}): {reason}; kept in {}/rejected, not sent again",
                 settings.spool_dir.display()
             );
             ExitCode::from(2)

@@ -1,12 +1,13 @@
 //! Runs announced before they run (POST /runs): visible while they run; with SCHEDULER_HA,
-//! replicas sharing a schedule run each slot once; a slot whose claim cannot be asked is not run.
+//! replicas sharing a schedule run each slot once, whichever backend the collector is on; a slot
+//! whose claim cannot be asked is not run.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::helpers::{Collector, SchedulerProcess, wait_for, write_schedule};
+use crate::helpers::{Collector, Db, SchedulerProcess, on_both_backends, wait_for, write_schedule};
 
 /// `name`'s entry in a `/jobs` answer.
 fn job<'a>(jobs: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -33,9 +34,8 @@ fn appending_schedule(file: &std::path::Path) -> String {
 /// Three schedulers with one schedule for thirty seconds: every slot ran once (one line each
 /// in the agent's file, no slot twice, none missing between the first and the last) and was
 /// stored once.
-#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
-async fn replicas_run_each_slot_once(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
+async fn replicas_run_each_slot_once(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("ran");
     let schedule = write_schedule(dir.path(), &appending_schedule(&effects));
@@ -87,13 +87,12 @@ async fn replicas_run_each_slot_once(pool: PgPool) {
         "{claimed_elsewhere}"
     );
 
-    let (stored, distinct, succeeded): (i64, i64, i64) = sqlx::query_as(
-        "select count(*), count(distinct scheduled_for), count(*) filter (where status = 'success')
-         from agent_runs where agent_name = 'tick'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (stored, distinct, succeeded): (i64, i64, i64) = db
+        .row(
+            "select count(*), count(distinct scheduled_for), count(*) filter (where status = 'success')
+             from agent_runs where agent_name = 'tick'",
+        )
+        .await;
     assert_eq!((stored, distinct), (lines.len() as i64, lines.len() as i64));
     assert_eq!(succeeded, stored, "every run finished and was stored once");
 }
@@ -178,9 +177,8 @@ async fn without_a_granted_claim_nothing_runs() {
 /// `kill -9` of a replica in the middle of a run: the run is closed as overdue after its
 /// deadline, the other replica runs every later slot, and the killed one, restarted, runs
 /// nothing twice (it reports the run it lost as interrupted; the slots it missed ran elsewhere).
-#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
-async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
+async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("ran");
     // A two-second run every three seconds, with a timeout of four: a deadline of five. Runs
@@ -209,13 +207,12 @@ async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool:
     // Wait for a run of A's, then kill A in its middle.
     let a_pid = a.child.id().unwrap();
     let a_run = || async {
-        sqlx::query_scalar::<_, i64>(
-            "select id from agent_runs where status = 'running' and claimant like '%:' || $1 || ':%'",
-        )
-        .bind(a_pid.to_string())
-        .fetch_optional(&pool)
+        db.rows::<(i64,)>(&format!(
+            "select id from agent_runs where status = 'running' and claimant like '%:{a_pid}:%'"
+        ))
         .await
-        .unwrap()
+        .first()
+        .map(|(id,)| *id)
     };
     // Each slot goes to whichever replica's claim arrives first: on a loaded machine one
     // can win many in a row, so the wait is long (it ends at A's first run).
@@ -235,13 +232,10 @@ async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool:
 
     // Past its deadline (five seconds) the collector closes it (its pass comes every ten).
     let lost_run = || async {
-        sqlx::query_as::<_, (String, Option<String>)>(
-            "select status, error_message from agent_runs where id = $1",
-        )
-        .bind(lost)
-        .fetch_one(&pool)
+        db.row::<(String, Option<String>)>(&format!(
+            "select status, error_message from agent_runs where id = {lost}"
+        ))
         .await
-        .unwrap()
     };
     wait_for(
         "the lost run to be closed",
@@ -280,13 +274,12 @@ async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool:
         slots.len() as i64,
         "a slot between the first and the last did not run: {lines:?}"
     );
-    let (stored, distinct, running): (i64, i64, i64) = sqlx::query_as(
-        "select count(*), count(distinct scheduled_for), count(*) filter (where status = 'running')
-         from agent_runs where agent_name = 'long'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (stored, distinct, running): (i64, i64, i64) = db
+        .row(
+            "select count(*), count(distinct scheduled_for), count(*) filter (where status = 'running')
+             from agent_runs where agent_name = 'long'",
+        )
+        .await;
     assert_eq!(
         (stored, distinct, running),
         (lines.len() as i64, lines.len() as i64, 0)
@@ -304,9 +297,8 @@ async fn a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice(pool:
 
 /// `concurrency_policy = "forbid"` across replicas: runs of a job never overlap, whichever
 /// replica runs them.
-#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
-async fn forbid_holds_across_replicas(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
+async fn forbid_holds_across_replicas(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
     let dir = tempfile::tempdir().unwrap();
     let schedule = write_schedule(
         dir.path(),
@@ -338,15 +330,20 @@ async fn forbid_holds_across_replicas(pool: PgPool) {
         chrono::DateTime<chrono::Utc>,
         chrono::DateTime<chrono::Utc>,
         Option<String>,
-    )> = sqlx::query_as(
-        "select started_at, finished_at, claimant from agent_runs
+    )> = db
+        .rows(
+            "select started_at, finished_at, claimant from agent_runs
              where agent_name = 'exclusive' and status = 'success' order by started_at",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+        )
+        .await;
     assert!(runs.len() >= 2, "{runs:?}");
     for pair in runs.windows(2) {
         assert!(pair[1].0 >= pair[0].1, "two runs overlapped: {pair:?}");
     }
 }
+
+on_both_backends!(
+    replicas_run_each_slot_once,
+    a_killed_replicas_run_is_closed_as_overdue_and_nothing_runs_twice,
+    forbid_holds_across_replicas,
+);

@@ -5,7 +5,9 @@ use std::process::Output;
 
 use sqlx::PgPool;
 
-use crate::helpers::{Collector, free_port, outcomes, spool_files, write_schedule};
+use crate::helpers::{
+    Collector, Db, free_port, on_both_backends, outcomes, spool_files, write_schedule,
+};
 
 /// Runs the scheduler binary with `args` against `collector_url`, the spool in `dir`.
 async fn scheduler(args: &[&str], collector_url: &str, token: &str, dir: &Path) -> Output {
@@ -198,9 +200,8 @@ async fn empty_variables_are_unset(pool: PgPool) {
 /// `scheduler run JOB --slot latest` twice for one slot (a Kubernetes CronJob's pod, retried):
 /// the agent runs once, one row is stored, under the run_key `serve` would use; the second
 /// says the slot ran and exits with its status. A time that is no slot is refused.
-#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
-async fn run_slot_latest_runs_a_slot_once(pool: PgPool) {
-    let collector = Collector::start(&pool, None).await;
+async fn run_slot_latest_runs_a_slot_once(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("ran");
     write_schedule(
@@ -241,12 +242,11 @@ async fn run_slot_latest_runs_a_slot_once(pool: PgPool) {
         "12-31 23:00",
         "midnight in Madrid"
     );
-    let (count, key, trigger): (i64, Option<uuid::Uuid>, String) = sqlx::query_as(
-        "select count(*) over (), run_key, trigger from agent_runs where agent_name = 'yearly'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (count, key, trigger): (i64, Option<uuid::Uuid>, String) = db
+        .row(
+            "select count(*) over (), run_key, trigger from agent_runs where agent_name = 'yearly'",
+        )
+        .await;
     assert_eq!(count, 1);
     assert_eq!(key, Some(scheduler::engine::run_key_of("yearly", slot)));
     assert_eq!(trigger, "schedule");
@@ -268,3 +268,109 @@ async fn run_slot_latest_runs_a_slot_once(pool: PgPool) {
         text(&not_a_slot.stderr)
     );
 }
+
+/// `scheduler run JOB --slot`'s other exits: 2 when the claim cannot be asked (nothing runs),
+/// 3 while the slot runs elsewhere (nothing runs); and the spool an earlier pod left is
+/// delivered first, before the claim.
+async fn run_slot_exits_2_without_a_claim_3_while_it_runs_elsewhere_and_delivers_the_spool_first(
+    db: Db,
+) {
+    let collector = Collector::start(db.clone(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("ran");
+    write_schedule(
+        dir.path(),
+        &format!(
+            "[agents.yearly]\nagent = \"command\"\ncron = \"0 0 1 1 *\"\n\
+             params = {{ program = \"sh\", args = [\"-c\", \"echo ran >> {}; echo {{}}\"] }}\n\
+             [agents.hello]\ncron = \"0 0 1 1 *\"\n",
+            effects.display()
+        ),
+    );
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+
+    // An earlier pod's report, spooled while the collector was away.
+    let spooled = scheduler(&["run", "hello"], &nowhere, &collector.token, dir.path()).await;
+    assert_eq!(spooled.status.code(), Some(2), "{}", text(&spooled.stderr));
+    assert_eq!(spool_files(&dir.path().join("spool")), 1);
+
+    // No collector: the claim cannot be asked, nothing runs, exit 2.
+    let unclaimed = scheduler(
+        &["run", "yearly", "--slot", "latest"],
+        &nowhere,
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        unclaimed.status.code(),
+        Some(2),
+        "{}",
+        text(&unclaimed.stderr)
+    );
+    assert!(
+        text(&unclaimed.stderr).contains("the claim could not be asked"),
+        "{}",
+        text(&unclaimed.stderr)
+    );
+    assert!(!effects.exists(), "the agent ran without a claim");
+    assert_eq!(spool_files(&dir.path().join("spool")), 1, "still spooled");
+
+    // The slot running elsewhere (another pod's claim): nothing runs, exit 3; the spool is
+    // delivered first.
+    let slot = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let slot = if slot <= chrono::Utc::now() {
+        slot
+    } else {
+        slot - chrono::TimeDelta::days(365)
+    };
+    let answer = crate::helpers::http()
+        .post(format!("{}/runs", collector.url()))
+        .bearer_auth(&collector.token)
+        .json(&serde_json::json!({
+            "agent_name": "yearly",
+            "run_key": scheduler::engine::run_key_of("yearly", slot),
+            "started_at": chrono::Utc::now().to_rfc3339(),
+            "scheduled_for": slot.to_rfc3339(),
+            "trigger": "schedule",
+            "claimant": "another-pod",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let elsewhere = scheduler(
+        &["run", "yearly", "--slot", &slot.to_rfc3339()],
+        &collector.url(),
+        &collector.token,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        elsewhere.status.code(),
+        Some(3),
+        "{}",
+        text(&elsewhere.stderr)
+    );
+    assert!(
+        text(&elsewhere.stderr).contains("already running"),
+        "{}",
+        text(&elsewhere.stderr)
+    );
+    assert!(
+        !effects.exists(),
+        "the agent ran while another pod runs the slot"
+    );
+    assert_eq!(spool_files(&dir.path().join("spool")), 0, "delivered first");
+    assert_eq!(
+        outcomes(db.clone(), "hello").await,
+        [("success".to_owned(), None)]
+    );
+}
+
+on_both_backends!(
+    run_slot_latest_runs_a_slot_once,
+    run_slot_exits_2_without_a_claim_3_while_it_runs_elsewhere_and_delivers_the_spool_first,
+);

@@ -11,11 +11,82 @@ use collector::config::HttpConfig;
 use collector::ingest::DEFAULT_WRITERS;
 use collector::startup::{Application, Services};
 use collector::store::Store;
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, PgPool, SqlitePool};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 const SECRET: &str = "scheduler-e2e-secret-scheduler-e2e-secret";
+
+/// Runs each named test, an `async fn(Db)`, on a fresh PostgreSQL database and on a fresh
+/// SQLite file, both migrated: the collector the schedulers claim through runs on either.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod on_postgres {
+            $(
+                #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+                async fn $test(pool: sqlx::PgPool) {
+                    super::$test(crate::helpers::Db::Postgres(pool)).await;
+                }
+            )+
+        }
+        mod on_sqlite {
+            $(
+                #[sqlx::test(migrator = "collector::store::SQLITE_MIGRATOR")]
+                async fn $test(pool: sqlx::SqlitePool) {
+                    super::$test(crate::helpers::Db::Sqlite(pool)).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The collector's database, on either backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl From<&PgPool> for Db {
+    fn from(pool: &PgPool) -> Self {
+        Self::Postgres(pool.clone())
+    }
+}
+
+impl Db {
+    pub(crate) fn store(&self) -> Store {
+        match self {
+            Self::Postgres(pool) => Store::from(pool.clone()),
+            Self::Sqlite(pool) => Store::from(pool.clone()),
+        }
+    }
+
+    /// Every row `sql` returns: SQL both backends take (`cast(x as text)`, literals).
+    pub(crate) async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Self::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .unwrap()
+    }
+
+    /// The one row `sql` returns.
+    pub(crate) async fn row<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let mut rows = self.rows(sql).await;
+        assert_eq!(rows.len(), 1, "{sql}");
+        rows.remove(0)
+    }
+}
 
 /// A collector serving `pool` on `addr` until dropped.
 pub(crate) struct Collector {
@@ -27,19 +98,19 @@ pub(crate) struct Collector {
 
 impl Collector {
     /// On a free port, or on `addr` (to come back where clients expect it).
-    pub(crate) async fn start(pool: &PgPool, addr: Option<SocketAddr>) -> Self {
-        Self::start_with_secret(pool, addr, SECRET).await
+    pub(crate) async fn start(db: impl Into<Db>, addr: Option<SocketAddr>) -> Self {
+        Self::start_with_secret(db, addr, SECRET).await
     }
 
     /// Signing and checking tokens with `secret` (a rotated one, say).
     pub(crate) async fn start_with_secret(
-        pool: &PgPool,
+        db: impl Into<Db>,
         addr: Option<SocketAddr>,
         secret: &str,
     ) -> Self {
         let keys = TokenKeys::new(&SecretKey::parse(secret.into()).unwrap());
         let services = Services {
-            store: Store::from(pool.clone()),
+            store: db.into().store(),
             tokens: keys.clone(),
             writers: DEFAULT_WRITERS,
             watch: collector::watch::WatchRules::default(),
@@ -268,8 +339,8 @@ pub(crate) struct Platform {
 }
 
 impl Platform {
-    pub(crate) async fn start(pool: &PgPool, schedule: &str) -> Self {
-        let collector = Collector::start(pool, None).await;
+    pub(crate) async fn start(db: impl Into<Db>, schedule: &str) -> Self {
+        let collector = Collector::start(db, None).await;
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
         let schedule = write_schedule(dir.path(), schedule);
@@ -298,25 +369,23 @@ where
 }
 
 /// The agent's finished runs (a run announced by `POST /runs` is a `running` row before).
-pub(crate) async fn runs_of(pool: &PgPool, agent: &str) -> i64 {
-    sqlx::query_scalar(
-        "select count(*) from agent_runs where agent_name = $1 and status <> 'running'",
-    )
-    .bind(agent)
-    .fetch_one(pool)
-    .await
-    .unwrap()
+pub(crate) async fn runs_of(db: impl Into<Db>, agent: &str) -> i64 {
+    let (count,): (i64,) = db
+        .into()
+        .row(&format!(
+            "select count(*) from agent_runs where agent_name = '{agent}' and status <> 'running'"
+        ))
+        .await;
+    count
 }
 
 /// (status, error_message) of an agent's runs, oldest first.
-pub(crate) async fn outcomes(pool: &PgPool, agent: &str) -> Vec<(String, Option<String>)> {
-    sqlx::query_as(
-        "select status, error_message from agent_runs where agent_name = $1 order by started_at",
-    )
-    .bind(agent)
-    .fetch_all(pool)
-    .await
-    .unwrap()
+pub(crate) async fn outcomes(db: impl Into<Db>, agent: &str) -> Vec<(String, Option<String>)> {
+    db.into()
+        .rows(&format!(
+            "select status, error_message from agent_runs where agent_name = '{agent}' order by started_at"
+        ))
+        .await
 }
 
 pub(crate) fn spool_files(spool: &Path) -> usize {

@@ -31,7 +31,8 @@ impl Engine {
         self.0.tracker.spawn(async move {
             match engine.run(&state, ctx).await {
                 Some(report) => engine.finish(&state, run_key, report).await,
-                // Claimed by another scheduler: nothing ran here, nothing to report.
+                // Claimed by another scheduler, or cancelled before its turn: nothing ran here,
+                // nothing to report.
                 None => {
                     lock(&state.running).remove(&run_key);
                 }
@@ -40,16 +41,23 @@ impl Engine {
     }
 
     /// Runs with retries, under the global limit, with the run journalled while it goes on;
-    /// `None` when the run is not this process's to run (another scheduler claimed it).
+    /// `None` when the run is not this process's to run (another scheduler claimed it, or it
+    /// was cancelled before its turn came): nothing to report.
     async fn run(&self, state: &JobState, ctx: RunContext) -> Option<RunReport> {
         let job = &state.job;
         let permit = tokio::select! {
             permit = self.0.permits.clone().acquire_owned() => permit.ok(),
             () = ctx.cancelled() => None,
         };
+        let Some(permit) = permit else {
+            // Cancelled (shutdown, replace) while waiting for a place: never claimed, never
+            // run, so nothing is sent under the slot's key, which another replica may hold.
+            tracing::warn!(job = %job.name, run_key = %ctx.run_key(), scheduled_for = ?ctx.scheduled_for(), "run cancelled while waiting for a place (SCHEDULER_MAX_CONCURRENT_RUNS): not run, nothing reported");
+            return None;
+        };
         // Announced when the agent is about to run, so that the replica with a free place
         // claims the slot.
-        if permit.is_some() && !self.claim(state, &ctx).await {
+        if !self.claim(state, &ctx).await {
             return None;
         }
         let placeholder = interrupted_report(&ctx, Utc::now());
@@ -58,12 +66,6 @@ impl Engine {
         let mut attempt = 0;
         let started = Utc::now();
         let mut report = loop {
-            if permit.is_none() {
-                break RunReport {
-                    error: Some("cancelled".into()),
-                    ..placeholder.clone()
-                };
-            }
             // Each attempt has a cancellation of its own: its timeout ends the attempt, while
             // cancelling the run (shutdown, replace) ends every attempt.
             let report = execute(job.agent.clone(), ctx.attempt(), Some(job.timeout)).await;

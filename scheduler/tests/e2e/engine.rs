@@ -276,6 +276,91 @@ async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
     );
 }
 
+/// A run cancelled while it waits for a place (`SCHEDULER_MAX_CONCURRENT_RUNS`) never claimed
+/// its slot: it delivers nothing under the slot's key. (Before, its `cancelled` report
+/// completed the row another replica holds for that slot, running, as failed.)
+#[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
+async fn a_run_cancelled_before_its_claim_reports_nothing_under_its_slot(pool: PgPool) {
+    let collector = Collector::start(&pool, None).await;
+    // Another replica holds the slots of `waits` for the next twenty seconds.
+    let now = chrono::Utc::now();
+    let client = crate::helpers::http();
+    for second in 1..=20 {
+        let slot = chrono::DurationRound::duration_trunc(
+            now + chrono::TimeDelta::seconds(second),
+            chrono::TimeDelta::seconds(1),
+        )
+        .unwrap();
+        let answer = client
+            .post(format!("{}/runs", collector.url()))
+            .bearer_auth(&collector.token)
+            .json(&serde_json::json!({
+                "agent_name": "waits",
+                "run_key": scheduler::engine::run_key_of("waits", slot),
+                "started_at": now.to_rfc3339(),
+                "scheduled_for": slot.to_rfc3339(),
+                "trigger": "schedule",
+                "claimant": "the-other-replica",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+    }
+    // Here, one place, taken by `holds` for a minute: every run of `waits` waits for it.
+    let registry =
+        Registry::from_agents(vec![Arc::new(Slow::default()) as Arc<dyn Agent>]).unwrap();
+    let jobs = schedule::parse(
+        "test.toml",
+        Some(
+            "[agents.holds]\nagent = \"slow\"\ncron = \"* * * * * *\"\nparams = { secs = 60 }\n\
+             [agents.waits]\nagent = \"slow\"\ncron = \"* * * * * *\"\nconcurrency_policy = \"allow\"\nparams = { secs = 0.1 }\n",
+        ),
+        &registry,
+    )
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let client = CollectorClient::new(&collector.url(), Some(collector.token.clone())).unwrap();
+    let engine = Engine::with_claims(
+        jobs,
+        Deliverer::new(client, Spool::open(spool.path()).unwrap()),
+        1,
+        scheduler::engine::Claims {
+            high_availability: true,
+            ..Default::default()
+        },
+    );
+    engine.start().await.unwrap();
+    wait_for(
+        "runs of `waits` waiting",
+        Duration::from_secs(10),
+        || async {
+            engine
+                .statuses()
+                .iter()
+                .any(|s| s.job == "waits" && s.running >= 2)
+        },
+    )
+    .await;
+    engine.shutdown(Duration::from_millis(300)).await;
+
+    let theirs: Vec<(String, Option<String>)> =
+        sqlx::query_as("select status, error_message from agent_runs where agent_name = 'waits'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(theirs.len(), 20, "{theirs:?}");
+    assert!(
+        theirs.iter().all(|(status, _)| status == "running"),
+        "the other replica's runs were completed from here: {theirs:?}"
+    );
+    // Nor refused and kept: nothing was sent under those keys at all.
+    let rejected = std::fs::read_dir(spool.path().join("rejected"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(rejected, 0, "reports of runs that never ran were sent");
+}
+
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]
 async fn max_concurrent_runs_holds_across_jobs(pool: PgPool) {
     let slow = Slow::default();

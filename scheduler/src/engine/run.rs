@@ -50,9 +50,9 @@ impl Engine {
             () = ctx.cancelled() => None,
         };
         let Some(permit) = permit else {
-            // Cancelled (shutdown, replace) while waiting for a place: never claimed, never
+            // Cancelled (shutdown, replace) while waiting for a place (MAX_CONCURRENT_RUNS): never claimed, never
             // run, so nothing is sent under the slot's key, which another replica may hold.
-            tracing::warn!(job = %job.name, run_key = %ctx.run_key(), scheduled_for = ?ctx.scheduled_for(), "run cancelled while waiting for a place (SCHEDULER_MAX_CONCURRENT_RUNS): not run, nothing reported");
+            tracing::warn!(job = %job.name, run_key = %ctx.run_key(), scheduled_for = ?ctx.scheduled_for(), "run cancelled while waiting for a place (MAX_CONCURRENT_RUNS): not run, nothing reported");
             return None;
         };
         // Announced when the agent is about to run, so that the replica with a free place

@@ -276,7 +276,7 @@ async fn replace_cancels_the_running_run_for_the_new_one(pool: PgPool) {
     );
 }
 
-/// A run cancelled while it waits for a place (`SCHEDULER_MAX_CONCURRENT_RUNS`) never claimed
+/// A run cancelled while it waits for a place (`MAX_CONCURRENT_RUNS`) never claimed
 /// its slot: it delivers nothing under the slot's key. (Before, its `cancelled` report
 /// completed the row another replica holds for that slot, running, as failed.)
 #[sqlx::test(migrator = "collector::store::POSTGRES_MIGRATOR")]

@@ -34,5 +34,11 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         "{verb} {} runs (with their metrics) and {} metric rows",
         pruned.runs, pruned.metrics
     );
+    if !args.dry_run {
+        println!(
+            "the longest batch (at most {PRUNE_BATCH} rows, one transaction) took {} ms",
+            pruned.slowest_batch.as_millis()
+        );
+    }
     Ok(())
 }

@@ -32,7 +32,7 @@ pub(crate) use db::Tx;
 pub use error::StoreError;
 pub use pools::PoolSettings;
 pub use readonly::grant_readonly;
-pub use retention::{PRUNE_BATCH, Pruned, Retention};
+pub use retention::{PRUNE_BATCH, PRUNE_LOCK, Pruned, Retention};
 pub use runs::{HeldConnection, MetricFilter, OVERDUE_LOCK, RecentRun, RunFilter, Started, Stored};
 pub use summaries::{
     KNOWN_BY_NAME, LastTimes, MetricDay, RunDay, SummaryChange, SummaryChanges, SummaryFilter,

@@ -1,17 +1,23 @@
-//! Retention: raw runs and metric rows older than the configured ages are deleted in bounded
-//! batches, each its own short transaction, so that ingest never waits behind a long delete.
+//! Retention: raw runs and metric rows older than the configured ages are deleted in batches
+//! bounded by the rows they delete (a run's metric rows go with it, and count), each its own
+//! short transaction, one replica at a time, so that ingest never waits behind a long delete.
 //! Daily summaries and per-metric daily aggregates are kept: they were counted when the rows
 //! were stored, and are never recomputed from them.
 
 use chrono::{DateTime, Utc};
-use sea_query::{Expr, ExprTrait, Iden, Query, SelectStatement};
+use sea_query::{Expr, ExprTrait, Iden, Order, Query, SelectStatement};
 
 use super::tables::{AgentMetrics, AgentRuns};
 use super::{Store, StoreError, Tx};
 use agent_sdk::wire::RunStatus;
 
-/// Rows one delete takes at most.
+/// Rows one delete takes at most: metric rows, or runs and the metric rows that go with them
+/// (a run alone over it goes alone).
 pub const PRUNE_BATCH: u64 = 5000;
+
+/// The advisory lock each batch's transaction takes: one replica prunes at a time, the others
+/// skip their turn ("prune" in ASCII).
+pub const PRUNE_LOCK: i64 = 0x0000_0070_7275_6e65;
 
 /// What is kept: rows older than these ages go (`None`: kept forever).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +33,8 @@ pub struct Retention {
 pub struct Pruned {
     pub runs: u64,
     pub metrics: u64,
+    /// The longest batch's transaction, begun to committed (zero for a count).
+    pub slowest_batch: std::time::Duration,
 }
 
 impl Retention {
@@ -58,15 +66,17 @@ impl Store {
         let mut pruned = Pruned::default();
         if let Some(before) = runs_before {
             // A run's metrics go with it (ON DELETE CASCADE); running runs stay.
-            let old = Query::select()
-                .column(AgentRuns::Id)
-                .from(AgentRuns::Table)
-                .and_where(Expr::col(AgentRuns::StartedAt).lt(before))
-                .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
-                .to_owned();
-            pruned.runs = self
-                .delete_in_batches(AgentRuns::Table, AgentRuns::Id, old, max_batches, batch)
-                .await?;
+            for _ in 0..max_batches {
+                let started = std::time::Instant::now();
+                let Some(went) = self.prune_runs(before, batch).await? else {
+                    break;
+                };
+                pruned.slowest_batch = pruned.slowest_batch.max(started.elapsed());
+                pruned.runs += went;
+                if went == 0 {
+                    break;
+                }
+            }
         }
         if let Some(before) = metrics_before {
             let old = Query::select()
@@ -74,7 +84,7 @@ impl Store {
                 .from(AgentMetrics::Table)
                 .and_where(Expr::col(AgentMetrics::RecordedAt).lt(before))
                 .to_owned();
-            pruned.metrics = self
+            let (went, slowest) = self
                 .delete_in_batches(
                     AgentMetrics::Table,
                     AgentMetrics::Id,
@@ -83,12 +93,57 @@ impl Store {
                     batch,
                 )
                 .await?;
+            pruned.metrics = went;
+            pruned.slowest_batch = pruned.slowest_batch.max(slowest);
         }
         Ok(pruned)
     }
 
+    /// One batch of finished runs started before `before`, the oldest first, with their metric
+    /// rows: as many runs as keep runs and metric rows within `batch` (at least one), in one
+    /// transaction: how many runs went. `None` while another replica prunes.
+    async fn prune_runs(
+        &self,
+        before: DateTime<Utc>,
+        batch: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let candidates = Query::select()
+            .columns([AgentRuns::Id, AgentRuns::MetricCount])
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::StartedAt).lt(before))
+            .and_where(Expr::col(AgentRuns::Status).ne(RunStatus::Running.as_str()))
+            .order_by(AgentRuns::StartedAt, Order::Asc)
+            .limit(batch)
+            .to_owned();
+        let mut tx = Tx::begin(self).await?;
+        if !tx.try_lock(PRUNE_LOCK).await? {
+            return Ok(None);
+        }
+        let runs: Vec<(i64, i32)> = tx.fetch(&candidates).await?;
+        let (mut ids, mut rows) = (Vec::new(), 0u64);
+        for (id, metric_count) in runs {
+            let with_metrics = 1 + u64::try_from(metric_count).unwrap_or(0);
+            if !ids.is_empty() && rows + with_metrics > batch {
+                break;
+            }
+            ids.push(id);
+            rows += with_metrics;
+        }
+        if ids.is_empty() {
+            return Ok(Some(0));
+        }
+        let delete = Query::delete()
+            .from_table(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::Id).is_in(ids))
+            .to_owned();
+        let went = tx.execute(&delete).await?;
+        tx.commit().await?;
+        Ok(Some(went))
+    }
+
     /// Deletes the rows of `table` whose `id` `old` selects, `batch` at a time, each batch its
-    /// own transaction, at most `max_batches` of them: how many went.
+    /// own transaction (while no other replica prunes), at most `max_batches` of them: how
+    /// many went, and the longest batch.
     async fn delete_in_batches<T, C>(
         &self,
         table: T,
@@ -96,26 +151,31 @@ impl Store {
         old: SelectStatement,
         max_batches: usize,
         batch: u64,
-    ) -> Result<u64, StoreError>
+    ) -> Result<(u64, std::time::Duration), StoreError>
     where
         T: Iden + Copy + 'static,
         C: Iden + Copy + 'static,
     {
-        let mut deleted = 0;
+        let (mut deleted, mut slowest) = (0, std::time::Duration::ZERO);
         for _ in 0..max_batches {
+            let started = std::time::Instant::now();
             let delete = Query::delete()
                 .from_table(table)
                 .and_where(Expr::col(id).in_subquery(old.clone().limit(batch).to_owned()))
                 .to_owned();
             let mut tx = Tx::begin(self).await?;
+            if !tx.try_lock(PRUNE_LOCK).await? {
+                break;
+            }
             let went = tx.execute(&delete).await?;
             tx.commit().await?;
+            slowest = slowest.max(started.elapsed());
             deleted += went;
             if went < batch {
                 break;
             }
         }
-        Ok(deleted)
+        Ok((deleted, slowest))
     }
 
     /// What [`Store::prune`] would delete at `now`, counted (metric rows of runs that would go

@@ -86,10 +86,12 @@ pub async fn run(watcher: Watcher, alerts: Option<Alerts>, retention: Retention)
                 Ok(Pruned {
                     runs: 0,
                     metrics: 0,
+                    ..
                 }) => {}
                 Ok(pruned) => tracing::info!(
                     runs = pruned.runs,
                     metrics = pruned.metrics,
+                    slowest_batch_ms = pruned.slowest_batch.as_millis() as u64,
                     "retention: old rows deleted"
                 ),
                 Err(err) => {

@@ -92,11 +92,11 @@ impl Store {
 /// The start's insert on PostgreSQL (one statement, `sql/postgres/start_run.sql`, one round
 /// trip): the new row's id, or `None` when an index refused it.
 ///
-/// The commit does not wait for the WAL to reach the disk (`synchronous_commit = off`, this
-/// transaction only): a start is a claim, not a result, and waiting for the flush halved the
-/// rate of whole runs (docs/performance.md). What a crash of PostgreSQL can lose is the starts
-/// of its last fraction of a second: their runs still go on, and their reports are stored as
-/// runs without a start.
+/// It commits durably (the WAL flushed before the `201`): a claim is what keeps a slot from
+/// running twice, so one answered must survive a crash of PostgreSQL. (It once committed with
+/// `synchronous_commit = off` for the rate of whole runs; a crash could then lose the claims of
+/// its last fraction of a second, and a retried CronJob pod run such a slot again.
+/// docs/performance.md measures what durability costs.)
 pub(in crate::store) async fn insert_postgres(
     pool: &PgPool,
     start: &NewStart,

@@ -5,6 +5,7 @@ pub use agent_sdk::cron;
 pub mod cli;
 pub mod engine;
 pub mod publish;
+pub mod refusal;
 pub mod schedule;
 pub mod service;
 pub mod settings;

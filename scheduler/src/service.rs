@@ -8,8 +8,8 @@ use agent_sdk::client::{CollectorClient, Deliverer, Spool, TokenSource};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Refusal;
 use crate::engine::Engine;
+use crate::refusal::Refusal;
 use crate::schedule::{self, Job};
 use crate::settings::Settings;
 use crate::status::{self, StatusState};

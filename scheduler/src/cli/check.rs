@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::Refusal;
+use crate::refusal::Refusal;
 use crate::service::load_jobs;
 use crate::settings::Settings;
 

@@ -14,31 +14,7 @@ use serde_json::Value;
 
 use crate::settings::Settings;
 
-/// The exit status of a command line that is wrong (sysexits' `EX_USAGE`).
-pub const EXIT_USAGE: u8 = 64;
-/// The exit status of a setting or schedule file that is wrong (sysexits' `EX_CONFIG`).
-pub const EXIT_CONFIG: u8 = 78;
-
-/// Why a command stopped before its work, told apart by its exit status (README: the table of
-/// exit statuses): every other error exits 1.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// The command line: a bad argument (`--slot` not a slot, a job that is not in the file).
-    #[error("{0}")]
-    Usage(String),
-    /// A variable or the schedule file: missing, invalid, contradicting another.
-    #[error("{0}")]
-    Config(String),
-}
-
-/// The exit status for `err`: [`EXIT_USAGE`], [`EXIT_CONFIG`], or 1.
-pub fn exit_status(err: &anyhow::Error) -> ExitCode {
-    match err.downcast_ref::<Refusal>() {
-        Some(Refusal::Usage(_)) => ExitCode::from(EXIT_USAGE),
-        Some(Refusal::Config(_)) => ExitCode::from(EXIT_CONFIG),
-        None => ExitCode::FAILURE,
-    }
-}
+pub use crate::refusal::{EXIT_CONFIG, EXIT_USAGE, Refusal, exit_status};
 
 #[derive(Debug, Parser)]
 #[command(

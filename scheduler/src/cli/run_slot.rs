@@ -9,7 +9,7 @@ use agent_sdk::{RunContext, execute};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::Refusal;
+use crate::refusal::Refusal;
 use crate::service::{deliverer, load_jobs};
 use crate::settings::Settings;
 

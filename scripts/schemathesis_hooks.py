@@ -8,7 +8,8 @@ or the clock, and no schema can state them; the document says them in words:
 - POST /metrics: `finished_at` not before `started_at`; no timestamp more than a day in the
   future; a number must fit the storable range (finite in a double, at most 64 characters, at
   most 1000 decimal places);
-- POST /runs: `deadline` after `started_at`; no timestamp more than a day in the future;
+- POST /runs: `deadline` after `started_at` and at most 7 days after it; no timestamp more
+  than a day in the future;
 - POST /metrics/batch: a bad report is refused alone, in its result (the request is 200).
 - PUT /agents/{name}/expectation: `cron` or `every`, not both; `timezone` only with `cron`;
   `cron` a cron expression, `timezone` an IANA zone name, `every` and `grace` durations
@@ -48,6 +49,7 @@ CROSS_FIELD_RULES = {
     ],
     "POST /runs": [
         ("deadline", "is not after started_at"),
+        ("deadline", "days after started_at"),
         ("started_at", "more than a day in the future"),
         ("scheduled_for", "more than a day in the future"),
     ],

@@ -51,7 +51,7 @@ fn describe() {
     describe_counter!(
         "collector_runs_conflict_total",
         Unit::Count,
-        "Reports refused (409) because their run_key belongs to another agent's running run"
+        "Reports refused (409) because their agent's run_key holds another report"
     );
     describe_counter!(
         "collector_runs_overdue_total",

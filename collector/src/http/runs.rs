@@ -35,7 +35,7 @@ use crate::store::{MetricFilter, RunFilter, Started, Stored};
         (status = 201, description = "Stored", body = IngestResponse),
         (status = 200, description = "This run_key was stored before with the same report; nothing written", body = IngestResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 409, description = "run_key_reused: the run_key holds another report (other status, times, error or metrics, or another agent's running run); nothing written", body = ErrorBody),
+        (status = 409, description = "run_key_reused: the agent's run_key holds another report (other status, times, error or metrics); nothing written", body = ErrorBody),
         (status = 422, description = "A rule of the contract is broken; details.fields names each field", body = ErrorBody),
         (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
         BodyRefusals,
@@ -221,7 +221,7 @@ fn answer(stored: Stored) -> Result<(StatusCode, i64), ApiError> {
             StatusCode::CONFLICT,
             "run_key_reused",
             format!(
-                "the run_key belongs to run {id}, which holds another report (other status, times, error or metrics, or another agent's running run): nothing stored"
+                "the run_key belongs to run {id} of this agent, which holds another report (other status, times, error or metrics): nothing stored"
             ),
         )),
     }

@@ -89,7 +89,7 @@ impl Sink {
                 tracing::warn!(
                     run_id,
                     agent = run.agent_name.as_str(),
-                    "run_key held by another agent's running run: refused"
+                    "run_key holds another report of the agent: refused"
                 );
             }
             Stored::Existing(run_id) => {

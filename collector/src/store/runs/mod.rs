@@ -58,13 +58,6 @@ use crate::domain::{NewMetric, NewRun, StoredValue};
 /// A run written: its `run_key`, its agent, its id.
 pub(in crate::store) type Written = (Uuid, String, i64);
 
-/// A run's key as it is unique: per agent.
-type AgentKey = (String, Uuid);
-
-fn agent_key(run: &NewRun) -> AgentKey {
-    (run.agent_name.as_str().to_owned(), run.run_key)
-}
-
 /// What happened to one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -120,11 +113,14 @@ impl Store {
             .map(|(_, run)| run)
             .collect();
 
-        let mut created: HashMap<AgentKey, i64> = self
+        // Rows found are told by the first report with their agent's key: its index in `runs`
+        // (no key copied per report on the ingest path).
+        let first_of = |agent: &str, key: Uuid| first_with_key.get(&(agent, key)).copied();
+        let mut created: HashMap<usize, i64> = self
             .write_runs(&unique, held)
             .await?
             .into_iter()
-            .map(|(key, agent, id)| ((agent, key), id))
+            .filter_map(|(key, agent, id)| Some((first_of(&agent, key)?, id)))
             .collect();
 
         // Keys that were not inserted belong to runs stored before; the write waited for any
@@ -132,32 +128,45 @@ impl Store {
         // database lock), so this read, after the write committed, sees them.
         let existing_keys: Vec<Uuid> = unique
             .iter()
-            .filter(|run| !created.contains_key(&agent_key(run)))
+            .filter(|run| {
+                first_of(run.agent_name.as_str(), run.run_key)
+                    .is_none_or(|i| !created.contains_key(&i))
+            })
             .map(|run| run.run_key)
             .collect();
-        let existing: HashMap<AgentKey, StoredReport> = if existing_keys.is_empty() {
+        let existing: HashMap<usize, StoredReport> = if existing_keys.is_empty() {
             HashMap::new()
         } else {
-            self.stored_reports(existing_keys).await?
+            self.stored_reports(existing_keys)
+                .await?
+                .into_iter()
+                .filter_map(|(key, stored)| Some((first_of(&stored.agent_name, key)?, stored)))
+                .collect()
         };
-        // The late result of a run closed as overdue completes it after all (overdue.rs).
-        for run in &unique {
-            let late = existing
-                .get(&agent_key(run))
-                .is_some_and(|stored| stored.closed_as_overdue(run));
-            if late && let Some(id) = self.complete_overdue(run).await? {
-                created.insert(agent_key(run), id);
+        // The late result of a run closed as overdue completes it after all (overdue.rs), in
+        // report order.
+        let mut late: Vec<usize> = existing
+            .iter()
+            .filter(|(i, stored)| stored.closed_as_overdue(&runs[**i]))
+            .map(|(i, _)| *i)
+            .collect();
+        late.sort_unstable();
+        for i in late {
+            if let Some(id) = self.complete_overdue(&runs[i]).await? {
+                created.insert(i, id);
             }
         }
 
         runs.iter()
             .enumerate()
             .map(|(i, run)| {
-                let first_at = first_with_key.get(&(run.agent_name.as_str(), run.run_key));
-                let is_first = first_at == Some(&i);
-                let first = first_at.map(|i| &runs[*i]);
-                let key = agent_key(run);
-                match (created.get(&key), existing.get(&key)) {
+                let first_at = first_of(run.agent_name.as_str(), run.run_key);
+                let is_first = first_at == Some(i);
+                let first = first_at.map(|i| &runs[i]);
+                match (
+                    first_at.and_then(|f| created.get(&f)),
+                    first_at.and_then(|f| existing.get(&f)),
+                ) {
                     (Some(id), _) if is_first => Ok(Stored::Created(*id)),
                     (Some(id), _) if first.is_some_and(|first| first.same_report(run)) => {
                         Ok(Stored::Existing(*id))
@@ -248,11 +257,11 @@ impl NewRun {
 }
 
 impl Store {
-    /// The stored runs of `keys` (of every agent), with their metrics.
+    /// The stored runs of `keys` (of every agent), with their metrics: (run_key, run).
     async fn stored_reports(
         &self,
         keys: Vec<Uuid>,
-    ) -> Result<HashMap<AgentKey, StoredReport>, StoreError> {
+    ) -> Result<Vec<(Uuid, StoredReport)>, StoreError> {
         type RunRow = (
             Uuid,
             i64,
@@ -310,7 +319,7 @@ impl Store {
                         error_message,
                         metrics,
                     };
-                    ((stored.agent_name.clone(), key), stored)
+                    (key, stored)
                 },
             )
             .collect())

@@ -42,35 +42,23 @@ impl NewStart {
                 ("scheduled_for", start.scheduled_for),
             ],
         );
-        if let Some(deadline) = start.deadline.filter(|d| *d <= start.started_at) {
-            errors.add(
-                "deadline",
-                invalid(
-                    "order",
-                    format!(
-                        "deadline ({}) is not after started_at ({})",
-                        deadline.to_rfc3339(),
-                        start.started_at.to_rfc3339()
-                    ),
-                ),
-            );
-        }
-        if let Some(deadline) = start
-            .deadline
-            .filter(|d| *d - start.started_at > MAX_DEADLINE)
-        {
-            errors.add(
-                "deadline",
-                invalid(
+        if let Some(deadline) = start.deadline {
+            let wrong = match deadline - start.started_at {
+                after if after <= TimeDelta::zero() => Some(("order", "is not after".to_owned())),
+                after if after > MAX_DEADLINE => Some((
                     "range",
-                    format!(
-                        "deadline ({}) is more than {} days after started_at ({})",
-                        deadline.to_rfc3339(),
-                        MAX_DEADLINE.num_days(),
-                        start.started_at.to_rfc3339()
-                    ),
-                ),
-            );
+                    format!("is more than {} days after", MAX_DEADLINE.num_days()),
+                )),
+                _ => None,
+            };
+            if let Some((code, what)) = wrong {
+                let message = format!(
+                    "deadline ({}) {what} started_at ({})",
+                    deadline.to_rfc3339(),
+                    start.started_at.to_rfc3339()
+                );
+                errors.add("deadline", invalid(code, message));
+            }
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -185,20 +185,13 @@ impl Alerts {
                 outcome,
             )
             .await?;
-        Ok(match outcome {
-            AttemptOutcome::Delivered => Sent {
-                delivered: 1,
-                ..Sent::default()
-            },
-            AttemptOutcome::RetryAt(_) => Sent {
-                failed: 1,
-                ..Sent::default()
-            },
-            AttemptOutcome::GaveUp => Sent {
-                gave_up: 1,
-                ..Sent::default()
-            },
-        })
+        let mut sent = Sent::default();
+        *match outcome {
+            AttemptOutcome::Delivered => &mut sent.delivered,
+            AttemptOutcome::RetryAt(_) => &mut sent.failed,
+            AttemptOutcome::GaveUp => &mut sent.gave_up,
+        } += 1;
+        Ok(sent)
     }
 
     /// Sends a test message to the route named `name`: the status it answered.

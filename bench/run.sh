@@ -224,14 +224,12 @@ done
 # collector's batches are what makes it faster than pgbench's closed loop.)
 
 # p50 and p99 in ms of each report pgbench writes at `rate` reports/s in transactions of `b`
-# reports (so `rate / b` transactions/s, on two clients unless a third argument says), from
-# its per-transaction log
+# reports (so `rate / b` transactions/s) on `clients` clients, running `script`, from its
+# per-transaction log
 # (`client tx time script epoch epoch_us lag`: time and lag in µs): a report's latency is its
 # transaction's, counted from when the transaction was due.
 pgbench_open_loop() {
-  local rate=$1 b=$2 clients=${3:-2} dir out script
-  script=$(batch_sql "$b")
-  [ "$b" = 1 ] && [ "$clients" != 2 ] && script=$report_sql
+  local rate=$1 b=$2 clients=$3 script=$4 dir out
   dir=$(mktemp -d)
   out=$(cd "$dir" && "$pgbench_bin" -n -M prepared -c "$clients" -j 2 -T "$seconds" \
     -R "$(awk -v r="$rate" -v b="$b" 'BEGIN{printf "%.2f", r / b}')" -l --log-prefix=tx \
@@ -270,7 +268,7 @@ for share in 50 80; do
     b=$(mean_batch)
     reset
     log "pgbench open loop: $rate reports/s in transactions of $b (the collector's mean batch), pair $run of $open_runs"
-    read -r pg_p50 pg_p99 <<<"$(pgbench_open_loop "$rate" "$b")"
+    read -r pg_p50 pg_p99 <<<"$(pgbench_open_loop "$rate" "$b" 2 "$(batch_sql "$b")")"
     ratio=$(awk -v a="$(field p99_ms "$out")" -v b="$pg_p99" 'BEGIN{printf "%.2f", a / b}')
     row "open loop $share%, pair $run" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
       "$(field p50_ms "$out")" "$(field p99_ms "$out")" "" "$ratio"
@@ -299,7 +297,7 @@ for run in $(seq 1 "$open_runs"); do
   check_rows "open loop at half pgbench's peak" "$(field reports "$out")"
   reset
   log "pgbench open loop: $pg_rate/s, one report a transaction, 64 clients, pair $run of $open_runs"
-  read -r pg_p50 pg_p99 <<<"$(pgbench_open_loop "$pg_rate" 1 64)"
+  read -r pg_p50 pg_p99 <<<"$(pgbench_open_loop "$pg_rate" 1 64 "$report_sql")"
   ratio=$(awk -v a="$(field p99_ms "$out")" -v b="$pg_p99" 'BEGIN{printf "%.2f", a / b}')
   row "open loop 50% of pgbench, pair $run" "$(field reports_per_s "$out")" "$(field metric_rows_per_s "$out")" \
     "$(field p50_ms "$out")" "$(field p99_ms "$out")" "" "$ratio"

@@ -3,8 +3,7 @@
 use agent_sdk::wire::{Incident, IncidentKind, RunStatus};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Order, Query};
-use sqlx::pool::PoolConnection;
-use sqlx::{FromRow, Postgres};
+use sqlx::FromRow;
 
 use super::tables::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
 use super::{Store, StoreError, Tx};
@@ -291,33 +290,5 @@ impl Store {
             });
             (id, error)
         }))
-    }
-}
-
-/// A session-level advisory lock, held until released; see [`Store::try_session_lock`].
-pub struct SessionLock(Option<(PoolConnection<Postgres>, i64)>);
-
-impl SessionLock {
-    /// The lock `key`, held by `conn`'s session.
-    pub(super) fn held(conn: PoolConnection<Postgres>, key: i64) -> Self {
-        Self(Some((conn, key)))
-    }
-
-    /// A guard that holds nothing (SQLite: one process).
-    pub(super) fn nothing() -> Self {
-        Self(None)
-    }
-
-    /// Releases the lock now (dropped without this, its connection is closed, which releases
-    /// it too, a moment later).
-    pub async fn release(self) {
-        if let Some((mut conn, key)) = self.0
-            && let Err(err) = sqlx::query("select pg_advisory_unlock($1)")
-                .bind(key)
-                .execute(&mut *conn)
-                .await
-        {
-            tracing::warn!(error = %err, "releasing an advisory lock failed; its connection closes");
-        }
     }
 }

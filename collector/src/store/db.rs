@@ -13,7 +13,6 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
-use super::alert_deliveries::SessionLock;
 use super::pace::{self, Pace};
 use super::pools::{self, PoolSettings};
 use super::runs::{self, HeldConnection};
@@ -172,24 +171,6 @@ impl Store {
 
     pub async fn close(&self) {
         on_either!(Pool, &self.pool, |pool, _builder| pool.close().await)
-    }
-
-    /// On PostgreSQL, a connection holding the session advisory lock `key`, or `None` when
-    /// another replica holds it; the lock goes with the connection, which is closed when
-    /// dropped. SQLite is one process: always a guard that holds nothing.
-    pub async fn try_session_lock(&self, key: i64) -> Result<Option<SessionLock>, StoreError> {
-        match &self.pool {
-            Pool::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                conn.close_on_drop();
-                let mine: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-                    .bind(key)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(mine.then_some(SessionLock::held(conn, key)))
-            }
-            Pool::Sqlite(_) => Ok(Some(SessionLock::nothing())),
-        }
     }
 
     /// Writes `runs` in a transaction of its own, on the connection `held` keeps from one call

@@ -26,7 +26,7 @@ mod tables;
 
 pub use access::AgentAccess;
 pub use agent_expectations::ExpectationRow;
-pub use alert_deliveries::{AttemptOutcome, DueAlert, SessionLock};
+pub use alert_deliveries::{AttemptOutcome, DueAlert};
 pub use db::Backend;
 pub(crate) use db::Tx;
 pub use error::StoreError;

@@ -55,6 +55,7 @@ pub async fn execute(
         trigger: Some(report_ctx.trigger()),
         scheduled_for: report_ctx.scheduled_for(),
         host: hostname(),
+        cancelled: false,
     }
 }
 

@@ -79,6 +79,7 @@ fn report() -> RunReport {
         trigger: None,
         scheduled_for: None,
         host: None,
+        cancelled: false,
     }
 }
 

@@ -57,6 +57,9 @@ pub enum Scope {
     Ingest,
     /// The read endpoints.
     Read,
+    /// Acting on jobs and runs: pause, resume, run now, cancel (`POST /jobs/...`,
+    /// `POST /runs/{id}/cancel`).
+    Operate,
 }
 
 impl Scope {
@@ -64,6 +67,7 @@ impl Scope {
         match self {
             Self::Ingest => "ingest",
             Self::Read => "read",
+            Self::Operate => "operate",
         }
     }
 }
@@ -75,7 +79,10 @@ impl FromStr for Scope {
         match s {
             "ingest" => Ok(Self::Ingest),
             "read" => Ok(Self::Read),
-            other => Err(format!("unknown scope {other:?}; expected ingest or read")),
+            "operate" => Ok(Self::Operate),
+            other => Err(format!(
+                "unknown scope {other:?}; expected ingest, read or operate"
+            )),
         }
     }
 }
@@ -90,7 +97,7 @@ pub struct Claims {
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
-    /// Space-separated scopes, as in OAuth 2: `ingest`, `read` or `ingest read`.
+    /// Space-separated scopes, as in OAuth 2: `ingest`, `read`, `operate`, or several (`read operate`).
     pub scope: String,
     /// Agents the token is limited to; absent means every agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 
 mod metrics;
 mod monitoring;
+mod operate;
 mod report;
 mod rfc3339;
 #[cfg(feature = "openapi")]
@@ -14,6 +15,11 @@ pub use monitoring::{
     Expectation, ExpectationRequest, ExpectationSource, ExpectationsResponse, Incident,
     IncidentKind, IncidentsResponse, LateResponse, LateSlot, MissedResponse, MissedSlot,
     ScheduledJob, ScheduledJobs,
+};
+pub use operate::{
+    AuditAction, AuditEntry, AuditResponse, CancelCommand, Commands, CommandsRequest, JobPause,
+    JobView, JobsResponse, NOTE_MAX_CHARS, NoteRequest, PauseRequest, PausedJob, RunCommand,
+    RunNowRequest, RunRequested,
 };
 pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,

@@ -84,6 +84,10 @@ pub struct RunReport {
     #[validate(custom(function = "validate_host"))]
     #[cfg_attr(feature = "openapi", schema(max_length = 255, pattern = r"^[^\x00]*$"))]
     pub host: Option<String>,
+    /// `true` when an operator cancelled the run (`POST /runs/{id}/cancel`): it is stored as
+    /// `cancelled`, not `failed`, and `error` (required then) says who cancelled it and why.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 impl RunReport {
@@ -93,6 +97,15 @@ impl RunReport {
         if let Err(error) = validate_metrics(&self.metrics) {
             errors.add("metrics", error);
         }
+        if self.cancelled && self.error.is_none() {
+            errors.add(
+                "error",
+                invalid(
+                    "required",
+                    "a cancelled run must say who cancelled it and why".into(),
+                ),
+            );
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -101,10 +114,10 @@ impl RunReport {
     }
 
     pub fn status(&self) -> RunStatus {
-        if self.error.is_some() {
-            RunStatus::Failed
-        } else {
-            RunStatus::Success
+        match (&self.error, self.cancelled) {
+            (None, _) => RunStatus::Success,
+            (Some(_), true) => RunStatus::Cancelled,
+            (Some(_), false) => RunStatus::Failed,
         }
     }
 }
@@ -149,6 +162,9 @@ pub enum RunStatus {
     Running,
     Success,
     Failed,
+    /// Cancelled by an operator (`POST /runs/{id}/cancel`): counted in `run_count`, neither a
+    /// success nor a failure.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -157,6 +173,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Success => "success",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -165,6 +182,7 @@ impl RunStatus {
             "running" => Some(Self::Running),
             "success" => Some(Self::Success),
             "failed" => Some(Self::Failed),
+            "cancelled" => Some(Self::Cancelled),
             _ => None,
         }
     }

@@ -13,8 +13,12 @@ pub(super) struct Args {
     /// Who will use the token (a scheduler, a script), for logs.
     #[arg(long)]
     sub: String,
-    /// What the token allows; repeat for both.
-    #[arg(long = "scope", value_name = "ingest|read", default_value = "ingest")]
+    /// What the token allows; repeat for several.
+    #[arg(
+        long = "scope",
+        value_name = "ingest|read|operate",
+        default_value = "ingest"
+    )]
     scopes: Vec<Scope>,
     /// Limit the token to an agent, or to a prefix ending in `*`; repeatable.
     #[arg(long = "agent", value_name = "PATTERN")]

@@ -37,6 +37,38 @@ where
     }
 }
 
+/// A JSON body that may be left out: no body (or only whitespace) is `T::default()`; one sent
+/// is read as [`ApiJson`] reads it. For actions whose body holds only optional fields
+/// (`POST /jobs/{job}/resume`), so that `curl -X POST` works.
+#[derive(Debug)]
+pub(super) struct OptionalJson<T>(pub(super) T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        if !json {
+            return Err(ApiError::client(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected no body, or a JSON body with `Content-Type: application/json`",
+            ));
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(content_type) = headers
         .get(header::CONTENT_TYPE)

@@ -8,6 +8,7 @@ mod expectations;
 mod extract;
 mod health;
 mod incidents;
+mod jobs;
 mod openapi;
 mod params;
 pub mod prometheus;
@@ -102,6 +103,13 @@ fn api(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(incidents::list_late))
         .routes(routes!(incidents::list_incidents))
         .routes(routes!(agents::list_summaries))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::pause_job))
+        .routes(routes!(jobs::resume_job))
+        .routes(routes!(jobs::run_job))
+        .routes(routes!(jobs::cancel_run))
+        .routes(routes!(jobs::list_audit))
+        .routes(routes!(jobs::scheduler_commands))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(prometheus::render))

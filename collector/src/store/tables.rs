@@ -162,3 +162,41 @@ pub(super) enum WatcherState {
     Name,
     At,
 }
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum JobPauses {
+    Table,
+    Job,
+    PausedBy,
+    Note,
+    Since,
+    Until,
+    ResumedAt,
+    ResumedBy,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum JobCommands {
+    Table,
+    Id,
+    Kind,
+    Job,
+    RunKey,
+    Params,
+    Reason,
+    RequestedBy,
+    RequestedAt,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum AuditLog {
+    Table,
+    Id,
+    At,
+    Actor,
+    Action,
+    Job,
+    RunKey,
+    Note,
+    Details,
+}

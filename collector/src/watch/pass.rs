@@ -15,7 +15,8 @@ use super::rules::{self, Judged, Slowness, Staleness, WatchRules};
 use crate::domain::Cadence;
 use crate::memo::Memo;
 use crate::store::{
-    ExpectationRow, KNOWN_BY_NAME, LastTimes, Store, StoreError, SummaryChange, SummaryChanges, Tx,
+    ExpectationRow, KNOWN_BY_NAME, LastTimes, PauseSpan, Store, StoreError, SummaryChange,
+    SummaryChanges, Tx,
 };
 
 /// The advisory lock the replicas take in turn for a pass ("watcher" in ASCII).
@@ -30,6 +31,10 @@ pub const SLOTS_PER_PASS_IN_ALL: usize = 200;
 
 /// Most runs of one period expectation read in a pass; the next pass reads on from there.
 const RUNS_PER_PASS: usize = 4_000;
+
+/// How far back a pass reads the jobs' pauses: slots older than this are judged without them
+/// (the watcher keeps up within seconds; only one down this long judges older slots).
+const PAUSES_LOOKBACK: TimeDelta = TimeDelta::days(30);
 
 /// How far back of the newest summary change a pass starts the next one (longer than any
 /// write transaction: statements are cancelled after 15 s).
@@ -111,9 +116,10 @@ impl Watcher {
             .into_iter()
             .map(|r| (r.agent_name.clone(), r))
             .collect();
+        let paused = tx.pauses_since(now - PAUSES_LOOKBACK).await?;
         let mut pass = Pass {
             tx,
-            known: Known { last, open },
+            known: Known { last, open, paused },
             now,
             rules: self.rules,
             watched: Watched::default(),
@@ -170,6 +176,8 @@ struct Known {
     /// Per agent: its latest run and latest success.
     last: HashMap<String, LastTimes>,
     open: HashSet<(String, IncidentKind)>,
+    /// Per job: its pauses (`job_pauses`) of the last [`PAUSES_LOOKBACK`].
+    paused: HashMap<String, Vec<PauseSpan>>,
 }
 
 impl Known {
@@ -179,6 +187,13 @@ impl Known {
 
     fn last_run(&self, agent: &str) -> Option<DateTime<Utc>> {
         self.last.get(agent).and_then(|t| t.last_run_at)
+    }
+
+    /// Whether the job `agent` was paused at `at`.
+    fn paused_at(&self, agent: &str, at: DateTime<Utc>) -> bool {
+        self.paused
+            .get(agent)
+            .is_some_and(|pauses| rules::is_paused(pauses, at))
     }
 
     fn last_success(&self, agent: &str) -> Option<DateTime<Utc>> {
@@ -326,6 +341,10 @@ impl Pass {
                 }
                 continue;
             }
+            if self.known.paused_at(agent, slot) {
+                tracing::debug!(agent, %slot, "slot skipped: the job was paused");
+                continue;
+            }
             self.watched.missed += self.tx.record_missed(agent, slot, now).await?;
             let summary = rules::missed_summary(slot, expectation.grace());
             if self.open(agent, IncidentKind::Missed, &summary).await? {
@@ -352,6 +371,8 @@ impl Pass {
         );
         match staleness {
             Staleness::Unknown => Ok(None),
+            // A paused job runs nothing on purpose: not stale while paused.
+            Staleness::Stale(_) if self.known.paused_at(agent, self.now) => Ok(None),
             Staleness::Stale(summary) => {
                 if self.open(agent, IncidentKind::Stale, &summary).await? {
                     tracing::warn!(agent, "incident opened: stale");

@@ -83,7 +83,7 @@ pub(super) async fn run(
             );
             return Ok(match claim.status {
                 RunStatus::Success => ExitCode::SUCCESS,
-                RunStatus::Failed => ExitCode::FAILURE,
+                RunStatus::Failed | RunStatus::Cancelled => ExitCode::FAILURE,
                 RunStatus::Running => ExitCode::from(3),
             });
         }

@@ -208,6 +208,7 @@ mod tests {
             trigger: None,
             scheduled_for: None,
             host: None,
+            cancelled: false,
         }
     }
 

@@ -198,5 +198,6 @@ fn interrupted_report(ctx: &RunContext, started_at: DateTime<Utc>) -> RunReport 
         trigger: Some(ctx.trigger()),
         scheduled_for: ctx.scheduled_for(),
         host: agent_sdk::hostname(),
+        cancelled: false,
     }
 }

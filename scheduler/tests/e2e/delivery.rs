@@ -73,6 +73,7 @@ async fn a_restarted_scheduler_delivers_what_an_earlier_one_spooled(pool: PgPool
             trigger: None,
             scheduled_for: None,
             host: None,
+            cancelled: false,
         };
         spool.store(&report).await.unwrap();
     }

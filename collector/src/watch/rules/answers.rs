@@ -166,6 +166,14 @@ pub fn is_late(slot: DateTime<Utc>, started: DateTime<Utc>, late_after: Duration
     started > slot + TimeDelta::from_std(late_after).unwrap_or(TimeDelta::MAX)
 }
 
+/// Whether `slot` fell inside one of a job's pauses (`since` inclusive, its end exclusive; no
+/// end: paused still): such a slot was skipped on purpose, never missed.
+pub fn is_paused(pauses: &[(DateTime<Utc>, Option<DateTime<Utc>>)], slot: DateTime<Utc>) -> bool {
+    pauses
+        .iter()
+        .any(|&(since, end)| since <= slot && end.is_none_or(|end| slot < end))
+}
+
 /// The `missed` incident's summary.
 pub fn missed_summary(slot: DateTime<Utc>, grace: TimeDelta) -> String {
     format!(
@@ -189,6 +197,20 @@ mod tests {
 
     fn every(minutes: i64) -> Cadence {
         Cadence::from_columns(None, None, Some(minutes * 60)).unwrap()
+    }
+
+    #[test]
+    fn a_slot_inside_a_pause_is_paused_and_its_end_is_not() {
+        let pauses = [
+            (at("2026-01-01T10:00:00Z"), Some(at("2026-01-01T12:00:00Z"))),
+            (at("2026-01-02T00:00:00Z"), None),
+        ];
+        assert!(is_paused(&pauses, at("2026-01-01T10:00:00Z")));
+        assert!(is_paused(&pauses, at("2026-01-01T11:00:00Z")));
+        assert!(!is_paused(&pauses, at("2026-01-01T12:00:00Z")));
+        assert!(!is_paused(&pauses, at("2026-01-01T09:59:59Z")));
+        assert!(is_paused(&pauses, at("2026-03-01T00:00:00Z")));
+        assert!(!is_paused(&[], at("2026-03-01T00:00:00Z")));
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod outcomes;
 
 pub use answers::{
     DueSlots, EARLY, Judged, PeriodSlots, answer_cron_slots, answer_window, due_cron_slots,
-    is_late, judge_period_slots, missed_summary, period, progress,
+    is_late, is_paused, judge_period_slots, missed_summary, period, progress,
 };
 pub use outcomes::{Slowness, Staleness, failing, slowness, staleness};
 

@@ -1,0 +1,227 @@
+//! Acting on jobs (scope `operate`): pause and resume a job, run it now, cancel a run; the jobs
+//! the schedulers published (`GET /jobs`), the audit of every action (`GET /audit`), and the
+//! commands each scheduler replica polls for (`POST /scheduler/commands`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Longest note of an action, in characters.
+pub const NOTE_MAX_CHARS: usize = 1000;
+
+/// `POST /jobs/{job}/pause`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Why, for whoever looks next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = r"^[^\x00]*$")
+    )]
+    pub note: Option<String>,
+    /// When the job resumes by itself; absent: when resumed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::optional"
+    )]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// `POST /jobs/{job}/resume` and `POST /runs/{id}/cancel`: an optional note.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = r"^[^\x00]*$")
+    )]
+    pub note: Option<String>,
+}
+
+/// `POST /jobs/{job}/runs`: run the job now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RunNowRequest {
+    /// Merged over the job's own `params`, for this run only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub params: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = r"^[^\x00]*$")
+    )]
+    pub note: Option<String>,
+}
+
+/// `202` to `POST /jobs/{job}/runs`: the key the run will be stored under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunRequested {
+    pub run_key: Uuid,
+}
+
+/// A job's pause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobPause {
+    /// The subject of the token that paused it (`scheduler` when it paused itself).
+    pub paused_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub since: DateTime<Utc>,
+    /// When it resumes by itself; absent: when resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A job a scheduler published, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobView {
+    /// The job's name: what its runs are stored as (`agent_name`).
+    pub job: String,
+    pub cron: String,
+    pub timezone: String,
+    /// The next slot of its cron (none when the cron has no future slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_slot: Option<DateTime<Utc>>,
+    /// Runs of the job now `running`.
+    pub running: i64,
+    /// Present while the job is paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<JobPause>,
+}
+
+/// `GET /jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobsResponse {
+    pub jobs: Vec<JobView>,
+}
+
+/// What an audited action did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Pause,
+    Resume,
+    Run,
+    Cancel,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Run => "run",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pause" => Some(Self::Pause),
+            "resume" => Some(Self::Resume),
+            "run" => Some(Self::Run),
+            "cancel" => Some(Self::Cancel),
+            _ => None,
+        }
+    }
+}
+
+/// One action, as `GET /audit` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// The subject of the token that acted.
+    pub actor: String,
+    pub action: AuditAction,
+    pub job: String,
+    /// The run acted on (`cancel`) or requested (`run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_key: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// What else the action carried: a pause's `until`, a run's `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub details: Option<Value>,
+}
+
+/// `GET /audit`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditResponse {
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `POST /scheduler/commands`: a scheduler replica asks what to do about its jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CommandsRequest {
+    /// This replica, as its starts name it (`RunStart::claimant`): the runs it is to cancel
+    /// are those it claimed.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub claimant: String,
+    /// The jobs this replica runs.
+    #[cfg_attr(feature = "openapi", schema(max_items = 10000))]
+    pub jobs: Vec<String>,
+}
+
+/// A job paused now, as a scheduler is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PausedJob {
+    pub job: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A run asked for by hand, not yet started anywhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunCommand {
+    pub job: String,
+    pub run_key: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub params: Option<Map<String, Value>>,
+}
+
+/// A run of this replica's to cancel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CancelCommand {
+    pub job: String,
+    pub run_key: Uuid,
+    /// Who cancelled it and why, as the run's `error` will say.
+    pub reason: String,
+}
+
+/// The answer to `POST /scheduler/commands`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Commands {
+    pub paused: Vec<PausedJob>,
+    pub runs: Vec<RunCommand>,
+    pub cancels: Vec<CancelCommand>,
+}

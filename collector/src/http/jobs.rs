@@ -1,0 +1,357 @@
+//! Operating jobs: `GET /jobs` and `GET /audit` (scope `read`); `POST /jobs/{job}/pause`,
+//! `/resume`, `/runs` and `POST /runs/{id}/cancel` (scope `operate`); and
+//! `GET /scheduler/commands` (scope `ingest`), which every scheduler replica polls each
+//! second for what those asked. Each action is audited in the transaction that makes it.
+
+use agent_sdk::wire::{
+    AuditAction, AuditResponse, Commands, ErrorBody, JobPause, JobsResponse, NOTE_MAX_CHARS,
+    NoteRequest, PauseRequest, RunNowRequest, RunRequested,
+};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::AppState;
+use super::api_error::ApiError;
+use super::caller::Caller;
+use super::extract::{ApiPath, ApiQuery, OptionalJson};
+use super::params;
+use super::refusals::{BodyRefusals, ReadRefusals};
+use crate::auth::Scope;
+use crate::store::{Acted, Audit};
+
+/// The job of the path: a name, published by a scheduler, that the token may act on.
+async fn operated_job(state: &AppState, caller: &Caller, job: &str) -> Result<String, ApiError> {
+    let name =
+        params::agent_name(Some(job))?.ok_or_else(|| ApiError::bad_param("job", "missing"))?;
+    caller.require_agent(name.as_str())?;
+    if !state.store.job_published(name.as_str()).await? {
+        return Err(ApiError::not_found(format!(
+            "no job named `{}`: no scheduler published it",
+            name.as_str()
+        )));
+    }
+    Ok(name.as_str().to_owned())
+}
+
+/// A note: at most [`NOTE_MAX_CHARS`] characters, no NUL.
+fn checked_note(note: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let Some(note) = note else {
+        return Ok(None);
+    };
+    let chars = note.chars().count();
+    if chars > NOTE_MAX_CHARS || note.contains('\0') {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "note",
+            format!("must be at most {NOTE_MAX_CHARS} characters without NUL, got {chars}"),
+        ));
+    }
+    Ok(Some(note).filter(|n| !n.trim().is_empty()))
+}
+
+fn audit<'a>(
+    caller: &'a Caller,
+    action: AuditAction,
+    job: &'a str,
+    note: Option<&'a str>,
+) -> Audit<'a> {
+    Audit {
+        actor: &caller.0.subject,
+        action,
+        job,
+        run_key: None,
+        note,
+        details: None,
+        at: Utc::now(),
+    }
+}
+
+/// `GET /jobs`: the jobs the schedulers published, by name.
+#[utoipa::path(get, path = "/jobs", tag = "read",
+    responses((status = 200, body = JobsResponse), ReadRefusals),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<JobsResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let jobs = state.store.list_jobs(&caller.access(), Utc::now()).await?;
+    Ok(Json(JobsResponse { jobs }))
+}
+
+/// `200` with the pause: within 2 s no scheduler replica starts a new slot of the job (a run
+/// going on is left to finish); its slots are skipped, never missed. Pausing a paused job
+/// replaces its note and end.
+#[utoipa::path(post, path = "/jobs/{job}/pause", tag = "operate",
+    params(("job" = String, Path, description = "The job's name", min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")),
+    request_body(content = PauseRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Paused", body = JobPause),
+        (status = 400, description = "Malformed JSON or a bad job name", body = ErrorBody),
+        (status = 404, description = "No scheduler published this job", body = ErrorBody),
+        (status = 422, description = "`until` not in the future, or a note too long", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(job))]
+pub(super) async fn pause_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job): ApiPath<String>,
+    body: Result<OptionalJson<PauseRequest>, ApiError>,
+) -> Result<Json<JobPause>, ApiError> {
+    caller.require(Scope::Operate)?;
+    let OptionalJson(request) = body?;
+    let job = operated_job(&state, &caller, &job).await?;
+    tracing::Span::current().record("job", job.as_str());
+    let note = checked_note(request.note.as_deref())?;
+    let audit = audit(&caller, AuditAction::Pause, &job, note);
+    if let Some(until) = request.until
+        && until <= audit.at
+    {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "until",
+            format!("must be in the future, got {}", until.to_rfc3339()),
+        ));
+    }
+    let audit = Audit {
+        details: request.until.map(|until| json!({"until": until})),
+        ..audit
+    };
+    let pause = state.store.pause_job(request.until, audit).await?;
+    tracing::info!(job, by = pause.paused_by, until = ?pause.until, "job paused");
+    Ok(Json(pause))
+}
+
+/// `204`: the job's next slots run again (within 2 s on every replica); `409` when it was not
+/// paused.
+#[utoipa::path(post, path = "/jobs/{job}/resume", tag = "operate",
+    params(("job" = String, Path, description = "The job's name", min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")),
+    request_body(content = NoteRequest, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Resumed"),
+        (status = 400, description = "Malformed JSON or a bad job name", body = ErrorBody),
+        (status = 404, description = "No scheduler published this job", body = ErrorBody),
+        (status = 409, description = "not_paused: the job is not paused", body = ErrorBody),
+        (status = 422, description = "A note too long", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(job))]
+pub(super) async fn resume_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job): ApiPath<String>,
+    body: Result<OptionalJson<NoteRequest>, ApiError>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Operate)?;
+    let OptionalJson(request) = body?;
+    let job = operated_job(&state, &caller, &job).await?;
+    tracing::Span::current().record("job", job.as_str());
+    let note = checked_note(request.note.as_deref())?;
+    match state
+        .store
+        .resume_job(audit(&caller, AuditAction::Resume, &job, note))
+        .await?
+    {
+        Acted::Done(()) => {
+            tracing::info!(job, by = caller.0.subject, "job resumed");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Acted::Nothing => Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "not_paused",
+            format!("job `{job}` is not paused"),
+        )),
+    }
+}
+
+/// `202` with the run's key: one scheduler replica runs the job within 2 s (trigger `manual`,
+/// its params with `params` over them), paused or not; `GET /runs?run_key=` finds it. `409`
+/// when a run of the job is going on under `concurrency_policy = forbid`.
+#[utoipa::path(post, path = "/jobs/{job}/runs", tag = "operate",
+    params(("job" = String, Path, description = "The job's name", min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")),
+    request_body(content = RunNowRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Asked: a scheduler replica runs it", body = RunRequested),
+        (status = 400, description = "Malformed JSON or a bad job name", body = ErrorBody),
+        (status = 404, description = "No scheduler published this job", body = ErrorBody),
+        (status = 409, description = "job_running: a run of this job (concurrency_policy = forbid) is going on; details: {run_id, run_key}", body = ErrorBody),
+        (status = 422, description = "`params` not an object, or a note too long", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(job, run_key))]
+pub(super) async fn run_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job): ApiPath<String>,
+    body: Result<OptionalJson<RunNowRequest>, ApiError>,
+) -> Result<(StatusCode, Json<RunRequested>), ApiError> {
+    caller.require(Scope::Operate)?;
+    let OptionalJson(request) = body?;
+    let job = operated_job(&state, &caller, &job).await?;
+    tracing::Span::current().record("job", job.as_str());
+    let note = checked_note(request.note.as_deref())?;
+    if let Some((run_id, run_key)) = state.store.exclusive_run(&job).await? {
+        return Err(ApiError::Client {
+            status: StatusCode::CONFLICT,
+            code: "job_running",
+            message: format!(
+                "job `{job}` runs under concurrency_policy = forbid and its run {run_id} is going on: cancel it or wait"
+            ),
+            details: json!({"run_id": run_id, "run_key": run_key}),
+        });
+    }
+    let run_key = Uuid::new_v4();
+    tracing::Span::current().record("run_key", tracing::field::display(run_key));
+    let audit = Audit {
+        run_key: Some(run_key),
+        details: request.params.as_ref().map(|p| json!({"params": p})),
+        ..audit(&caller, AuditAction::Run, &job, note)
+    };
+    state
+        .store
+        .request_run(run_key, request.params.as_ref(), audit)
+        .await?;
+    tracing::info!(job, %run_key, by = caller.0.subject, "run asked for");
+    Ok((StatusCode::ACCEPTED, Json(RunRequested { run_key })))
+}
+
+/// `202`: the scheduler replica running it cancels it within 2 s (a command agent's whole
+/// process group killed); it ends `cancelled`, its error naming who and why. `409` when it has
+/// ended.
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "operate",
+    params(("id" = i64, Path, description = "The run's id")),
+    request_body(content = NoteRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Asked: the replica running it cancels it"),
+        (status = 400, description = "Malformed JSON or a bad id", body = ErrorBody),
+        (status = 404, description = "No such run (or not visible to this token)", body = ErrorBody),
+        (status = 409, description = "run_ended: the run is not running", body = ErrorBody),
+        (status = 422, description = "A note too long", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(id))]
+pub(super) async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    body: Result<OptionalJson<NoteRequest>, ApiError>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Operate)?;
+    let OptionalJson(request) = body?;
+    tracing::Span::current().record("id", id);
+    let note = checked_note(request.note.as_deref())?;
+    let run = state
+        .store
+        .run_to_cancel(id, &caller.access())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
+    let (Some(run_key), "running") = (run.run_key, run.status.as_str()) else {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "run_ended",
+            format!("run {id} is not running: it is {}", run.status),
+        ));
+    };
+    let actor = &caller.0.subject;
+    let reason = match note {
+        Some(note) => format!("cancelled by {actor}: {note}"),
+        None => format!("cancelled by {actor}"),
+    };
+    let audit = Audit {
+        run_key: Some(run_key),
+        ..audit(&caller, AuditAction::Cancel, &run.agent_name, note)
+    };
+    state.store.request_cancel(&reason, audit).await?;
+    tracing::info!(id, job = run.agent_name, by = actor, "run cancel asked for");
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditQuery {
+    /// Only this job's.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
+    job: Option<String>,
+    /// Entries before this id (the last `id` of the previous page).
+    #[param(minimum = 1)]
+    before: Option<i64>,
+    /// Entries per page; 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// `GET /audit`: every action taken on a job or run, newest first.
+#[utoipa::path(get, path = "/audit", tag = "read", params(AuditQuery),
+    responses((status = 200, body = AuditResponse), ReadRefusals),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let job = params::agent_filter(&caller, query.job.as_deref())?;
+    let entries = state
+        .store
+        .list_audit(
+            &caller.access(),
+            job.as_ref().map(|j| j.as_str()),
+            query.before,
+            params::limit(query.limit)?,
+        )
+        .await?;
+    Ok(Json(AuditResponse { entries }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct CommandsQuery {
+    /// The replica asking, as its starts name it (`claimant` of `POST /runs`).
+    #[param(min_length = 1, max_length = 255)]
+    claimant: String,
+}
+
+/// `GET /scheduler/commands`: what a scheduler replica is to do now: the jobs paused, the runs
+/// asked for that no replica has started, and the cancels of its own runs. Polled each second.
+#[utoipa::path(get, path = "/scheduler/commands", tag = "ingest", params(CommandsQuery),
+    responses((status = 200, body = Commands), ReadRefusals),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all)]
+pub(super) async fn scheduler_commands(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<CommandsQuery>,
+) -> Result<Json<Commands>, ApiError> {
+    caller.require(Scope::Ingest)?;
+    if query.claimant.is_empty() || query.claimant.chars().count() > 255 {
+        return Err(ApiError::bad_param(
+            "claimant",
+            "must be 1 to 255 characters long",
+        ));
+    }
+    let commands = state
+        .store
+        .commands_for(&query.claimant, &caller.access(), Utc::now())
+        .await?;
+    Ok(Json(commands))
+}

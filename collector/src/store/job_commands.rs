@@ -1,0 +1,544 @@
+//! Operating jobs: their pauses (`job_pauses`, kept after they end so that the watcher knows a
+//! slot inside one was skipped, not missed), the commands for the schedulers (`job_commands`:
+//! run now, cancel) and, in the same transaction as each, its row of `audit_log`.
+//!
+//! The schedulers poll ([`Store::commands_for`]); nothing here reaches out to them. A run
+//! command is pending until a run under its key exists (the replica whose claim the collector
+//! grants runs it: exactly once), a cancel until the run it names has ended.
+
+use std::collections::HashMap;
+
+use agent_sdk::wire::{
+    CancelCommand, Commands, JobPause, JobView, PausedJob, RunCommand, RunStatus,
+};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use sea_query::{Alias, Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use serde_json::{Map, Value};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::tables::{AgentExpectations, AgentRuns, JobCommands, JobPauses};
+use super::{AgentAccess, Audit, Store, StoreError, Tx};
+use crate::domain::Cadence;
+
+/// A run asked for by hand that no scheduler started within this long is no longer offered:
+/// no replica runs that job (it was removed from the schedule, or every scheduler is down).
+pub const RUN_COMMAND_TTL: TimeDelta = TimeDelta::minutes(10);
+
+/// A pause's end, as the watcher reads it: `None` while it lasts with no end set.
+pub type PauseSpan = (DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// What became of a pause, a resume or a cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acted<T> {
+    Done(T),
+    /// The job is not paused (a resume), or the run has ended (a cancel).
+    Nothing,
+}
+
+/// A run as a cancel finds it.
+#[derive(Debug, Clone, FromRow)]
+pub struct RunToCancel {
+    pub agent_name: String,
+    pub run_key: Option<Uuid>,
+    pub status: String,
+}
+
+#[derive(Debug, FromRow)]
+struct PauseRow {
+    job: String,
+    paused_by: String,
+    note: Option<String>,
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl PauseRow {
+    fn view(self) -> JobPause {
+        JobPause {
+            paused_by: self.paused_by,
+            note: self.note,
+            since: self.since,
+            until: self.until,
+        }
+    }
+}
+
+/// Pauses in force at `now`: not resumed, and not past their `until`.
+fn in_force(now: DateTime<Utc>) -> Cond {
+    Cond::all()
+        .add(Expr::col(JobPauses::ResumedAt).is_null())
+        .add(
+            Cond::any()
+                .add(Expr::col(JobPauses::Until).is_null())
+                .add(Expr::col(JobPauses::Until).gt(now)),
+        )
+}
+
+fn select_pauses() -> SelectStatement {
+    Query::select()
+        .columns([
+            JobPauses::Job,
+            JobPauses::PausedBy,
+            JobPauses::Note,
+            JobPauses::Since,
+            JobPauses::Until,
+        ])
+        .from(JobPauses::Table)
+        .take()
+}
+
+impl Store {
+    /// Whether a scheduler published `job`.
+    pub async fn job_published(&self, job: &str) -> Result<bool, StoreError> {
+        let rows: Vec<(String,)> = self
+            .fetch(
+                Query::select()
+                    .column(AgentExpectations::Name)
+                    .from(AgentExpectations::Table)
+                    .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
+                    .and_where(Expr::col(AgentExpectations::Name).eq(job))
+                    .limit(1),
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The jobs the schedulers published that `access` may see, by name: their cron, next slot,
+    /// running runs and pause.
+    pub async fn list_jobs(
+        &self,
+        access: &AgentAccess,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobView>, StoreError> {
+        let mut jobs = Query::select();
+        jobs.columns([
+            AgentExpectations::Name,
+            AgentExpectations::Cron,
+            AgentExpectations::Timezone,
+        ])
+        .from(AgentExpectations::Table)
+        .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
+        .and_where(Expr::col(AgentExpectations::Cron).is_not_null())
+        .order_by(AgentExpectations::Name, Order::Asc);
+        if let Some(access) = access.condition(AgentExpectations::AgentName) {
+            jobs.cond_where(access);
+        }
+        let jobs: Vec<(String, String, String)> = self.fetch(&jobs).await?;
+
+        let mut running = Query::select();
+        running
+            .column(AgentRuns::AgentName)
+            .expr(Func::count(Expr::col(AgentRuns::Id)))
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::Status).eq(RunStatus::Running.as_str()))
+            .group_by_col(AgentRuns::AgentName);
+        if let Some(access) = access.condition(AgentRuns::AgentName) {
+            running.cond_where(access);
+        }
+        let running: HashMap<String, i64> = self
+            .fetch::<(String, i64), _>(&running)
+            .await?
+            .into_iter()
+            .collect();
+
+        let mut pauses = select_pauses();
+        pauses.cond_where(in_force(now));
+        if let Some(access) = access.condition(JobPauses::Job) {
+            pauses.cond_where(access);
+        }
+        let mut pauses: HashMap<String, JobPause> = self
+            .fetch::<PauseRow, _>(&pauses)
+            .await?
+            .into_iter()
+            .map(|row| (row.job.clone(), row.view()))
+            .collect();
+
+        Ok(jobs
+            .into_iter()
+            .map(|(job, cron, timezone)| {
+                let next_slot = Cadence::from_columns(Some(&cron), Some(&timezone), None)
+                    .ok()
+                    .and_then(|cadence| cadence.next_after(now));
+                JobView {
+                    running: running.get(&job).copied().unwrap_or(0),
+                    pause: pauses.remove(&job),
+                    job,
+                    cron,
+                    timezone,
+                    next_slot,
+                }
+            })
+            .collect())
+    }
+
+    /// Pauses `job` (a pause in force is replaced: its note and end are the new ones).
+    pub async fn pause_job(
+        &self,
+        until: Option<DateTime<Utc>>,
+        audit: Audit<'_>,
+    ) -> Result<JobPause, StoreError> {
+        let now = audit.at.trunc_subsecs(6);
+        let mut tx = Tx::begin(self).await?;
+        // A pause past its `until` ended then: closed, so that the new one may be open.
+        close_expired(&mut tx, audit.job, now).await?;
+        let open: Vec<PauseRow> = tx
+            .fetch(
+                select_pauses()
+                    .and_where(Expr::col(JobPauses::Job).eq(audit.job))
+                    .and_where(Expr::col(JobPauses::ResumedAt).is_null()),
+            )
+            .await?;
+        let since = match open.first() {
+            Some(pause) => {
+                tx.execute(
+                    Query::update()
+                        .table(JobPauses::Table)
+                        .values([
+                            (JobPauses::PausedBy, audit.actor.into()),
+                            (JobPauses::Note, audit.note.into()),
+                            (JobPauses::Until, until.into()),
+                        ])
+                        .and_where(Expr::col(JobPauses::Job).eq(audit.job))
+                        .and_where(Expr::col(JobPauses::ResumedAt).is_null()),
+                )
+                .await?;
+                pause.since
+            }
+            None => {
+                tx.execute(
+                    Query::insert()
+                        .into_table(JobPauses::Table)
+                        .columns([
+                            JobPauses::Job,
+                            JobPauses::PausedBy,
+                            JobPauses::Note,
+                            JobPauses::Since,
+                            JobPauses::Until,
+                        ])
+                        .values_panic([
+                            audit.job.into(),
+                            audit.actor.into(),
+                            audit.note.into(),
+                            now.into(),
+                            until.into(),
+                        ]),
+                )
+                .await?;
+                now
+            }
+        };
+        let pause = JobPause {
+            paused_by: audit.actor.to_owned(),
+            note: audit.note.map(str::to_owned),
+            since,
+            until,
+        };
+        tx.audit(&audit).await?;
+        tx.commit().await?;
+        Ok(pause)
+    }
+
+    /// Resumes `job`: `Nothing` when no pause is in force.
+    pub async fn resume_job(&self, audit: Audit<'_>) -> Result<Acted<()>, StoreError> {
+        let now = audit.at.trunc_subsecs(6);
+        let mut tx = Tx::begin(self).await?;
+        close_expired(&mut tx, audit.job, now).await?;
+        let resumed = tx
+            .execute(
+                Query::update()
+                    .table(JobPauses::Table)
+                    .values([
+                        (JobPauses::ResumedAt, now.into()),
+                        (JobPauses::ResumedBy, audit.actor.into()),
+                    ])
+                    .and_where(Expr::col(JobPauses::Job).eq(audit.job))
+                    .and_where(Expr::col(JobPauses::ResumedAt).is_null()),
+            )
+            .await?;
+        if resumed == 0 {
+            return Ok(Acted::Nothing);
+        }
+        tx.audit(&audit).await?;
+        tx.commit().await?;
+        Ok(Acted::Done(()))
+    }
+
+    /// The running run of `job` that holds its exclusive key (`concurrency_policy = forbid`):
+    /// a run asked for now would not run beside it.
+    pub async fn exclusive_run(&self, job: &str) -> Result<Option<(i64, Uuid)>, StoreError> {
+        let rows: Vec<(i64, Option<Uuid>)> = self
+            .fetch(
+                Query::select()
+                    .columns([AgentRuns::Id, AgentRuns::RunKey])
+                    .from(AgentRuns::Table)
+                    .and_where(Expr::col(AgentRuns::AgentName).eq(job))
+                    .and_where(Expr::col(AgentRuns::Status).eq(RunStatus::Running.as_str()))
+                    .and_where(Expr::col(AgentRuns::ExclusiveKey).is_not_null())
+                    .limit(1),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(id, key)| (id, key.unwrap_or_default())))
+    }
+
+    /// Asks the schedulers to run `job` now under `run_key`, with `params` over its own.
+    pub async fn request_run(
+        &self,
+        run_key: Uuid,
+        params: Option<&Map<String, Value>>,
+        audit: Audit<'_>,
+    ) -> Result<(), StoreError> {
+        let params = params
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::internal("writing a run's params", e))?;
+        let mut tx = Tx::begin(self).await?;
+        tx.execute(
+            Query::insert()
+                .into_table(JobCommands::Table)
+                .columns([
+                    JobCommands::Kind,
+                    JobCommands::Job,
+                    JobCommands::RunKey,
+                    JobCommands::Params,
+                    JobCommands::RequestedBy,
+                    JobCommands::RequestedAt,
+                ])
+                .values_panic([
+                    "run".into(),
+                    audit.job.into(),
+                    run_key.into(),
+                    params.into(),
+                    audit.actor.into(),
+                    audit.at.into(),
+                ]),
+        )
+        .await?;
+        tx.audit(&audit).await?;
+        tx.commit().await
+    }
+
+    /// The run `id`, as a cancel needs it, if `access` may see it.
+    pub async fn run_to_cancel(
+        &self,
+        id: i64,
+        access: &AgentAccess,
+    ) -> Result<Option<RunToCancel>, StoreError> {
+        let mut select = Query::select();
+        select
+            .columns([AgentRuns::AgentName, AgentRuns::RunKey, AgentRuns::Status])
+            .from(AgentRuns::Table)
+            .and_where(Expr::col(AgentRuns::Id).eq(id));
+        if let Some(access) = access.condition(AgentRuns::AgentName) {
+            select.cond_where(access);
+        }
+        Ok(self.fetch(&select).await?.into_iter().next())
+    }
+
+    /// Asks the scheduler running `run_key` to cancel it, for `reason` (the run's error to be).
+    pub async fn request_cancel(&self, reason: &str, audit: Audit<'_>) -> Result<(), StoreError> {
+        let mut tx = Tx::begin(self).await?;
+        tx.execute(
+            Query::insert()
+                .into_table(JobCommands::Table)
+                .columns([
+                    JobCommands::Kind,
+                    JobCommands::Job,
+                    JobCommands::RunKey,
+                    JobCommands::Reason,
+                    JobCommands::RequestedBy,
+                    JobCommands::RequestedAt,
+                ])
+                .values_panic([
+                    "cancel".into(),
+                    audit.job.into(),
+                    audit.run_key.into(),
+                    reason.into(),
+                    audit.actor.into(),
+                    audit.at.into(),
+                ])
+                // Cancelled twice: the first reason stands; both are audited.
+                .on_conflict(
+                    sea_query::OnConflict::columns([
+                        JobCommands::Kind,
+                        JobCommands::Job,
+                        JobCommands::RunKey,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                ),
+        )
+        .await?;
+        tx.audit(&audit).await?;
+        tx.commit().await
+    }
+
+    /// What the scheduler replica `claimant` is to do now about the jobs `access` allows: the
+    /// pauses in force, the runs asked for and not yet started, the cancels of its runs.
+    pub async fn commands_for(
+        &self,
+        claimant: &str,
+        access: &AgentAccess,
+        now: DateTime<Utc>,
+    ) -> Result<Commands, StoreError> {
+        let mut pauses = select_pauses();
+        pauses.cond_where(in_force(now));
+        if let Some(access) = access.condition(JobPauses::Job) {
+            pauses.cond_where(access);
+        }
+        let paused = self
+            .fetch::<PauseRow, _>(&pauses)
+            .await?
+            .into_iter()
+            .map(|p| PausedJob {
+                job: p.job,
+                until: p.until,
+            })
+            .collect();
+
+        let runs_table = Alias::new("r");
+        let run_of_command = Query::select()
+            .expr(Expr::val(1))
+            .from_as(AgentRuns::Table, runs_table.clone())
+            .and_where(
+                Expr::col((runs_table.clone(), AgentRuns::RunKey))
+                    .equals((JobCommands::Table, JobCommands::RunKey)),
+            )
+            .and_where(
+                Expr::col((runs_table.clone(), AgentRuns::AgentName))
+                    .equals((JobCommands::Table, JobCommands::Job)),
+            )
+            .take();
+        let mut runs = Query::select();
+        runs.columns([
+            (JobCommands::Table, JobCommands::Job),
+            (JobCommands::Table, JobCommands::RunKey),
+            (JobCommands::Table, JobCommands::Params),
+        ])
+        .from(JobCommands::Table)
+        .and_where(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("run"))
+        .and_where(
+            Expr::col((JobCommands::Table, JobCommands::RequestedAt)).gt(now - RUN_COMMAND_TTL),
+        )
+        .and_where(Expr::exists(run_of_command).not())
+        .order_by((JobCommands::Table, JobCommands::Id), Order::Asc);
+        if let Some(access) = access.condition((JobCommands::Table, JobCommands::Job)) {
+            runs.cond_where(access);
+        }
+        let runs = self
+            .fetch::<(String, Uuid, Option<String>), _>(&runs)
+            .await?
+            .into_iter()
+            .map(|(job, run_key, params)| RunCommand {
+                job,
+                run_key,
+                params: params.and_then(|p| serde_json::from_str(&p).ok()),
+            })
+            .collect();
+
+        let mut cancels = Query::select();
+        cancels
+            .columns([
+                (JobCommands::Table, JobCommands::Job),
+                (JobCommands::Table, JobCommands::RunKey),
+                (JobCommands::Table, JobCommands::Reason),
+            ])
+            .from(JobCommands::Table)
+            .inner_join(
+                AgentRuns::Table,
+                Expr::col((AgentRuns::Table, AgentRuns::RunKey))
+                    .equals((JobCommands::Table, JobCommands::RunKey))
+                    .and(
+                        Expr::col((AgentRuns::Table, AgentRuns::AgentName))
+                            .equals((JobCommands::Table, JobCommands::Job)),
+                    ),
+            )
+            .and_where(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("cancel"))
+            .and_where(
+                Expr::col((AgentRuns::Table, AgentRuns::Status)).eq(RunStatus::Running.as_str()),
+            )
+            .and_where(Expr::col((AgentRuns::Table, AgentRuns::Claimant)).eq(claimant));
+        if let Some(access) = access.condition((JobCommands::Table, JobCommands::Job)) {
+            cancels.cond_where(access);
+        }
+        let cancels = self
+            .fetch::<(String, Uuid, Option<String>), _>(&cancels)
+            .await?
+            .into_iter()
+            .map(|(job, run_key, reason)| CancelCommand {
+                job,
+                run_key,
+                reason: reason.unwrap_or_else(|| "cancelled".into()),
+            })
+            .collect();
+        Ok(Commands {
+            paused,
+            runs,
+            cancels,
+        })
+    }
+}
+
+impl Tx {
+    /// Every pause that ended after `since` or has not ended, by job: what the watcher needs
+    /// to tell a skipped slot from a missed one.
+    pub(crate) async fn pauses_since(
+        &mut self,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<String, Vec<PauseSpan>>, StoreError> {
+        let rows: Vec<(
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        )> = self
+            .fetch(
+                Query::select()
+                    .columns([
+                        JobPauses::Job,
+                        JobPauses::Since,
+                        JobPauses::Until,
+                        JobPauses::ResumedAt,
+                    ])
+                    .from(JobPauses::Table)
+                    .cond_where(
+                        Cond::any()
+                            .add(Expr::col(JobPauses::ResumedAt).gt(since))
+                            .add(
+                                Expr::col(JobPauses::ResumedAt).is_null().and(
+                                    Expr::col(JobPauses::Until)
+                                        .is_null()
+                                        .or(Expr::col(JobPauses::Until).gt(since)),
+                                ),
+                            ),
+                    ),
+            )
+            .await?;
+        let mut pauses: HashMap<String, Vec<PauseSpan>> = HashMap::new();
+        for (job, start, until, resumed_at) in rows {
+            let end = match (until, resumed_at) {
+                (Some(until), Some(resumed)) => Some(Ord::min(until, resumed)),
+                (until, resumed) => until.or(resumed),
+            };
+            pauses.entry(job).or_default().push((start, end));
+        }
+        Ok(pauses)
+    }
+}
+
+/// Closes `job`'s open pause if its `until` has passed (it ended then).
+async fn close_expired(tx: &mut Tx, job: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    tx.execute(
+        Query::update()
+            .table(JobPauses::Table)
+            .value(JobPauses::ResumedAt, Expr::col(JobPauses::Until))
+            .and_where(Expr::col(JobPauses::Job).eq(job))
+            .and_where(Expr::col(JobPauses::ResumedAt).is_null())
+            .and_where(Expr::col(JobPauses::Until).lte(now)),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+-- Operating jobs from the platform (docs/operate.md): a run an operator cancelled is stored
+-- as `cancelled` (neither a success nor a failure: no `failing` incident); a backfill's runs
+-- will carry the trigger `backfill`.
+ALTER TABLE agent_runs DROP CONSTRAINT agent_runs_status_check;
+ALTER TABLE agent_runs ADD CONSTRAINT agent_runs_status_check
+    CHECK (status IN ('running', 'success', 'failed', 'cancelled'));
+ALTER TABLE agent_runs DROP CONSTRAINT agent_runs_trigger_check;
+ALTER TABLE agent_runs ADD CONSTRAINT agent_runs_trigger_check
+    CHECK (trigger IN ('schedule', 'manual', 'api', 'backfill'));
+
+-- Every pause of a job, kept after it ends: a slot inside one was skipped, never missed.
+-- A pause ends at `until` or, when resumed before, at `resumed_at`.
+CREATE TABLE job_pauses (
+    id          BIGSERIAL PRIMARY KEY,
+    job         VARCHAR(100) NOT NULL,
+    paused_by   VARCHAR(255) NOT NULL,
+    note        VARCHAR(1000),
+    since       TIMESTAMPTZ  NOT NULL,
+    until       TIMESTAMPTZ  CHECK (until > since),
+    resumed_at  TIMESTAMPTZ  CHECK (resumed_at >= since),
+    resumed_by  VARCHAR(255)
+);
+
+-- At most one pause of a job not yet resumed by hand (an expired one is closed by the next).
+CREATE UNIQUE INDEX job_pauses_open_idx ON job_pauses (job) WHERE resumed_at IS NULL;
+CREATE INDEX job_pauses_job_idx ON job_pauses (job, since);
+
+-- What operators asked the schedulers to do: run a job now, cancel a run. A scheduler replica
+-- polls for them (POST /scheduler/commands); a run command is done once a run under its key
+-- exists, a cancel once the run ended.
+CREATE TABLE job_commands (
+    id            BIGSERIAL PRIMARY KEY,
+    kind          VARCHAR(20)  NOT NULL CHECK (kind IN ('run', 'cancel')),
+    job           VARCHAR(100) NOT NULL,
+    run_key       UUID         NOT NULL,
+    -- A run's params (a JSON object, as text).
+    params        TEXT,
+    -- A cancel's reason, as the run's error will say.
+    reason        VARCHAR(1300),
+    requested_by  VARCHAR(255) NOT NULL,
+    requested_at  TIMESTAMPTZ  NOT NULL,
+    UNIQUE (kind, job, run_key)
+);
+
+CREATE INDEX job_commands_requested_idx ON job_commands (requested_at);
+
+-- Every action an operator (or a scheduler on its own) took.
+CREATE TABLE audit_log (
+    id        BIGSERIAL PRIMARY KEY,
+    at        TIMESTAMPTZ  NOT NULL,
+    actor     VARCHAR(255) NOT NULL,
+    action    VARCHAR(20)  NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel')),
+    job       VARCHAR(100) NOT NULL,
+    run_key   UUID,
+    note      VARCHAR(1000),
+    -- What else it carried (a pause's until, a run's params), a JSON object as text.
+    details   TEXT
+);
+
+CREATE INDEX audit_log_at_idx ON audit_log (at DESC, id DESC);
+CREATE INDEX audit_log_job_idx ON audit_log (job, at DESC);

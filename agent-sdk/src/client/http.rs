@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::wire::{
-    BatchItemResult, BatchRequest, BatchResponse, ErrorBody, ExpectationsResponse, IngestResponse,
-    RunClaim, RunReport, RunStart, RunStarted, ScheduledJobs,
+    BatchItemResult, BatchRequest, BatchResponse, Commands, ErrorBody, ExpectationsResponse,
+    IngestResponse, RunClaim, RunReport, RunStart, RunStarted, ScheduledJobs,
 };
 
 /// Exponential backoff with full jitter: attempt `n` waits a random time up to
@@ -135,6 +135,7 @@ pub struct CollectorClient {
     batch_endpoint: String,
     runs_endpoint: String,
     jobs_endpoint: String,
+    commands_endpoint: String,
     token: TokenSource,
     cache: Arc<Mutex<TokenCache>>,
     retry: RetryPolicy,
@@ -174,6 +175,7 @@ impl CollectorClient {
             batch_endpoint: format!("{base_url}/metrics/batch"),
             runs_endpoint: format!("{base_url}/runs"),
             jobs_endpoint: format!("{base_url}/expectations/scheduler"),
+            commands_endpoint: format!("{base_url}/scheduler/commands"),
             token,
             cache: Arc::default(),
             retry: RetryPolicy::default(),
@@ -316,6 +318,21 @@ impl CollectorClient {
         .map_err(|failed| failed.error)
     }
 
+    /// What the scheduler replica `claimant` is to do now (`GET /scheduler/commands`): jobs
+    /// paused, runs asked for, cancels of its runs.
+    pub async fn commands(&self, claimant: &str, timeout: Duration) -> Result<Commands, SendError> {
+        let url =
+            reqwest::Url::parse_with_params(&self.commands_endpoint, [("claimant", claimant)])
+                .map_err(|e| SendError::Rejected {
+                    status: 0,
+                    body: format!("the commands URL: {e}"),
+                })?;
+        self.exchange(self.http.get(url), Some(timeout))
+            .await
+            .map(|(_, commands)| commands)
+            .map_err(|failed| failed.error)
+    }
+
     async fn attempt(&self, report: &RunReport) -> Result<Delivered, Attempt> {
         let (status, body): (_, IngestResponse) = self.post(&self.endpoint, report, None).await?;
         Ok(Delivered {
@@ -344,7 +361,17 @@ impl CollectorClient {
         body: &impl Serialize,
         timeout: Option<Duration>,
     ) -> Result<(StatusCode, T), Attempt> {
-        let mut request = self.http.request(method, url).json(body);
+        self.exchange(self.http.request(method, url).json(body), timeout)
+            .await
+    }
+
+    /// Sends `request` with the token (within `timeout`, else the client's 30 s): a 2xx answer
+    /// is read as `T`, anything else is a [`SendError`].
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        timeout: Option<Duration>,
+    ) -> Result<(StatusCode, T), Attempt> {
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }

@@ -22,12 +22,17 @@ use super::extract::{ApiPath, ApiQuery, OptionalJson};
 use super::params;
 use super::refusals::{BodyRefusals, ReadRefusals};
 use crate::auth::Scope;
+use crate::domain::AgentName;
 use crate::store::{Acted, Audit};
 
 /// The job of the path: a name, published by a scheduler, that the token may act on.
 async fn operated_job(state: &AppState, caller: &Caller, job: &str) -> Result<String, ApiError> {
-    let name =
-        params::agent_name(Some(job))?.ok_or_else(|| ApiError::bad_param("job", "missing"))?;
+    let name = AgentName::parse(job).map_err(|e| {
+        ApiError::bad_param(
+            "job",
+            e.message.as_deref().unwrap_or("not a job name").to_owned(),
+        )
+    })?;
     caller.require_agent(name.as_str())?;
     if !state.store.job_published(name.as_str()).await? {
         return Err(ApiError::not_found(format!(
@@ -259,9 +264,15 @@ pub(super) async fn cancel_run(
     let note = checked_note(request.note.as_deref())?;
     let run = state
         .store
-        .run_to_cancel(id, &caller.access())
+        .run_to_cancel(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
+    if !caller.0.allows_agent(&run.agent_name) {
+        // Without naming the agent: the token learns no more of the run than that it may not.
+        return Err(ApiError::forbidden(format!(
+            "this token may not act on run {id}"
+        )));
+    }
     let (Some(run_key), "running") = (run.run_key, run.status.as_str()) else {
         return Err(ApiError::client(
             StatusCode::CONFLICT,

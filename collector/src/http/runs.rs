@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use uuid::Uuid;
 
 use super::AppState;
 use super::api_error::ApiError;
@@ -252,6 +253,9 @@ pub(super) struct RunsQuery {
     /// Only this agent's.
     #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
     agent_name: Option<String>,
+    /// Only the run stored under this key (`POST /jobs/{job}/runs` answers one).
+    #[param(value_type = Option<String>, format = Uuid)]
+    run_key: Option<Uuid>,
     #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
     /// Inclusive, RFC 3339.
@@ -289,7 +293,7 @@ pub(super) async fn list_runs(
             RunStatus::parse(s).ok_or_else(|| {
                 ApiError::bad_param(
                     "status",
-                    format!("{s:?}; expected running, success or failed"),
+                    format!("{s:?}; expected running, success, failed or cancelled"),
                 )
             })
         })
@@ -297,6 +301,7 @@ pub(super) async fn list_runs(
     let (from, to) = params::time_range(query.from.as_deref(), query.to.as_deref())?;
     let filter = RunFilter {
         agent_name,
+        run_key: query.run_key,
         status,
         from,
         to,

@@ -321,20 +321,13 @@ impl Store {
         tx.commit().await
     }
 
-    /// The run `id`, as a cancel needs it, if `access` may see it.
-    pub async fn run_to_cancel(
-        &self,
-        id: i64,
-        access: &AgentAccess,
-    ) -> Result<Option<RunToCancel>, StoreError> {
-        let mut select = Query::select();
-        select
+    /// The run `id`, as a cancel needs it.
+    pub async fn run_to_cancel(&self, id: i64) -> Result<Option<RunToCancel>, StoreError> {
+        let select = Query::select()
             .columns([AgentRuns::AgentName, AgentRuns::RunKey, AgentRuns::Status])
             .from(AgentRuns::Table)
-            .and_where(Expr::col(AgentRuns::Id).eq(id));
-        if let Some(access) = access.condition(AgentRuns::AgentName) {
-            select.cond_where(access);
-        }
+            .and_where(Expr::col(AgentRuns::Id).eq(id))
+            .take();
         Ok(self.fetch(&select).await?.into_iter().next())
     }
 

@@ -288,11 +288,14 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     let key = uuid::Uuid::new_v4();
-    let (status, _) = app
+    let (status, started) = app
         .post_start(&crate::lifecycle::start("theirs", key, "scheduler-1"))
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let run_id = started["run_id"].as_i64().unwrap();
+    let operated = "select (select count(*) from job_pauses) + (select count(*) from job_commands) + (select count(*) from audit_log)";
     let before = (
+        app.db.scalar::<i64>(operated).await,
         app.row_counts().await,
         app.db
             .rows::<(String, String, Option<String>)>(
@@ -301,7 +304,10 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
             .await,
     );
 
-    let mine = app.token_for(&[Scope::Ingest, Scope::Read], Some(&["mine"]));
+    let mine = app.token_for(
+        &[Scope::Ingest, Scope::Read, Scope::Operate],
+        Some(&["mine"]),
+    );
     let theirs_report = crate::lifecycle::finished("theirs", key);
     let (_, doc) = app.get_with("/openapi.json", None).await;
     let mut walked = Vec::new();
@@ -321,9 +327,18 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
                 ("delete", "/agents/{name}/expectation") => serde_json::Value::Null,
                 ("put", "/expectations/scheduler") => serde_json::json!({"jobs": [
                     {"job": "theirs", "cron": "* * * * *", "timezone": "UTC", "enabled": true}]}),
+                ("post", "/jobs/{job}/pause") => serde_json::json!({"note": "mine now"}),
+                ("post", "/jobs/{job}/resume") => serde_json::json!({}),
+                ("post", "/jobs/{job}/runs") => serde_json::json!({"params": {"n": 1}}),
+                ("post", "/runs/{id}/cancel") => serde_json::json!({"note": "mine"}),
                 other => panic!("{other:?}: a write this test has no body for; add one"),
             };
-            let url = app.url(&path.replace("{name}", "theirs"));
+            let url = app.url(
+                &path
+                    .replace("{name}", "theirs")
+                    .replace("{job}", "theirs")
+                    .replace("{id}", &run_id.to_string()),
+            );
             let request = app
                 .client
                 .request(method.to_uppercase().parse().unwrap(), url)
@@ -345,8 +360,9 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
             walked.push(format!("{method} {path}"));
         }
     }
-    assert_eq!(walked.len(), 6, "{walked:?}");
+    assert_eq!(walked.len(), 10, "{walked:?}");
     let after = (
+        app.db.scalar::<i64>(operated).await,
         app.row_counts().await,
         app.db
             .rows::<(String, String, Option<String>)>(

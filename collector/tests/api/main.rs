@@ -16,6 +16,7 @@ mod helpers;
 mod incidents;
 mod ingest;
 mod lifecycle;
+mod operate;
 mod overdue;
 mod properties;
 mod readonly;

@@ -88,6 +88,13 @@ impl Engine {
     fn fire(&self, state: &Arc<JobState>, slot: DateTime<Utc>) {
         let job = &state.job;
         *lock(&state.last_fire) = Some(slot);
+        if self.is_paused(&job.name, Utc::now()) {
+            lock(&state.status).paused_ticks += 1;
+            metrics::counter!("scheduler_runs_not_run_total", "job" => job.name.clone(), "reason" => "paused")
+                .increment(1);
+            tracing::info!(job = %job.name, %slot, "job paused: slot skipped");
+            return;
+        }
         match job.concurrency {
             ConcurrencyPolicy::Forbid if !lock(&state.running).is_empty() => {
                 lock(&state.status).skipped_ticks += 1;

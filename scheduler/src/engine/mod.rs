@@ -11,6 +11,7 @@
 
 mod claim;
 mod clock;
+mod commands;
 mod journal;
 mod last_fires;
 mod run;
@@ -36,6 +37,7 @@ use run::CancelReason;
 
 pub use claim::{CLAIM_WAIT, Claims, NotRun, claimant, run_start};
 pub use clock::run_key_of;
+pub use commands::POLL_EVERY;
 
 /// What `/jobs` shows for one job.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +55,10 @@ pub struct JobStatus {
     /// Runs in progress now.
     pub running: usize,
     pub skipped_ticks: u64,
+    /// Paused from the platform (`POST /jobs/{job}/pause`): its slots are skipped.
+    pub paused: bool,
+    /// Slots skipped because the job was paused.
+    pub paused_ticks: u64,
     /// Runs another scheduler claimed (or that had run already): not run here.
     pub claimed_elsewhere: u64,
     /// With `SCHEDULER_HA`: slots not run because the collector could not be asked.
@@ -91,6 +97,10 @@ struct Inner {
     state_dir: PathBuf,
     /// Opened by [`Engine::start`].
     journal: OnceLock<Journal>,
+    /// The jobs paused from the platform, as the collector said last.
+    paused: Mutex<commands::Paused>,
+    /// Runs asked for by hand that this process has started.
+    asked: Mutex<commands::Asked>,
     /// Stops firing.
     stop_firing: CancellationToken,
     /// Cancels running agents (after the shutdown grace).
@@ -179,6 +189,8 @@ impl Engine {
             claimant: claim::claimant(),
             state_dir,
             journal: OnceLock::new(),
+            paused: Mutex::default(),
+            asked: Mutex::default(),
             stop_firing: CancellationToken::new(),
             stop_runs: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -191,6 +203,17 @@ impl Engine {
         let journal = self.0.journal.get_or_init(|| journal).clone();
         self.report_interrupted_runs(&journal, left).await;
         self.load_last_fires();
+        if self.0.deliverer.is_some() {
+            // The pauses known before the first slot fires (a collector away answers at once
+            // or within the ask's timeout); then every POLL_EVERY.
+            if let Err(err) = self.fetch_commands().await {
+                tracing::warn!(error = %err, "commands (pause, run now, cancel) cannot be fetched from the collector yet");
+            }
+            let engine = self.clone();
+            self.0
+                .tracker
+                .spawn(async move { engine.poll_commands().await });
+        }
         let engine = self.clone();
         self.0.tracker.spawn(async move {
             loop {
@@ -218,6 +241,7 @@ impl Engine {
             .iter()
             .map(|s| JobStatus {
                 running: lock(&s.running).len(),
+                paused: self.is_paused(&s.job.name, Utc::now()),
                 ..lock(&s.status).clone()
             })
             .collect()

@@ -14,16 +14,22 @@ use super::journal::Journal;
 use super::{Engine, JobState, LastRun, lock};
 
 /// Why a run was cancelled from outside (a timeout is the attempt's own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CancelReason {
     Replaced,
     Shutdown,
+    /// `POST /runs/{id}/cancel`: who and why, as the collector words it.
+    Operator(String),
 }
 
 impl Engine {
+    /// Starts a run of `state`'s job; `ctx`'s params (a run asked for by hand) go over the
+    /// job's own.
     pub(super) fn spawn_run(&self, state: Arc<JobState>, ctx: RunContext) {
+        let mut params = state.job.params.clone();
+        params.extend(ctx.params().clone());
         let ctx = ctx
-            .with_params(state.job.params.clone())
+            .with_params(params)
             .with_parent_cancellation(&self.0.stop_runs);
         let run_key = ctx.run_key();
         lock(&state.running).insert(run_key, (ctx.cancellation().clone(), None));
@@ -88,18 +94,26 @@ impl Engine {
         drop(permit);
         report.started_at = started;
         if let Some(error) = &mut report.error {
-            if error.starts_with("cancelled") {
-                let reason = lock(&state.running)
-                    .get(&ctx.run_key())
-                    .and_then(|(_, r)| *r);
-                *error = match reason {
-                    Some(CancelReason::Replaced) => {
-                        "cancelled: replaced by a newer run (concurrency_policy = replace)".into()
-                    }
-                    _ => "cancelled: the scheduler shut down before the run finished".into(),
-                };
+            let reason = lock(&state.running)
+                .get(&ctx.run_key())
+                .and_then(|(_, r)| r.clone());
+            match reason {
+                // Whatever the attempt was doing (running, or waiting to retry), it failed
+                // because an operator said so.
+                Some(CancelReason::Operator(why)) => {
+                    *error = why;
+                    report.cancelled = true;
+                }
+                Some(CancelReason::Replaced) if error.starts_with("cancelled") => {
+                    *error =
+                        "cancelled: replaced by a newer run (concurrency_policy = replace)".into();
+                }
+                _ if error.starts_with("cancelled") => {
+                    *error = "cancelled: the scheduler shut down before the run finished".into();
+                }
+                _ => {}
             }
-            if attempt > 0 {
+            if attempt > 0 && !report.cancelled {
                 *error = format!("after {} attempts: {error}", attempt + 1);
             }
         }

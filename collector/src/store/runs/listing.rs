@@ -17,6 +17,8 @@ use crate::store::{AgentAccess, Store, StoreError, Tx};
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub agent_name: Option<AgentName>,
+    /// The run(s) stored under this key (one per agent that used it).
+    pub run_key: Option<Uuid>,
     pub status: Option<RunStatus>,
     /// Inclusive lower bound on `started_at`.
     pub from: Option<DateTime<Utc>>,
@@ -174,6 +176,7 @@ impl Store {
                     .as_ref()
                     .map(|a| Expr::col(AgentRuns::AgentName).eq(a.as_str())),
             )
+            .and_where_option(filter.run_key.map(|k| Expr::col(AgentRuns::RunKey).eq(k)))
             .and_where_option(
                 filter
                     .status

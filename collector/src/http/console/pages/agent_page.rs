@@ -84,6 +84,7 @@ pub(crate) async fn agent(
     let runs = store
         .list_runs(&RunFilter {
             agent_name: Some(agent.clone()),
+            run_key: None,
             status,
             from,
             to,

@@ -1,0 +1,555 @@
+//! Operating jobs over the API: `GET /jobs`, pause and resume, run now, cancel, the audit log
+//! and what a scheduler replica is told (`GET /scheduler/commands`). The scheduler's side (the
+//! replicas acting on them) is scheduler/tests/e2e/operate.rs.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use collector::auth::Scope;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Db, TestApp, error_code, error_field, into_json, on_both_backends};
+use crate::lifecycle::start;
+
+/// Publishes `jobs` (each a cron) as a scheduler does.
+async fn publish(app: &TestApp, jobs: &[(&str, &str)]) {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|(job, cron)| json!({"job": job, "cron": cron, "timezone": "UTC", "enabled": true}))
+        .collect();
+    let answer = app
+        .client
+        .put(app.url("/expectations/scheduler"))
+        .bearer_auth(&app.token)
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
+/// An operator's token: operate and read, every agent, subject `alice`.
+fn operator(app: &TestApp) -> String {
+    app.keys
+        .issue(
+            "alice",
+            &[Scope::Operate, Scope::Read],
+            None,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap()
+}
+
+async fn act(app: &TestApp, token: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = app.client.post(app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    into_json(request.send().await.unwrap()).await
+}
+
+/// Rows of the operating tables: (pauses, commands, audit).
+async fn operated(db: &Db) -> (i64, i64, i64) {
+    db.row(
+        "select (select count(*) from job_pauses), (select count(*) from job_commands), \
+                (select count(*) from audit_log)",
+    )
+    .await
+}
+
+async fn jobs_show_their_slot_runs_and_pause(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *"), ("hourly", "0 * * * *")]).await;
+    let (status, _) = app
+        .post_start(&start("hourly", Uuid::new_v4(), "replica-1"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let op = operator(&app);
+    let until = Utc::now() + TimeDelta::hours(2);
+    let (status, pause) = act(
+        &app,
+        &op,
+        "/jobs/nightly/pause",
+        Some(json!({"note": "migrating the warehouse", "until": until.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{pause}");
+    assert_eq!(pause["paused_by"], "alice");
+
+    let (status, body) = app.get("/jobs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jobs = body["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    let (hourly, nightly) = (&jobs[0], &jobs[1]);
+    assert_eq!(hourly["job"], "hourly");
+    assert_eq!(hourly["running"], 1);
+    assert!(hourly.get("pause").is_none(), "{hourly}");
+    let next: DateTime<Utc> = hourly["next_slot"].as_str().unwrap().parse().unwrap();
+    assert!(next > Utc::now() && next <= Utc::now() + TimeDelta::hours(1));
+    assert_eq!(nightly["job"], "nightly");
+    assert_eq!(nightly["running"], 0);
+    assert_eq!(nightly["cron"], "0 3 * * *");
+    assert_eq!(nightly["pause"]["paused_by"], "alice");
+    assert_eq!(nightly["pause"]["note"], "migrating the warehouse");
+    let shown: DateTime<Utc> = nightly["pause"]["until"].as_str().unwrap().parse().unwrap();
+    assert!((shown - until).abs() < TimeDelta::milliseconds(1));
+    assert!(nightly["pause"]["since"].is_string());
+
+    // A token limited to one agent sees that agent's job only.
+    let limited = app.token_for(&[Scope::Read], Some(&["hourly"]));
+    let (_, body) = app.get_with("/jobs", Some(&limited)).await;
+    assert_eq!(body["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(body["jobs"][0]["job"], "hourly");
+}
+
+async fn pause_resume_and_the_audit_log(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *")]).await;
+    let op = operator(&app);
+
+    let (status, _) = act(&app, &op, "/jobs/nightly/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, again) = act(
+        &app,
+        &op,
+        "/jobs/nightly/pause",
+        Some(json!({"note": "longer"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["note"], "longer");
+    // One pause, re-noted, not two.
+    assert_eq!(
+        app.db
+            .scalar::<i64>("select count(*) from job_pauses")
+            .await,
+        1
+    );
+    let (status, _) = act(
+        &app,
+        &op,
+        "/jobs/nightly/resume",
+        Some(json!({"note": "done"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = app.get("/jobs").await;
+    assert!(body["jobs"][0].get("pause").is_none(), "{body}");
+    let (status, body) = act(&app, &op, "/jobs/nightly/resume", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "not_paused");
+
+    let (status, audit) = app.get("/audit").await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let entries = audit["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["resume", "pause", "pause"]);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["actor"] == "alice" && e["job"] == "nightly")
+    );
+    assert_eq!(entries[0]["note"], "done");
+    let (_, page) = app
+        .get(&format!("/audit?limit=1&before={}", entries[0]["id"]))
+        .await;
+    assert_eq!(page["entries"][0]["id"], entries[1]["id"]);
+
+    // A pause with an end ends by itself: resumed as far as every reader is concerned.
+    let soon = Utc::now() + TimeDelta::milliseconds(700);
+    let (status, _) = act(
+        &app,
+        &op,
+        "/jobs/nightly/pause",
+        Some(json!({"until": soon.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (_, body) = app.get("/jobs").await;
+    assert!(body["jobs"][0].get("pause").is_none(), "{body}");
+    let (status, _) = act(&app, &op, "/jobs/nightly/resume", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // And the job may be paused again.
+    let (status, _) = act(&app, &op, "/jobs/nightly/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn acting_needs_the_operate_scope(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *")]).await;
+    let (_, started) = app
+        .post_start(&start("nightly", Uuid::new_v4(), "replica-1"))
+        .await;
+    let run = started["run_id"].as_i64().unwrap();
+    let before = operated(&app.db).await;
+    // The test's own token: ingest and read, no operate.
+    for path in [
+        "/jobs/nightly/pause".to_owned(),
+        "/jobs/nightly/resume".to_owned(),
+        "/jobs/nightly/runs".to_owned(),
+        format!("/runs/{run}/cancel"),
+    ] {
+        let (status, body) = act(&app, &app.token, &path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        // The scope before the body.
+        let (status, _) = app
+            .post_raw_to(&path, "{not json", "application/json", Some(&app.token))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let (status, _) = act(&app, "not-a-token", &path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // An operate token without read reads nothing.
+    let op_only = app.token_for(&[Scope::Operate], None);
+    for path in ["/jobs", "/audit"] {
+        let (status, _) = app.get_with(path, Some(&op_only)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(operated(&app.db).await, before);
+}
+
+async fn bad_input_is_refused_and_changes_nothing(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *")]).await;
+    let key = Uuid::new_v4();
+    let (_, started) = app.post_start(&start("nightly", key, "replica-1")).await;
+    let running = started["run_id"].as_i64().unwrap();
+    let (status, _) = app
+        .post_report(&crate::lifecycle::finished("nightly", key))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ended = running;
+    let op = operator(&app);
+    let before = (operated(&app.db).await, app.row_counts().await);
+    let past = (Utc::now() - TimeDelta::minutes(1)).to_rfc3339();
+    let long_note = "n".repeat(1001);
+    let until_past = format!(r#"{{"until": "{past}"}}"#);
+    let note_long = format!(r#"{{"note": "{long_note}"}}"#);
+    let cases: Vec<(String, Option<&str>, StatusCode, &str, &str)> = vec![
+        (
+            "/jobs/nobody/pause".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "",
+        ),
+        (
+            "/jobs/nobody/runs".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "",
+        ),
+        (
+            "/jobs/bad%20name/pause".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "job",
+        ),
+        (
+            "/jobs/nightly/pause".into(),
+            Some(&until_past),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "until",
+        ),
+        (
+            "/jobs/nightly/pause".into(),
+            Some(r#"{"until": "tomorrow"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "until",
+        ),
+        (
+            "/jobs/nightly/pause".into(),
+            Some(&note_long),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "note",
+        ),
+        (
+            "/jobs/nightly/pause".into(),
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "",
+        ),
+        (
+            "/jobs/nightly/pause".into(),
+            Some(r#"{"unknown": 1}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "",
+        ),
+        (
+            "/jobs/nightly/runs".into(),
+            Some(r#"{"params": [1, 2]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "params",
+        ),
+        (
+            "/jobs/nightly/runs".into(),
+            Some(r#"{"params": "n=1"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "params",
+        ),
+        (
+            format!("/runs/{ended}/cancel"),
+            None,
+            StatusCode::CONFLICT,
+            "run_ended",
+            "",
+        ),
+        (
+            "/runs/999999/cancel".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "",
+        ),
+        (
+            "/runs/abc/cancel".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "",
+        ),
+    ];
+    for (path, body, expected, code, field) in cases {
+        let (status, answer) = app
+            .post_raw_to(&path, body.unwrap_or(""), "application/json", Some(&op))
+            .await;
+        assert_eq!(status, expected, "{path} {body:?}: {answer}");
+        assert_eq!(error_code(&answer), code, "{path} {body:?}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(error_field(&answer), field, "{path} {body:?}: {answer}");
+        }
+    }
+    assert_eq!((operated(&app.db).await, app.row_counts().await), before);
+}
+
+async fn a_scheduler_is_told_pauses_runs_and_its_cancels(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *"), ("hourly", "0 * * * *")]).await;
+    let op = operator(&app);
+    let commands = |claimant: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .get(&format!("/scheduler/commands?claimant={claimant}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let idle = commands("replica-1").await;
+    assert_eq!(idle, json!({"paused": [], "runs": [], "cancels": []}));
+
+    let (status, _) = act(&app, &op, "/jobs/nightly/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, asked) = act(
+        &app,
+        &op,
+        "/jobs/nightly/runs",
+        Some(json!({"params": {"day": "2026-12-01"}, "note": "rerun"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+    let manual: Uuid = asked["run_key"].as_str().unwrap().parse().unwrap();
+    let hourly_key = Uuid::new_v4();
+    let (_, started) = app
+        .post_start(&start("hourly", hourly_key, "replica-1"))
+        .await;
+    let hourly_run = started["run_id"].as_i64().unwrap();
+    let (status, _) = act(
+        &app,
+        &op,
+        &format!("/runs/{hourly_run}/cancel"),
+        Some(json!({"note": "stuck on a lock"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let told = commands("replica-1").await;
+    assert_eq!(told["paused"], json!([{"job": "nightly"}]));
+    assert_eq!(
+        told["runs"],
+        json!([{"job": "nightly", "run_key": manual, "params": {"day": "2026-12-01"}}])
+    );
+    assert_eq!(
+        told["cancels"],
+        json!([{"job": "hourly", "run_key": hourly_key, "reason": "cancelled by alice: stuck on a lock"}])
+    );
+    // Another replica is told the pauses and the runs, not the first one's cancels.
+    let other = commands("replica-2").await;
+    assert_eq!(other["paused"], told["paused"]);
+    assert_eq!(other["runs"], told["runs"]);
+    assert_eq!(other["cancels"], json!([]));
+    // A scheduler token limited to other agents is told nothing of these jobs.
+    let limited = app.token_for(&[Scope::Ingest], Some(&["other"]));
+    let (_, body) = app
+        .get_with("/scheduler/commands?claimant=replica-1", Some(&limited))
+        .await;
+    assert_eq!(body, json!({"paused": [], "runs": [], "cancels": []}));
+
+    // The manual run started (its claim): no longer offered.
+    let mut manual_start = start("nightly", manual, "replica-2");
+    manual_start["trigger"] = json!("manual");
+    manual_start["scheduled_for"] = Value::Null;
+    let (status, _) = app.post_start(&manual_start).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The cancelled run reports: cancelled, with the reason it was told.
+    let mut cancelled = crate::lifecycle::finished("hourly", hourly_key);
+    cancelled["error"] = json!("cancelled by alice: stuck on a lock");
+    cancelled["cancelled"] = json!(true);
+    let (status, body) = app.post_report(&cancelled).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let told = commands("replica-1").await;
+    assert_eq!(told["runs"], json!([]));
+    assert_eq!(told["cancels"], json!([]));
+    let (status, body) = app.get(&format!("/runs?run_key={hourly_key}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["runs"][0]["status"], "cancelled");
+    assert_eq!(
+        body["runs"][0]["error_message"],
+        "cancelled by alice: stuck on a lock"
+    );
+    let (_, body) = app.get(&format!("/runs?run_key={manual}")).await;
+    assert_eq!(body["runs"][0]["trigger"], "manual");
+
+    let (_, audit) = app.get("/audit").await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["action"], "cancel");
+    assert_eq!(entries[0]["run_key"], json!(hourly_key));
+    assert_eq!(entries[1]["action"], "run");
+    assert_eq!(
+        entries[1]["details"],
+        json!({"params": {"day": "2026-12-01"}})
+    );
+    assert_eq!(entries[1]["note"], "rerun");
+}
+
+async fn a_run_now_under_forbid_names_the_running_run(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *")]).await;
+    let op = operator(&app);
+    let key = Uuid::new_v4();
+    let mut exclusive = start("nightly", key, "replica-1");
+    exclusive["exclusive"] = json!("nightly");
+    let (_, started) = app.post_start(&exclusive).await;
+    let before = operated(&app.db).await;
+    let (status, body) = act(&app, &op, "/jobs/nightly/runs", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "job_running");
+    assert_eq!(body["error"]["details"]["run_id"], started["run_id"]);
+    assert_eq!(body["error"]["details"]["run_key"], json!(key));
+    assert_eq!(operated(&app.db).await, before);
+    // Once it ended, a run may be asked for.
+    let (status, _) = app
+        .post_report(&crate::lifecycle::finished("nightly", key))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = act(&app, &op, "/jobs/nightly/runs", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+async fn a_cancelled_run_counts_as_neither_success_nor_failure(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let now = Utc::now();
+    // Two failures, then a cancelled run: the failures' incident is the rules' business; the
+    // cancelled one is not a third failure.
+    let rules = collector::watch::WatchRules {
+        failing_after: 1,
+        ..Default::default()
+    };
+    let mut cancelled = crate::helpers::report_at("etl", now - TimeDelta::minutes(1), 5);
+    cancelled["error"] = json!("cancelled by alice");
+    cancelled["cancelled"] = json!(true);
+    let (status, body) = app.post_report(&cancelled).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let counts: (i64, i64, i64, String) = app
+        .db
+        .row(
+            "select run_count, success_count, failure_count, last_status \
+             from agent_daily_summaries where agent_name = 'etl'",
+        )
+        .await;
+    assert_eq!(counts, (1, 0, 0, "cancelled".to_owned()));
+    app.watch_with(now, rules).await;
+    assert_eq!(
+        app.db
+            .scalar::<i64>("select count(*) from incidents where kind = 'failing'")
+            .await,
+        0
+    );
+    app.assert_agents_agree_with_summaries().await;
+
+    // Cancelled says who and why: without an error it is refused.
+    let mut silent = crate::helpers::report("etl");
+    silent["cancelled"] = json!(true);
+    let before = app.row_counts().await;
+    let (status, body) = app.post_report(&silent).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_field(&body), "error");
+    assert_eq!(app.row_counts().await, before);
+}
+
+async fn a_paused_jobs_slots_are_skipped_not_missed(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("minutely", "* * * * *")]).await;
+    let op = operator(&app);
+    let until = Utc::now() + TimeDelta::minutes(5);
+    let (status, _) = act(
+        &app,
+        &op,
+        "/jobs/minutely/pause",
+        Some(json!({"until": until.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Half an hour on, nothing ran: the slots of the pause were skipped; those after it missed.
+    app.watch_at(Utc::now() + TimeDelta::minutes(30)).await;
+    let slots: Vec<(DateTime<Utc>,)> = app
+        .db
+        .rows("select slot from missed_slots where agent_name = 'minutely' order by slot")
+        .await;
+    assert!(!slots.is_empty());
+    assert!(slots.iter().all(|(slot,)| *slot >= until), "{slots:?}");
+    // Each minute after the pause's end, and before it none.
+    let first = slots[0].0;
+    assert!(first - until < TimeDelta::minutes(1), "{first} {until}");
+}
+
+async fn a_paused_job_opens_no_incident(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("minutely", "* * * * *")]).await;
+    let op = operator(&app);
+    let (status, _) = act(&app, &op, "/jobs/minutely/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // Two hours on, nothing ran: paused all along, so no slot missed and nothing stale.
+    let watched = app.watch_at(Utc::now() + TimeDelta::hours(2)).await;
+    assert_eq!((watched.missed, watched.opened), (0, 0), "{watched:?}");
+    assert_eq!(
+        app.db.scalar::<i64>("select count(*) from incidents").await,
+        0
+    );
+}
+
+on_both_backends!(
+    jobs_show_their_slot_runs_and_pause,
+    pause_resume_and_the_audit_log,
+    acting_needs_the_operate_scope,
+    bad_input_is_refused_and_changes_nothing,
+    a_scheduler_is_told_pauses_runs_and_its_cancels,
+    a_run_now_under_forbid_names_the_running_run,
+    a_cancelled_run_counts_as_neither_success_nor_failure,
+    a_paused_jobs_slots_are_skipped_not_missed,
+    a_paused_job_opens_no_incident,
+);

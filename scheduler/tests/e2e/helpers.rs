@@ -92,6 +92,8 @@ impl Db {
 pub(crate) struct Collector {
     pub(crate) addr: SocketAddr,
     pub(crate) token: String,
+    /// Signs the tests' other tokens (an operator's).
+    pub(crate) keys: TokenKeys,
     _stop: oneshot::Sender<()>,
     stopped: oneshot::Receiver<()>,
 }
@@ -143,6 +145,7 @@ impl Collector {
         Self {
             addr,
             token,
+            keys,
             _stop: stop,
             stopped,
         }
@@ -150,6 +153,36 @@ impl Collector {
 
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// An operator's token (scopes operate and read, subject `alice`).
+    pub(crate) fn operator_token(&self) -> String {
+        self.keys
+            .issue(
+                "alice",
+                &[Scope::Operate, Scope::Read],
+                None,
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+    }
+
+    /// POSTs `body` to `path` with an operator's token: the status and the JSON answer.
+    pub(crate) async fn operate(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let answer = http()
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(self.operator_token())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_default())
     }
 
     /// Stops serving and waits until the port is closed.

@@ -12,4 +12,5 @@ mod docs;
 mod engine;
 mod env_file;
 mod helpers;
+mod operate;
 mod process;

@@ -436,6 +436,31 @@ async fn a_scheduler_is_told_pauses_runs_and_its_cancels(db: Db) {
     assert_eq!(entries[1]["note"], "rerun");
 }
 
+/// A run asked for that no replica starts (no scheduler runs the job any more) is offered for
+/// `RUN_COMMAND_TTL`, then dropped.
+async fn a_run_nobody_starts_is_dropped_after_a_while(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("nightly", "0 3 * * *")]).await;
+    let (status, _) = act(&app, &operator(&app), "/jobs/nightly/runs", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let store = app.db.store();
+    let everyone = collector::store::AgentAccess::default();
+    let told = |at: DateTime<Utc>| {
+        let (store, everyone) = (&store, &everyone);
+        async move {
+            store
+                .commands_for("replica-1", everyone, at)
+                .await
+                .unwrap()
+                .runs
+                .len()
+        }
+    };
+    let ttl = collector::store::RUN_COMMAND_TTL;
+    assert_eq!(told(Utc::now() + ttl - TimeDelta::minutes(1)).await, 1);
+    assert_eq!(told(Utc::now() + ttl + TimeDelta::seconds(1)).await, 0);
+}
+
 async fn a_run_now_under_forbid_names_the_running_run(db: Db) {
     let app = TestApp::spawn(db).await;
     publish(&app, &[("nightly", "0 3 * * *")]).await;
@@ -549,6 +574,7 @@ on_both_backends!(
     bad_input_is_refused_and_changes_nothing,
     a_scheduler_is_told_pauses_runs_and_its_cancels,
     a_run_now_under_forbid_names_the_running_run,
+    a_run_nobody_starts_is_dropped_after_a_while,
     a_cancelled_run_counts_as_neither_success_nor_failure,
     a_paused_jobs_slots_are_skipped_not_missed,
     a_paused_job_opens_no_incident,

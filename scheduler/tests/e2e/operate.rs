@@ -278,7 +278,62 @@ async fn a_cancel_kills_the_run_and_its_children(db: Db) {
     }
 }
 
+/// `name`'s entry in a replica's `/jobs`.
+async fn job_status(replica: &SchedulerProcess, name: &str) -> serde_json::Value {
+    let jobs: serde_json::Value = serde_json::from_str(&replica.get_text("/jobs").await).unwrap();
+    jobs.as_array()
+        .or_else(|| jobs["jobs"].as_array())
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == name)
+        .cloned()
+        .unwrap()
+}
+
+/// A replica shows the pause on its own `/jobs`, and keeps it while the collector is away.
+async fn a_pause_outlasts_the_collector_going_away(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ran");
+    let schedule = write_schedule(dir.path(), &marking_schedule(&file));
+    let mut replicas = replicas(&collector, &schedule, dir.path(), 1).await;
+    let replica = replicas.pop().unwrap();
+    wait_for("the job published", Duration::from_secs(10), || async {
+        db.row::<(i64,)>("select count(*) from agent_expectations where name = 'tick'")
+            .await
+            .0
+            == 1
+    })
+    .await;
+    let (status, _) = collector.operate("/jobs/tick/pause", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for("the replica to pause", Duration::from_secs(5), || async {
+        job_status(&replica, "tick").await["paused"] == true
+    })
+    .await;
+    collector.stop().await;
+    let before = job_status(&replica, "tick").await["paused_ticks"]
+        .as_u64()
+        .unwrap();
+    let ran = effects(&file).0.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = job_status(&replica, "tick").await;
+    assert_eq!(status["paused"], true, "{status}");
+    assert!(
+        status["paused_ticks"].as_u64().unwrap() >= before + 2,
+        "{status}"
+    );
+    assert_eq!(effects(&file).0.len(), ran, "a slot ran while paused");
+    let (exit, logs) = replica.terminate().await;
+    assert!(exit.success(), "{logs}");
+    assert!(
+        logs.contains("cannot be fetched from the collector"),
+        "{logs}"
+    );
+}
+
 on_both_backends!(
+    a_pause_outlasts_the_collector_going_away,
     a_pause_holds_every_replica_and_a_run_asked_for_runs_once,
     a_cancel_kills_the_run_and_its_children,
 );

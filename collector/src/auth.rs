@@ -5,8 +5,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::Utc;
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -158,6 +160,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// HMAC-SHA256 keyed with the secret, for [`TokenKeys::form_key`].
+    forms: Hmac<Sha256>,
 }
 
 impl TokenKeys {
@@ -170,7 +174,19 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            forms: <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
         }
+    }
+
+    /// The key of the console's forms for the session of `token` (an HMAC of it under the
+    /// secret, in hex): a page of the console carries it in each form, and a form posted
+    /// without it, as another site would post one (it cannot read the page), is refused.
+    pub fn form_key(&self, token: &str) -> String {
+        let mut mac = self.forms.clone();
+        mac.update(b"console-form\0");
+        mac.update(token.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Issues a token for `subject`, valid for `ttl`.

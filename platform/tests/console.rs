@@ -4,7 +4,9 @@
 //!
 //! Signs in with a read token, sees the agents, opens a failed run and reads its error (a
 //! `<script>` in it shows as text), sees a chart with points, sees the page refresh itself,
-//! signs out; a bad token and an ingest-only token get the sign-in page with a message.
+//! signs out; a bad token and an ingest-only token get the sign-in page with a message. With an
+//! operate token, pauses, runs, resumes and cancels through the console's forms, each checked in
+//! the database, and a forged form is refused.
 //! Screenshots of each page at desktop and phone width go to `target/console-screenshots/`, or
 //! to `$CONSOLE_SCREENSHOTS` (`make screenshots` writes docs/console/).
 
@@ -110,6 +112,16 @@ async fn sign_in(client: &Client, platform: &Platform, token: &str) {
     click(client, Locator::Css("form[action='/ui/login'] button")).await;
 }
 
+async fn fill(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|err| panic!("{css}: {err}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
     client
         .wait()
@@ -171,7 +183,7 @@ async fn the_console_in_a_browser() {
     // An ingest-only token: refused too.
     sign_in(&client, &platform, &ingest_only).await;
     let message = text_of(&client, "p.error").await;
-    assert!(message.contains("read scope"), "{message}");
+    assert!(message.contains("read nor the operate scope"), "{message}");
 
     // The read token: the overview, every agent, the failing one first.
     sign_in(&client, &platform, &platform.console_token).await;
@@ -325,6 +337,22 @@ async fn the_console_in_a_browser() {
     assert!(state.starts_with("failing"), "{state}");
     screenshots(&client, "overview").await;
 
+    // A read token sees a job's state and no form that acts.
+    client
+        .goto(&platform.url("/ui/agents/hello"))
+        .await
+        .unwrap();
+    text_of(&client, "section.job").await;
+    assert!(
+        client
+            .find_all(Locator::Css("section.job form"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a read token sees no button"
+    );
+    operate(&client, &platform, &keys, dir.path()).await;
+
     // Sign out: the sign-in page, and the console is closed again.
     click(&client, Locator::Css("form.signout button")).await;
     text_of(&client, "section.signin").await;
@@ -339,4 +367,152 @@ async fn the_console_in_a_browser() {
     );
 
     client.close().await.unwrap();
+}
+
+/// Signed in with an operate token: pause, run now, resume and cancel through the forms, each
+/// checked in the database; the audit page lists them; a form without the session's key is
+/// refused.
+async fn operate(client: &Client, platform: &Platform, keys: &TokenKeys, dir: &Path) {
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        dir.join("data/dev.db").display()
+    ))
+    .await
+    .unwrap();
+    let operator = keys
+        .issue(
+            "alice",
+            &[Scope::Operate, Scope::Read],
+            None,
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    click(client, Locator::Css("form.signout button")).await;
+    sign_in(client, platform, &operator).await;
+    text_of(client, "table.agents").await;
+    client
+        .goto(&platform.url("/ui/agents/hello"))
+        .await
+        .unwrap();
+
+    fill(client, "form#pause [name=note]", "deploying v2").await;
+    fill(client, "form#pause [name=for]", "1h").await;
+    click(client, Locator::Css("form#pause button")).await;
+    let paused = text_of(client, "section.job p.paused").await;
+    assert!(paused.contains("Paused by alice"), "{paused}");
+    let pause: (String, Option<String>) = sqlx::query_as(
+        "select paused_by, note from job_pauses where job = 'hello' and resumed_at is null",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(pause, ("alice".to_owned(), Some("deploying v2".to_owned())));
+    screenshots(client, "agent-operate").await;
+
+    // Paused (no run of its own in flight from 2 s on): run it now, with params.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fill(
+        client,
+        "form#run-now [name=params]",
+        r#"{"greeting": "hi"}"#,
+    )
+    .await;
+    fill(client, "form#run-now [name=note]", "by hand").await;
+    click(client, Locator::Css("form#run-now button")).await;
+    text_of(client, "section.job").await;
+    let (asked,): (i64,) = sqlx::query_as(
+        "select count(*) from job_commands where kind = 'run' and job = 'hello' \
+         and params = '{\"greeting\":\"hi\"}'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(asked, 1);
+    let mut ran = false;
+    for _ in 0..50 {
+        let (manual,): (i64,) = sqlx::query_as(
+            "select count(*) from agent_runs where agent_name = 'hello' and trigger = 'manual'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if manual == 1 {
+            ran = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ran, "the run asked for ran, while the job is paused");
+
+    click(client, Locator::Css("form#resume button")).await;
+    text_of(client, "form#pause").await;
+    let (resumed_by,): (Option<String>,) =
+        sqlx::query_as("select resumed_by from job_pauses where job = 'hello'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(resumed_by.as_deref(), Some("alice"));
+
+    // A running run (announced over the API): its page has a Cancel form that asks to confirm.
+    let now = chrono::Utc::now();
+    let started: serde_json::Value = reqwest::Client::new()
+        .post(platform.url("/runs"))
+        .bearer_auth(&platform.token)
+        .json(&json!({
+            "agent_name": "hello", "run_key": "7d1c1e0e-7c6a-4f0e-9a51-000000000033",
+            "started_at": now.to_rfc3339(), "claimant": "elsewhere",
+            "deadline": (now + chrono::TimeDelta::hours(1)).to_rfc3339()
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["run_id"].as_i64().unwrap();
+    client
+        .goto(&platform.url(&format!("/ui/runs/{id}")))
+        .await
+        .unwrap();
+    fill(client, "form#cancel [name=note]", "stuck").await;
+    click(client, Locator::Css("form#cancel input[name=confirm]")).await;
+    screenshots(client, "run-cancel").await;
+    click(client, Locator::Css("form#cancel button")).await;
+    text_of(client, "h1").await;
+    let (reason,): (Option<String>,) =
+        sqlx::query_as("select reason from job_commands where kind = 'cancel' and job = 'hello'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(reason.as_deref(), Some("cancelled by alice: stuck"));
+
+    // Every action on the audit page.
+    client.goto(&platform.url("/ui/audit")).await.unwrap();
+    text_of(client, "table.audit").await;
+    let mut actions = Vec::new();
+    for cell in client
+        .find_all(Locator::Css("table.audit td[data-label=Did]"))
+        .await
+        .unwrap()
+    {
+        actions.push(cell.text().await.unwrap());
+    }
+    assert_eq!(actions, ["cancel", "resume", "run", "pause"]);
+    screenshots(client, "audit").await;
+
+    // A form posted without the session's key (as another page would) is refused.
+    let status = client
+        .execute_async(
+            "const done = arguments[0]; fetch('/ui/jobs/hello/pause', {method: 'POST', \
+             body: new URLSearchParams({form_key: 'forged', note: 'x'})}).then(r => done(r.status))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+    let (pauses,): (i64,) = sqlx::query_as("select count(*) from job_pauses")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(pauses, 1);
 }

@@ -21,19 +21,24 @@ use super::caller::Caller;
 use super::extract::{ApiPath, ApiQuery, OptionalJson};
 use super::params;
 use super::refusals::{BodyRefusals, ReadRefusals};
-use crate::auth::Scope;
+use crate::auth::{Grant, Scope};
 use crate::domain::AgentName;
 use crate::store::{Acted, Audit};
 
 /// The job of the path: a name, published by a scheduler, that the token may act on.
-async fn operated_job(state: &AppState, caller: &Caller, job: &str) -> Result<String, ApiError> {
+async fn operated_job(state: &AppState, grant: &Grant, job: &str) -> Result<String, ApiError> {
     let name = AgentName::parse(job).map_err(|e| {
         ApiError::bad_param(
             "job",
             e.message.as_deref().unwrap_or("not a job name").to_owned(),
         )
     })?;
-    caller.require_agent(name.as_str())?;
+    if !grant.allows_agent(name.as_str()) {
+        return Err(ApiError::forbidden(format!(
+            "this token is not allowed for agent `{}`",
+            name.as_str()
+        )));
+    }
     if !state.store.job_published(name.as_str()).await? {
         return Err(ApiError::not_found(format!(
             "no job named `{}`: no scheduler published it",
@@ -61,13 +66,13 @@ fn checked_note(note: Option<&str>) -> Result<Option<&str>, ApiError> {
 }
 
 fn audit<'a>(
-    caller: &'a Caller,
+    grant: &'a Grant,
     action: AuditAction,
     job: &'a str,
     note: Option<&'a str>,
 ) -> Audit<'a> {
     Audit {
-        actor: &caller.0.subject,
+        actor: &grant.subject,
         action,
         job,
         run_key: None,
@@ -115,10 +120,20 @@ pub(super) async fn pause_job(
 ) -> Result<Json<JobPause>, ApiError> {
     caller.require(Scope::Operate)?;
     let OptionalJson(request) = body?;
-    let job = operated_job(&state, &caller, &job).await?;
+    Ok(Json(pause(&state, &caller.0, &job, request).await?))
+}
+
+/// Pauses `job` for `grant`'s holder (the API's and the console's action).
+pub(super) async fn pause(
+    state: &AppState,
+    grant: &Grant,
+    job: &str,
+    request: PauseRequest,
+) -> Result<JobPause, ApiError> {
+    let job = operated_job(state, grant, job).await?;
     tracing::Span::current().record("job", job.as_str());
     let note = checked_note(request.note.as_deref())?;
-    let audit = audit(&caller, AuditAction::Pause, &job, note);
+    let audit = audit(grant, AuditAction::Pause, &job, note);
     if let Some(until) = request.until
         && until <= audit.at
     {
@@ -135,7 +150,7 @@ pub(super) async fn pause_job(
     };
     let pause = state.store.pause_job(request.until, audit).await?;
     tracing::info!(job, by = pause.paused_by, until = ?pause.until, "job paused");
-    Ok(Json(pause))
+    Ok(pause)
 }
 
 /// `204`: the job's next slots run again (within 2 s on every replica); `409` when it was not
@@ -162,17 +177,28 @@ pub(super) async fn resume_job(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::Operate)?;
     let OptionalJson(request) = body?;
-    let job = operated_job(&state, &caller, &job).await?;
+    resume(&state, &caller.0, &job, request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resumes `job` for `grant`'s holder.
+pub(super) async fn resume(
+    state: &AppState,
+    grant: &Grant,
+    job: &str,
+    request: NoteRequest,
+) -> Result<(), ApiError> {
+    let job = operated_job(state, grant, job).await?;
     tracing::Span::current().record("job", job.as_str());
     let note = checked_note(request.note.as_deref())?;
     match state
         .store
-        .resume_job(audit(&caller, AuditAction::Resume, &job, note))
+        .resume_job(audit(grant, AuditAction::Resume, &job, note))
         .await?
     {
         Acted::Done(()) => {
-            tracing::info!(job, by = caller.0.subject, "job resumed");
-            Ok(StatusCode::NO_CONTENT)
+            tracing::info!(job, by = grant.subject, "job resumed");
+            Ok(())
         }
         Acted::Nothing => Err(ApiError::client(
             StatusCode::CONFLICT,
@@ -207,7 +233,18 @@ pub(super) async fn run_job(
 ) -> Result<(StatusCode, Json<RunRequested>), ApiError> {
     caller.require(Scope::Operate)?;
     let OptionalJson(request) = body?;
-    let job = operated_job(&state, &caller, &job).await?;
+    let run_key = run_now(&state, &caller.0, &job, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunRequested { run_key })))
+}
+
+/// Asks for a run of `job` now, for `grant`'s holder: the key it will run under.
+pub(super) async fn run_now(
+    state: &AppState,
+    grant: &Grant,
+    job: &str,
+    request: RunNowRequest,
+) -> Result<Uuid, ApiError> {
+    let job = operated_job(state, grant, job).await?;
     tracing::Span::current().record("job", job.as_str());
     let note = checked_note(request.note.as_deref())?;
     if let Some((run_id, run_key)) = state.store.exclusive_run(&job).await? {
@@ -225,14 +262,14 @@ pub(super) async fn run_job(
     let audit = Audit {
         run_key: Some(run_key),
         details: request.params.as_ref().map(|p| json!({"params": p})),
-        ..audit(&caller, AuditAction::Run, &job, note)
+        ..audit(grant, AuditAction::Run, &job, note)
     };
     state
         .store
         .request_run(run_key, request.params.as_ref(), audit)
         .await?;
-    tracing::info!(job, %run_key, by = caller.0.subject, "run asked for");
-    Ok((StatusCode::ACCEPTED, Json(RunRequested { run_key })))
+    tracing::info!(job, %run_key, by = grant.subject, "run asked for");
+    Ok(run_key)
 }
 
 /// `202`: the scheduler replica running it cancels it within 2 s (a command agent's whole
@@ -260,6 +297,17 @@ pub(super) async fn cancel_run(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::Operate)?;
     let OptionalJson(request) = body?;
+    cancel(&state, &caller.0, id, request).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Asks the replica running run `id` to cancel it, for `grant`'s holder.
+pub(super) async fn cancel(
+    state: &AppState,
+    grant: &Grant,
+    id: i64,
+    request: NoteRequest,
+) -> Result<(), ApiError> {
     tracing::Span::current().record("id", id);
     let note = checked_note(request.note.as_deref())?;
     let run = state
@@ -267,7 +315,7 @@ pub(super) async fn cancel_run(
         .run_to_cancel(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
-    if !caller.0.allows_agent(&run.agent_name) {
+    if !grant.allows_agent(&run.agent_name) {
         // Without naming the agent: the token learns no more of the run than that it may not.
         return Err(ApiError::forbidden(format!(
             "this token may not act on run {id}"
@@ -280,18 +328,18 @@ pub(super) async fn cancel_run(
             format!("run {id} is not running: it is {}", run.status),
         ));
     };
-    let actor = &caller.0.subject;
+    let actor = &grant.subject;
     let reason = match note {
         Some(note) => format!("cancelled by {actor}: {note}"),
         None => format!("cancelled by {actor}"),
     };
     let audit = Audit {
         run_key: Some(run_key),
-        ..audit(&caller, AuditAction::Cancel, &run.agent_name, note)
+        ..audit(grant, AuditAction::Cancel, &run.agent_name, note)
     };
     state.store.request_cancel(&reason, audit).await?;
     tracing::info!(id, job = run.agent_name, by = actor, "run cancel asked for");
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

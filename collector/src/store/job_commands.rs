@@ -25,6 +25,14 @@ use crate::domain::Cadence;
 /// no replica runs that job (it was removed from the schedule, or every scheduler is down).
 pub const RUN_COMMAND_TTL: TimeDelta = TimeDelta::minutes(10);
 
+/// (job, since, until, resumed_at) of a pause.
+type PauseEnds = (
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
 /// A pause's end, as the watcher reads it: `None` while it lasts with no end set.
 pub type PauseSpan = (DateTime<Utc>, Option<DateTime<Utc>>);
 
@@ -482,12 +490,7 @@ impl Tx {
         &mut self,
         since: DateTime<Utc>,
     ) -> Result<HashMap<String, Vec<PauseSpan>>, StoreError> {
-        let rows: Vec<(
-            String,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-        )> = self
+        let rows: Vec<PauseEnds> = self
             .fetch(
                 Query::select()
                     .columns([

@@ -100,7 +100,9 @@ async fn signing_in_takes_a_read_token_and_keeps_it_in_a_strict_cookie(db: Db) {
     let ingest = sign_in(&app, &ingest_only, &[]).await;
     assert_eq!(ingest.status, StatusCode::FORBIDDEN);
     assert!(
-        ingest.body.contains("lacks the read scope"),
+        ingest
+            .body
+            .contains("neither the read nor the operate scope"),
         "{}",
         ingest.body
     );
@@ -431,7 +433,109 @@ async fn an_agent_known_only_by_its_expectation_has_a_page(db: Db) {
     assert!(answer.body.contains("nightly"));
 }
 
+/// The forms that act, over HTTP: shown to an operate token only, refused without the page's
+/// form key, from another site, or from a read token (nothing written), and with them the
+/// API's own action, audited, answered by a redirect back.
+async fn the_forms_that_act_need_the_operate_scope_and_the_sessions_key(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let published = app
+        .client
+        .put(app.url("/expectations/scheduler"))
+        .bearer_auth(&app.token)
+        .json(&json!({"jobs": [{"job": "etl", "cron": "0 3 * * *", "timezone": "UTC", "enabled": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), StatusCode::OK);
+    let reader = app.token_for(&[Scope::Read], None);
+    let operator = app.token_for(&[Scope::Operate], None);
+    let read_view = page(&app, "/ui/agents/etl", Some(&reader)).await;
+    assert_eq!(read_view.status, StatusCode::OK);
+    assert!(
+        read_view.body.contains("Runs on its schedule"),
+        "{}",
+        read_view.body
+    );
+    assert!(
+        !read_view.body.contains("form_key"),
+        "a read token sees no form"
+    );
+    let op_view = page(&app, "/ui/agents/etl", Some(&operator)).await;
+    assert_eq!(op_view.status, StatusCode::OK, "an operate token may view");
+    let key = op_view
+        .body
+        .split(r#"name="form_key" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+
+    let post = |token: String, key: String, origin: String, body: String| {
+        let app = &app;
+        async move {
+            read(
+                client()
+                    .post(app.url("/ui/jobs/etl/pause"))
+                    .header("cookie", format!("console_token={token}"))
+                    .header("origin", origin)
+                    .header("host", app.addr.to_string())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("form_key={key}&note={body}&for=2h"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let here = format!("http://{}", app.addr);
+    let refused = [
+        post(
+            operator.clone(),
+            "0".repeat(64),
+            here.clone(),
+            "forged".into(),
+        )
+        .await,
+        post(operator.clone(), String::new(), here.clone(), "none".into()).await,
+        post(
+            operator.clone(),
+            key.clone(),
+            "https://evil.example".into(),
+            "elsewhere".into(),
+        )
+        .await,
+        // A read token cannot act, whatever key it sends.
+        post(reader.clone(), key.clone(), here.clone(), "reader".into()).await,
+    ];
+    for answer in &refused {
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    }
+    let none: i64 = app.db.scalar("select count(*) from job_pauses").await;
+    assert_eq!(none, 0);
+
+    let done = post(operator.clone(), key.clone(), here.clone(), "deploy".into()).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/ui/agents/etl");
+    let (by, note): (String, Option<String>) =
+        app.db.row("select paused_by, note from job_pauses").await;
+    assert_eq!((by.as_str(), note.as_deref()), ("test", Some("deploy")));
+    let audited: i64 = app
+        .db
+        .scalar("select count(*) from audit_log where action = 'pause'")
+        .await;
+    assert_eq!(audited, 1);
+    let paused = page(&app, "/ui/agents/etl", Some(&operator)).await;
+    assert!(paused.body.contains("Paused"), "{}", paused.body);
+    assert!(paused.body.contains(r#"action="/ui/jobs/etl/resume""#));
+    let audit = page(&app, "/ui/audit", Some(&reader)).await;
+    assert_eq!(audit.status, StatusCode::OK);
+    assert!(audit.body.contains("deploy"), "{}", audit.body);
+}
+
 on_both_backends!(
+    the_forms_that_act_need_the_operate_scope_and_the_sessions_key,
     an_agent_known_only_by_its_expectation_has_a_page,
     signing_in_takes_a_read_token_and_keeps_it_in_a_strict_cookie,
     every_page_shows_the_database_escaped,

@@ -1,12 +1,14 @@
 //! The operator console (`/ui`): server-rendered pages over the same reads as the API.
 //!
-//! Sign-in takes a token of scope `read`, pasted into a form, and keeps it in an HttpOnly,
+//! Sign-in takes a token of scope `read` or `operate`, pasted into a form, and keeps it in an HttpOnly,
 //! SameSite=Strict cookie scoped to `/ui` (Secure when the request came over TLS); every page
 //! verifies it as the API verifies a bearer token, so a token limited to some agents shows
 //! only those. No token ever appears in a URL or in a page. Pages are HTML from maud (escaped
 //! by construction), work without JavaScript, and carry a Content-Security-Policy that allows
-//! only this origin's stylesheet and script.
+//! only this origin's stylesheet and script. A token of scope `operate` also gets the forms that
+//! act (`actions.rs`): each is a POST from this origin carrying the session's form key.
 
+mod actions;
 mod chart;
 pub(super) mod pages;
 mod view;
@@ -48,6 +50,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pages::agent_page::agent))
         .routes(routes!(pages::run_page::run))
         .routes(routes!(pages::incidents_page::incidents))
+        .routes(routes!(pages::audit_page::audit))
+        .routes(routes!(actions::pause))
+        .routes(routes!(actions::resume))
+        .routes(routes!(actions::run_now))
+        .routes(routes!(actions::cancel))
         .routes(routes!(sign_in_page, sign_in))
         .routes(routes!(sign_out))
         .routes(routes!(stylesheet))
@@ -56,16 +63,40 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .layer(CompressionLayer::new().quality(CompressionLevel::Precise(2)))
 }
 
-/// The signed-in operator: the verified grant of the token in the console's cookie.
-pub(super) struct Viewer(Grant);
+/// The signed-in operator: the verified grant of the token in the console's cookie, and the
+/// key its forms carry (`TokenKeys::form_key` of the token).
+pub(super) struct Viewer {
+    grant: Grant,
+    form_key: String,
+}
 
 impl Viewer {
     pub(super) fn access(&self) -> AgentAccess {
-        AgentAccess::new(self.0.agent_patterns())
+        AgentAccess::new(self.grant.agent_patterns())
     }
 
     pub(super) fn allows_agent(&self, agent: &str) -> bool {
-        self.0.allows_agent(agent)
+        self.grant.allows_agent(agent)
+    }
+
+    /// Whether the token may act (scope `operate`): the pages show the forms that do.
+    pub(super) fn can_operate(&self) -> bool {
+        self.grant.has_scope(Scope::Operate)
+    }
+
+    pub(super) fn form_key(&self) -> &str {
+        &self.form_key
+    }
+
+    /// Whether `given` is this session's form key (compared in constant time).
+    pub(super) fn form_key_matches(&self, given: &str) -> bool {
+        let ours = self.form_key.as_bytes();
+        given.len() == ours.len()
+            && given
+                .bytes()
+                .zip(ours)
+                .fold(0, |differ, (a, b)| differ | (a ^ b))
+                == 0
     }
 }
 
@@ -78,19 +109,23 @@ impl FromRequestParts<AppState> for Viewer {
             return Err((StatusCode::UNAUTHORIZED, view::sign_in(None)).into_response());
         };
         read_grant(state, token)
-            .map(Self)
+            .map(|grant| Self {
+                grant,
+                form_key: state.tokens.form_key(token),
+            })
             .map_err(|(status, message)| refused(&parts.headers, status, &message))
     }
 }
 
-/// The grant of a token that may read; else the status to answer and why, for the operator.
-/// The one check of the console's token, at sign-in and on every page.
+/// The grant of a token that may read or operate (an operator sees what they act on); else the
+/// status to answer and why, for the operator. The one check of the console's token, at
+/// sign-in and on every page.
 fn read_grant(state: &AppState, token: &str) -> Result<Grant, (StatusCode, String)> {
     match state.tokens.verify(token) {
-        Ok(grant) if grant.has_scope(Scope::Read) => Ok(grant),
+        Ok(grant) if grant.has_scope(Scope::Read) || grant.has_scope(Scope::Operate) => Ok(grant),
         Ok(_) => Err((
             StatusCode::FORBIDDEN,
-            "That token lacks the read scope: make one with `collector token --sub NAME --scope read`."
+            "That token has neither the read nor the operate scope: make one with `collector token --sub NAME --scope read`."
                 .to_owned(),
         )),
         Err(err) => {
@@ -209,12 +244,12 @@ pub(super) async fn sign_in_page() -> Response {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct SignIn {
-    /// A token of scope `read`.
+    /// A token of scope `read` or `operate`.
     #[schema(min_length = 1)]
     token: String,
 }
 
-/// `POST /ui/login`: a token of scope `read` sets the cookie and goes to the overview; any
+/// `POST /ui/login`: a token of scope `read` or `operate` sets the cookie and goes to the overview; any
 /// other gets the sign-in page again with what was wrong.
 #[utoipa::path(post, path = "/ui/login", tag = "console",
     request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
@@ -222,7 +257,7 @@ pub(super) struct SignIn {
         (status = 303, description = "Signed in: the cookie set, to /ui"),
         (status = 400, description = "Not a form: the form again, saying so", content_type = "text/html", body = String),
         (status = 401, description = "No token, or a refused one: the form again, saying why", content_type = "text/html", body = String),
-        (status = 403, description = "A token without the read scope, or a form from another site: the form again", content_type = "text/html", body = String),
+        (status = 403, description = "A token with neither the read nor the operate scope, or a form from another site: the form again", content_type = "text/html", body = String),
     ))]
 pub(super) async fn sign_in(
     State(state): State<AppState>,

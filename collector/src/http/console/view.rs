@@ -27,6 +27,7 @@ pub(super) fn page(title: &str, signed_in: bool, main: Markup) -> Markup {
                         nav {
                             a href="/ui" { "Agents" }
                             a href="/ui/incidents" { "Incidents" }
+                            a href="/ui/audit" { "Audit" }
                         }
                         form class="signout" method="post" action="/ui/logout" {
                             button type="submit" { "Sign out" }
@@ -51,7 +52,7 @@ pub(super) fn sign_in(message: Option<&str>) -> Markup {
                     p class="error" role="alert" { (message) }
                 }
                 form method="post" action="/ui/login" {
-                    label for="token" { "A token of scope " code { "read" } }
+                    label for="token" { "A token of scope " code { "read" } " (or " code { "operate" } ", to act)" }
                     textarea id="token" name="token" rows="4" required autocomplete="off"
                         spellcheck="false" placeholder="eyJ…" {}
                     button type="submit" { "Sign in" }

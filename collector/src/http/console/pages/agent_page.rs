@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use agent_sdk::wire::{Expectation, MetricPoint, MetricValue, RunStatus};
+use agent_sdk::wire::{Expectation, JobView, MetricPoint, MetricValue, RunStatus};
 use axum::extract::State;
 use chrono::{DateTime, Days, TimeDelta, Utc};
 use maud::{Markup, html};
@@ -64,7 +64,7 @@ pub(crate) async fn agent(
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             ApiError::bad_param(
                 "status",
-                format!("{s:?}; expected running, success or failed"),
+                format!("{s:?}; expected running, success, failed or cancelled"),
             )
         })?),
         None => None,
@@ -77,6 +77,8 @@ pub(crate) async fn agent(
     let store = &state.store;
     let overview = store.agents_overview(today, &only).await?.pop();
     let expectations = store.list_expectations(&only, now).await?;
+    // A job a scheduler published: its pause, and the operator's forms.
+    let job = store.list_jobs(&only, now).await?.pop();
     let incidents = store
         .list_incidents(None, Some(&agent), &only, LISTED)
         .await?;
@@ -168,6 +170,7 @@ pub(crate) async fn agent(
                     ul class="plain" { @for e in &expectations { li { (expectation(e, now)) } } }
                 }
             }
+            @if let Some(job) = &job { (job_controls(job, &viewer, now)) }
             section {
                 h2 { "Incidents" }
                 @if incidents.is_empty() { (empty("None.")) } @else { (incident_table(&incidents, now, false)) }
@@ -203,7 +206,7 @@ pub(crate) async fn agent(
                 h2 { "Runs" }
                 nav class="tabs" {
                     a href=(status_link(None)) aria-current=[status.is_none().then_some("page")] { "all" }
-                    @for s in [RunStatus::Failed, RunStatus::Running, RunStatus::Success] {
+                    @for s in [RunStatus::Failed, RunStatus::Running, RunStatus::Success, RunStatus::Cancelled] {
                         a href=(status_link(Some(s))) aria-current=[(status == Some(s)).then_some("page")] { (s.as_str()) }
                     }
                 }
@@ -261,5 +264,50 @@ fn expectation(e: &Expectation, now: DateTime<Utc>) -> Markup {
         }
         ", grace " (e.grace) " (" (e.source.as_str()) ")"
         @if let Some(next) = e.next_slot { "; next " (time_ago(next, now)) }
+    }
+}
+
+/// A job's pause, and for a token that may act, the forms that pause or resume it and run it
+/// now (`console/actions.rs`).
+fn job_controls(job: &JobView, viewer: &Viewer, now: DateTime<Utc>) -> Markup {
+    let action = |verb: &str| format!("/ui/jobs/{}/{verb}", job.job);
+    html! {
+        section class="job" {
+            h2 { "Job" }
+            @if let Some(pause) = &job.pause {
+                p class="paused" role="status" {
+                    strong { "Paused" } " by " (pause.paused_by) " " (time_ago(pause.since, now))
+                    @if let Some(until) = pause.until { ", until " (time(until)) } @else { ", until resumed" }
+                    @if let Some(note) = &pause.note { ": " (note) }
+                }
+            } @else {
+                p { "Runs on its schedule." }
+            }
+            @if viewer.can_operate() {
+                div class="actions" {
+                    @if job.pause.is_some() {
+                        form id="resume" method="post" action=(action("resume")) {
+                            input type="hidden" name="form_key" value=(viewer.form_key());
+                            label { "Note " input type="text" name="note" maxlength="1000"; }
+                            button type="submit" { "Resume" }
+                        }
+                    } @else {
+                        form id="pause" method="post" action=(action("pause")) {
+                            input type="hidden" name="form_key" value=(viewer.form_key());
+                            label { "Note " input type="text" name="note" maxlength="1000" placeholder="why"; }
+                            label { "For " input type="text" name="for" size="6" placeholder="2h"; }
+                            button type="submit" { "Pause" }
+                        }
+                    }
+                    form id="run-now" method="post" action=(action("run")) {
+                        input type="hidden" name="form_key" value=(viewer.form_key());
+                        label { "Params (JSON, over the job's) "
+                            textarea name="params" rows="2" spellcheck="false" placeholder=r#"{"day": "2026-12-01"}"# {} }
+                        label { "Note " input type="text" name="note" maxlength="1000"; }
+                        button type="submit" { "Run now" }
+                    }
+                }
+            }
+        }
     }
 }

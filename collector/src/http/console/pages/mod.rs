@@ -4,6 +4,7 @@
 //! (the refusals, the incident table) is here.
 
 pub(crate) mod agent_page;
+pub(crate) mod audit_page;
 pub(crate) mod incidents_page;
 pub(crate) mod overview_page;
 pub(crate) mod run_page;

@@ -1,6 +1,6 @@
 //! `/ui/runs/{id}`: one run, its error and its metrics.
 
-use agent_sdk::wire::MetricValue;
+use agent_sdk::wire::{MetricValue, RunStatus};
 use axum::extract::State;
 use chrono::Utc;
 use maud::html;
@@ -51,6 +51,17 @@ pub(crate) async fn run(
                 dt { "Host" } dd { @if let Some(h) = &run.host { (h) } @else { "—" } }
                 dt { "Run key" } dd { @if let Some(k) = run.run_key { code { (k) } } @else { "—" } }
                 dt { "Received" } dd { (time_ago(run.received_at, now)) }
+            }
+            @if run.status == RunStatus::Running && viewer.can_operate() {
+                section class="job" {
+                    h2 { "Cancel" }
+                    form id="cancel" method="post" action=(format!("/ui/runs/{id}/cancel")) {
+                        input type="hidden" name="form_key" value=(viewer.form_key());
+                        label { "Note " input type="text" name="note" maxlength="1000" placeholder="why"; }
+                        label { input type="checkbox" name="confirm" value="yes" required; " Stop this run now: its process is killed" }
+                        button type="submit" class="danger" { "Cancel run" }
+                    }
+                }
             }
             @if let Some(error) = &run.error_message {
                 section { h2 { "Error" } pre class="error-message" { (error) } }

@@ -24,7 +24,7 @@ collector=$!
 trap 'kill -TERM $collector 2>/dev/null; wait $collector 2>/dev/null; psql "$DATABASE_URL" -XAtqc "drop database if exists $db" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 
-token=$(target/debug/collector token --sub schemathesis --scope ingest --scope read --ttl 1h)
+token=$(target/debug/collector token --sub schemathesis --scope ingest --scope read --scope operate --ttl 1h)
 # The rules no JSON Schema can state (two values, the clock) are written in the document's
 # descriptions; scripts/schemathesis_hooks.py drops only refusals that name one of them.
 PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks \

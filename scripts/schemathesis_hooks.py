@@ -14,6 +14,7 @@ or the clock, and no schema can state them; the document says them in words:
 - PUT /agents/{name}/expectation: `cron` or `every`, not both; `timezone` only with `cron`;
   `cron` a cron expression, `timezone` an IANA zone name, `every` and `grace` durations
   (`90s`, `1h`) within a year: syntaxes the document names in words.
+- POST /jobs/{job}/pause: `until` in the future (the clock).
 - PUT /expectations/scheduler: the same for each job (`jobs[i].cron`, `.timezone`, `.timeout`
   more than 0s), and no job name given twice.
 
@@ -64,6 +65,7 @@ CROSS_FIELD_RULES = {
         ("grace", "is not a duration like"),
         ("grace", "is longer than a year"),
     ],
+    "POST /jobs/{job}/pause": [("until", "must be in the future")],
     "PUT /expectations/scheduler": [
         (r"^jobs\[\d+\]\.cron$", ""),
         (r"^jobs\[\d+\]\.timezone$", "is not an IANA time zone"),

@@ -25,14 +25,19 @@ use crate::auth::{Grant, Scope};
 use crate::domain::AgentName;
 use crate::store::{Acted, Audit};
 
-/// The job of the path: a name, published by a scheduler, that the token may act on.
-async fn operated_job(state: &AppState, grant: &Grant, job: &str) -> Result<String, ApiError> {
-    let name = AgentName::parse(job).map_err(|e| {
+/// A job's name, as a parameter `job`.
+fn job_name(job: &str) -> Result<AgentName, ApiError> {
+    AgentName::parse(job).map_err(|e| {
         ApiError::bad_param(
             "job",
             e.message.as_deref().unwrap_or("not a job name").to_owned(),
         )
-    })?;
+    })
+}
+
+/// The job of the path: a name, published by a scheduler, that the token may act on.
+async fn operated_job(state: &AppState, grant: &Grant, job: &str) -> Result<String, ApiError> {
+    let name = job_name(job)?;
     if !grant.allows_agent(name.as_str()) {
         return Err(ApiError::forbidden(format!(
             "this token is not allowed for agent `{}`",
@@ -368,7 +373,18 @@ pub(super) async fn list_audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditResponse>, ApiError> {
     caller.require(Scope::Read)?;
-    let job = params::agent_filter(&caller, query.job.as_deref())?;
+    let job = query.job.as_deref().map(job_name).transpose()?;
+    if let Some(job) = &job {
+        caller.require_agent(job.as_str())?;
+    }
+    if let Some(before) = query.before
+        && before < 1
+    {
+        return Err(ApiError::bad_param(
+            "before",
+            format!("must be an entry's id, 1 or more, got {before}"),
+        ));
+    }
     let entries = state
         .store
         .list_audit(
@@ -386,7 +402,7 @@ pub(super) async fn list_audit(
 #[into_params(parameter_in = Query)]
 pub(super) struct CommandsQuery {
     /// The replica asking, as its starts name it (`claimant` of `POST /runs`).
-    #[param(min_length = 1, max_length = 255)]
+    #[param(min_length = 1, max_length = 255, pattern = r"^[^\x00]*$")]
     claimant: String,
 }
 
@@ -402,10 +418,11 @@ pub(super) async fn scheduler_commands(
     ApiQuery(query): ApiQuery<CommandsQuery>,
 ) -> Result<Json<Commands>, ApiError> {
     caller.require(Scope::Ingest)?;
-    if query.claimant.is_empty() || query.claimant.chars().count() > 255 {
+    let chars = query.claimant.chars().count();
+    if chars == 0 || chars > 255 || query.claimant.contains('\0') {
         return Err(ApiError::bad_param(
             "claimant",
-            "must be 1 to 255 characters long",
+            "must be 1 to 255 characters long, without NUL",
         ));
     }
     let commands = state

@@ -39,6 +39,13 @@ impl RunContext {
         self
     }
 
+    /// What started the run, when not what [`RunContext::new`] or [`RunContext::scheduled`]
+    /// say (a backfilled slot: `Backfill`).
+    pub fn with_trigger(mut self, trigger: RunTrigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+
     pub fn with_params(mut self, params: Map<String, Value>) -> Self {
         self.params = params;
         self

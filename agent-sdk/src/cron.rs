@@ -20,6 +20,20 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::CronParser;
 
+/// Run keys of scheduled runs are derived from (job, slot): two scheduler processes firing the
+/// same slot produce the same key, and the collector stores the run once; a backfill of the
+/// slot, asked of the collector, finds it under that key.
+const RUN_KEY_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5c0e_d01e_a6e7_4f1a_9c3b_7a11_0000_0001);
+
+/// The run key of `job`'s run for `slot`.
+pub fn run_key_of(job: &str, slot: DateTime<Utc>) -> uuid::Uuid {
+    uuid::Uuid::new_v5(
+        &RUN_KEY_NAMESPACE,
+        format!("{job}@{}", slot.to_rfc3339()).as_bytes(),
+    )
+}
+
 /// A bound on the search; an hour of per-second candidates fits.
 const MAX_CANDIDATES: usize = 10_000;
 

@@ -1,6 +1,6 @@
 -- Operating jobs from the platform (docs/operate.md): a run an operator cancelled is stored
 -- as `cancelled` (neither a success nor a failure: no `failing` incident); a backfill's runs
--- will carry the trigger `backfill`.
+-- carry the trigger `backfill`.
 ALTER TABLE agent_runs DROP CONSTRAINT agent_runs_status_check;
 ALTER TABLE agent_runs ADD CONSTRAINT agent_runs_status_check
     CHECK (status IN ('running', 'success', 'failed', 'cancelled'));
@@ -25,18 +25,22 @@ CREATE TABLE job_pauses (
 CREATE UNIQUE INDEX job_pauses_open_idx ON job_pauses (job) WHERE resumed_at IS NULL;
 CREATE INDEX job_pauses_job_idx ON job_pauses (job, since);
 
--- What operators asked the schedulers to do: run a job now, cancel a run. A scheduler replica
--- polls for them (POST /scheduler/commands); a run command is done once a run under its key
--- exists, a cancel once the run ended.
+-- What operators asked the schedulers to do: run a job now, run its past slots (a backfill),
+-- cancel a run. A scheduler replica polls for them (GET /scheduler/commands); a run or a
+-- backfill's slot is done once a run under its key exists, a cancel once the run ended.
 CREATE TABLE job_commands (
     id            BIGSERIAL PRIMARY KEY,
-    kind          VARCHAR(20)  NOT NULL CHECK (kind IN ('run', 'cancel')),
+    kind          VARCHAR(20)  NOT NULL CHECK (kind IN ('run', 'cancel', 'backfill')),
     job           VARCHAR(100) NOT NULL,
     run_key       UUID         NOT NULL,
     -- A run's params (a JSON object, as text).
     params        TEXT,
     -- A cancel's reason, as the run's error will say.
     reason        VARCHAR(1300),
+    -- A backfill's slot, the backfill it belongs to, and how many of its slots run at once.
+    scheduled_for TIMESTAMPTZ,
+    batch         UUID,
+    max_parallel  INTEGER CHECK (max_parallel > 0),
     requested_by  VARCHAR(255) NOT NULL,
     requested_at  TIMESTAMPTZ  NOT NULL,
     UNIQUE (kind, job, run_key)
@@ -49,7 +53,7 @@ CREATE TABLE audit_log (
     id        BIGSERIAL PRIMARY KEY,
     at        TIMESTAMPTZ  NOT NULL,
     actor     VARCHAR(255) NOT NULL,
-    action    VARCHAR(20)  NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel')),
+    action    VARCHAR(20)  NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel', 'backfill')),
     job       VARCHAR(100) NOT NULL,
     run_key   UUID,
     note      VARCHAR(1000),

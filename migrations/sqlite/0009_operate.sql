@@ -68,11 +68,14 @@ CREATE INDEX job_pauses_job_idx ON job_pauses (job, since);
 
 CREATE TABLE job_commands (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind          TEXT NOT NULL CHECK (kind IN ('run', 'cancel')),
+    kind          TEXT NOT NULL CHECK (kind IN ('run', 'cancel', 'backfill')),
     job           TEXT NOT NULL CHECK (length(job) <= 100),
     run_key       BLOB NOT NULL,
     params        TEXT,
     reason        TEXT CHECK (length(reason) <= 1300),
+    scheduled_for TEXT,
+    batch         BLOB,
+    max_parallel  INTEGER CHECK (max_parallel > 0),
     requested_by  TEXT NOT NULL CHECK (length(requested_by) <= 255),
     requested_at  TEXT NOT NULL,
     UNIQUE (kind, job, run_key)
@@ -84,7 +87,7 @@ CREATE TABLE audit_log (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     at        TEXT NOT NULL,
     actor     TEXT NOT NULL CHECK (length(actor) <= 255),
-    action    TEXT NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel')),
+    action    TEXT NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel', 'backfill')),
     job       TEXT NOT NULL CHECK (length(job) <= 100),
     run_key   BLOB,
     note      TEXT CHECK (length(note) <= 1000),

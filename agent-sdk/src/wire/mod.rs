@@ -17,9 +17,9 @@ pub use monitoring::{
     ScheduledJob, ScheduledJobs,
 };
 pub use operate::{
-    AuditAction, AuditEntry, AuditResponse, CancelCommand, Commands, CommandsRequest, JobPause,
-    JobView, JobsResponse, NOTE_MAX_CHARS, NoteRequest, PauseRequest, PausedJob, RunCommand,
-    RunNowRequest, RunRequested,
+    AuditAction, AuditEntry, AuditResponse, BackfillAccepted, BackfillRequest, CancelCommand,
+    Commands, CommandsRequest, JobPause, JobView, JobsResponse, MAX_BACKFILL_SLOTS, NOTE_MAX_CHARS,
+    NoteRequest, PauseRequest, PausedJob, RunCommand, RunNowRequest, RunRequested,
 };
 pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,

@@ -74,6 +74,52 @@ pub struct RunRequested {
     pub run_key: Uuid,
 }
 
+/// Most slots one backfill may ask for.
+pub const MAX_BACKFILL_SLOTS: usize = 1000;
+
+/// `POST /jobs/{job}/backfill`: run the job's past slots in `[from, to]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// The first slot's earliest time (inclusive).
+    #[serde(deserialize_with = "super::rfc3339::required")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub from: DateTime<Utc>,
+    /// The last slot's latest time (inclusive), not in the future.
+    #[serde(deserialize_with = "super::rfc3339::required")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub to: DateTime<Utc>,
+    /// Slots of this backfill running at once, across every replica; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    pub max_parallel: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = r"^[^\x00]*$")
+    )]
+    pub note: Option<String>,
+}
+
+/// `202` to `POST /jobs/{job}/backfill`: the slots to run (those that had not run, nor been
+/// asked for already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackfillAccepted {
+    pub slots: usize,
+}
+
 /// A job's pause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -122,6 +168,7 @@ pub enum AuditAction {
     Resume,
     Run,
     Cancel,
+    Backfill,
 }
 
 impl AuditAction {
@@ -131,6 +178,7 @@ impl AuditAction {
             Self::Resume => "resume",
             Self::Run => "run",
             Self::Cancel => "cancel",
+            Self::Backfill => "backfill",
         }
     }
 
@@ -140,6 +188,7 @@ impl AuditAction {
             "resume" => Some(Self::Resume),
             "run" => Some(Self::Run),
             "cancel" => Some(Self::Cancel),
+            "backfill" => Some(Self::Backfill),
             _ => None,
         }
     }
@@ -196,12 +245,20 @@ pub struct PausedJob {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// A run asked for by hand, not yet started anywhere.
+/// A run asked for by hand, or a slot of a backfill, not yet started anywhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCommand {
     pub job: String,
     pub run_key: Uuid,
+    /// A backfill's slot: the run is that slot's (trigger `backfill`); absent: a run now
+    /// (trigger `manual`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::rfc3339::optional"
+    )]
+    pub scheduled_for: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub params: Option<Map<String, Value>>,

@@ -133,6 +133,8 @@ pub enum RunTrigger {
     Manual,
     /// Pushed by another client (curl, a script).
     Api,
+    /// A past slot run again on an operator's request (`POST /jobs/{job}/backfill`).
+    Backfill,
 }
 
 impl RunTrigger {
@@ -141,6 +143,7 @@ impl RunTrigger {
             Self::Schedule => "schedule",
             Self::Manual => "manual",
             Self::Api => "api",
+            Self::Backfill => "backfill",
         }
     }
 
@@ -149,6 +152,7 @@ impl RunTrigger {
             "schedule" => Some(Self::Schedule),
             "manual" => Some(Self::Manual),
             "api" => Some(Self::Api),
+            "backfill" => Some(Self::Backfill),
             _ => None,
         }
     }

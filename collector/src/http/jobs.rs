@@ -4,13 +4,14 @@
 //! second for what those asked. Each action is audited in the transaction that makes it.
 
 use agent_sdk::wire::{
-    AuditAction, AuditResponse, Commands, ErrorBody, JobPause, JobsResponse, NOTE_MAX_CHARS,
-    NoteRequest, PauseRequest, RunNowRequest, RunRequested,
+    AuditAction, AuditResponse, BackfillAccepted, BackfillRequest, Commands, ErrorBody, JobPause,
+    JobsResponse, MAX_BACKFILL_SLOTS, NOTE_MAX_CHARS, NoteRequest, PauseRequest, RunNowRequest,
+    RunRequested,
 };
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -18,11 +19,11 @@ use uuid::Uuid;
 use super::AppState;
 use super::api_error::ApiError;
 use super::caller::Caller;
-use super::extract::{ApiPath, ApiQuery, OptionalJson};
+use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::params;
 use super::refusals::{BodyRefusals, ReadRefusals};
 use crate::auth::{Grant, Scope};
-use crate::domain::AgentName;
+use crate::domain::{AgentName, Cadence};
 use crate::store::{Acted, Audit};
 
 /// A job's name, as a parameter `job`.
@@ -44,13 +45,20 @@ async fn operated_job(state: &AppState, grant: &Grant, job: &str) -> Result<Stri
             name.as_str()
         )));
     }
-    if !state.store.job_published(name.as_str()).await? {
+    Ok(published(state, name.as_str()).await?.0)
+}
+
+/// `job`, its cron and time zone, if a scheduler published it; else 404.
+async fn published(state: &AppState, job: &str) -> Result<(String, Cadence), ApiError> {
+    let Some((cron, timezone)) = state.store.published_job(job).await? else {
         return Err(ApiError::not_found(format!(
-            "no job named `{}`: no scheduler published it",
-            name.as_str()
+            "no job named `{job}`: no scheduler published it"
         )));
-    }
-    Ok(name.as_str().to_owned())
+    };
+    let cadence = Cadence::from_columns(Some(&cron), Some(&timezone), None).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!("job {job}'s published cron {cron:?}: {e}"))
+    })?;
+    Ok((job.to_owned(), cadence))
 }
 
 /// A note: at most [`NOTE_MAX_CHARS`] characters, no NUL.
@@ -345,6 +353,103 @@ pub(super) async fn cancel(
     state.store.request_cancel(&reason, audit).await?;
     tracing::info!(id, job = run.agent_name, by = actor, "run cancel asked for");
     Ok(())
+}
+
+/// Most slots of one backfill running at once.
+const MAX_PARALLEL: u32 = 100;
+
+/// `202` with the number of slots to run: every slot of the job's cron in `[from, to]` that has
+/// not run (a run under its key) nor been asked for, run under its own key with trigger
+/// `backfill`, oldest first, at most `max_parallel` at once across replicas. Asked again, the
+/// same range is `0` slots.
+#[utoipa::path(post, path = "/jobs/{job}/backfill", tag = "operate",
+    params(("job" = String, Path, description = "The job's name", min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")),
+    request_body(content = BackfillRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Asked: the replicas run the slots", body = BackfillAccepted),
+        (status = 400, description = "Malformed JSON or a bad job name", body = ErrorBody),
+        (status = 404, description = "No scheduler published this job", body = ErrorBody),
+        (status = 422, description = "`to` before `from` or in the future, more than 1000 slots, or a note too long", body = ErrorBody),
+        (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
+        BodyRefusals,
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(job))]
+pub(super) async fn backfill_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job): ApiPath<String>,
+    body: Result<ApiJson<BackfillRequest>, ApiError>,
+) -> Result<(StatusCode, Json<BackfillAccepted>), ApiError> {
+    caller.require(Scope::Operate)?;
+    let ApiJson(request) = body?;
+    let job = operated_job(&state, &caller.0, &job).await?;
+    tracing::Span::current().record("job", job.as_str());
+    let note = checked_note(request.note.as_deref())?;
+    let invalid = |field: &str, message: String| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            field,
+            message,
+        )
+    };
+    let now = Utc::now();
+    if request.to < request.from {
+        return Err(invalid("to", "is before `from`".into()));
+    }
+    if request.to > now {
+        return Err(invalid(
+            "to",
+            "is in the future: a backfill runs past slots".into(),
+        ));
+    }
+    let max_parallel = request.max_parallel.unwrap_or(1);
+    if !(1..=MAX_PARALLEL).contains(&max_parallel) {
+        return Err(invalid(
+            "max_parallel",
+            format!("must be 1 to {MAX_PARALLEL}, got {max_parallel}"),
+        ));
+    }
+    let (_, cadence) = published(&state, &job).await?;
+    let mut slots = Vec::new();
+    let mut after = request.from - TimeDelta::seconds(1);
+    while let Some(slot) = cadence.next_after(after).filter(|slot| *slot <= request.to) {
+        after = slot;
+        if slot < request.from {
+            continue;
+        }
+        if slots.len() == MAX_BACKFILL_SLOTS {
+            return Err(invalid(
+                "to",
+                format!(
+                    "the range holds more than {MAX_BACKFILL_SLOTS} slots of `{job}`: backfill it in parts"
+                ),
+            ));
+        }
+        slots.push((slot, agent_sdk::cron::run_key_of(&job, slot)));
+    }
+    let audit = Audit {
+        details: Some(
+            json!({"from": request.from, "to": request.to, "max_parallel": max_parallel}),
+        ),
+        ..audit(&caller.0, AuditAction::Backfill, &job, note)
+    };
+    let asked = state
+        .store
+        .request_backfill(&slots, max_parallel, audit)
+        .await?;
+    tracing::info!(
+        job,
+        slots = asked,
+        in_range = slots.len(),
+        by = caller.0.subject,
+        "backfill asked for"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BackfillAccepted { slots: asked }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

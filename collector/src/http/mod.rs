@@ -107,6 +107,7 @@ fn api(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::pause_job))
         .routes(routes!(jobs::resume_job))
         .routes(routes!(jobs::run_job))
+        .routes(routes!(jobs::backfill_job))
         .routes(routes!(jobs::cancel_run))
         .routes(routes!(jobs::list_audit))
         .routes(routes!(jobs::scheduler_commands))

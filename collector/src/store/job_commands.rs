@@ -52,6 +52,18 @@ pub struct RunToCancel {
     pub status: String,
 }
 
+/// A run asked for, or a backfill's slot, not yet started.
+#[derive(Debug, FromRow)]
+struct PendingRun {
+    kind: String,
+    job: String,
+    run_key: Uuid,
+    params: Option<String>,
+    scheduled_for: Option<DateTime<Utc>>,
+    batch: Option<Uuid>,
+    max_parallel: Option<i32>,
+}
+
 #[derive(Debug, FromRow)]
 struct PauseRow {
     job: String,
@@ -97,19 +109,19 @@ fn select_pauses() -> SelectStatement {
 }
 
 impl Store {
-    /// Whether a scheduler published `job`.
-    pub async fn job_published(&self, job: &str) -> Result<bool, StoreError> {
-        let rows: Vec<(String,)> = self
+    /// The cron and time zone of `job`, if a scheduler published it.
+    pub async fn published_job(&self, job: &str) -> Result<Option<(String, String)>, StoreError> {
+        let rows: Vec<(Option<String>, Option<String>)> = self
             .fetch(
                 Query::select()
-                    .column(AgentExpectations::Name)
+                    .columns([AgentExpectations::Cron, AgentExpectations::Timezone])
                     .from(AgentExpectations::Table)
                     .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
                     .and_where(Expr::col(AgentExpectations::Name).eq(job))
                     .limit(1),
             )
             .await?;
-        Ok(!rows.is_empty())
+        Ok(rows.into_iter().next().and_then(|(cron, tz)| cron.zip(tz)))
     }
 
     /// The jobs the schedulers published that `access` may see, by name: their cron, next slot,
@@ -329,6 +341,115 @@ impl Store {
         tx.commit().await
     }
 
+    /// Runs now `running` per backfill.
+    async fn backfills_running(&self) -> Result<HashMap<Uuid, i64>, StoreError> {
+        let select = Query::select()
+            .column((JobCommands::Table, JobCommands::Batch))
+            .expr(Func::count(Expr::col((AgentRuns::Table, AgentRuns::Id))))
+            .from(JobCommands::Table)
+            .inner_join(
+                AgentRuns::Table,
+                Expr::col((AgentRuns::Table, AgentRuns::RunKey))
+                    .equals((JobCommands::Table, JobCommands::RunKey))
+                    .and(
+                        Expr::col((AgentRuns::Table, AgentRuns::AgentName))
+                            .equals((JobCommands::Table, JobCommands::Job)),
+                    ),
+            )
+            .and_where(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("backfill"))
+            .and_where(
+                Expr::col((AgentRuns::Table, AgentRuns::Status)).eq(RunStatus::Running.as_str()),
+            )
+            .group_by_col((JobCommands::Table, JobCommands::Batch))
+            .take();
+        Ok(self
+            .fetch::<(Uuid, i64), _>(&select)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Asks the schedulers to run `slots` of `job` (each with its slot's run key), at most
+    /// `max_parallel` at once: the number of slots asked for, those that ran or were asked for
+    /// before left out.
+    pub async fn request_backfill(
+        &self,
+        slots: &[(DateTime<Utc>, Uuid)],
+        max_parallel: u32,
+        audit: Audit<'_>,
+    ) -> Result<usize, StoreError> {
+        let job = audit.job;
+        let mut tx = Tx::begin(self).await?;
+        let mut ran = std::collections::HashSet::new();
+        for keys in slots.chunks(500) {
+            let stored: Vec<(Option<Uuid>,)> = tx
+                .fetch(
+                    Query::select()
+                        .column(AgentRuns::RunKey)
+                        .from(AgentRuns::Table)
+                        .and_where(Expr::col(AgentRuns::AgentName).eq(job))
+                        .and_where(
+                            Expr::col(AgentRuns::RunKey).is_in(keys.iter().map(|(_, key)| *key)),
+                        ),
+                )
+                .await?;
+            ran.extend(stored.into_iter().filter_map(|(key,)| key));
+        }
+        let batch = Uuid::new_v4();
+        let mut asked = 0;
+        for (slot, key) in slots.iter().filter(|(_, key)| !ran.contains(key)) {
+            asked += tx
+                .execute(
+                    Query::insert()
+                        .into_table(JobCommands::Table)
+                        .columns([
+                            JobCommands::Kind,
+                            JobCommands::Job,
+                            JobCommands::RunKey,
+                            JobCommands::ScheduledFor,
+                            JobCommands::Batch,
+                            JobCommands::MaxParallel,
+                            JobCommands::RequestedBy,
+                            JobCommands::RequestedAt,
+                        ])
+                        .values_panic([
+                            "backfill".into(),
+                            job.into(),
+                            (*key).into(),
+                            (*slot).into(),
+                            batch.into(),
+                            i32::try_from(max_parallel).unwrap_or(i32::MAX).into(),
+                            audit.actor.into(),
+                            audit.at.into(),
+                        ])
+                        .on_conflict(
+                            sea_query::OnConflict::columns([
+                                JobCommands::Kind,
+                                JobCommands::Job,
+                                JobCommands::RunKey,
+                            ])
+                            .do_nothing()
+                            .to_owned(),
+                        ),
+                )
+                .await?;
+        }
+        let asked = usize::try_from(asked).unwrap_or(usize::MAX);
+        let audit = Audit {
+            details: Some(match audit.details {
+                Some(Value::Object(mut details)) => {
+                    details.insert("slots".into(), asked.into());
+                    Value::Object(details)
+                }
+                _ => serde_json::json!({ "slots": asked }),
+            }),
+            ..audit
+        };
+        tx.audit(&audit).await?;
+        tx.commit().await?;
+        Ok(asked)
+    }
+
     /// The run `id`, as a cancel needs it.
     pub async fn run_to_cancel(&self, id: i64) -> Result<Option<RunToCancel>, StoreError> {
         let select = Query::select()
@@ -413,30 +534,58 @@ impl Store {
                     .equals((JobCommands::Table, JobCommands::Job)),
             )
             .take();
-        let mut runs = Query::select();
-        runs.columns([
-            (JobCommands::Table, JobCommands::Job),
-            (JobCommands::Table, JobCommands::RunKey),
-            (JobCommands::Table, JobCommands::Params),
-        ])
-        .from(JobCommands::Table)
-        .and_where(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("run"))
-        .and_where(
-            Expr::col((JobCommands::Table, JobCommands::RequestedAt)).gt(now - RUN_COMMAND_TTL),
-        )
-        .and_where(Expr::exists(run_of_command).not())
-        .order_by((JobCommands::Table, JobCommands::Id), Order::Asc);
+        let mut pending = Query::select();
+        pending
+            .columns([
+                (JobCommands::Table, JobCommands::Kind),
+                (JobCommands::Table, JobCommands::Job),
+                (JobCommands::Table, JobCommands::RunKey),
+                (JobCommands::Table, JobCommands::Params),
+                (JobCommands::Table, JobCommands::ScheduledFor),
+                (JobCommands::Table, JobCommands::Batch),
+                (JobCommands::Table, JobCommands::MaxParallel),
+            ])
+            .from(JobCommands::Table)
+            .cond_where(
+                Cond::any()
+                    .add(
+                        Expr::col((JobCommands::Table, JobCommands::Kind))
+                            .eq("run")
+                            .and(
+                                Expr::col((JobCommands::Table, JobCommands::RequestedAt))
+                                    .gt(now - RUN_COMMAND_TTL),
+                            ),
+                    )
+                    .add(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("backfill")),
+            )
+            .and_where(Expr::exists(run_of_command).not())
+            .order_by((JobCommands::Table, JobCommands::Id), Order::Asc);
         if let Some(access) = access.condition((JobCommands::Table, JobCommands::Job)) {
-            runs.cond_where(access);
+            pending.cond_where(access);
         }
-        let runs = self
-            .fetch::<(String, Uuid, Option<String>), _>(&runs)
-            .await?
+        let pending: Vec<PendingRun> = self.fetch(&pending).await?;
+        let mut room = if pending.iter().any(|p| p.batch.is_some()) {
+            self.backfills_running().await?
+        } else {
+            HashMap::new()
+        };
+        let runs = pending
             .into_iter()
-            .map(|(job, run_key, params)| RunCommand {
-                job,
-                run_key,
-                params: params.and_then(|p| serde_json::from_str(&p).ok()),
+            .filter(|p| match p.batch {
+                // A backfill's slots, oldest first, while fewer than its max_parallel run.
+                Some(batch) => {
+                    let running = room.entry(batch).or_insert(0);
+                    let allowed = *running < i64::from(p.max_parallel.unwrap_or(1));
+                    *running += 1;
+                    allowed
+                }
+                None => p.kind == "run",
+            })
+            .map(|p| RunCommand {
+                job: p.job,
+                run_key: p.run_key,
+                scheduled_for: p.scheduled_for,
+                params: p.params.and_then(|p| serde_json::from_str(&p).ok()),
             })
             .collect();
 

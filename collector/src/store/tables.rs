@@ -184,6 +184,9 @@ pub(super) enum JobCommands {
     RunKey,
     Params,
     Reason,
+    ScheduledFor,
+    Batch,
+    MaxParallel,
     RequestedBy,
     RequestedAt,
 }

@@ -331,6 +331,9 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
                 ("post", "/jobs/{job}/resume") => serde_json::json!({}),
                 ("post", "/jobs/{job}/runs") => serde_json::json!({"params": {"n": 1}}),
                 ("post", "/runs/{id}/cancel") => serde_json::json!({"note": "mine"}),
+                ("post", "/jobs/{job}/backfill") => serde_json::json!({
+                    "from": (chrono::Utc::now() - chrono::TimeDelta::days(2)).to_rfc3339(),
+                    "to": (chrono::Utc::now() - chrono::TimeDelta::days(1)).to_rfc3339()}),
                 other => panic!("{other:?}: a write this test has no body for; add one"),
             };
             let url = app.url(
@@ -360,7 +363,7 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
             walked.push(format!("{method} {path}"));
         }
     }
-    assert_eq!(walked.len(), 10, "{walked:?}");
+    assert_eq!(walked.len(), 11, "{walked:?}");
     let after = (
         app.db.scalar::<i64>(operated).await,
         app.row_counts().await,

@@ -2,7 +2,7 @@
 //! and what a scheduler replica is told (`GET /scheduler/commands`). The scheduler's side (the
 //! replicas acting on them) is scheduler/tests/e2e/operate.rs.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use collector::auth::Scope;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -567,7 +567,144 @@ async fn a_paused_job_opens_no_incident(db: Db) {
     );
 }
 
+/// A backfill over ten hourly slots of which two ran: eight asked for, offered oldest first at
+/// most `max_parallel` at a time; asked again, none; bad ranges refused.
+async fn a_backfill_asks_for_the_slots_that_did_not_run(db: Db) {
+    let app = TestApp::spawn(db).await;
+    publish(&app, &[("hourly", "0 * * * *")]).await;
+    let op = operator(&app);
+    let last = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(1);
+    let first = last - TimeDelta::hours(9);
+    // Two slots ran, under their slots' keys (as the scheduler keys them).
+    for ran in [first + TimeDelta::hours(2), first + TimeDelta::hours(5)] {
+        let mut report = crate::helpers::report_at("hourly", ran, 5);
+        report["run_key"] = json!(agent_sdk::cron::run_key_of("hourly", ran));
+        report["trigger"] = json!("schedule");
+        report["scheduled_for"] = json!(ran.to_rfc3339());
+        let (status, body) = app.post_report(&report).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let range = json!({"from": first.to_rfc3339(), "to": last.to_rfc3339(), "max_parallel": 3, "note": "outage"});
+    let (status, body) = act(&app, &op, "/jobs/hourly/backfill", Some(range.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"slots": 8}));
+
+    let told = |claimant: &'static str| {
+        let app = &app;
+        async move {
+            let (_, body) = app
+                .get(&format!("/scheduler/commands?claimant={claimant}"))
+                .await;
+            body["runs"].as_array().unwrap().clone()
+        }
+    };
+    let offered = told("replica-1").await;
+    let slots: Vec<DateTime<Utc>> = offered
+        .iter()
+        .map(|r| r["scheduled_for"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            first,
+            first + TimeDelta::hours(1),
+            first + TimeDelta::hours(3)
+        ],
+        "the oldest three not run"
+    );
+    for run in &offered {
+        let slot: DateTime<Utc> = run["scheduled_for"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            run["run_key"],
+            json!(agent_sdk::cron::run_key_of("hourly", slot))
+        );
+    }
+    // One of them starts: two more may, still three at once.
+    let mut started = start(
+        "hourly",
+        offered[0]["run_key"].as_str().unwrap().parse().unwrap(),
+        "replica-1",
+    );
+    started["trigger"] = json!("backfill");
+    started["scheduled_for"] = json!(first.to_rfc3339());
+    let (status, _) = app.post_start(&started).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let offered = told("replica-2").await;
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    assert_eq!(
+        offered[0]["scheduled_for"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        first + TimeDelta::hours(1)
+    );
+
+    // Asked again: every slot ran or is asked for already.
+    let (status, body) = act(&app, &op, "/jobs/hourly/backfill", Some(range)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"slots": 0}));
+    let (_, audit) = app.get("/audit?job=hourly").await;
+    assert_eq!(audit["entries"][0]["action"], "backfill");
+    assert_eq!(audit["entries"][0]["details"]["slots"], 0);
+    assert_eq!(audit["entries"][1]["details"]["slots"], 8);
+    assert_eq!(audit["entries"][1]["note"], "outage");
+
+    // Bad ranges: refused, nothing written.
+    let before = operated(&app.db).await;
+    let now = Utc::now();
+    for (body, field) in [
+        (
+            json!({"from": last.to_rfc3339(), "to": first.to_rfc3339()}),
+            "to",
+        ),
+        (
+            json!({"from": first.to_rfc3339(), "to": (now + TimeDelta::hours(2)).to_rfc3339()}),
+            "to",
+        ),
+        // 1 001 hourly slots.
+        (
+            json!({"from": (last - TimeDelta::hours(1000)).to_rfc3339(), "to": last.to_rfc3339()}),
+            "to",
+        ),
+        (
+            json!({"from": first.to_rfc3339(), "to": last.to_rfc3339(), "max_parallel": 0}),
+            "max_parallel",
+        ),
+        (
+            json!({"from": first.to_rfc3339(), "to": last.to_rfc3339(), "max_parallel": 101}),
+            "max_parallel",
+        ),
+        (json!({"from": first.to_rfc3339()}), "to"),
+    ] {
+        let (status, answer) = act(&app, &op, "/jobs/hourly/backfill", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(error_field(&answer), field, "{body}: {answer}");
+    }
+    // A long range within the bound (990 slots) is taken.
+    let (status, body) = act(
+        &app,
+        &op,
+        "/jobs/hourly/backfill",
+        Some(json!({"from": (last - TimeDelta::hours(999)).to_rfc3339(), "to": (first - TimeDelta::hours(1)).to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"slots": 990}));
+    let (_, _, audits) = operated(&app.db).await;
+    assert_eq!(audits, before.2 + 1);
+    let (status, _) = act(
+        &app,
+        &op,
+        "/jobs/nobody/backfill",
+        Some(json!({"from": first.to_rfc3339(), "to": last.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 on_both_backends!(
+    a_backfill_asks_for_the_slots_that_did_not_run,
     jobs_show_their_slot_runs_and_pause,
     pause_resume_and_the_audit_log,
     acting_needs_the_operate_scope,

@@ -10,27 +10,16 @@ use std::sync::Arc;
 
 use agent_sdk::RunContext;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::run::CancelReason;
 use super::{Engine, JobState, lock};
 use crate::schedule::{ConcurrencyPolicy, MisfirePolicy};
 
-/// Run keys of scheduled runs are derived from (job, slot): two scheduler processes firing the
-/// same slot produce the same key, and the collector stores the run once.
-const RUN_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5c0e_d01e_a6e7_4f1a_9c3b_7a11_0000_0001);
-
 /// Slots looked at when catching up after downtime: a per-second job down for a day has
 /// 86 400; only the latest matters.
 const MAX_MISSED_SLOTS: usize = 100_000;
 
-/// The run key of `job`'s run for `slot`.
-pub fn run_key_of(job: &str, slot: DateTime<Utc>) -> Uuid {
-    Uuid::new_v5(
-        &RUN_KEY_NAMESPACE,
-        format!("{job}@{}", slot.to_rfc3339()).as_bytes(),
-    )
-}
+pub use agent_sdk::cron::run_key_of;
 
 impl Engine {
     /// One job's clock: sleep until the next slot, fire, repeat.

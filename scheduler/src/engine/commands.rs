@@ -8,7 +8,9 @@
 //!   run going on is left to finish. While the collector cannot be asked, the pauses last
 //!   known stay (each to its `until`).
 //! - A run asked for is started here under its key, with its params over the job's; with
-//!   `SCHEDULER_HA` its claim decides which replica runs it, so it runs once.
+//!   `SCHEDULER_HA` its claim decides which replica runs it, so it runs once. A backfill's
+//!   slots come the same way, as many at a time as its `max_parallel` allows (the collector
+//!   offers no more), each under its slot's own key, with trigger `backfill`.
 //! - A cancel names a run this replica claimed: its cancellation fires (a command agent's
 //!   process group is killed), and its report says `cancelled` with who and why.
 
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use agent_sdk::RunContext;
-use agent_sdk::wire::Commands;
+use agent_sdk::wire::{Commands, RunTrigger};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -111,13 +113,20 @@ impl Engine {
             if self.0.stop_firing.is_cancelled() {
                 return;
             }
-            tracing::info!(job = run.job, run_key = %run.run_key, "run asked for by an operator");
-            self.spawn_run(
-                state,
-                RunContext::new(&run.job)
-                    .with_run_key(run.run_key)
-                    .with_params(run.params.unwrap_or_default()),
-            );
+            let ctx = RunContext::new(&run.job)
+                .with_run_key(run.run_key)
+                .with_params(run.params.unwrap_or_default());
+            let ctx = match run.scheduled_for {
+                Some(slot) => {
+                    tracing::info!(job = run.job, run_key = %run.run_key, %slot, "slot backfilled by an operator");
+                    ctx.scheduled(slot).with_trigger(RunTrigger::Backfill)
+                }
+                None => {
+                    tracing::info!(job = run.job, run_key = %run.run_key, "run asked for by an operator");
+                    ctx
+                }
+            };
+            self.spawn_run(state, ctx);
         }
 
         for cancel in cancels {

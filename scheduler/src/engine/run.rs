@@ -38,9 +38,12 @@ impl Engine {
             match engine.run(&state, ctx).await {
                 Some(report) => engine.finish(&state, run_key, report).await,
                 // Claimed by another scheduler, or cancelled before its turn: nothing ran here,
-                // nothing to report.
+                // nothing to report. A run asked for through the collector is asked for again
+                // at the next poll while no run holds its key (a `forbid` job's running run
+                // held its exclusive key, say).
                 None => {
                     lock(&state.running).remove(&run_key);
+                    lock(&engine.0.asked).remove(&run_key);
                 }
             }
         });

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -332,7 +332,80 @@ async fn a_pause_outlasts_the_collector_going_away(db: Db) {
     );
 }
 
+/// Two replicas and a backfill over ten past slots of which two ran: the eight others run, each
+/// once, under their slots' keys with trigger `backfill`; the same backfill again runs none.
+async fn a_backfill_runs_each_missing_slot_once(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ran");
+    let schedule = write_schedule(
+        dir.path(),
+        &marking_schedule(&file).replace("* * * * * *", "0 * * * * *"),
+    );
+    let last = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() - TimeDelta::minutes(1);
+    let first = last - TimeDelta::minutes(9);
+    let ran = [first + TimeDelta::minutes(3), first + TimeDelta::minutes(7)];
+    for slot in ran {
+        let answer = crate::helpers::http()
+            .post(format!("{}/metrics", collector.url()))
+            .bearer_auth(&collector.token)
+            .json(&json!({
+                "agent_name": "tick", "run_key": scheduler::engine::run_key_of("tick", slot),
+                "started_at": slot.to_rfc3339(), "finished_at": slot.to_rfc3339(),
+                "trigger": "schedule", "scheduled_for": slot.to_rfc3339(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::CREATED);
+    }
+    let replicas = replicas(&collector, &schedule, dir.path(), 2).await;
+    wait_for("the job published", Duration::from_secs(10), || async {
+        db.row::<(i64,)>("select count(*) from agent_expectations where name = 'tick'")
+            .await
+            .0
+            == 1
+    })
+    .await;
+    let range = json!({"from": first.to_rfc3339(), "to": last.to_rfc3339(), "max_parallel": 2});
+    let (status, body) = collector
+        .operate("/jobs/tick/backfill", range.clone())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"slots": 8}));
+    let backfilled = "select count(*) from agent_runs where agent_name = 'tick' \
+                      and trigger = 'backfill' and status = 'success'";
+    wait_for(
+        "eight backfilled slots",
+        Duration::from_secs(30),
+        || async { db.row::<(i64,)>(backfilled).await.0 == 8 },
+    )
+    .await;
+    // Every replica polled again since: nothing more runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = collector.operate("/jobs/tick/backfill", range).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"slots": 0}));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for replica in replicas {
+        let (status, logs) = replica.terminate().await;
+        assert!(status.success(), "{logs}");
+    }
+    let (count,): (i64,) = db.row(backfilled).await;
+    assert_eq!(count, 8);
+    let (slots, _) = effects(&file);
+    let mut backfilled: Vec<DateTime<Utc>> =
+        slots.into_iter().filter(|slot| *slot <= last).collect();
+    backfilled.sort_unstable();
+    let expected: Vec<DateTime<Utc>> = (0..10)
+        .map(|i| first + TimeDelta::minutes(i))
+        .filter(|slot| !ran.contains(slot))
+        .collect();
+    assert_eq!(backfilled, expected, "each slot that had not run, once");
+}
+
 on_both_backends!(
+    a_backfill_runs_each_missing_slot_once,
     a_pause_outlasts_the_collector_going_away,
     a_pause_holds_every_replica_and_a_run_asked_for_runs_once,
     a_cancel_kills_the_run_and_its_children,

@@ -59,6 +59,44 @@ pub enum MisfirePolicy {
     Skip,
 }
 
+/// What a job does after downtime with the slots it missed (`catchup_window`, or the older
+/// `misfire_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catchup {
+    /// None runs (`catchup_window = "0s"`, `misfire_policy = "skip"`): the collector records
+    /// them missed.
+    Skip,
+    /// The latest runs, once (`"latest"`, `misfire_policy = "run_once"`: the default).
+    Latest,
+    /// Each slot missed within this long before the restart runs, oldest first, under its own
+    /// key (at most `MAX_CATCHUP_SLOTS`).
+    Window(Duration),
+}
+
+impl Catchup {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text == "latest" {
+            return Ok(Self::Latest);
+        }
+        match humantime::parse_duration(text) {
+            Ok(window) if window.is_zero() => Ok(Self::Skip),
+            Ok(window) => Ok(Self::Window(window)),
+            Err(e) => Err(format!(
+                "catchup_window {text:?}: {e} (a length such as 10m, \"0s\" to skip, or \"latest\")"
+            )),
+        }
+    }
+
+    /// As the schedule file says it.
+    pub fn text(self) -> String {
+        match self {
+            Self::Skip => "0s".into(),
+            Self::Latest => "latest".into(),
+            Self::Window(window) => humantime::format_duration(window).to_string(),
+        }
+    }
+}
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -71,7 +109,11 @@ pub struct Job {
     pub cron: CronSchedule,
     pub timeout: Duration,
     pub concurrency: ConcurrencyPolicy,
-    pub misfire: MisfirePolicy,
+    /// The slots missed while no scheduler ran.
+    pub catchup: Catchup,
+    /// Each slot's run starts up to this long after it, by an amount derived from the job and
+    /// the slot (the same on every replica): jobs on one cron do not all start at once.
+    pub jitter: Duration,
     pub retries: u32,
     pub retry_backoff: Duration,
     /// Whether a run that timed out is retried like any failure (within `retries`).
@@ -105,8 +147,9 @@ struct EntryToml {
     timeout: Option<String>,
     #[serde(default)]
     concurrency_policy: ConcurrencyPolicy,
-    #[serde(default)]
-    misfire_policy: MisfirePolicy,
+    misfire_policy: Option<MisfirePolicy>,
+    catchup_window: Option<String>,
+    jitter: Option<String>,
     #[serde(default)]
     retries: u32,
     retry_backoff: Option<String>,
@@ -229,7 +272,8 @@ pub fn parse(
                 cron,
                 timeout: DEFAULT_TIMEOUT,
                 concurrency: ConcurrencyPolicy::default(),
-                misfire: MisfirePolicy::default(),
+                catchup: Catchup::Latest,
+                jitter: Duration::ZERO,
                 retries: 0,
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 retry_on_timeout: true,
@@ -294,6 +338,19 @@ fn job_from_entry(
                 }
             }),
     };
+    let catchup = match (&entry.catchup_window, entry.misfire_policy) {
+        (Some(_), Some(_)) => {
+            return Err("give catchup_window or misfire_policy, not both (catchup_window = \"latest\" is misfire_policy = \"run_once\", \"0s\" is \"skip\")".into());
+        }
+        (Some(window), None) => Catchup::parse(window)?,
+        (None, Some(MisfirePolicy::Skip)) => Catchup::Skip,
+        (None, Some(MisfirePolicy::RunOnce) | None) => Catchup::Latest,
+    };
+    let jitter = match &entry.jitter {
+        None => Duration::ZERO,
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| format!("jitter {text:?}: {e} (e.g. 30s, 5m)"))?,
+    };
     let params = match serde_json::to_value(&entry.params) {
         Ok(Value::Object(map)) => map,
         Ok(_) | Err(_) => return Err("params must be a table".into()),
@@ -304,7 +361,8 @@ fn job_from_entry(
         cron,
         timeout: duration("timeout", &entry.timeout, DEFAULT_TIMEOUT)?,
         concurrency: entry.concurrency_policy,
-        misfire: entry.misfire_policy,
+        catchup,
+        jitter,
         retries: entry.retries,
         retry_backoff: duration("retry_backoff", &entry.retry_backoff, DEFAULT_RETRY_BACKOFF)?,
         retry_on_timeout: entry.retry_on_timeout,
@@ -373,7 +431,7 @@ mod tests {
         assert_eq!(py.agent.name(), "command");
         assert_eq!(py.timeout, Duration::from_secs(90));
         assert_eq!(py.concurrency, ConcurrencyPolicy::Replace);
-        assert_eq!(py.misfire, MisfirePolicy::Skip);
+        assert_eq!(py.catchup, Catchup::Skip);
         assert_eq!(py.params["args"], serde_json::json!(["x.py"]));
 
         // No file: the default schedules run, with the default policies.
@@ -381,7 +439,7 @@ mod tests {
         let names: Vec<_> = defaults.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["hello"]);
         assert_eq!(defaults[0].concurrency, ConcurrencyPolicy::Forbid);
-        assert_eq!(defaults[0].misfire, MisfirePolicy::RunOnce);
+        assert_eq!(defaults[0].catchup, Catchup::Latest);
     }
 
     #[test]

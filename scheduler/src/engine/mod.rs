@@ -36,7 +36,7 @@ use journal::Journal;
 use run::CancelReason;
 
 pub use claim::{CLAIM_WAIT, Claims, NotRun, claimant, run_start};
-pub use clock::run_key_of;
+pub use clock::{jitter_of, run_key_of};
 pub use commands::POLL_EVERY;
 
 /// What `/jobs` shows for one job.

@@ -3,6 +3,7 @@
 //! its log line and its delivery.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent_sdk::client::Outcome;
 use agent_sdk::wire::{RunReport, RunStatus};
@@ -26,6 +27,17 @@ impl Engine {
     /// Starts a run of `state`'s job; `ctx`'s params (a run asked for by hand) go over the
     /// job's own.
     pub(super) fn spawn_run(&self, state: Arc<JobState>, ctx: RunContext) {
+        let _ = self.spawn_run_after(state, ctx, Duration::ZERO);
+    }
+
+    /// [`Engine::spawn_run`], the run waiting `delay` first (a job's jitter); the handle
+    /// resolves when the run is done and delivered (or not run).
+    pub(super) fn spawn_run_after(
+        &self,
+        state: Arc<JobState>,
+        ctx: RunContext,
+        delay: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let mut params = state.job.params.clone();
         params.extend(ctx.params().clone());
         let ctx = ctx
@@ -35,6 +47,17 @@ impl Engine {
         lock(&state.running).insert(run_key, (ctx.cancellation().clone(), None));
         let engine = self.clone();
         self.0.tracker.spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    // Cancelled before it started (shutdown, replaced): never claimed, never
+                    // run, nothing reported.
+                    () = ctx.cancelled() => {
+                        lock(&state.running).remove(&run_key);
+                        return;
+                    }
+                }
+            }
             match engine.run(&state, ctx).await {
                 Some(report) => engine.finish(&state, run_key, report).await,
                 // Claimed by another scheduler, or cancelled before its turn: nothing ran here,
@@ -46,7 +69,7 @@ impl Engine {
                     lock(&engine.0.asked).remove(&run_key);
                 }
             }
-        });
+        })
     }
 
     /// Runs with retries, under the global limit, with the run journalled while it goes on;

@@ -404,6 +404,87 @@ async fn a_backfill_runs_each_missing_slot_once(db: Db) {
     assert_eq!(backfilled, expected, "each slot that had not run, once");
 }
 
+/// A scheduler stopped across five slots of a three-second job, then restarted halfway between
+/// two slots (so that every slot missed is before the restart, whatever the start takes): the
+/// slots missed, and those of them that ran (each once: the file has no slot twice).
+async fn catch_up_after_downtime(
+    db: Db,
+    catchup_window: &str,
+) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+    let collector = Collector::start(db.clone(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ran");
+    let schedule = write_schedule(
+        dir.path(),
+        &marking_schedule(&file)
+            .replace("* * * * * *", "*/3 * * * * *")
+            .replace(
+                "concurrency_policy = \"allow\"\n",
+                &format!("concurrency_policy = \"allow\"\ncatchup_window = \"{catchup_window}\"\n"),
+            ),
+    );
+    let start = || async {
+        SchedulerProcess::start(
+            &collector.url(),
+            &collector.token,
+            &schedule,
+            &dir.path().join("spool"),
+        )
+        .await
+    };
+    let first = start().await;
+    wait_for("a slot", Duration::from_secs(20), || async {
+        !effects(&file).0.is_empty()
+    })
+    .await;
+    let (status, logs) = first.terminate().await;
+    assert!(status.success(), "{logs}");
+    let last = *effects(&file).0.iter().max().unwrap();
+    // Five slots go by with no scheduler; the next starts 1.5 s after a slot.
+    let restart = last + TimeDelta::seconds(5 * 3 + 3) + TimeDelta::milliseconds(1500);
+    tokio::time::sleep((restart - Utc::now()).to_std().unwrap_or_default()).await;
+    let second = start().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status, logs) = second.terminate().await;
+    assert!(status.success(), "{logs}");
+
+    let missed: Vec<DateTime<Utc>> = (1..)
+        .map(|i| last + TimeDelta::seconds(3 * i))
+        .take_while(|slot| *slot < restart)
+        .collect();
+    let (slots, _) = effects(&file);
+    let mut unique = slots.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), slots.len(), "a slot ran twice: {slots:?}");
+    let ran = unique
+        .into_iter()
+        .filter(|slot| *slot > last && *slot < restart)
+        .collect();
+    (missed, ran)
+}
+
+/// `catchup_window = "10m"`: every slot missed runs, once, oldest first.
+#[sqlx::test(migrator = "collector::store::SQLITE_MIGRATOR")]
+async fn a_catchup_window_runs_each_missed_slot_once(pool: sqlx::SqlitePool) {
+    let (missed, ran) = catch_up_after_downtime(Db::Sqlite(pool), "10m").await;
+    assert!(missed.len() >= 5, "{missed:?}");
+    assert_eq!(ran, missed);
+}
+
+/// `"latest"`: only the most recent slot missed runs; `"0s"`: none.
+#[sqlx::test(migrator = "collector::store::SQLITE_MIGRATOR")]
+async fn catching_up_the_latest_slot_or_none(pool: sqlx::SqlitePool) {
+    let (missed, ran) = catch_up_after_downtime(Db::Sqlite(pool.clone()), "latest").await;
+    assert_eq!(ran, missed[missed.len() - 1..]);
+    sqlx::query("delete from agent_runs")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (missed, ran) = catch_up_after_downtime(Db::Sqlite(pool), "0s").await;
+    assert!(missed.len() >= 5 && ran.is_empty(), "{missed:?} {ran:?}");
+}
+
 on_both_backends!(
     a_backfill_runs_each_missing_slot_once,
     a_pause_outlasts_the_collector_going_away,

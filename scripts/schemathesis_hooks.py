@@ -18,7 +18,7 @@ or the clock, and no schema can state them; the document says them in words:
 - POST /jobs/{job}/backfill: `to` not before `from` nor in the future, and at most 1000 slots
   of the job's cron between them.
 - PUT /expectations/scheduler: the same for each job (`jobs[i].cron`, `.timezone`, `.timeout`
-  more than 0s), and no job name given twice.
+  more than 0s, `.catchup_window` and `.jitter` durations), and no job name given twice.
 
 One answer concerns state, not data: a valid start or report whose `run_key` another run holds
 is refused with 409 (`run_claimed`, `run_key_reused`), as the document says; the generator
@@ -79,6 +79,8 @@ CROSS_FIELD_RULES = {
         (r"^jobs\[\d+\]\.timeout$", "must be more than 0s"),
         (r"^jobs\[\d+\]\.timeout$", "not a duration like"),
         (r"^jobs\[\d+\]\.job$", "is given twice"),
+        (r"^jobs\[\d+\]\.catchup_window$", "not a length like"),
+        (r"^jobs\[\d+\]\.jitter$", "not a duration like"),
     ],
 }
 

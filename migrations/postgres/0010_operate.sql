@@ -63,3 +63,8 @@ CREATE TABLE audit_log (
 
 CREATE INDEX audit_log_at_idx ON audit_log (at DESC, id DESC);
 CREATE INDEX audit_log_job_idx ON audit_log (job, at DESC);
+
+-- What a scheduler's job does after downtime (`catchup_window`; null: `latest`) and its jitter,
+-- as its schedule file says: shown by GET /jobs.
+ALTER TABLE agent_expectations ADD COLUMN catchup_window VARCHAR(64);
+ALTER TABLE agent_expectations ADD COLUMN jitter VARCHAR(64);

@@ -8,7 +8,7 @@ use agent_sdk::client::{Deliverer, SendError};
 use agent_sdk::wire::{ScheduledJob, ScheduledJobs};
 use tokio_util::sync::CancellationToken;
 
-use crate::schedule::Job;
+use crate::schedule::{Catchup, Job};
 
 /// The longest wait between two tries while the collector cannot be reached.
 const MAX_DELAY: Duration = Duration::from_secs(60);
@@ -24,6 +24,9 @@ pub fn scheduled(jobs: &[Job]) -> ScheduledJobs {
                 timezone: job.cron.timezone().name().to_owned(),
                 timeout: Some(humantime::format_duration(job.timeout).to_string()),
                 enabled: job.enabled,
+                catchup_window: (job.catchup != Catchup::Latest).then(|| job.catchup.text()),
+                jitter: (!job.jitter.is_zero())
+                    .then(|| humantime::format_duration(job.jitter).to_string()),
             })
             .collect(),
     }

@@ -213,6 +213,15 @@ pub struct ScheduledJob {
     pub timeout: Option<String>,
     /// A disabled job is not expected.
     pub enabled: bool,
+    /// What runs of the slots missed while no scheduler ran: a length (`10m`), `latest` or
+    /// `0s`; absent: `latest`. Shown by `GET /jobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub catchup_window: Option<String>,
+    /// The most a slot's run starts after its slot (`30s`). Shown by `GET /jobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub jitter: Option<String>,
 }
 
 /// A scheduler's whole schedule: its jobs replace the expectations scheduler published

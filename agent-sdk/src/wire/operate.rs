@@ -147,6 +147,11 @@ pub struct JobView {
     pub next_slot: Option<DateTime<Utc>>,
     /// Runs of the job now `running`.
     pub running: i64,
+    /// What runs of the slots missed while no scheduler ran (`latest`, `0s`, or a length).
+    pub catchup_window: String,
+    /// The most a slot's run starts after its slot, when the job has a jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
     /// Present while the job is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<JobPause>,

@@ -19,6 +19,7 @@ use super::params;
 use super::refusals::BodyRefusals;
 use crate::auth::Scope;
 use crate::domain::{AgentName, NewExpectation};
+use crate::store::ScheduledExpectation;
 
 /// The body limit of `PUT /expectations/scheduler`: 10 000 jobs with their longest strings.
 pub(super) const SCHEDULE_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -132,7 +133,7 @@ pub(super) async fn list_expectations(
     responses(
         (status = 200, description = "The scheduler's expectations, by name", body = ExpectationsResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 422, description = "A bad job (its cron, time zone or timeout, or a name given twice); details.fields names it as jobs[i].field", body = ErrorBody),
+        (status = 422, description = "A bad job (its cron, time zone, timeout, catchup_window or jitter, or a name given twice); details.fields names it as jobs[i].field", body = ErrorBody),
         (status = 503, description = "Database unavailable; retry after Retry-After", body = ErrorBody),
         BodyRefusals,
     ),
@@ -196,8 +197,35 @@ pub(super) async fn put_scheduled(
         };
         let expectation = NewExpectation::parse(agent, request, ExpectationSource::Scheduler)
             .map_err(|errors| ApiError::validation_at(&format!("jobs[{i}]"), &errors))?;
+        let catchup_window = match job.catchup_window {
+            Some(window) if window != "latest" => match humantime::parse_duration(&window) {
+                Ok(_) => Some(window),
+                Err(err) => {
+                    return Err(invalid(
+                        i,
+                        "catchup_window",
+                        format!("not a length like 10m, `0s` or `latest`: {err}"),
+                    ));
+                }
+            },
+            _ => None,
+        };
+        if let Some(jitter) = &job.jitter
+            && let Err(err) = humantime::parse_duration(jitter)
+        {
+            return Err(invalid(
+                i,
+                "jitter",
+                format!("not a duration like 30s: {err}"),
+            ));
+        }
         if job.enabled {
-            jobs.push((expectation, timeout));
+            jobs.push(ScheduledExpectation {
+                expectation,
+                timeout_seconds: timeout,
+                catchup_window,
+                jitter: job.jitter,
+            });
         }
     }
     let expectations = state

@@ -13,6 +13,62 @@ use super::{AgentAccess, Store, StoreError, SummaryChanges, Tx};
 use crate::domain::{AgentName, Cadence, NewExpectation, human};
 use crate::memo::Memo;
 
+/// A scheduler's job, as its publication stores it: the expectation, and what `GET /jobs`
+/// shows besides.
+#[derive(Debug, Clone)]
+pub struct ScheduledExpectation {
+    pub expectation: NewExpectation,
+    pub timeout_seconds: Option<i64>,
+    /// `latest` when `None`.
+    pub catchup_window: Option<String>,
+    pub jitter: Option<String>,
+}
+
+/// Writes each job's catchup window and jitter where they changed (a publication repeats
+/// them; one read, and a write only for what differs).
+async fn set_job_settings(tx: &mut Tx, jobs: &[ScheduledExpectation]) -> Result<(), StoreError> {
+    let scheduler = ExpectationSource::Scheduler.as_str();
+    let mut stored: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    for names in jobs.chunks(500) {
+        let rows: Vec<(String, Option<String>, Option<String>)> = tx
+            .fetch(
+                Query::select()
+                    .columns([
+                        AgentExpectations::Name,
+                        AgentExpectations::CatchupWindow,
+                        AgentExpectations::Jitter,
+                    ])
+                    .from(AgentExpectations::Table)
+                    .and_where(Expr::col(AgentExpectations::Source).eq(scheduler))
+                    .and_where(
+                        Expr::col(AgentExpectations::Name)
+                            .is_in(names.iter().map(|j| j.expectation.agent_name.as_str())),
+                    ),
+            )
+            .await?;
+        stored.extend(rows.into_iter().map(|(name, c, j)| (name, (c, j))));
+    }
+    for job in jobs {
+        let name = job.expectation.agent_name.as_str();
+        let wanted = (job.catchup_window.clone(), job.jitter.clone());
+        if stored.get(name) == Some(&wanted) {
+            continue;
+        }
+        tx.execute(
+            Query::update()
+                .table(AgentExpectations::Table)
+                .values([
+                    (AgentExpectations::CatchupWindow, wanted.0.into()),
+                    (AgentExpectations::Jitter, wanted.1.into()),
+                ])
+                .and_where(Expr::col(AgentExpectations::Source).eq(scheduler))
+                .and_where(Expr::col(AgentExpectations::Name).eq(name)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// A stored expectation, as read back.
 #[derive(Debug, Clone, FromRow)]
 pub struct ExpectationRow {
@@ -155,19 +211,27 @@ impl Store {
     /// `publisher`'s, by name.
     pub async fn sync_scheduled(
         &self,
-        jobs: &[(NewExpectation, Option<i64>)],
+        jobs: &[ScheduledExpectation],
         publisher: &str,
         access: &AgentAccess,
         now: DateTime<Utc>,
     ) -> Result<Vec<Expectation>, StoreError> {
         let now = now.trunc_subsecs(6);
         let mut tx = Tx::begin(self).await?;
-        for (job, timeout) in jobs {
-            upsert(&mut tx, job, *timeout, Some(publisher), now).await?;
+        for job in jobs {
+            upsert(
+                &mut tx,
+                &job.expectation,
+                job.timeout_seconds,
+                Some(publisher),
+                now,
+            )
+            .await?;
         }
+        set_job_settings(&mut tx, jobs).await?;
         let names: Vec<&str> = jobs
             .iter()
-            .map(|(job, _)| job.agent_name.as_str())
+            .map(|job| job.expectation.agent_name.as_str())
             .collect();
         let published = Cond::any()
             .add(Expr::col(AgentExpectations::Publisher).eq(publisher))

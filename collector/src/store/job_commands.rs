@@ -52,6 +52,16 @@ pub struct RunToCancel {
     pub status: String,
 }
 
+/// A job as the schedulers published it.
+#[derive(Debug, FromRow)]
+struct PublishedJob {
+    name: String,
+    cron: String,
+    timezone: String,
+    catchup_window: Option<String>,
+    jitter: Option<String>,
+}
+
 /// A run asked for, or a backfill's slot, not yet started.
 #[derive(Debug, FromRow)]
 struct PendingRun {
@@ -136,6 +146,8 @@ impl Store {
             AgentExpectations::Name,
             AgentExpectations::Cron,
             AgentExpectations::Timezone,
+            AgentExpectations::CatchupWindow,
+            AgentExpectations::Jitter,
         ])
         .from(AgentExpectations::Table)
         .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
@@ -144,7 +156,7 @@ impl Store {
         if let Some(access) = access.condition(AgentExpectations::AgentName) {
             jobs.cond_where(access);
         }
-        let jobs: Vec<(String, String, String)> = self.fetch(&jobs).await?;
+        let jobs: Vec<PublishedJob> = self.fetch(&jobs).await?;
 
         let mut running = Query::select();
         running
@@ -176,17 +188,19 @@ impl Store {
 
         Ok(jobs
             .into_iter()
-            .map(|(job, cron, timezone)| {
-                let next_slot = Cadence::from_columns(Some(&cron), Some(&timezone), None)
+            .map(|row| {
+                let next_slot = Cadence::from_columns(Some(&row.cron), Some(&row.timezone), None)
                     .ok()
                     .and_then(|cadence| cadence.next_after(now));
                 JobView {
-                    running: running.get(&job).copied().unwrap_or(0),
-                    pause: pauses.remove(&job),
-                    job,
-                    cron,
-                    timezone,
+                    running: running.get(&row.name).copied().unwrap_or(0),
+                    pause: pauses.remove(&row.name),
+                    job: row.name,
+                    cron: row.cron,
+                    timezone: row.timezone,
                     next_slot,
+                    catchup_window: row.catchup_window.unwrap_or_else(|| "latest".into()),
+                    jitter: row.jitter,
                 }
             })
             .collect())

@@ -27,7 +27,7 @@ mod summaries;
 mod tables;
 
 pub use access::AgentAccess;
-pub use agent_expectations::ExpectationRow;
+pub use agent_expectations::{ExpectationRow, ScheduledExpectation};
 pub use alert_deliveries::{AttemptOutcome, DueAlert};
 pub use audit_log::Audit;
 pub use db::Backend;

@@ -93,6 +93,8 @@ pub(super) enum AgentExpectations {
     CheckedUntil,
     NextCheckAt,
     Publisher,
+    CatchupWindow,
+    Jitter,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

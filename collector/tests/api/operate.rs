@@ -703,7 +703,56 @@ async fn a_backfill_asks_for_the_slots_that_did_not_run(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A job's catchup window and jitter, as its scheduler published them, in `GET /jobs`; bad ones
+/// are refused naming the job's field.
+async fn jobs_show_their_catchup_window_and_jitter(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let put = |jobs: Value| {
+        let app = &app;
+        async move {
+            into_json(
+                app.client
+                    .put(app.url("/expectations/scheduler"))
+                    .bearer_auth(&app.token)
+                    .json(&json!({ "jobs": jobs }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, body) = put(json!([
+        {"job": "a", "cron": "0 * * * *", "timezone": "UTC", "enabled": true,
+         "catchup_window": "10m", "jitter": "30s"},
+        {"job": "b", "cron": "0 * * * *", "timezone": "UTC", "enabled": true},
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = app.get("/jobs").await;
+    assert_eq!(body["jobs"][0]["catchup_window"], "10m");
+    assert_eq!(body["jobs"][0]["jitter"], "30s");
+    assert_eq!(body["jobs"][1]["catchup_window"], "latest");
+    assert!(body["jobs"][1].get("jitter").is_none(), "{body}");
+    // Published again without them: back to the defaults.
+    let (status, _) = put(json!([
+        {"job": "a", "cron": "0 * * * *", "timezone": "UTC", "enabled": true},
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = app.get("/jobs").await;
+    assert_eq!(body["jobs"][0]["catchup_window"], "latest");
+    for (field, value) in [("catchup_window", "soon"), ("jitter", "a bit")] {
+        let mut job = json!({"job": "a", "cron": "0 * * * *", "timezone": "UTC", "enabled": true});
+        job[field] = json!(value);
+        let (status, body) = put(json!([job])).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error_field(&body), format!("jobs[0].{field}"));
+    }
+}
+
 on_both_backends!(
+    jobs_show_their_catchup_window_and_jitter,
     a_backfill_asks_for_the_slots_that_did_not_run,
     jobs_show_their_slot_runs_and_pause,
     pause_resume_and_the_audit_log,

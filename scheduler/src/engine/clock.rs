@@ -143,13 +143,14 @@ impl Engine {
             ConcurrencyPolicy::Forbid | ConcurrencyPolicy::Allow => {}
         }
         let delay = jitter_of(&job.name, slot, job.jitter);
-        let _ = self.spawn_run_after(
+        // Not awaited: the clock goes on; the tracker waits for the run at shutdown.
+        drop(self.spawn_run_after(
             state.clone(),
             RunContext::new(&job.name)
                 .scheduled(slot)
                 .with_run_key(run_key_of(&job.name, slot)),
             delay,
-        );
+        ));
     }
 }
 

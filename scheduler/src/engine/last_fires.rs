@@ -1,5 +1,5 @@
 //! `<spool>/state/last-fires.json`: each job's last slot fired, so that after downtime the
-//! missed slots are handled by the job's misfire policy.
+//! missed slots are handled by the job's `catchup_window`.
 //!
 //! Written once a minute and on stop, whole or not at all ([`agent_sdk::fs::write_atomically`]).
 //! A slightly stale value can only re-fire a slot already run, whose `run_key` (derived from

@@ -1,12 +1,15 @@
 //! Fires jobs on their schedules and runs them. A job is an entry of the schedule file; it runs
 //! an agent (its own name's, or the one its `agent` names) with its parameters.
 //!
-//! - [`clock`]: each job's clock: the slots of its cron, misfires after downtime, firing under
-//!   the concurrency policy, and the run key of a slot;
+//! - [`clock`]: each job's clock: the slots of its cron, the slots missed during downtime
+//!   (`catchup_window`), firing under the concurrency policy after the job's jitter, and the
+//!   run key of a slot;
+//! - [`commands`]: what operators ask through the collector (pause, run now, backfill,
+//!   cancel), polled each second;
 //! - [`run`]: one run: the global limit, the timeout and retries of its attempts, the journal,
 //!   its metrics and log line, delivery;
 //! - [`last_fires`] and [`journal`]: the state on disk, in `<spool>/state/`: each job's last
-//!   slot fired (so that downtime is handled by the misfire policy) and every run not yet
+//!   slot fired (so that downtime is handled by its `catchup_window`) and every run not yet
 //!   delivered or spooled (so that a killed scheduler loses none).
 
 mod claim;

@@ -27,7 +27,8 @@ impl Engine {
     /// Starts a run of `state`'s job; `ctx`'s params (a run asked for by hand) go over the
     /// job's own.
     pub(super) fn spawn_run(&self, state: Arc<JobState>, ctx: RunContext) {
-        let _ = self.spawn_run_after(state, ctx, Duration::ZERO);
+        // Not awaited: the tracker waits for the run at shutdown.
+        drop(self.spawn_run_after(state, ctx, Duration::ZERO));
     }
 
     /// [`Engine::spawn_run`], the run waiting `delay` first (a job's jitter); the handle

@@ -125,6 +125,20 @@ impl Grant {
             .is_none_or(|patterns| patterns.iter().any(|p| p.matches(agent)))
     }
 
+    /// Whether every agent `pattern` matches is one this token allows (a silence's patterns).
+    pub fn covers(&self, pattern: &AgentPattern) -> bool {
+        let Some(patterns) = &self.agents else {
+            return true;
+        };
+        match pattern {
+            AgentPattern::Exact(name) => self.allows_agent(name),
+            AgentPattern::Prefix(prefix) => patterns.iter().any(|own| match own {
+                AgentPattern::Prefix(own) => prefix.starts_with(own.as_str()),
+                AgentPattern::Exact(_) => false,
+            }),
+        }
+    }
+
     /// `None` when the token covers every agent.
     pub fn agent_patterns(&self) -> Option<&[AgentPattern]> {
         self.agents.as_deref()

@@ -53,9 +53,11 @@ CREATE TABLE audit_log (
     id        BIGSERIAL PRIMARY KEY,
     at        TIMESTAMPTZ  NOT NULL,
     actor     VARCHAR(255) NOT NULL,
-    action    VARCHAR(20)  NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel', 'backfill')),
-    job       VARCHAR(100) NOT NULL,
+    action    VARCHAR(20)  NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel', 'backfill', 'silence', 'unsilence')),
+    -- The job acted on; null for a silence's actions.
+    job       VARCHAR(100),
     run_key   UUID,
+    silence_id BIGINT,
     note      VARCHAR(1000),
     -- What else it carried (a pause's until, a run's params), a JSON object as text.
     details   TEXT
@@ -68,3 +70,25 @@ CREATE INDEX audit_log_job_idx ON audit_log (job, at DESC);
 -- as its schedule file says: shown by GET /jobs.
 ALTER TABLE agent_expectations ADD COLUMN catchup_window VARCHAR(64);
 ALTER TABLE agent_expectations ADD COLUMN jitter VARCHAR(64);
+
+-- Silences: while one is in force, the alerts of the incidents it matches (agents by name or
+-- prefix, kinds; every kind when `kinds` is null) are held, not sent; one whose transition is
+-- still open when the silence ends is sent then, the others never. `agents` and `kinds` are JSON
+-- arrays as text.
+CREATE TABLE silences (
+    id          BIGSERIAL PRIMARY KEY,
+    agents      TEXT         NOT NULL,
+    kinds       TEXT,
+    since       TIMESTAMPTZ  NOT NULL,
+    until       TIMESTAMPTZ  NOT NULL CHECK (until > since),
+    note        VARCHAR(1000),
+    created_by  VARCHAR(255) NOT NULL,
+    -- Ended before its `until` (DELETE /silences/{id}).
+    ended_at    TIMESTAMPTZ  CHECK (ended_at >= since),
+    ended_by    VARCHAR(255)
+);
+
+-- An alert event a silence holds: which one, and until when (its end, or sooner if it is
+-- ended by hand); routed once that time has passed.
+ALTER TABLE alert_events ADD COLUMN silenced_by BIGINT;
+ALTER TABLE alert_events ADD COLUMN silenced_until TIMESTAMPTZ;

@@ -87,9 +87,10 @@ CREATE TABLE audit_log (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     at        TEXT NOT NULL,
     actor     TEXT NOT NULL CHECK (length(actor) <= 255),
-    action    TEXT NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel', 'backfill')),
-    job       TEXT NOT NULL CHECK (length(job) <= 100),
+    action    TEXT NOT NULL CHECK (action IN ('pause', 'resume', 'run', 'cancel', 'backfill', 'silence', 'unsilence')),
+    job       TEXT CHECK (length(job) <= 100),
     run_key   BLOB,
+    silence_id INTEGER,
     note      TEXT CHECK (length(note) <= 1000),
     details   TEXT
 );
@@ -101,6 +102,21 @@ CREATE INDEX audit_log_job_idx ON audit_log (job, at DESC);
 -- as its schedule file says: shown by GET /jobs.
 ALTER TABLE agent_expectations ADD COLUMN catchup_window TEXT;
 ALTER TABLE agent_expectations ADD COLUMN jitter TEXT;
+
+CREATE TABLE silences (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    agents      TEXT NOT NULL,
+    kinds       TEXT,
+    since       TEXT NOT NULL,
+    until       TEXT NOT NULL CHECK (until > since),
+    note        TEXT CHECK (length(note) <= 1000),
+    created_by  TEXT NOT NULL CHECK (length(created_by) <= 255),
+    ended_at    TEXT CHECK (ended_at >= since),
+    ended_by    TEXT CHECK (length(ended_by) <= 255)
+);
+
+ALTER TABLE alert_events ADD COLUMN silenced_by INTEGER;
+ALTER TABLE alert_events ADD COLUMN silenced_until TEXT;
 
 COMMIT;
 

@@ -18,8 +18,9 @@ pub use monitoring::{
 };
 pub use operate::{
     AuditAction, AuditEntry, AuditResponse, BackfillAccepted, BackfillRequest, CancelCommand,
-    Commands, CommandsRequest, JobPause, JobView, JobsResponse, MAX_BACKFILL_SLOTS, NOTE_MAX_CHARS,
-    NoteRequest, PauseRequest, PausedJob, RunCommand, RunNowRequest, RunRequested,
+    Commands, CommandsRequest, JobPause, JobView, JobsResponse, MAX_BACKFILL_SLOTS,
+    MAX_SILENCE_AGENTS, NOTE_MAX_CHARS, NoteRequest, PauseRequest, PausedJob, RunCommand,
+    RunNowRequest, RunRequested, Silence, SilenceRequest, SilencesResponse,
 };
 pub use report::{
     RunReport, RunStatus, RunTrigger, validate_agent_name, validate_metric_name, validate_metrics,

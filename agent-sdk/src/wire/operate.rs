@@ -174,6 +174,8 @@ pub enum AuditAction {
     Run,
     Cancel,
     Backfill,
+    Silence,
+    Unsilence,
 }
 
 impl AuditAction {
@@ -184,6 +186,8 @@ impl AuditAction {
             Self::Run => "run",
             Self::Cancel => "cancel",
             Self::Backfill => "backfill",
+            Self::Silence => "silence",
+            Self::Unsilence => "unsilence",
         }
     }
 
@@ -194,6 +198,8 @@ impl AuditAction {
             "run" => Some(Self::Run),
             "cancel" => Some(Self::Cancel),
             "backfill" => Some(Self::Backfill),
+            "silence" => Some(Self::Silence),
+            "unsilence" => Some(Self::Unsilence),
             _ => None,
         }
     }
@@ -208,7 +214,12 @@ pub struct AuditEntry {
     /// The subject of the token that acted.
     pub actor: String,
     pub action: AuditAction,
-    pub job: String,
+    /// The job acted on (none for a silence's actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The silence made or ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_id: Option<i64>,
     /// The run acted on (`cancel`) or requested (`run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_key: Option<Uuid>,
@@ -286,4 +297,62 @@ pub struct Commands {
     pub paused: Vec<PausedJob>,
     pub runs: Vec<RunCommand>,
     pub cancels: Vec<CancelCommand>,
+}
+
+/// Most agent patterns of one silence.
+pub const MAX_SILENCE_AGENTS: usize = 100;
+
+/// `POST /silences`: hold the alerts of matching incidents until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SilenceRequest {
+    /// Agent names, or prefixes ending in `*` (`billing_*`; `*` alone: every agent).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
+    pub agents: Vec<String>,
+    /// The incident kinds silenced; absent or empty: every kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<super::IncidentKind>>,
+    /// When it ends (in the future, at most 90 days on).
+    #[serde(deserialize_with = "super::rfc3339::required")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub until: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1000, pattern = r"^[^\x00]*$")
+    )]
+    pub note: Option<String>,
+}
+
+/// A silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Silence {
+    pub id: i64,
+    pub agents: Vec<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<super::IncidentKind>,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// Ended before `until` (`DELETE /silences/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// In force now.
+    pub active: bool,
+}
+
+/// `GET /silences`: those in force, then those that ended in the last 7 days; newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SilencesResponse {
+    pub silences: Vec<Silence>,
 }

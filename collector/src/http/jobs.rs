@@ -62,7 +62,7 @@ async fn published(state: &AppState, job: &str) -> Result<(String, Cadence), Api
 }
 
 /// A note: at most [`NOTE_MAX_CHARS`] characters, no NUL.
-fn checked_note(note: Option<&str>) -> Result<Option<&str>, ApiError> {
+pub(super) fn checked_note(note: Option<&str>) -> Result<Option<&str>, ApiError> {
     let Some(note) = note else {
         return Ok(None);
     };

@@ -14,6 +14,7 @@ mod params;
 pub mod prometheus;
 mod refusals;
 mod runs;
+mod silences;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -110,6 +111,8 @@ fn api(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::backfill_job))
         .routes(routes!(jobs::cancel_run))
         .routes(routes!(jobs::list_audit))
+        .routes(routes!(silences::create_silence, silences::list_silences))
+        .routes(routes!(silences::end_silence))
         .routes(routes!(jobs::scheduler_commands))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))

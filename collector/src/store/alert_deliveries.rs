@@ -2,7 +2,7 @@
 
 use agent_sdk::wire::{Incident, IncidentKind, RunStatus};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Order, Query};
+use sea_query::{Cond, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Order, Query};
 use sqlx::FromRow;
 
 use super::tables::{AgentRuns, AlertAttempts, AlertDeliveries, AlertEvents, Incidents};
@@ -36,8 +36,49 @@ pub enum AttemptOutcome {
 #[derive(FromRow)]
 struct EventRow {
     id: i64,
+    incident_id: i64,
     agent_name: String,
     kind: String,
+    event: String,
+    created_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    silenced_by: Option<i64>,
+}
+
+/// An event a silence held, once the silence has ended: sent if its transition is still open
+/// (an `opened` whose incident is still open, a `resolved` whose `opened` was sent), else
+/// dropped.
+async fn decide_held(tx: &mut Tx, event: &EventRow, silence: i64) -> Result<Route, StoreError> {
+    let open = match event.event.as_str() {
+        "opened" => event.resolved_at.is_none(),
+        _ => {
+            let opened: Vec<(Option<i64>,)> = tx
+                .fetch(
+                    Query::select()
+                        .column(AlertEvents::SilencedBy)
+                        .from(AlertEvents::Table)
+                        .and_where(Expr::col(AlertEvents::IncidentId).eq(event.incident_id))
+                        .and_where(Expr::col(AlertEvents::Event).eq("opened")),
+                )
+                .await?;
+            opened.iter().all(|(held,)| held.is_none())
+        }
+    };
+    Ok(if open {
+        Route::Send
+    } else {
+        Route::Drop { silence }
+    })
+}
+
+/// What routing does with an event.
+enum Route {
+    /// Its deliveries, one per matching route.
+    Send,
+    /// Nothing yet: a silence in force holds it until its end.
+    Hold { silence: i64, until: DateTime<Utc> },
+    /// Never sent: a silence held it and its transition is no longer open.
+    Drop { silence: i64 },
 }
 
 #[derive(FromRow)]
@@ -61,6 +102,10 @@ const ERROR_LINES: usize = 10;
 impl Store {
     /// Gives every event not routed yet its deliveries: one per route `routes` names for the
     /// incident's agent and kind, due at `now`. Returns how many deliveries it created.
+    ///
+    /// An event a silence holds (`silences.rs`) waits, unrouted, until the silence ends; then
+    /// it is sent if its transition is still open (an `opened` whose incident is still open, a
+    /// `resolved` whose `opened` was sent), and otherwise never.
     pub async fn route_alert_events(
         &self,
         routes: impl Fn(&str, IncidentKind) -> Vec<String>,
@@ -71,8 +116,15 @@ impl Store {
         let select = Query::select()
             .column((AlertEvents::Table, AlertEvents::Id))
             .columns([
+                (AlertEvents::Table, AlertEvents::IncidentId),
+                (AlertEvents::Table, AlertEvents::Event),
+                (AlertEvents::Table, AlertEvents::CreatedAt),
+                (AlertEvents::Table, AlertEvents::SilencedBy),
+            ])
+            .columns([
                 (Incidents::Table, Incidents::AgentName),
                 (Incidents::Table, Incidents::Kind),
+                (Incidents::Table, Incidents::ResolvedAt),
             ])
             .from(AlertEvents::Table)
             .inner_join(
@@ -81,15 +133,60 @@ impl Store {
                     .equals((AlertEvents::Table, AlertEvents::IncidentId)),
             )
             .and_where(Expr::col((AlertEvents::Table, AlertEvents::RoutedAt)).is_null())
+            .cond_where(
+                Cond::any()
+                    .add(Expr::col((AlertEvents::Table, AlertEvents::SilencedUntil)).is_null())
+                    .add(Expr::col((AlertEvents::Table, AlertEvents::SilencedUntil)).lte(now)),
+            )
             .order_by((AlertEvents::Table, AlertEvents::Id), Order::Asc)
             .limit(1000)
             .to_owned();
         let events: Vec<EventRow> = tx.fetch(&select).await?;
+        let silences = if events.is_empty() {
+            Vec::new()
+        } else {
+            tx.recent_silences(now).await?
+        };
         let mut created = 0;
         for event in &events {
             let Some(kind) = IncidentKind::parse(&event.kind) else {
                 continue;
             };
+            let holding = silences
+                .iter()
+                .find(|s| s.holds(&event.agent_name, kind, event.created_at));
+            let route = match (holding, event.silenced_by) {
+                (Some(silence), _) if silence.end() > now => Route::Hold {
+                    silence: silence.id(),
+                    until: silence.end(),
+                },
+                (Some(silence), _) => decide_held(&mut tx, event, silence.id()).await?,
+                (None, Some(silence)) => decide_held(&mut tx, event, silence).await?,
+                (None, None) => Route::Send,
+            };
+            let mut update = Query::update();
+            update
+                .table(AlertEvents::Table)
+                .and_where(Expr::col(AlertEvents::Id).eq(event.id));
+            match route {
+                Route::Hold { silence, until } => {
+                    update.values([
+                        (AlertEvents::SilencedBy, silence.into()),
+                        (AlertEvents::SilencedUntil, until.into()),
+                    ]);
+                    tx.execute(&update).await?;
+                    continue;
+                }
+                Route::Drop { silence } => {
+                    update.values([
+                        (AlertEvents::SilencedBy, silence.into()),
+                        (AlertEvents::RoutedAt, now.into()),
+                    ]);
+                    tx.execute(&update).await?;
+                    continue;
+                }
+                Route::Send => {}
+            }
             for route in routes(&event.agent_name, kind) {
                 let mut insert = Query::insert();
                 insert
@@ -107,12 +204,8 @@ impl Store {
                     );
                 created += usize::try_from(tx.execute(&insert).await?).unwrap_or(0);
             }
-            let mut routed = Query::update();
-            routed
-                .table(AlertEvents::Table)
-                .value(AlertEvents::RoutedAt, now)
-                .and_where(Expr::col(AlertEvents::Id).eq(event.id));
-            tx.execute(&routed).await?;
+            update.value(AlertEvents::RoutedAt, now);
+            tx.execute(&update).await?;
         }
         tx.commit().await?;
         Ok(created)

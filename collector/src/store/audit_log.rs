@@ -1,4 +1,4 @@
-//! The audit log: every action taken on a job or run (pause, resume, run now, cancel), by whom,
+//! The audit log: every action taken on a job, a run or a silence, by whom,
 //! with its note; written in the transaction of the change it records, listed by `GET /audit`.
 
 use agent_sdk::wire::{AuditAction, AuditEntry};
@@ -29,7 +29,8 @@ struct AuditRow {
     at: DateTime<Utc>,
     actor: String,
     action: String,
-    job: String,
+    job: Option<String>,
+    silence_id: Option<i64>,
     run_key: Option<Uuid>,
     note: Option<String>,
     details: Option<String>,
@@ -53,6 +54,7 @@ impl Store {
                 AuditLog::Actor,
                 AuditLog::Action,
                 AuditLog::Job,
+                AuditLog::SilenceId,
                 AuditLog::RunKey,
                 AuditLog::Note,
                 AuditLog::Details,
@@ -84,6 +86,7 @@ impl Store {
                     actor: row.actor,
                     action,
                     job: row.job,
+                    silence_id: row.silence_id,
                     run_key: row.run_key,
                     note: row.note,
                     details: row.details.and_then(|d| serde_json::from_str(&d).ok()),
@@ -117,6 +120,37 @@ impl Tx {
                     audit.run_key.into(),
                     audit.note.into(),
                     details.into(),
+                ]),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Writes the audit row of a silence made or ended (`action`: `silence`, `unsilence`).
+    pub(crate) async fn audit_silence(
+        &mut self,
+        actor: &str,
+        action: AuditAction,
+        silence_id: i64,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            Query::insert()
+                .into_table(AuditLog::Table)
+                .columns([
+                    AuditLog::At,
+                    AuditLog::Actor,
+                    AuditLog::Action,
+                    AuditLog::SilenceId,
+                    AuditLog::Note,
+                ])
+                .values_panic([
+                    at.trunc_subsecs(6).into(),
+                    actor.into(),
+                    action.as_str().into(),
+                    silence_id.into(),
+                    note.into(),
                 ]),
         )
         .await?;

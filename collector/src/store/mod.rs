@@ -22,6 +22,7 @@ mod pools;
 mod readonly;
 mod retention;
 mod runs;
+mod silences;
 mod slots;
 mod summaries;
 mod tables;
@@ -38,6 +39,7 @@ pub use pools::PoolSettings;
 pub use readonly::grant_readonly;
 pub use retention::{PRUNE_BATCH, PRUNE_LOCK, Pruned, Retention};
 pub use runs::{HeldConnection, MetricFilter, OVERDUE_LOCK, RecentRun, RunFilter, Started, Stored};
+pub use silences::SILENCES_KEPT;
 pub use summaries::{
     KNOWN_BY_NAME, LastTimes, MetricDay, RunDay, SummaryChange, SummaryChanges, SummaryFilter,
 };

@@ -135,6 +135,8 @@ pub(super) enum AlertEvents {
     Event,
     CreatedAt,
     RoutedAt,
+    SilencedBy,
+    SilencedUntil,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]
@@ -201,7 +203,22 @@ pub(super) enum AuditLog {
     Actor,
     Action,
     Job,
+    SilenceId,
     RunKey,
     Note,
     Details,
+}
+
+#[derive(Debug, Clone, Copy, Iden)]
+pub(super) enum Silences {
+    Table,
+    Id,
+    Agents,
+    Kinds,
+    Since,
+    Until,
+    Note,
+    CreatedBy,
+    EndedAt,
+    EndedBy,
 }

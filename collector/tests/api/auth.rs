@@ -293,7 +293,21 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let run_id = started["run_id"].as_i64().unwrap();
-    let operated = "select (select count(*) from job_pauses) + (select count(*) from job_commands) + (select count(*) from audit_log)";
+    let silence = app
+        .db
+        .store()
+        .create_silence(
+            &["theirs".parse().unwrap()],
+            &[],
+            chrono::Utc::now() + chrono::TimeDelta::hours(1),
+            None,
+            "them",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let operated = "select (select count(*) from job_pauses) + (select count(*) from job_commands) \
+                    + (select count(*) from audit_log) + (select count(*) from silences where ended_at is null)";
     let before = (
         app.db.scalar::<i64>(operated).await,
         app.row_counts().await,
@@ -331,6 +345,9 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
                 ("post", "/jobs/{job}/resume") => serde_json::json!({}),
                 ("post", "/jobs/{job}/runs") => serde_json::json!({"params": {"n": 1}}),
                 ("post", "/runs/{id}/cancel") => serde_json::json!({"note": "mine"}),
+                ("post", "/silences") => serde_json::json!({"agents": ["theirs"],
+                    "until": (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339()}),
+                ("delete", "/silences/{id}") => serde_json::Value::Null,
                 ("post", "/jobs/{job}/backfill") => serde_json::json!({
                     "from": (chrono::Utc::now() - chrono::TimeDelta::days(2)).to_rfc3339(),
                     "to": (chrono::Utc::now() - chrono::TimeDelta::days(1)).to_rfc3339()}),
@@ -340,7 +357,15 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
                 &path
                     .replace("{name}", "theirs")
                     .replace("{job}", "theirs")
-                    .replace("{id}", &run_id.to_string()),
+                    .replace(
+                        "{id}",
+                        &if path.starts_with("/silences") {
+                            silence.id
+                        } else {
+                            run_id
+                        }
+                        .to_string(),
+                    ),
             );
             let request = app
                 .client
@@ -363,7 +388,7 @@ async fn an_agent_limited_token_writes_nothing_of_another_agent(db: Db) {
             walked.push(format!("{method} {path}"));
         }
     }
-    assert_eq!(walked.len(), 11, "{walked:?}");
+    assert_eq!(walked.len(), 13, "{walked:?}");
     let after = (
         app.db.scalar::<i64>(operated).await,
         app.row_counts().await,

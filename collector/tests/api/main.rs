@@ -23,6 +23,7 @@ mod readonly;
 mod reads;
 mod retention;
 mod schema;
+mod silences;
 mod summaries;
 mod summaries_alike;
 mod validation;

@@ -144,13 +144,15 @@ impl Engine {
         }
         let delay = jitter_of(&job.name, slot, job.jitter);
         // Not awaited: the clock goes on; the tracker waits for the run at shutdown.
-        drop(self.spawn_run_after(
-            state.clone(),
-            RunContext::new(&job.name)
-                .scheduled(slot)
-                .with_run_key(run_key_of(&job.name, slot)),
-            delay,
-        ));
+        drop(
+            self.spawn_run_after(
+                state.clone(),
+                RunContext::new(&job.name)
+                    .scheduled(slot)
+                    .with_run_key(run_key_of(&job.name, slot)),
+                delay,
+            ),
+        );
     }
 }
 

@@ -34,14 +34,17 @@ pub(crate) async fn audit(State(state): State<AppState>, viewer: Viewer) -> Page
                 (empty("No action taken yet: pauses, runs asked for and cancels are listed here."))
             } @else {
                 table class="audit" {
-                    thead { tr { th { "When" } th { "Who" } th { "Did" } th { "Job" } th { "Run" } th { "Note" } } }
+                    thead { tr { th { "When" } th { "Who" } th { "Did" } th { "Job or silence" } th { "Run" } th { "Note" } } }
                     tbody {
                         @for e in &entries {
                             tr {
                                 td data-label="When" { (time_ago(e.at, now)) }
                                 td data-label="Who" { (e.actor) }
                                 td data-label="Did" { span class=(format!("badge {}", e.action.as_str())) { (e.action.as_str()) } }
-                                td data-label="Job" { a href=(format!("/ui/agents/{}", e.job)) { (e.job) } }
+                                td data-label="Job" {
+                                    @if let Some(job) = &e.job { a href=(format!("/ui/agents/{job}")) { (job) } }
+                                    @else if let Some(id) = e.silence_id { "silence #" (id) }
+                                }
                                 td data-label="Run" { @if let Some(key) = e.run_key { code { (key) } } }
                                 td data-label="Note" { @if let Some(note) = &e.note { (note) } }
                             }

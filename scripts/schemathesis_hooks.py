@@ -15,6 +15,8 @@ or the clock, and no schema can state them; the document says them in words:
   `cron` a cron expression, `timezone` an IANA zone name, `every` and `grace` durations
   (`90s`, `1h`) within a year: syntaxes the document names in words.
 - POST /jobs/{job}/pause: `until` in the future (the clock).
+- POST /silences: `until` in the future and at most 90 days on (the clock); each of `agents` an
+  agent name or a prefix ending in `*` (a syntax the document names in words).
 - POST /jobs/{job}/backfill: `to` not before `from` nor in the future, and at most 1000 slots
   of the job's cron between them.
 - PUT /expectations/scheduler: the same for each job (`jobs[i].cron`, `.timezone`, `.timeout`
@@ -68,6 +70,11 @@ CROSS_FIELD_RULES = {
         ("grace", "is longer than a year"),
     ],
     "POST /jobs/{job}/pause": [("until", "must be in the future")],
+    "POST /silences": [
+        ("until", "must be in the future"),
+        ("until", "must be at most 90 days"),
+        (r"^agents\[\d+\]$", "invalid agent pattern"),
+    ],
     "POST /jobs/{job}/backfill": [
         ("to", "is before `from`"),
         ("to", "is in the future"),

@@ -486,6 +486,37 @@ async fn operate(client: &Client, platform: &Platform, keys: &TokenKeys, dir: &P
             .unwrap();
     assert_eq!(reason.as_deref(), Some("cancelled by alice: stuck"));
 
+    // A silence, from the incidents page, then ended there.
+    client.goto(&platform.url("/ui/incidents")).await.unwrap();
+    fill(client, "form#silence [name=agents]", "hello, team_a_*").await;
+    fill(client, "form#silence [name=for]", "2h").await;
+    click(client, Locator::Css("form#silence [name=kind_failing]")).await;
+    fill(client, "form#silence [name=note]", "deploying").await;
+    click(client, Locator::Css("form#silence button")).await;
+    let listed = text_of(client, "table.silences td[data-label=Agents]").await;
+    assert_eq!(listed, "hello, team_a_*");
+    let silence: (String, Option<String>, Option<String>) =
+        sqlx::query_as("select agents, kinds, note from silences")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        silence,
+        (
+            r#"["hello","team_a_*"]"#.to_owned(),
+            Some(r#"["failing"]"#.to_owned()),
+            Some("deploying".to_owned())
+        )
+    );
+    screenshots(client, "incidents-silence").await;
+    click(client, Locator::Css("table.silences form button")).await;
+    text_of(client, "h1").await;
+    let (ended_by,): (Option<String>,) = sqlx::query_as("select ended_by from silences")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(ended_by.as_deref(), Some("alice"));
+
     // Every action on the audit page.
     client.goto(&platform.url("/ui/audit")).await.unwrap();
     text_of(client, "table.audit").await;
@@ -497,7 +528,10 @@ async fn operate(client: &Client, platform: &Platform, keys: &TokenKeys, dir: &P
     {
         actions.push(cell.text().await.unwrap());
     }
-    assert_eq!(actions, ["cancel", "resume", "run", "pause"]);
+    assert_eq!(
+        actions,
+        ["unsilence", "silence", "cancel", "resume", "run", "pause"]
+    );
     screenshots(client, "audit").await;
 
     // A form posted without the session's key (as another page would) is refused.

@@ -33,7 +33,7 @@ fn invalid(field: &str, message: String) -> ApiError {
 }
 
 /// Whether `grant` may act on every agent of `patterns`.
-fn covers_all(grant: &Grant, patterns: &[AgentPattern]) -> bool {
+pub(super) fn covers_all(grant: &Grant, patterns: &[AgentPattern]) -> bool {
     patterns.iter().all(|p| grant.covers(p))
 }
 
@@ -58,6 +58,16 @@ pub(super) async fn create_silence(
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
     caller.require(Scope::Operate)?;
     let ApiJson(request) = body?;
+    let silence = create(&state, &caller.0, request).await?;
+    Ok((StatusCode::CREATED, Json(silence)))
+}
+
+/// Makes the silence `request` asks for, for `grant`'s holder (the API's and the console's).
+pub(super) async fn create(
+    state: &AppState,
+    grant: &Grant,
+    request: SilenceRequest,
+) -> Result<Silence, ApiError> {
     if request.agents.is_empty() || request.agents.len() > MAX_SILENCE_AGENTS {
         return Err(invalid(
             "agents",
@@ -71,11 +81,12 @@ pub(super) async fn create_silence(
     for (i, agent) in request.agents.iter().enumerate() {
         patterns.push(
             agent
+                .trim()
                 .parse::<AgentPattern>()
                 .map_err(|e| invalid(&format!("agents[{i}]"), e))?,
         );
     }
-    if !covers_all(&caller.0, &patterns) {
+    if !covers_all(grant, &patterns) {
         return Err(ApiError::forbidden(
             "this token may not silence every agent these patterns match",
         ));
@@ -96,17 +107,10 @@ pub(super) async fn create_silence(
     kinds.dedup();
     let silence = state
         .store
-        .create_silence(
-            &patterns,
-            &kinds,
-            request.until,
-            note,
-            &caller.0.subject,
-            now,
-        )
+        .create_silence(&patterns, &kinds, request.until, note, &grant.subject, now)
         .await?;
-    tracing::info!(id = silence.id, agents = ?silence.agents, until = %silence.until, by = caller.0.subject, "silenced");
-    Ok((StatusCode::CREATED, Json(silence)))
+    tracing::info!(id = silence.id, agents = ?silence.agents, until = %silence.until, by = grant.subject, "silenced");
+    Ok(silence)
 }
 
 /// `GET /silences`: those in force, then those that ended in the last 7 days, newest first;
@@ -151,6 +155,17 @@ pub(super) async fn end_silence(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::Operate)?;
     let OptionalJson(request) = body?;
+    end(&state, &caller.0, id, request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends silence `id` now, for `grant`'s holder.
+pub(super) async fn end(
+    state: &AppState,
+    grant: &Grant,
+    id: i64,
+    request: NoteRequest,
+) -> Result<(), ApiError> {
     tracing::Span::current().record("id", id);
     let note = checked_note(request.note.as_deref())?;
     let now = Utc::now();
@@ -164,21 +179,19 @@ pub(super) async fn end_silence(
     match state.store.silence_patterns(id, now).await? {
         None => Err(ApiError::not_found(format!("no silence with id {id}"))),
         Some(Acted::Nothing) => Err(ended()),
-        Some(Acted::Done(patterns)) if !covers_all(&caller.0, &patterns) => Err(
-            ApiError::forbidden(format!("this token may not end silence {id}")),
-        ),
-        Some(Acted::Done(_)) => {
-            match state
-                .store
-                .end_silence(id, &caller.0.subject, note, now)
-                .await?
-            {
-                Acted::Done(()) => {
-                    tracing::info!(id, by = caller.0.subject, "silence ended");
-                    Ok(StatusCode::NO_CONTENT)
-                }
-                Acted::Nothing => Err(ended()),
+        Some(Acted::Done(patterns)) if !covers_all(grant, &patterns) => Err(ApiError::forbidden(
+            format!("this token may not end silence {id}"),
+        )),
+        Some(Acted::Done(_)) => match state
+            .store
+            .end_silence(id, &grant.subject, note, now)
+            .await?
+        {
+            Acted::Done(()) => {
+                tracing::info!(id, by = grant.subject, "silence ended");
+                Ok(())
             }
-        }
+            Acted::Nothing => Err(ended()),
+        },
     }
 }

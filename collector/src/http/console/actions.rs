@@ -1,16 +1,16 @@
 //! The console's forms that act (scope `operate`): pause, resume and run a job now on its
-//! agent page, cancel a run on its page. Each is a POST from this origin (`same_origin`) with
+//! agent page, cancel a run on its page, silence and end a silence on the incidents page. Each is a POST from this origin (`same_origin`) with
 //! the session's form key (`Viewer::form_key`), makes the API's own action
 //! (`crate::http::jobs`), audited under the token's subject, and answers with a redirect back
 //! to the page it came from. No JavaScript is needed; a cancel asks for a ticked confirmation.
 
-use agent_sdk::wire::{NoteRequest, PauseRequest, RunNowRequest};
+use agent_sdk::wire::{IncidentKind, NoteRequest, PauseRequest, RunNowRequest, SilenceRequest};
 use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Redirect;
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -19,7 +19,7 @@ use super::{Viewer, same_origin};
 use crate::http::AppState;
 use crate::http::api_error::ApiError;
 use crate::http::extract::ApiPath;
-use crate::http::jobs;
+use crate::http::{jobs, silences};
 
 /// What every action form sends: the key, and a note.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -39,11 +39,54 @@ pub(crate) struct ActionForm {
     /// A cancel's confirmation: `yes` when ticked.
     #[serde(default)]
     confirm: String,
+    /// A silence's agents: names or prefixes ending in `*`, comma-separated.
+    #[serde(default)]
+    agents: String,
+    /// A silence's kinds, one box each (`yes` when ticked); none ticked: every kind.
+    #[serde(default)]
+    kind_missed: String,
+    #[serde(default)]
+    kind_failing: String,
+    #[serde(default)]
+    kind_stale: String,
+    #[serde(default)]
+    kind_overdue: String,
+    #[serde(default)]
+    kind_slow: String,
 }
 
 impl ActionForm {
     fn note(&self) -> Option<String> {
         Some(self.note.trim().to_owned()).filter(|n| !n.is_empty())
+    }
+
+    /// The length in `for` (`2h`), from now.
+    fn until(&self) -> Result<Option<DateTime<Utc>>, PageError> {
+        match self.pause_for.trim() {
+            "" => Ok(None),
+            length => humantime::parse_duration(length)
+                .ok()
+                .and_then(|d| TimeDelta::from_std(d).ok())
+                .filter(|d| *d > TimeDelta::zero())
+                .map(|d| Some(Utc::now() + d))
+                .ok_or_else(|| {
+                    unprocessable("for", format!("{length:?} is not a length like 2h or 30m"))
+                }),
+        }
+    }
+
+    fn kinds(&self) -> Vec<IncidentKind> {
+        [
+            (&self.kind_missed, IncidentKind::Missed),
+            (&self.kind_failing, IncidentKind::Failing),
+            (&self.kind_stale, IncidentKind::Stale),
+            (&self.kind_overdue, IncidentKind::Overdue),
+            (&self.kind_slow, IncidentKind::Slow),
+        ]
+        .into_iter()
+        .filter(|(ticked, _)| ticked.as_str() == "yes")
+        .map(|(_, kind)| kind)
+        .collect()
     }
 }
 
@@ -114,22 +157,9 @@ pub(crate) async fn pause(
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Redirect, PageError> {
     let form = checked(&viewer, &headers, form)?;
-    let until = match form.pause_for.trim() {
-        "" => None,
-        length => {
-            let length = humantime::parse_duration(length)
-                .ok()
-                .and_then(|d| TimeDelta::from_std(d).ok())
-                .filter(|d| *d > TimeDelta::zero())
-                .ok_or_else(|| {
-                    unprocessable("for", format!("{length:?} is not a length like 2h or 30m"))
-                })?;
-            Some(Utc::now() + length)
-        }
-    };
     let request = PauseRequest {
         note: form.note(),
-        until,
+        until: form.until()?,
     };
     jobs::pause(&state, &viewer.grant, &job, request).await?;
     Ok(agent_page(&job))
@@ -222,4 +252,63 @@ pub(crate) async fn cancel(
     }
     jobs::cancel(&state, &viewer.grant, id, NoteRequest { note: form.note() }).await?;
     Ok(Redirect::to(&format!("/ui/runs/{id}")))
+}
+
+/// `POST /ui/silences`: silences the agents and kinds of the form for its length, then back to
+/// the incidents page.
+#[utoipa::path(post, path = "/ui/silences", tag = "console",
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Silenced: back to the incidents page"),
+        (status = 422, description = "A bad pattern or length: a page saying which", content_type = "text/html", body = String),
+        Refusals,
+    ),
+    security(("console_cookie" = [])))]
+pub(crate) async fn silence(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<Redirect, PageError> {
+    let form = checked(&viewer, &headers, form)?;
+    let until = form
+        .until()?
+        .ok_or_else(|| unprocessable("for", "give the silence a length, such as 2h".into()))?;
+    let request = SilenceRequest {
+        agents: form
+            .agents
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        kinds: Some(form.kinds()),
+        until,
+        note: form.note(),
+    };
+    silences::create(&state, &viewer.grant, request).await?;
+    Ok(Redirect::to("/ui/incidents"))
+}
+
+/// `POST /ui/silences/{id}/end`: ends the silence now, then back to the incidents page.
+#[utoipa::path(post, path = "/ui/silences/{id}/end", tag = "console",
+    params(("id" = i64, Path, description = "The silence's id")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Ended: back to the incidents page"),
+        (status = 404, description = "No such silence", content_type = "text/html", body = String),
+        (status = 409, description = "It has ended", content_type = "text/html", body = String),
+        Refusals,
+    ),
+    security(("console_cookie" = [])))]
+pub(crate) async fn end_silence(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<Redirect, PageError> {
+    let form = checked(&viewer, &headers, form)?;
+    silences::end(&state, &viewer.grant, id, NoteRequest { note: form.note() }).await?;
+    Ok(Redirect::to("/ui/incidents"))
 }

@@ -55,6 +55,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(actions::resume))
         .routes(routes!(actions::run_now))
         .routes(routes!(actions::cancel))
+        .routes(routes!(actions::silence))
+        .routes(routes!(actions::end_silence))
         .routes(routes!(sign_in_page, sign_in))
         .routes(routes!(sign_out))
         .routes(routes!(stylesheet))

@@ -122,16 +122,23 @@ async fn fill(client: &Client, css: &str, text: &str) {
         .unwrap();
 }
 
+/// The text of the first element `css` finds, waiting for it up to 10 s. The page refreshes
+/// its `<main>` every 10 s: an element replaced between finding and reading is found again.
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|err| panic!("{css}: {err}"))
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..5 {
+        let element = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|err| panic!("{css}: {err}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(err) if err.to_string().contains("stale element") => continue,
+            Err(err) => panic!("{css}: {err}"),
+        }
+    }
+    panic!("{css}: replaced by every refresh while read")
 }
 
 #[tokio::test]
@@ -396,6 +403,25 @@ async fn operate(client: &Client, platform: &Platform, keys: &TokenKeys, dir: &P
         .unwrap();
 
     fill(client, "form#pause [name=note]", "deploying v2").await;
+    // What the operator typed survives the page's refresh, focused or not.
+    click(client, Locator::Css("h1")).await;
+    client
+        .execute("document.documentElement.dataset.refreshed = ''", vec![])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let kept = client
+        .execute(
+            "return [document.querySelector('form#pause [name=note]').value, document.documentElement.dataset.refreshed]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!(["deploying v2", ""]),
+        "a filled form is not refreshed away"
+    );
     fill(client, "form#pause [name=for]", "1h").await;
     click(client, Locator::Css("form#pause button")).await;
     let paused = text_of(client, "section.job p.paused").await;

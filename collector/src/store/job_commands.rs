@@ -25,6 +25,10 @@ use crate::domain::Cadence;
 /// no replica runs that job (it was removed from the schedule, or every scheduler is down).
 pub const RUN_COMMAND_TTL: TimeDelta = TimeDelta::minutes(10);
 
+/// A backfill's slots not run within this long are no longer offered (it bounds what each poll
+/// reads: the commands of the last week, by `requested_at`'s index).
+pub const BACKFILL_TTL: TimeDelta = TimeDelta::days(7);
+
 /// (job, since, until, resumed_at) of a pause.
 type PauseEnds = (
     String,
@@ -560,6 +564,9 @@ impl Store {
                 (JobCommands::Table, JobCommands::MaxParallel),
             ])
             .from(JobCommands::Table)
+            .and_where(
+                Expr::col((JobCommands::Table, JobCommands::RequestedAt)).gt(now - BACKFILL_TTL),
+            )
             .cond_where(
                 Cond::any()
                     .add(

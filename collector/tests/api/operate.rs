@@ -437,7 +437,7 @@ async fn a_scheduler_is_told_pauses_runs_and_its_cancels(db: Db) {
 }
 
 /// A run asked for that no replica starts (no scheduler runs the job any more) is offered for
-/// `RUN_COMMAND_TTL`, then dropped.
+/// `RUN_COMMAND_TTL`, a backfill's slots for `BACKFILL_TTL`, then dropped.
 async fn a_run_nobody_starts_is_dropped_after_a_while(db: Db) {
     let app = TestApp::spawn(db).await;
     publish(&app, &[("nightly", "0 3 * * *")]).await;
@@ -457,6 +457,19 @@ async fn a_run_nobody_starts_is_dropped_after_a_while(db: Db) {
         }
     };
     let ttl = collector::store::RUN_COMMAND_TTL;
+    assert_eq!(told(Utc::now() + ttl - TimeDelta::minutes(1)).await, 1);
+    assert_eq!(told(Utc::now() + ttl + TimeDelta::seconds(1)).await, 0);
+    // A backfill's slots nobody runs are offered for BACKFILL_TTL.
+    let to = Utc::now() - TimeDelta::hours(1);
+    let (status, body) = act(
+        &app,
+        &operator(&app),
+        "/jobs/nightly/backfill",
+        Some(json!({"from": (to - TimeDelta::days(3)).to_rfc3339(), "to": to.to_rfc3339()})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let ttl = collector::store::BACKFILL_TTL;
     assert_eq!(told(Utc::now() + ttl - TimeDelta::minutes(1)).await, 1);
     assert_eq!(told(Utc::now() + ttl + TimeDelta::seconds(1)).await, 0);
 }

@@ -1,8 +1,8 @@
 // The operator console's only script. Pages read fine without it; it adds:
 // - times in the browser's timezone, the time alone when it is today (UTC stays in the
 //   tooltip);
-// - a refresh of the page's <main> every 10 seconds while the tab is visible and no field has
-//   the focus, keeping the scroll position.
+// - a refresh of the page's <main> every 10 seconds while the tab is visible, no field has
+//   the focus and no form holds what the operator typed or ticked, keeping the scroll position.
 "use strict";
 (function () {
   const REFRESH_MS = 10000;
@@ -26,6 +26,10 @@
     // Not while the operator is typing in a field of the page.
     const active = document.activeElement;
     if (active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA")) return;
+    // Nor while a form of the page (pause, run now, silence...) holds what they filled in.
+    const filled = [...document.querySelectorAll("#main form input:not([type=hidden]), #main form textarea")]
+      .some((field) => (field.type === "checkbox" ? field.checked : field.value !== ""));
+    if (filled) return;
     try {
       const response = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
       if (response.status === 401 || response.status === 403) {

@@ -92,3 +92,10 @@ CREATE TABLE silences (
 -- ended by hand); routed once that time has passed.
 ALTER TABLE alert_events ADD COLUMN silenced_by BIGINT;
 ALTER TABLE alert_events ADD COLUMN silenced_until TIMESTAMPTZ;
+
+-- A job may pause itself after failed runs in a row (`pause_after_failures` in its schedule
+-- file): the watcher pauses it and opens a `paused` incident, resolved when it is resumed.
+ALTER TABLE agent_expectations ADD COLUMN pause_after_failures BIGINT CHECK (pause_after_failures > 0);
+ALTER TABLE incidents DROP CONSTRAINT incidents_kind_check;
+ALTER TABLE incidents ADD CONSTRAINT incidents_kind_check
+    CHECK (kind IN ('missed', 'failing', 'stale', 'overdue', 'slow', 'paused'));

@@ -1,7 +1,8 @@
 -- no-transaction
 -- Operating jobs from the platform (migrations/postgres/0010 says why): the status `cancelled`
--- and the trigger `backfill` widen agent_runs' CHECKs, which SQLite cannot alter: the table is
--- built again as 0007 did (its comment gives the procedure), with the same columns and indexes.
+-- and the trigger `backfill` widen agent_runs' CHECKs, and the kind `paused` incidents', which
+-- SQLite cannot alter: both tables are built again as 0007 did (its comment gives the
+-- procedure), with the same columns and indexes.
 PRAGMA foreign_keys = OFF;
 
 BEGIN IMMEDIATE;
@@ -102,6 +103,30 @@ CREATE INDEX audit_log_job_idx ON audit_log (job, at DESC);
 -- as its schedule file says: shown by GET /jobs.
 ALTER TABLE agent_expectations ADD COLUMN catchup_window TEXT;
 ALTER TABLE agent_expectations ADD COLUMN jitter TEXT;
+ALTER TABLE agent_expectations ADD COLUMN pause_after_failures INTEGER CHECK (pause_after_failures > 0);
+
+CREATE TABLE incidents_0009 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_name   TEXT NOT NULL CHECK (length(agent_name) <= 100),
+    kind         TEXT NOT NULL CHECK (kind IN ('missed', 'failing', 'stale', 'overdue', 'slow', 'paused')),
+    opened_at    TEXT NOT NULL,
+    resolved_at  TEXT,
+    summary      TEXT NOT NULL,
+    CHECK (resolved_at IS NULL OR resolved_at >= opened_at)
+);
+
+INSERT INTO incidents_0009 (id, agent_name, kind, opened_at, resolved_at, summary)
+SELECT id, agent_name, kind, opened_at, resolved_at, summary FROM incidents;
+
+DELETE FROM sqlite_sequence WHERE name = 'incidents_0009';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'incidents_0009', seq FROM sqlite_sequence WHERE name = 'incidents';
+
+DROP TABLE incidents;
+ALTER TABLE incidents_0009 RENAME TO incidents;
+
+CREATE UNIQUE INDEX incidents_open_idx ON incidents (agent_name, kind) WHERE resolved_at IS NULL;
+CREATE INDEX incidents_opened_idx ON incidents (opened_at DESC, id DESC);
 
 CREATE TABLE silences (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

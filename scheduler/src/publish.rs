@@ -27,6 +27,7 @@ pub fn scheduled(jobs: &[Job]) -> ScheduledJobs {
                 catchup_window: (job.catchup != Catchup::Latest).then(|| job.catchup.text()),
                 jitter: (!job.jitter.is_zero())
                     .then(|| humantime::format_duration(job.jitter).to_string()),
+                pause_after_failures: job.pause_after_failures,
             })
             .collect(),
     }

@@ -114,6 +114,8 @@ pub struct Job {
     /// Each slot's run starts up to this long after it, by an amount derived from the job and
     /// the slot (the same on every replica): jobs on one cron do not all start at once.
     pub jitter: Duration,
+    /// After this many failed runs in a row the collector pauses the job (until resumed).
+    pub pause_after_failures: Option<u32>,
     pub retries: u32,
     pub retry_backoff: Duration,
     /// Whether a run that timed out is retried like any failure (within `retries`).
@@ -150,6 +152,7 @@ struct EntryToml {
     misfire_policy: Option<MisfirePolicy>,
     catchup_window: Option<String>,
     jitter: Option<String>,
+    pause_after_failures: Option<u32>,
     #[serde(default)]
     retries: u32,
     retry_backoff: Option<String>,
@@ -274,6 +277,7 @@ pub fn parse(
                 concurrency: ConcurrencyPolicy::default(),
                 catchup: Catchup::Latest,
                 jitter: Duration::ZERO,
+                pause_after_failures: None,
                 retries: 0,
                 retry_backoff: DEFAULT_RETRY_BACKOFF,
                 retry_on_timeout: true,
@@ -363,6 +367,12 @@ fn job_from_entry(
         concurrency: entry.concurrency_policy,
         catchup,
         jitter,
+        pause_after_failures: match entry.pause_after_failures {
+            Some(n) if !(1..=1000).contains(&n) => {
+                return Err(format!("pause_after_failures must be 1 to 1000, got {n}"));
+            }
+            n => n,
+        },
         retries: entry.retries,
         retry_backoff: duration("retry_backoff", &entry.retry_backoff, DEFAULT_RETRY_BACKOFF)?,
         retry_on_timeout: entry.retry_on_timeout,

@@ -143,6 +143,9 @@ pub enum IncidentKind {
     Overdue,
     /// A run took much longer than the agent's recent ones.
     Slow,
+    /// The job paused itself after its `pause_after_failures` failed runs in a row; resolved
+    /// when it is resumed.
+    Paused,
 }
 
 impl IncidentKind {
@@ -153,6 +156,7 @@ impl IncidentKind {
             Self::Stale => "stale",
             Self::Overdue => "overdue",
             Self::Slow => "slow",
+            Self::Paused => "paused",
         }
     }
 
@@ -163,6 +167,7 @@ impl IncidentKind {
             Self::Stale,
             Self::Overdue,
             Self::Slow,
+            Self::Paused,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)
@@ -222,6 +227,11 @@ pub struct ScheduledJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub jitter: Option<String>,
+    /// The job pauses itself after this many failed runs in a row (the collector's watcher
+    /// pauses it, audited as `scheduler`, and opens a `paused` incident), until resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub pause_after_failures: Option<u32>,
 }
 
 /// A scheduler's whole schedule: its jobs replace the expectations scheduler published

@@ -152,6 +152,9 @@ pub struct JobView {
     /// The most a slot's run starts after its slot, when the job has a jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<String>,
+    /// The job pauses itself after this many failed runs in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
     /// Present while the job is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<JobPause>,

@@ -219,12 +219,22 @@ pub(super) async fn put_scheduled(
                 format!("not a duration like 30s: {err}"),
             ));
         }
+        if let Some(n) = job.pause_after_failures
+            && !(1..=1000).contains(&n)
+        {
+            return Err(invalid(
+                i,
+                "pause_after_failures",
+                format!("must be 1 to 1000, got {n}"),
+            ));
+        }
         if job.enabled {
             jobs.push(ScheduledExpectation {
                 expectation,
                 timeout_seconds: timeout,
                 catchup_window,
                 jitter: job.jitter,
+                pause_after_failures: job.pause_after_failures,
             });
         }
     }

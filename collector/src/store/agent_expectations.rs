@@ -22,21 +22,34 @@ pub struct ScheduledExpectation {
     /// `latest` when `None`.
     pub catchup_window: Option<String>,
     pub jitter: Option<String>,
+    pub pause_after_failures: Option<u32>,
 }
 
-/// Writes each job's catchup window and jitter where they changed (a publication repeats
+/// A job's settings besides its expectation: catchup window, jitter, pause after failures.
+type JobSettings = (Option<String>, Option<String>, Option<i64>);
+
+#[derive(FromRow)]
+struct JobSettingsRow {
+    name: String,
+    catchup_window: Option<String>,
+    jitter: Option<String>,
+    pause_after_failures: Option<i64>,
+}
+
+/// Writes each job's catchup window, jitter and pause after failures where they changed (a publication repeats
 /// them; one read, and a write only for what differs).
 async fn set_job_settings(tx: &mut Tx, jobs: &[ScheduledExpectation]) -> Result<(), StoreError> {
     let scheduler = ExpectationSource::Scheduler.as_str();
-    let mut stored: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    let mut stored: HashMap<String, JobSettings> = HashMap::new();
     for names in jobs.chunks(500) {
-        let rows: Vec<(String, Option<String>, Option<String>)> = tx
+        let rows: Vec<JobSettingsRow> = tx
             .fetch(
                 Query::select()
                     .columns([
                         AgentExpectations::Name,
                         AgentExpectations::CatchupWindow,
                         AgentExpectations::Jitter,
+                        AgentExpectations::PauseAfterFailures,
                     ])
                     .from(AgentExpectations::Table)
                     .and_where(Expr::col(AgentExpectations::Source).eq(scheduler))
@@ -46,11 +59,18 @@ async fn set_job_settings(tx: &mut Tx, jobs: &[ScheduledExpectation]) -> Result<
                     ),
             )
             .await?;
-        stored.extend(rows.into_iter().map(|(name, c, j)| (name, (c, j))));
+        stored.extend(
+            rows.into_iter()
+                .map(|r| (r.name, (r.catchup_window, r.jitter, r.pause_after_failures))),
+        );
     }
     for job in jobs {
         let name = job.expectation.agent_name.as_str();
-        let wanted = (job.catchup_window.clone(), job.jitter.clone());
+        let wanted = (
+            job.catchup_window.clone(),
+            job.jitter.clone(),
+            job.pause_after_failures.map(i64::from),
+        );
         if stored.get(name) == Some(&wanted) {
             continue;
         }
@@ -60,6 +80,7 @@ async fn set_job_settings(tx: &mut Tx, jobs: &[ScheduledExpectation]) -> Result<
                 .values([
                     (AgentExpectations::CatchupWindow, wanted.0.into()),
                     (AgentExpectations::Jitter, wanted.1.into()),
+                    (AgentExpectations::PauseAfterFailures, wanted.2.into()),
                 ])
                 .and_where(Expr::col(AgentExpectations::Source).eq(scheduler))
                 .and_where(Expr::col(AgentExpectations::Name).eq(name)),

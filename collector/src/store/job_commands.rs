@@ -21,6 +21,9 @@ use super::tables::{AgentExpectations, AgentRuns, JobCommands, JobPauses};
 use super::{AgentAccess, Audit, Store, StoreError, Tx};
 use crate::domain::Cadence;
 
+/// Who paused a job that paused itself (`pause_after_failures`), in `job_pauses` and the audit.
+pub const SELF_PAUSED_BY: &str = "scheduler";
+
 /// A run asked for by hand that no scheduler started within this long is no longer offered:
 /// no replica runs that job (it was removed from the schedule, or every scheduler is down).
 pub const RUN_COMMAND_TTL: TimeDelta = TimeDelta::minutes(10);
@@ -64,6 +67,7 @@ struct PublishedJob {
     timezone: String,
     catchup_window: Option<String>,
     jitter: Option<String>,
+    pause_after_failures: Option<i64>,
 }
 
 /// A run asked for, or a backfill's slot, not yet started.
@@ -109,15 +113,18 @@ fn in_force(now: DateTime<Utc>) -> Cond {
         )
 }
 
+/// The columns of a pause as read and written: job, by whom, note, since, until.
+const PAUSE_COLUMNS: [JobPauses; 5] = [
+    JobPauses::Job,
+    JobPauses::PausedBy,
+    JobPauses::Note,
+    JobPauses::Since,
+    JobPauses::Until,
+];
+
 fn select_pauses() -> SelectStatement {
     Query::select()
-        .columns([
-            JobPauses::Job,
-            JobPauses::PausedBy,
-            JobPauses::Note,
-            JobPauses::Since,
-            JobPauses::Until,
-        ])
+        .columns(PAUSE_COLUMNS)
         .from(JobPauses::Table)
         .take()
 }
@@ -152,6 +159,7 @@ impl Store {
             AgentExpectations::Timezone,
             AgentExpectations::CatchupWindow,
             AgentExpectations::Jitter,
+            AgentExpectations::PauseAfterFailures,
         ])
         .from(AgentExpectations::Table)
         .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
@@ -205,6 +213,9 @@ impl Store {
                     next_slot,
                     catchup_window: row.catchup_window.unwrap_or_else(|| "latest".into()),
                     jitter: row.jitter,
+                    pause_after_failures: row
+                        .pause_after_failures
+                        .and_then(|n| u32::try_from(n).ok()),
                 }
             })
             .collect())
@@ -244,24 +255,13 @@ impl Store {
                 pause.since
             }
             None => {
-                tx.execute(
-                    Query::insert()
-                        .into_table(JobPauses::Table)
-                        .columns([
-                            JobPauses::Job,
-                            JobPauses::PausedBy,
-                            JobPauses::Note,
-                            JobPauses::Since,
-                            JobPauses::Until,
-                        ])
-                        .values_panic([
-                            audit.job.into(),
-                            audit.actor.into(),
-                            audit.note.into(),
-                            now.into(),
-                            until.into(),
-                        ]),
-                )
+                tx.execute(&insert_pause(
+                    audit.job,
+                    audit.actor,
+                    audit.note,
+                    now,
+                    until,
+                ))
                 .await?;
                 now
             }
@@ -654,6 +654,56 @@ impl Store {
 }
 
 impl Tx {
+    /// Per job a scheduler published with `pause_after_failures`: that number.
+    pub(crate) async fn pause_after_failures(
+        &mut self,
+    ) -> Result<HashMap<String, u32>, StoreError> {
+        let rows: Vec<(String, Option<i64>)> = self
+            .fetch(
+                Query::select()
+                    .columns([
+                        AgentExpectations::Name,
+                        AgentExpectations::PauseAfterFailures,
+                    ])
+                    .from(AgentExpectations::Table)
+                    .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
+                    .and_where(Expr::col(AgentExpectations::PauseAfterFailures).is_not_null()),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job, n)| Some((job, u32::try_from(n?).ok()?)))
+            .collect())
+    }
+
+    /// Pauses `job` on its own behalf (`paused_by` and the audit's actor `scheduler`) after
+    /// `failures` failed runs in a row, until resumed.
+    pub(crate) async fn pause_after_failures_of(
+        &mut self,
+        job: &str,
+        failures: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = now.trunc_subsecs(6);
+        close_expired(self, job, now).await?;
+        let note = format!("paused itself after {failures} failed runs in a row");
+        self.execute(
+            insert_pause(job, SELF_PAUSED_BY, Some(&note), now, None)
+                .on_conflict(sea_query::OnConflict::new().do_nothing().to_owned()),
+        )
+        .await?;
+        self.audit(&Audit {
+            actor: SELF_PAUSED_BY,
+            action: agent_sdk::wire::AuditAction::Pause,
+            job,
+            run_key: None,
+            note: Some(&note),
+            details: Some(serde_json::json!({ "after_failures": failures })),
+            at: now,
+        })
+        .await
+    }
+
     /// Every pause that ended after `since` or has not ended, by job: what the watcher needs
     /// to tell a skipped slot from a missed one.
     pub(crate) async fn pauses_since(
@@ -693,6 +743,27 @@ impl Tx {
         }
         Ok(pauses)
     }
+}
+
+/// A new pause of `job` by `by`, from `since` to `until` (`None`: until resumed).
+fn insert_pause(
+    job: &str,
+    by: &str,
+    note: Option<&str>,
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> sea_query::InsertStatement {
+    Query::insert()
+        .into_table(JobPauses::Table)
+        .columns(PAUSE_COLUMNS)
+        .values_panic([
+            job.into(),
+            by.into(),
+            note.into(),
+            since.into(),
+            until.into(),
+        ])
+        .take()
 }
 
 /// Closes `job`'s open pause if its `until` has passed (it ended then).

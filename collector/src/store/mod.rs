@@ -34,7 +34,9 @@ pub use audit_log::Audit;
 pub use db::Backend;
 pub(crate) use db::Tx;
 pub use error::StoreError;
-pub use job_commands::{Acted, BACKFILL_TTL, PauseSpan, RUN_COMMAND_TTL, RunToCancel};
+pub use job_commands::{
+    Acted, BACKFILL_TTL, PauseSpan, RUN_COMMAND_TTL, RunToCancel, SELF_PAUSED_BY,
+};
 pub use pools::PoolSettings;
 pub use readonly::grant_readonly;
 pub use retention::{PRUNE_BATCH, PRUNE_LOCK, Pruned, Retention};

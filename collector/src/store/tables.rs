@@ -95,6 +95,7 @@ pub(super) enum AgentExpectations {
     Publisher,
     CatchupWindow,
     Jitter,
+    PauseAfterFailures,
 }
 
 #[derive(Debug, Clone, Copy, Iden)]

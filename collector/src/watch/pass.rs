@@ -117,9 +117,15 @@ impl Watcher {
             .map(|r| (r.agent_name.clone(), r))
             .collect();
         let paused = tx.pauses_since(now - PAUSES_LOOKBACK).await?;
+        let pause_after = tx.pause_after_failures().await?;
         let mut pass = Pass {
             tx,
-            known: Known { last, open, paused },
+            known: Known {
+                last,
+                open,
+                paused,
+                pause_after,
+            },
             now,
             rules: self.rules,
             watched: Watched::default(),
@@ -148,6 +154,7 @@ impl Watcher {
             .collect();
         pass.watched.more = budget == 0;
         pass.judge_latest_runs(changes, &changed).await?;
+        pass.resolve_resumed().await?;
         let Pass { tx, watched, .. } = pass;
         tx.commit().await?;
         // Remembered once committed.
@@ -178,6 +185,8 @@ struct Known {
     open: HashSet<(String, IncidentKind)>,
     /// Per job: its pauses (`job_pauses`) of the last [`PAUSES_LOOKBACK`].
     paused: HashMap<String, Vec<PauseSpan>>,
+    /// Per job that pauses itself after failed runs in a row: how many.
+    pause_after: HashMap<String, u32>,
 }
 
 impl Known {
@@ -194,6 +203,15 @@ impl Known {
         self.paused
             .get(agent)
             .is_some_and(|pauses| rules::is_paused(pauses, at))
+    }
+
+    /// Whether one of the job `agent`'s pauses ended after `at` (it was resumed since).
+    fn resumed_after(&self, agent: &str, at: DateTime<Utc>) -> bool {
+        self.paused.get(agent).is_some_and(|pauses| {
+            pauses
+                .iter()
+                .any(|(_, end)| end.is_some_and(|end| end > at))
+        })
     }
 
     fn last_success(&self, agent: &str) -> Option<DateTime<Utc>> {
@@ -354,6 +372,65 @@ impl Pass {
         Ok(())
     }
 
+    /// Pauses the job `agent` when its latest `failures` runs (newest first in `recent`) all
+    /// failed since it was last resumed, and opens its `paused` incident.
+    async fn pause_after_failures(
+        &mut self,
+        agent: &str,
+        failures: u32,
+        recent: &[crate::store::RecentRun],
+    ) -> Result<(), StoreError> {
+        let Some(summary) = rules::failing(recent, failures) else {
+            return Ok(());
+        };
+        // The oldest of those failures: a resume after it means an operator saw them.
+        let Some(since) = recent
+            .get((failures as usize).saturating_sub(1))
+            .map(|r| r.started_at)
+        else {
+            return Ok(());
+        };
+        if self.known.resumed_after(agent, since) {
+            return Ok(());
+        }
+        self.tx
+            .pause_after_failures_of(agent, failures, self.now)
+            .await?;
+        self.known
+            .paused
+            .entry(agent.to_owned())
+            .or_default()
+            .push((self.now, None));
+        let summary = format!("paused itself: {summary}; resume it to run it again");
+        if self.open(agent, IncidentKind::Paused, &summary).await? {
+            tracing::warn!(
+                agent,
+                failures,
+                "job paused itself after failed runs in a row"
+            );
+        }
+        Ok(())
+    }
+
+    /// Resolves the `paused` incident of each job no longer paused (resumed by hand).
+    async fn resolve_resumed(&mut self) -> Result<(), StoreError> {
+        let paused: Vec<String> = self
+            .known
+            .open
+            .iter()
+            .filter(|(_, kind)| *kind == IncidentKind::Paused)
+            .map(|(agent, _)| agent.clone())
+            .collect();
+        for agent in paused {
+            if !self.known.paused_at(&agent, self.now)
+                && self.resolve(&agent, IncidentKind::Paused).await?
+            {
+                tracing::info!(agent, "incident resolved: paused (the job was resumed)");
+            }
+        }
+        Ok(())
+    }
+
     /// `stale` opened or resolved (`rules::staleness`); returns when it would go stale.
     async fn judge_staleness(
         &mut self,
@@ -432,12 +509,25 @@ impl Pass {
             .is_some_and(|ms| ms >= self.rules.slow_min_ms())
             || self.known.is_open(agent, IncidentKind::Slow);
         let failed = row.last_status.as_deref() == Some(RunStatus::Failed.as_str());
-        let recent =
-            if slow_possible || (failed && !self.known.is_open(agent, IncidentKind::Failing)) {
-                self.tx.recent_runs(agent, self.rules.recent_runs()).await?
-            } else {
-                Vec::new()
-            };
+        // A job that pauses itself after failures, failing and not paused: its runs tell.
+        let pause_after = self
+            .known
+            .pause_after
+            .get(agent)
+            .copied()
+            .filter(|_| failed && !self.known.paused_at(agent, self.now));
+        let recent = if slow_possible
+            || (failed && !self.known.is_open(agent, IncidentKind::Failing))
+            || pause_after.is_some()
+        {
+            let wanted = Ord::max(self.rules.recent_runs(), pause_after.map_or(0, u64::from));
+            self.tx.recent_runs(agent, wanted).await?
+        } else {
+            Vec::new()
+        };
+        if let Some(failures) = pause_after {
+            self.pause_after_failures(agent, failures, &recent).await?;
+        }
         if slow_possible {
             match rules::slowness(&recent, &self.rules) {
                 Slowness::Unknown => {}

@@ -764,7 +764,84 @@ async fn jobs_show_their_catchup_window_and_jitter(db: Db) {
     }
 }
 
+/// A job with `pause_after_failures = 3`: three failed runs in a row pause it (by `scheduler`,
+/// audited, a `paused` incident); resumed, the same failures do not pause it again and the
+/// incident resolves; three more failures do.
+async fn a_job_pauses_itself_after_failed_runs_in_a_row(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let answer = app
+        .client
+        .put(app.url("/expectations/scheduler"))
+        .bearer_auth(&app.token)
+        .json(
+            &json!({"jobs": [{"job": "flaky", "cron": "0 * * * *", "timezone": "UTC",
+                                "enabled": true, "pause_after_failures": 3}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (_, jobs) = app.get("/jobs").await;
+    assert_eq!(jobs["jobs"][0]["pause_after_failures"], 3);
+    let pauses = "select count(*) from job_pauses where job = 'flaky'";
+    // A failed run that started `minutes_ago` (0: now), then a watcher pass.
+    let fail = |minutes_ago: i64| {
+        let app = &app;
+        async move {
+            app.push(
+                "flaky",
+                Utc::now() - TimeDelta::minutes(minutes_ago),
+                Some("boom"),
+            )
+            .await;
+            app.watch_at(Utc::now()).await;
+        }
+    };
+    fail(30).await;
+    fail(29).await;
+    assert_eq!(
+        app.db.scalar::<i64>(pauses).await,
+        0,
+        "two failures: not yet"
+    );
+    fail(28).await;
+    let (_, jobs) = app.get("/jobs").await;
+    assert_eq!(jobs["jobs"][0]["pause"]["paused_by"], "scheduler", "{jobs}");
+    let (kind, resolved): (String, Option<DateTime<Utc>>) = app
+        .db
+        .row("select kind, resolved_at from incidents where kind = 'paused'")
+        .await;
+    assert_eq!((kind.as_str(), resolved), ("paused", None));
+    let (_, audit) = app.get("/audit?job=flaky").await;
+    assert_eq!(audit["entries"][0]["actor"], "scheduler");
+    assert_eq!(audit["entries"][0]["action"], "pause");
+    assert_eq!(audit["entries"][0]["details"], json!({"after_failures": 3}));
+
+    // Resumed: the incident resolves, and the same failures do not pause it again.
+    let (status, _) = act(&app, &operator(&app), "/jobs/flaky/resume", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.watch_at(Utc::now()).await;
+    let open: i64 = app
+        .db
+        .scalar("select count(*) from incidents where kind = 'paused' and resolved_at is null")
+        .await;
+    assert_eq!(open, 0);
+    fail(0).await;
+    fail(0).await;
+    assert_eq!(
+        app.db.scalar::<i64>(pauses).await,
+        1,
+        "two failures since the resume"
+    );
+    // A third since the resume: paused again.
+    fail(0).await;
+    assert_eq!(app.db.scalar::<i64>(pauses).await, 2);
+    let (_, jobs) = app.get("/jobs").await;
+    assert_eq!(jobs["jobs"][0]["pause"]["paused_by"], "scheduler");
+}
+
 on_both_backends!(
+    a_job_pauses_itself_after_failed_runs_in_a_row,
     jobs_show_their_catchup_window_and_jitter,
     a_backfill_asks_for_the_slots_that_did_not_run,
     jobs_show_their_slot_runs_and_pause,

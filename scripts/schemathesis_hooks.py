@@ -6,8 +6,8 @@ or the clock, and no schema can state them; the document says them in words:
 - GET /runs and GET /metrics: `from` must not be after `to`;
 - GET /summaries: the same, and the range spans at most 366 days;
 - POST /metrics: `finished_at` not before `started_at`; no timestamp more than a day in the
-  future; a number must fit the storable range (finite in a double, at most 64 characters, at
-  most 1000 decimal places);
+  future; `cancelled` only with an `error`; a number must fit the storable range (finite in a
+  double, at most 64 characters, at most 1000 decimal places);
 - POST /runs: `deadline` after `started_at` and at most 7 days after it; no timestamp more
   than a day in the future;
 - POST /metrics/batch: a bad report is refused alone, in its result (the request is 200).
@@ -51,6 +51,7 @@ CROSS_FIELD_RULES = {
         ("metrics.", "outside the storable range"),
         ("metrics.", "number literal longer than"),
         ("metrics.", "decimal places"),
+        ("error", "a cancelled run must say who cancelled it and why"),
     ],
     "POST /runs": [
         ("deadline", "is not after started_at"),

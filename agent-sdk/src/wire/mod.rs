@@ -9,6 +9,7 @@ mod rfc3339;
 mod schema;
 mod start;
 mod views;
+mod whole;
 
 pub use metrics::{MetricValue, Metrics, Number};
 pub use monitoring::{

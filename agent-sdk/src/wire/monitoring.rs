@@ -229,7 +229,11 @@ pub struct ScheduledJob {
     pub jitter: Option<String>,
     /// The job pauses itself after this many failed runs in a row (the collector's watcher
     /// pauses it, audited as `scheduler`, and opens a `paused` incident), until resumed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole::optional_u32"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub pause_after_failures: Option<u32>,
 }

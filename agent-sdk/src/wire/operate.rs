@@ -101,7 +101,11 @@ pub struct BackfillRequest {
     )]
     pub to: DateTime<Utc>,
     /// Slots of this backfill running at once, across every replica; 1 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole::optional_u32"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_parallel: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

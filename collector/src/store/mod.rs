@@ -17,6 +17,7 @@ mod db;
 mod error;
 mod incident_log;
 mod job_commands;
+mod job_pauses;
 mod pace;
 mod pools;
 mod readonly;
@@ -34,9 +35,8 @@ pub use audit_log::Audit;
 pub use db::Backend;
 pub(crate) use db::Tx;
 pub use error::StoreError;
-pub use job_commands::{
-    Acted, BACKFILL_TTL, PauseSpan, RUN_COMMAND_TTL, RunToCancel, SELF_PAUSED_BY,
-};
+pub use job_commands::{Acted, BACKFILL_TTL, RUN_COMMAND_TTL, RunToCancel};
+pub use job_pauses::{PauseSpan, SELF_PAUSED_BY};
 pub use pools::PoolSettings;
 pub use readonly::grant_readonly;
 pub use retention::{PRUNE_BATCH, PRUNE_LOCK, Pruned, Retention};

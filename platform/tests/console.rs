@@ -123,8 +123,10 @@ async fn fill(client: &Client, css: &str, text: &str) {
 }
 
 /// The text of the first element `css` finds, waiting for it up to 10 s. The page refreshes
-/// its `<main>` every 10 s: an element replaced between finding and reading is found again.
+/// its `<main>` every 10 s: an element replaced between finding and reading (Chromium says
+/// "stale element", or that the node "does not belong to the document") is found again.
 async fn text_of(client: &Client, css: &str) -> String {
+    let mut last = String::new();
     for _ in 0..5 {
         let element = client
             .wait()
@@ -134,11 +136,16 @@ async fn text_of(client: &Client, css: &str) -> String {
             .unwrap_or_else(|err| panic!("{css}: {err}"));
         match element.text().await {
             Ok(text) => return text,
-            Err(err) if err.to_string().contains("stale element") => continue,
-            Err(err) => panic!("{css}: {err}"),
+            Err(err) => {
+                let message = err.to_string();
+                let replaced = message.contains("stale element")
+                    || message.contains("does not belong to the document");
+                assert!(replaced, "{css}: {message}");
+                last = message;
+            }
         }
     }
-    panic!("{css}: replaced by every refresh while read")
+    panic!("{css}: replaced by every refresh while read: {last}")
 }
 
 #[tokio::test]

@@ -70,6 +70,16 @@ impl ApiError {
         Self::client(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A field of the body that breaks a rule: 422 `validation_failed`, naming it.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            field,
+            message,
+        )
+    }
+
     /// A query parameter that is present but wrong: 400.
     pub fn bad_param(field: &str, message: impl Into<String>) -> Self {
         Self::field(StatusCode::BAD_REQUEST, "invalid_parameter", field, message)

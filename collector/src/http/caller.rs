@@ -37,6 +37,17 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// `403` unless `grant` allows `agent` (a bearer token's, or the console's session's).
+pub(super) fn require_agent(grant: &Grant, agent: &str) -> Result<(), ApiError> {
+    if grant.allows_agent(agent) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "this token is not allowed for agent `{agent}`"
+        )))
+    }
+}
+
 impl Caller {
     pub(super) fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.0.has_scope(scope) {
@@ -50,13 +61,7 @@ impl Caller {
     }
 
     pub(super) fn require_agent(&self, agent: &str) -> Result<(), ApiError> {
-        if self.0.allows_agent(agent) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "this token is not allowed for agent `{agent}`"
-            )))
-        }
+        require_agent(&self.0, agent)
     }
 
     /// The agents this caller may read.

@@ -149,12 +149,7 @@ pub(super) async fn put_scheduled(
     let ApiJson(scheduled) = body?;
     tracing::Span::current().record("jobs", scheduled.jobs.len());
     let invalid = |i: usize, field: &str, message: String| {
-        ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            &format!("jobs[{i}].{field}"),
-            message,
-        )
+        ApiError::invalid(&format!("jobs[{i}].{field}"), message)
     };
     let mut jobs = Vec::with_capacity(scheduled.jobs.len());
     let mut names = std::collections::HashSet::new();

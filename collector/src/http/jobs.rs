@@ -5,8 +5,7 @@
 
 use agent_sdk::wire::{
     AuditAction, AuditResponse, BackfillAccepted, BackfillRequest, Commands, ErrorBody, JobPause,
-    JobsResponse, MAX_BACKFILL_SLOTS, NOTE_MAX_CHARS, NoteRequest, PauseRequest, RunNowRequest,
-    RunRequested,
+    JobsResponse, MAX_BACKFILL_SLOTS, NoteRequest, PauseRequest, RunNowRequest, RunRequested,
 };
 use axum::Json;
 use axum::extract::State;
@@ -18,38 +17,29 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::api_error::ApiError;
-use super::caller::Caller;
+use super::caller::{Caller, require_agent};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::params;
 use super::refusals::{BodyRefusals, ReadRefusals};
 use crate::auth::{Grant, Scope};
-use crate::domain::{AgentName, Cadence};
+use crate::domain::Cadence;
 use crate::store::{Acted, Audit};
 
-/// A job's name, as a parameter `job`.
-fn job_name(job: &str) -> Result<AgentName, ApiError> {
-    AgentName::parse(job).map_err(|e| {
-        ApiError::bad_param(
-            "job",
-            e.message.as_deref().unwrap_or("not a job name").to_owned(),
-        )
-    })
+/// The job of the path: a name, published by a scheduler, that the token may act on; its
+/// cron.
+async fn operated_job(
+    state: &AppState,
+    grant: &Grant,
+    job: &str,
+) -> Result<(String, Cadence), ApiError> {
+    let name = params::name("job", job)?;
+    require_agent(grant, name.as_str())?;
+    let cadence = published(state, name.as_str()).await?;
+    Ok((name.as_str().to_owned(), cadence))
 }
 
-/// The job of the path: a name, published by a scheduler, that the token may act on.
-async fn operated_job(state: &AppState, grant: &Grant, job: &str) -> Result<String, ApiError> {
-    let name = job_name(job)?;
-    if !grant.allows_agent(name.as_str()) {
-        return Err(ApiError::forbidden(format!(
-            "this token is not allowed for agent `{}`",
-            name.as_str()
-        )));
-    }
-    Ok(published(state, name.as_str()).await?.0)
-}
-
-/// `job`, its cron and time zone, if a scheduler published it; else 404.
-async fn published(state: &AppState, job: &str) -> Result<(String, Cadence), ApiError> {
+/// The cron of `job`, if a scheduler published it; else 404.
+async fn published(state: &AppState, job: &str) -> Result<Cadence, ApiError> {
     let Some((cron, timezone)) = state.store.published_job(job).await? else {
         return Err(ApiError::not_found(format!(
             "no job named `{job}`: no scheduler published it"
@@ -58,24 +48,7 @@ async fn published(state: &AppState, job: &str) -> Result<(String, Cadence), Api
     let cadence = Cadence::from_columns(Some(&cron), Some(&timezone), None).map_err(|e| {
         ApiError::Internal(anyhow::anyhow!("job {job}'s published cron {cron:?}: {e}"))
     })?;
-    Ok((job.to_owned(), cadence))
-}
-
-/// A note: at most [`NOTE_MAX_CHARS`] characters, no NUL.
-pub(super) fn checked_note(note: Option<&str>) -> Result<Option<&str>, ApiError> {
-    let Some(note) = note else {
-        return Ok(None);
-    };
-    let chars = note.chars().count();
-    if chars > NOTE_MAX_CHARS || note.contains('\0') {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "note",
-            format!("must be at most {NOTE_MAX_CHARS} characters without NUL, got {chars}"),
-        ));
-    }
-    Ok(Some(note).filter(|n| !n.trim().is_empty()))
+    Ok(cadence)
 }
 
 fn audit<'a>(
@@ -143,16 +116,14 @@ pub(super) async fn pause(
     job: &str,
     request: PauseRequest,
 ) -> Result<JobPause, ApiError> {
-    let job = operated_job(state, grant, job).await?;
+    let (job, _) = operated_job(state, grant, job).await?;
     tracing::Span::current().record("job", job.as_str());
-    let note = checked_note(request.note.as_deref())?;
+    let note = params::note(request.note.as_deref())?;
     let audit = audit(grant, AuditAction::Pause, &job, note);
     if let Some(until) = request.until
         && until <= audit.at
     {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+        return Err(ApiError::invalid(
             "until",
             format!("must be in the future, got {}", until.to_rfc3339()),
         ));
@@ -201,9 +172,9 @@ pub(super) async fn resume(
     job: &str,
     request: NoteRequest,
 ) -> Result<(), ApiError> {
-    let job = operated_job(state, grant, job).await?;
+    let (job, _) = operated_job(state, grant, job).await?;
     tracing::Span::current().record("job", job.as_str());
-    let note = checked_note(request.note.as_deref())?;
+    let note = params::note(request.note.as_deref())?;
     match state
         .store
         .resume_job(audit(grant, AuditAction::Resume, &job, note))
@@ -257,9 +228,9 @@ pub(super) async fn run_now(
     job: &str,
     request: RunNowRequest,
 ) -> Result<Uuid, ApiError> {
-    let job = operated_job(state, grant, job).await?;
+    let (job, _) = operated_job(state, grant, job).await?;
     tracing::Span::current().record("job", job.as_str());
-    let note = checked_note(request.note.as_deref())?;
+    let note = params::note(request.note.as_deref())?;
     if let Some((run_id, run_key)) = state.store.exclusive_run(&job).await? {
         return Err(ApiError::Client {
             status: StatusCode::CONFLICT,
@@ -322,7 +293,7 @@ pub(super) async fn cancel(
     request: NoteRequest,
 ) -> Result<(), ApiError> {
     tracing::Span::current().record("id", id);
-    let note = checked_note(request.note.as_deref())?;
+    let note = params::note(request.note.as_deref())?;
     let run = state
         .store
         .run_to_cancel(id)
@@ -383,35 +354,26 @@ pub(super) async fn backfill_job(
 ) -> Result<(StatusCode, Json<BackfillAccepted>), ApiError> {
     caller.require(Scope::Operate)?;
     let ApiJson(request) = body?;
-    let job = operated_job(&state, &caller.0, &job).await?;
+    let (job, cadence) = operated_job(&state, &caller.0, &job).await?;
     tracing::Span::current().record("job", job.as_str());
-    let note = checked_note(request.note.as_deref())?;
-    let invalid = |field: &str, message: String| {
-        ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            field,
-            message,
-        )
-    };
+    let note = params::note(request.note.as_deref())?;
     let now = Utc::now();
     if request.to < request.from {
-        return Err(invalid("to", "is before `from`".into()));
+        return Err(ApiError::invalid("to", "is before `from`"));
     }
     if request.to > now {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "to",
-            "is in the future: a backfill runs past slots".into(),
+            "is in the future: a backfill runs past slots",
         ));
     }
     let max_parallel = request.max_parallel.unwrap_or(1);
     if !(1..=MAX_PARALLEL).contains(&max_parallel) {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "max_parallel",
             format!("must be 1 to {MAX_PARALLEL}, got {max_parallel}"),
         ));
     }
-    let (_, cadence) = published(&state, &job).await?;
     let mut slots = Vec::new();
     let mut after = request.from - TimeDelta::seconds(1);
     while let Some(slot) = cadence.next_after(after).filter(|slot| *slot <= request.to) {
@@ -420,7 +382,7 @@ pub(super) async fn backfill_job(
             continue;
         }
         if slots.len() == MAX_BACKFILL_SLOTS {
-            return Err(invalid(
+            return Err(ApiError::invalid(
                 "to",
                 format!(
                     "the range holds more than {MAX_BACKFILL_SLOTS} slots of `{job}`: backfill it in parts"
@@ -478,10 +440,7 @@ pub(super) async fn list_audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditResponse>, ApiError> {
     caller.require(Scope::Read)?;
-    let job = query.job.as_deref().map(job_name).transpose()?;
-    if let Some(job) = &job {
-        caller.require_agent(job.as_str())?;
-    }
+    let job = params::agent_filter_as(&caller, "job", query.job.as_deref())?;
     if let Some(before) = query.before
         && before < 1
     {

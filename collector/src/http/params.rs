@@ -1,5 +1,7 @@
-//! Parsing of query parameters shared by the read endpoints; each failure names its parameter.
+//! Parsing of the parameters (and the small body fields) several handlers share; each failure
+//! names its parameter or field.
 
+use agent_sdk::wire::NOTE_MAX_CHARS;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::api_error::ApiError;
@@ -54,9 +56,27 @@ pub(super) fn date(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>
 }
 
 pub(super) fn agent_name(value: Option<&str>) -> Result<Option<AgentName>, ApiError> {
-    value
-        .map(|v| AgentName::parse(v).map_err(|e| refused("agent_name", e)))
-        .transpose()
+    value.map(|v| name("agent_name", v)).transpose()
+}
+
+/// An agent's (or a job's) name given as `field`.
+pub(super) fn name(field: &str, value: &str) -> Result<AgentName, ApiError> {
+    AgentName::parse(value).map_err(|e| refused(field, e))
+}
+
+/// An action's note: at most [`NOTE_MAX_CHARS`] characters, no NUL; blank is none.
+pub(super) fn note(note: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let Some(note) = note else {
+        return Ok(None);
+    };
+    let chars = note.chars().count();
+    if chars > NOTE_MAX_CHARS || note.contains('\0') {
+        return Err(ApiError::invalid(
+            "note",
+            format!("must be at most {NOTE_MAX_CHARS} characters without NUL, got {chars}"),
+        ));
+    }
+    Ok(Some(note).filter(|n| !n.trim().is_empty()))
 }
 
 pub(super) fn metric_name(value: Option<String>) -> Result<Option<MetricName>, ApiError> {
@@ -96,7 +116,16 @@ pub(super) fn agent_filter(
     caller: &Caller,
     value: Option<&str>,
 ) -> Result<Option<AgentName>, ApiError> {
-    let agent_name = agent_name(value)?;
+    agent_filter_as(caller, "agent_name", value)
+}
+
+/// An agent (or job) to filter by, given as `field`, that the caller may see.
+pub(super) fn agent_filter_as(
+    caller: &Caller,
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<AgentName>, ApiError> {
+    let agent_name = value.map(|v| name(field, v)).transpose()?;
     if let Some(agent) = &agent_name {
         caller.require_agent(agent.as_str())?;
     }

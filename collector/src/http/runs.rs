@@ -153,9 +153,7 @@ pub(super) async fn post_batch(
     let count = batch.reports.len();
     tracing::Span::current().record("reports", count);
     if !(1..=MAX_REPORTS_PER_BATCH).contains(&count) {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+        return Err(ApiError::invalid(
             "reports",
             format!("a batch holds 1 to {MAX_REPORTS_PER_BATCH} reports, not {count}"),
         ));

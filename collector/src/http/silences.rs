@@ -14,7 +14,7 @@ use super::AppState;
 use super::api_error::ApiError;
 use super::caller::Caller;
 use super::extract::{ApiJson, ApiPath, OptionalJson};
-use super::jobs::checked_note;
+use super::params;
 use super::refusals::{BodyRefusals, ReadRefusals};
 use crate::auth::{Grant, Scope};
 use crate::domain::AgentPattern;
@@ -22,15 +22,6 @@ use crate::store::Acted;
 
 /// The longest a silence may last.
 const MAX_SILENCE: TimeDelta = TimeDelta::days(90);
-
-fn invalid(field: &str, message: String) -> ApiError {
-    ApiError::field(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-        field,
-        message,
-    )
-}
 
 /// Whether `grant` may act on every agent of `patterns`.
 pub(super) fn covers_all(grant: &Grant, patterns: &[AgentPattern]) -> bool {
@@ -69,7 +60,7 @@ pub(super) async fn create(
     request: SilenceRequest,
 ) -> Result<Silence, ApiError> {
     if request.agents.is_empty() || request.agents.len() > MAX_SILENCE_AGENTS {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "agents",
             format!(
                 "give 1 to {MAX_SILENCE_AGENTS} agent names or prefixes, got {}",
@@ -83,7 +74,7 @@ pub(super) async fn create(
             agent
                 .trim()
                 .parse::<AgentPattern>()
-                .map_err(|e| invalid(&format!("agents[{i}]"), e))?,
+                .map_err(|e| ApiError::invalid(&format!("agents[{i}]"), e))?,
         );
     }
     if !covers_all(grant, &patterns) {
@@ -91,16 +82,19 @@ pub(super) async fn create(
             "this token may not silence every agent these patterns match",
         ));
     }
-    let note = checked_note(request.note.as_deref())?;
+    let note = params::note(request.note.as_deref())?;
     let now = Utc::now();
     if request.until <= now {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "until",
             format!("must be in the future, got {}", request.until.to_rfc3339()),
         ));
     }
     if request.until > now + MAX_SILENCE {
-        return Err(invalid("until", "must be at most 90 days from now".into()));
+        return Err(ApiError::invalid(
+            "until",
+            "must be at most 90 days from now",
+        ));
     }
     let mut kinds = request.kinds.unwrap_or_default();
     kinds.sort_by_key(|k| k.as_str());
@@ -167,7 +161,7 @@ pub(super) async fn end(
     request: NoteRequest,
 ) -> Result<(), ApiError> {
     tracing::Span::current().record("id", id);
-    let note = checked_note(request.note.as_deref())?;
+    let note = params::note(request.note.as_deref())?;
     let now = Utc::now();
     let ended = || {
         ApiError::client(

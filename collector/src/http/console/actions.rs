@@ -125,13 +125,7 @@ fn checked(
 }
 
 fn unprocessable(field: &str, message: String) -> PageError {
-    ApiError::field(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-        field,
-        message,
-    )
-    .into()
+    ApiError::invalid(field, message).into()
 }
 
 fn agent_page(job: &str) -> Redirect {

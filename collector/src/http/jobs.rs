@@ -1,24 +1,24 @@
-//! Operating jobs: `GET /jobs` and `GET /audit` (scope `read`); `POST /jobs/{job}/pause`,
-//! `/resume`, `/runs` and `POST /runs/{id}/cancel` (scope `operate`); and
-//! `GET /scheduler/commands` (scope `ingest`), which every scheduler replica polls each
-//! second for what those asked. Each action is audited in the transaction that makes it.
+//! Operating jobs: `GET /jobs` (scope `read`); `POST /jobs/{job}/pause`, `/resume`, `/runs`,
+//! `/backfill` and `POST /runs/{id}/cancel` (scope `operate`). Each action is audited in the
+//! transaction that makes it (`audit.rs` lists them); the schedulers learn of them by polling
+//! (`scheduler_commands.rs`). The API's handlers and the console's forms make the same actions
+//! (`pause`, `resume`, `run_now`, `cancel`), for a token's grant.
 
 use agent_sdk::wire::{
-    AuditAction, AuditResponse, BackfillAccepted, BackfillRequest, Commands, ErrorBody, JobPause,
-    JobsResponse, MAX_BACKFILL_SLOTS, NoteRequest, PauseRequest, RunNowRequest, RunRequested,
+    AuditAction, BackfillAccepted, BackfillRequest, ErrorBody, JobPause, JobsResponse,
+    MAX_BACKFILL_SLOTS, NoteRequest, PauseRequest, RunNowRequest, RunRequested,
 };
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{TimeDelta, Utc};
-use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::AppState;
 use super::api_error::ApiError;
 use super::caller::{Caller, require_agent};
-use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use super::extract::{ApiJson, ApiPath, OptionalJson};
 use super::params;
 use super::refusals::{BodyRefusals, ReadRefusals};
 use crate::auth::{Grant, Scope};
@@ -412,86 +412,4 @@ pub(super) async fn backfill_job(
         StatusCode::ACCEPTED,
         Json(BackfillAccepted { slots: asked }),
     ))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct AuditQuery {
-    /// Only this job's.
-    #[param(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9_.\-]+$")]
-    job: Option<String>,
-    /// Entries before this id (the last `id` of the previous page).
-    #[param(minimum = 1)]
-    before: Option<i64>,
-    /// Entries per page; 100 when absent.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
-}
-
-/// `GET /audit`: every action taken on a job or run, newest first.
-#[utoipa::path(get, path = "/audit", tag = "read", params(AuditQuery),
-    responses((status = 200, body = AuditResponse), ReadRefusals),
-    security(("bearer" = [])))]
-#[tracing::instrument(skip_all)]
-pub(super) async fn list_audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditResponse>, ApiError> {
-    caller.require(Scope::Read)?;
-    let job = params::agent_filter_as(&caller, "job", query.job.as_deref())?;
-    if let Some(before) = query.before
-        && before < 1
-    {
-        return Err(ApiError::bad_param(
-            "before",
-            format!("must be an entry's id, 1 or more, got {before}"),
-        ));
-    }
-    let entries = state
-        .store
-        .list_audit(
-            &caller.access(),
-            job.as_ref().map(|j| j.as_str()),
-            query.before,
-            params::limit(query.limit)?,
-        )
-        .await?;
-    Ok(Json(AuditResponse { entries }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct CommandsQuery {
-    /// The replica asking, as its starts name it (`claimant` of `POST /runs`).
-    #[param(min_length = 1, max_length = 255, pattern = r"^[^\x00]*$")]
-    claimant: String,
-}
-
-/// `GET /scheduler/commands`: what a scheduler replica is to do now: the jobs paused, the runs
-/// asked for that no replica has started, and the cancels of its own runs. Polled each second.
-#[utoipa::path(get, path = "/scheduler/commands", tag = "ingest", params(CommandsQuery),
-    responses((status = 200, body = Commands), ReadRefusals),
-    security(("bearer" = [])))]
-#[tracing::instrument(skip_all)]
-pub(super) async fn scheduler_commands(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(query): ApiQuery<CommandsQuery>,
-) -> Result<Json<Commands>, ApiError> {
-    caller.require(Scope::Ingest)?;
-    let chars = query.claimant.chars().count();
-    if chars == 0 || chars > 255 || query.claimant.contains('\0') {
-        return Err(ApiError::bad_param(
-            "claimant",
-            "must be 1 to 255 characters long, without NUL",
-        ));
-    }
-    let commands = state
-        .store
-        .commands_for(&query.claimant, &caller.access(), Utc::now())
-        .await?;
-    Ok(Json(commands))
 }

@@ -2,6 +2,7 @@
 
 mod agents;
 mod api_error;
+mod audit;
 mod caller;
 mod console;
 mod expectations;
@@ -14,6 +15,7 @@ mod params;
 pub mod prometheus;
 mod refusals;
 mod runs;
+mod scheduler_commands;
 mod silences;
 
 use std::ops::Deref;
@@ -110,10 +112,10 @@ fn api(config: &HttpConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::run_job))
         .routes(routes!(jobs::backfill_job))
         .routes(routes!(jobs::cancel_run))
-        .routes(routes!(jobs::list_audit))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(silences::create_silence, silences::list_silences))
         .routes(routes!(silences::end_silence))
-        .routes(routes!(jobs::scheduler_commands))
+        .routes(routes!(scheduler_commands::scheduler_commands))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(prometheus::render))

@@ -40,15 +40,9 @@ async fn operated_job(
 
 /// The cron of `job`, if a scheduler published it; else 404.
 async fn published(state: &AppState, job: &str) -> Result<Cadence, ApiError> {
-    let Some((cron, timezone)) = state.store.published_job(job).await? else {
-        return Err(ApiError::not_found(format!(
-            "no job named `{job}`: no scheduler published it"
-        )));
-    };
-    let cadence = Cadence::from_columns(Some(&cron), Some(&timezone), None).map_err(|e| {
-        ApiError::Internal(anyhow::anyhow!("job {job}'s published cron {cron:?}: {e}"))
-    })?;
-    Ok(cadence)
+    state.store.published_cron(job).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no job named `{job}`: no scheduler published it"))
+    })
 }
 
 fn audit<'a>(

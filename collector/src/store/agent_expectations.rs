@@ -115,7 +115,7 @@ pub struct ExpectationRow {
 /// parsing 10 000 expressions was half of a pass's CPU (croner builds each field bit by bit).
 pub(super) type Crons = Memo<(String, String), Cadence>;
 
-fn cron_cadence(crons: &Crons, cron: &str, timezone: &str) -> Result<Cadence, String> {
+pub(super) fn cron_cadence(crons: &Crons, cron: &str, timezone: &str) -> Result<Cadence, String> {
     let key = (cron.to_owned(), timezone.to_owned());
     if let Some(cadence) = crons.get(&key) {
         return Ok(cadence);

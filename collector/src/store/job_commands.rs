@@ -1,7 +1,6 @@
-//! Operating jobs: the jobs the schedulers published (`GET /jobs`), the commands for the
-//! schedulers (`job_commands`: run now, backfill, cancel) with, in the same transaction as
-//! each, its row of `audit_log`, and what a replica is told when it polls. Pauses are
-//! `job_pauses.rs`.
+//! What operators ask the schedulers to do (`job_commands`: run now, backfill, cancel), each
+//! with its row of `audit_log` in the same transaction, and what a replica is told when it
+//! polls: those and the pauses in force (`job_pauses.rs`).
 //!
 //! The schedulers poll ([`Store::commands_for`]); nothing here reaches out to them. A run
 //! command is pending until a run under its key exists (the replica whose claim the collector
@@ -9,18 +8,17 @@
 
 use std::collections::HashMap;
 
-use agent_sdk::wire::{
-    CancelCommand, Commands, JobPause, JobView, PausedJob, RunCommand, RunStatus,
-};
+use agent_sdk::wire::{CancelCommand, Commands, PausedJob, RunCommand, RunStatus};
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_query::{Alias, Cond, Expr, ExprTrait, Func, Order, Query};
+use sea_query::{
+    Alias, Cond, Expr, ExprTrait, Func, InsertStatement, IntoIden, OnConflict, Order, Query,
+};
 use serde_json::{Map, Value};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::tables::{AgentExpectations, AgentRuns, JobCommands};
+use super::tables::{AgentRuns, JobCommands};
 use super::{AgentAccess, Audit, Store, StoreError, Tx};
-use crate::domain::Cadence;
 
 /// A run asked for by hand that no scheduler started within this long is no longer offered:
 /// no replica runs that job (it was removed from the schedule, or every scheduler is down).
@@ -46,21 +44,9 @@ pub struct RunToCancel {
     pub status: String,
 }
 
-/// A job as the schedulers published it.
-#[derive(Debug, FromRow)]
-struct PublishedJob {
-    name: String,
-    cron: String,
-    timezone: String,
-    catchup_window: Option<String>,
-    jitter: Option<String>,
-    pause_after_failures: Option<i64>,
-}
-
 /// A run asked for, or a backfill's slot, not yet started.
 #[derive(Debug, FromRow)]
 struct PendingRun {
-    kind: String,
     job: String,
     run_key: Uuid,
     params: Option<String>,
@@ -70,91 +56,6 @@ struct PendingRun {
 }
 
 impl Store {
-    /// The cron and time zone of `job`, if a scheduler published it.
-    pub async fn published_job(&self, job: &str) -> Result<Option<(String, String)>, StoreError> {
-        let rows: Vec<(Option<String>, Option<String>)> = self
-            .fetch(
-                Query::select()
-                    .columns([AgentExpectations::Cron, AgentExpectations::Timezone])
-                    .from(AgentExpectations::Table)
-                    .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
-                    .and_where(Expr::col(AgentExpectations::Name).eq(job))
-                    .limit(1),
-            )
-            .await?;
-        Ok(rows.into_iter().next().and_then(|(cron, tz)| cron.zip(tz)))
-    }
-
-    /// The jobs the schedulers published that `access` may see, by name: their cron, next slot,
-    /// running runs and pause.
-    pub async fn list_jobs(
-        &self,
-        access: &AgentAccess,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<JobView>, StoreError> {
-        let mut jobs = Query::select();
-        jobs.columns([
-            AgentExpectations::Name,
-            AgentExpectations::Cron,
-            AgentExpectations::Timezone,
-            AgentExpectations::CatchupWindow,
-            AgentExpectations::Jitter,
-            AgentExpectations::PauseAfterFailures,
-        ])
-        .from(AgentExpectations::Table)
-        .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
-        .and_where(Expr::col(AgentExpectations::Cron).is_not_null())
-        .order_by(AgentExpectations::Name, Order::Asc);
-        if let Some(access) = access.condition(AgentExpectations::AgentName) {
-            jobs.cond_where(access);
-        }
-        let jobs: Vec<PublishedJob> = self.fetch(&jobs).await?;
-
-        let mut running = Query::select();
-        running
-            .column(AgentRuns::AgentName)
-            .expr(Func::count(Expr::col(AgentRuns::Id)))
-            .from(AgentRuns::Table)
-            .and_where(Expr::col(AgentRuns::Status).eq(RunStatus::Running.as_str()))
-            .group_by_col(AgentRuns::AgentName);
-        if let Some(access) = access.condition(AgentRuns::AgentName) {
-            running.cond_where(access);
-        }
-        let running: HashMap<String, i64> = self
-            .fetch::<(String, i64), _>(&running)
-            .await?
-            .into_iter()
-            .collect();
-
-        let mut pauses: HashMap<String, JobPause> = self
-            .pauses_in_force(access, now)
-            .await?
-            .into_iter()
-            .collect();
-
-        Ok(jobs
-            .into_iter()
-            .map(|row| {
-                let next_slot = Cadence::from_columns(Some(&row.cron), Some(&row.timezone), None)
-                    .ok()
-                    .and_then(|cadence| cadence.next_after(now));
-                JobView {
-                    running: running.get(&row.name).copied().unwrap_or(0),
-                    pause: pauses.remove(&row.name),
-                    job: row.name,
-                    cron: row.cron,
-                    timezone: row.timezone,
-                    next_slot,
-                    catchup_window: row.catchup_window.unwrap_or_else(|| "latest".into()),
-                    jitter: row.jitter,
-                    pause_after_failures: row
-                        .pause_after_failures
-                        .and_then(|n| u32::try_from(n).ok()),
-                }
-            })
-            .collect())
-    }
-
     /// The running run of `job` that holds its exclusive key (`concurrency_policy = forbid`):
     /// a run asked for now would not run beside it.
     pub async fn exclusive_run(&self, job: &str) -> Result<Option<(i64, Uuid)>, StoreError> {
@@ -187,26 +88,10 @@ impl Store {
             .transpose()
             .map_err(|e| StoreError::internal("writing a run's params", e))?;
         let mut tx = Tx::begin(self).await?;
-        tx.execute(
-            Query::insert()
-                .into_table(JobCommands::Table)
-                .columns([
-                    JobCommands::Kind,
-                    JobCommands::Job,
-                    JobCommands::RunKey,
-                    JobCommands::Params,
-                    JobCommands::RequestedBy,
-                    JobCommands::RequestedAt,
-                ])
-                .values_panic([
-                    "run".into(),
-                    audit.job.into(),
-                    run_key.into(),
-                    params.into(),
-                    audit.actor.into(),
-                    audit.at.into(),
-                ]),
-        )
+        tx.execute(&insert_command(&Command {
+            params,
+            ..Command::new("run", run_key, &audit)
+        }))
         .await?;
         tx.audit(&audit).await?;
         tx.commit().await
@@ -218,15 +103,7 @@ impl Store {
             .column((JobCommands::Table, JobCommands::Batch))
             .expr(Func::count(Expr::col((AgentRuns::Table, AgentRuns::Id))))
             .from(JobCommands::Table)
-            .inner_join(
-                AgentRuns::Table,
-                Expr::col((AgentRuns::Table, AgentRuns::RunKey))
-                    .equals((JobCommands::Table, JobCommands::RunKey))
-                    .and(
-                        Expr::col((AgentRuns::Table, AgentRuns::AgentName))
-                            .equals((JobCommands::Table, JobCommands::Job)),
-                    ),
-            )
+            .inner_join(AgentRuns::Table, run_of_command(AgentRuns::Table))
             .and_where(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("backfill"))
             .and_where(
                 Expr::col((AgentRuns::Table, AgentRuns::Status)).eq(RunStatus::Running.as_str()),
@@ -270,50 +147,23 @@ impl Store {
         let mut asked = 0;
         for (slot, key) in slots.iter().filter(|(_, key)| !ran.contains(key)) {
             asked += tx
-                .execute(
-                    Query::insert()
-                        .into_table(JobCommands::Table)
-                        .columns([
-                            JobCommands::Kind,
-                            JobCommands::Job,
-                            JobCommands::RunKey,
-                            JobCommands::ScheduledFor,
-                            JobCommands::Batch,
-                            JobCommands::MaxParallel,
-                            JobCommands::RequestedBy,
-                            JobCommands::RequestedAt,
-                        ])
-                        .values_panic([
-                            "backfill".into(),
-                            job.into(),
-                            (*key).into(),
-                            (*slot).into(),
-                            batch.into(),
-                            i32::try_from(max_parallel).unwrap_or(i32::MAX).into(),
-                            audit.actor.into(),
-                            audit.at.into(),
-                        ])
-                        .on_conflict(
-                            sea_query::OnConflict::columns([
-                                JobCommands::Kind,
-                                JobCommands::Job,
-                                JobCommands::RunKey,
-                            ])
-                            .do_nothing()
-                            .to_owned(),
-                        ),
-                )
+                .execute(&insert_command(&Command {
+                    scheduled_for: Some(*slot),
+                    batch: Some(batch),
+                    max_parallel: Some(i32::try_from(max_parallel).unwrap_or(i32::MAX)),
+                    ..Command::new("backfill", *key, &audit)
+                }))
                 .await?;
         }
         let asked = usize::try_from(asked).unwrap_or(usize::MAX);
+        // The audit says how many slots were asked for, beside what the caller gave.
+        let mut details = audit
+            .details
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
+        details["slots"] = asked.into();
         let audit = Audit {
-            details: Some(match audit.details {
-                Some(Value::Object(mut details)) => {
-                    details.insert("slots".into(), asked.into());
-                    Value::Object(details)
-                }
-                _ => serde_json::json!({ "slots": asked }),
-            }),
+            details: Some(details),
             ..audit
         };
         tx.audit(&audit).await?;
@@ -333,37 +183,15 @@ impl Store {
 
     /// Asks the scheduler running `run_key` to cancel it, for `reason` (the run's error to be).
     pub async fn request_cancel(&self, reason: &str, audit: Audit<'_>) -> Result<(), StoreError> {
+        let run_key = audit
+            .run_key
+            .ok_or_else(|| StoreError::internal("asking for a cancel", "the audit names no run"))?;
         let mut tx = Tx::begin(self).await?;
-        tx.execute(
-            Query::insert()
-                .into_table(JobCommands::Table)
-                .columns([
-                    JobCommands::Kind,
-                    JobCommands::Job,
-                    JobCommands::RunKey,
-                    JobCommands::Reason,
-                    JobCommands::RequestedBy,
-                    JobCommands::RequestedAt,
-                ])
-                .values_panic([
-                    "cancel".into(),
-                    audit.job.into(),
-                    audit.run_key.into(),
-                    reason.into(),
-                    audit.actor.into(),
-                    audit.at.into(),
-                ])
-                // Cancelled twice: the first reason stands; both are audited.
-                .on_conflict(
-                    sea_query::OnConflict::columns([
-                        JobCommands::Kind,
-                        JobCommands::Job,
-                        JobCommands::RunKey,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                ),
-        )
+        // Cancelled twice: the first reason stands; both are audited.
+        tx.execute(&insert_command(&Command {
+            reason: Some(reason),
+            ..Command::new("cancel", run_key, &audit)
+        }))
         .await?;
         tx.audit(&audit).await?;
         tx.commit().await
@@ -387,23 +215,15 @@ impl Store {
             })
             .collect();
 
-        let runs_table = Alias::new("r");
-        let run_of_command = Query::select()
+        let runs = Alias::new("r");
+        let has_run = Query::select()
             .expr(Expr::val(1))
-            .from_as(AgentRuns::Table, runs_table.clone())
-            .and_where(
-                Expr::col((runs_table.clone(), AgentRuns::RunKey))
-                    .equals((JobCommands::Table, JobCommands::RunKey)),
-            )
-            .and_where(
-                Expr::col((runs_table.clone(), AgentRuns::AgentName))
-                    .equals((JobCommands::Table, JobCommands::Job)),
-            )
+            .from_as(AgentRuns::Table, runs.clone())
+            .cond_where(run_of_command(runs))
             .take();
         let mut pending = Query::select();
         pending
             .columns([
-                (JobCommands::Table, JobCommands::Kind),
                 (JobCommands::Table, JobCommands::Job),
                 (JobCommands::Table, JobCommands::RunKey),
                 (JobCommands::Table, JobCommands::Params),
@@ -427,7 +247,7 @@ impl Store {
                     )
                     .add(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("backfill")),
             )
-            .and_where(Expr::exists(run_of_command).not())
+            .and_where(Expr::exists(has_run).not())
             .order_by((JobCommands::Table, JobCommands::Id), Order::Asc);
         if let Some(access) = access.condition((JobCommands::Table, JobCommands::Job)) {
             pending.cond_where(access);
@@ -448,7 +268,8 @@ impl Store {
                     *running += 1;
                     allowed
                 }
-                None => p.kind == "run",
+                // A run asked for.
+                None => true,
             })
             .map(|p| RunCommand {
                 job: p.job,
@@ -466,15 +287,7 @@ impl Store {
                 (JobCommands::Table, JobCommands::Reason),
             ])
             .from(JobCommands::Table)
-            .inner_join(
-                AgentRuns::Table,
-                Expr::col((AgentRuns::Table, AgentRuns::RunKey))
-                    .equals((JobCommands::Table, JobCommands::RunKey))
-                    .and(
-                        Expr::col((AgentRuns::Table, AgentRuns::AgentName))
-                            .equals((JobCommands::Table, JobCommands::Job)),
-                    ),
-            )
+            .inner_join(AgentRuns::Table, run_of_command(AgentRuns::Table))
             .and_where(Expr::col((JobCommands::Table, JobCommands::Kind)).eq("cancel"))
             .and_where(
                 Expr::col((AgentRuns::Table, AgentRuns::Status)).eq(RunStatus::Running.as_str()),
@@ -499,4 +312,82 @@ impl Store {
             cancels,
         })
     }
+}
+
+/// A row of `job_commands`: what the kind asks, by whom and when.
+struct Command<'a> {
+    kind: &'static str,
+    job: &'a str,
+    run_key: Uuid,
+    params: Option<String>,
+    reason: Option<&'a str>,
+    scheduled_for: Option<DateTime<Utc>>,
+    batch: Option<Uuid>,
+    max_parallel: Option<i32>,
+    by: &'a str,
+    at: DateTime<Utc>,
+}
+
+impl<'a> Command<'a> {
+    /// A command of `kind` on `run_key`, of the job and by the actor `audit` names.
+    fn new(kind: &'static str, run_key: Uuid, audit: &Audit<'a>) -> Self {
+        Self {
+            kind,
+            job: audit.job,
+            run_key,
+            params: None,
+            reason: None,
+            scheduled_for: None,
+            batch: None,
+            max_parallel: None,
+            by: audit.actor,
+            at: audit.at,
+        }
+    }
+}
+
+/// `command`'s insert; nothing when the same kind of command of the job's run exists.
+fn insert_command(command: &Command<'_>) -> InsertStatement {
+    Query::insert()
+        .into_table(JobCommands::Table)
+        .columns([
+            JobCommands::Kind,
+            JobCommands::Job,
+            JobCommands::RunKey,
+            JobCommands::Params,
+            JobCommands::Reason,
+            JobCommands::ScheduledFor,
+            JobCommands::Batch,
+            JobCommands::MaxParallel,
+            JobCommands::RequestedBy,
+            JobCommands::RequestedAt,
+        ])
+        .values_panic([
+            command.kind.into(),
+            command.job.into(),
+            command.run_key.into(),
+            command.params.clone().into(),
+            command.reason.into(),
+            command.scheduled_for.into(),
+            command.batch.into(),
+            command.max_parallel.into(),
+            command.by.into(),
+            command.at.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([JobCommands::Kind, JobCommands::Job, JobCommands::RunKey])
+                .do_nothing()
+                .to_owned(),
+        )
+        .take()
+}
+
+/// The run of `runs` (a name of `agent_runs`) a command is about: the job's run under its key.
+fn run_of_command(runs: impl IntoIden + Clone) -> Cond {
+    Cond::all()
+        .add(
+            Expr::col((runs.clone(), AgentRuns::RunKey))
+                .equals((JobCommands::Table, JobCommands::RunKey)),
+        )
+        .add(Expr::col((runs, AgentRuns::AgentName)).equals((JobCommands::Table, JobCommands::Job)))
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_query::{Cond, Expr, ExprTrait, Query, SelectStatement};
 use sqlx::FromRow;
 
-use super::tables::{AgentExpectations, JobPauses};
+use super::tables::JobPauses;
 use super::{Acted, AgentAccess, Audit, Store, StoreError, Tx};
 
 /// Who paused a job that paused itself (`pause_after_failures`), in `job_pauses` and the audit.
@@ -176,28 +176,6 @@ impl Store {
 }
 
 impl Tx {
-    /// Per job a scheduler published with `pause_after_failures`: that number.
-    pub(crate) async fn pause_after_failures(
-        &mut self,
-    ) -> Result<HashMap<String, u32>, StoreError> {
-        let rows: Vec<(String, Option<i64>)> = self
-            .fetch(
-                Query::select()
-                    .columns([
-                        AgentExpectations::Name,
-                        AgentExpectations::PauseAfterFailures,
-                    ])
-                    .from(AgentExpectations::Table)
-                    .and_where(Expr::col(AgentExpectations::Source).eq("scheduler"))
-                    .and_where(Expr::col(AgentExpectations::PauseAfterFailures).is_not_null()),
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(job, n)| Some((job, u32::try_from(n?).ok()?)))
-            .collect())
-    }
-
     /// Pauses `job` on its own behalf (`paused_by` and the audit's actor `scheduler`) after
     /// `failures` failed runs in a row, until resumed.
     pub(crate) async fn pause_after_failures_of(

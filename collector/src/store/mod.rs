@@ -18,6 +18,7 @@ mod error;
 mod incident_log;
 mod job_commands;
 mod job_pauses;
+mod jobs;
 mod pace;
 mod pools;
 mod readonly;

@@ -99,31 +99,7 @@ impl Store {
 impl Tx {
     /// Writes `audit`'s row.
     pub(crate) async fn audit(&mut self, audit: &Audit<'_>) -> Result<(), StoreError> {
-        let details = audit.details.as_ref().map(Value::to_string);
-        self.execute(
-            Query::insert()
-                .into_table(AuditLog::Table)
-                .columns([
-                    AuditLog::At,
-                    AuditLog::Actor,
-                    AuditLog::Action,
-                    AuditLog::Job,
-                    AuditLog::RunKey,
-                    AuditLog::Note,
-                    AuditLog::Details,
-                ])
-                .values_panic([
-                    audit.at.trunc_subsecs(6).into(),
-                    audit.actor.into(),
-                    audit.action.as_str().into(),
-                    audit.job.into(),
-                    audit.run_key.into(),
-                    audit.note.into(),
-                    details.into(),
-                ]),
-        )
-        .await?;
-        Ok(())
+        self.write_audit(audit, Some(audit.job), None).await
     }
 
     /// Writes the audit row of a silence made or ended (`action`: `silence`, `unsilence`).
@@ -135,6 +111,26 @@ impl Tx {
         note: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let audit = Audit {
+            actor,
+            action,
+            job: "",
+            run_key: None,
+            note,
+            details: None,
+            at,
+        };
+        self.write_audit(&audit, None, Some(silence_id)).await
+    }
+
+    /// `audit`'s row, about `job` or `silence_id` (`audit.job` is read from `job` only).
+    async fn write_audit(
+        &mut self,
+        audit: &Audit<'_>,
+        job: Option<&str>,
+        silence_id: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let details = audit.details.as_ref().map(Value::to_string);
         self.execute(
             Query::insert()
                 .into_table(AuditLog::Table)
@@ -142,15 +138,21 @@ impl Tx {
                     AuditLog::At,
                     AuditLog::Actor,
                     AuditLog::Action,
+                    AuditLog::Job,
                     AuditLog::SilenceId,
+                    AuditLog::RunKey,
                     AuditLog::Note,
+                    AuditLog::Details,
                 ])
                 .values_panic([
-                    at.trunc_subsecs(6).into(),
-                    actor.into(),
-                    action.as_str().into(),
+                    audit.at.trunc_subsecs(6).into(),
+                    audit.actor.into(),
+                    audit.action.as_str().into(),
+                    job.into(),
                     silence_id.into(),
-                    note.into(),
+                    audit.run_key.into(),
+                    audit.note.into(),
+                    details.into(),
                 ]),
         )
         .await?;

@@ -1,5 +1,5 @@
 //! Monitoring: the rules (`rules/`, pure), the watcher's pass that applies them to the rows
-//! (`pass.rs`), the alerts that carry its incidents out (`alerts/`), and the background loop
+//! (`pass/`), the alerts that carry its incidents out (`alerts/`), and the background loop
 //! that runs them beside the HTTP server: overdue runs closed, a pass, alerts sent, old rows
 //! pruned, every `WATCH_EVERY`.
 

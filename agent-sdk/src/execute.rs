@@ -192,6 +192,28 @@ mod tests {
         assert_eq!(report.error.as_deref(), Some("timed out after 1.500s"));
     }
 
+    /// A run cancelled from outside (an operator, a shutdown) whose agent ignores it ends
+    /// `cancelled: …` once [`CANCEL_GRACE`] has passed, its task dropped.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_run_ends_after_its_grace_whatever_its_agent_does() {
+        let ctx = RunContext::new("scripted");
+        let cancel = ctx.cancellation().clone();
+        let started = tokio::time::Instant::now();
+        let running = tokio::spawn(execute(
+            Arc::new(Scripted(|_| Ok(Metrics::new()), Duration::from_secs(3600))),
+            ctx,
+            None,
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cancel.cancel();
+        let report = running.await.unwrap();
+        assert!(
+            report.error.as_deref().unwrap().starts_with("cancelled"),
+            "{report:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(1) + CANCEL_GRACE);
+    }
+
     #[test]
     fn durations_read_well() {
         assert_eq!(format_duration(Duration::from_secs(90)), "1m 30s");

@@ -453,6 +453,62 @@ mod tests {
     }
 
     #[test]
+    fn after_downtime_jitter_and_pausing_are_read_and_checked() {
+        let jobs = parse(
+            "s.toml",
+            Some(
+                r#"
+                [agents.a]
+                agent = "hello"
+                catchup_window = "10m"
+                jitter = "30s"
+                pause_after_failures = 3
+                [agents.b]
+                agent = "hello"
+                catchup_window = "0s"
+                [agents.c]
+                agent = "hello"
+                catchup_window = "latest"
+                "#,
+            ),
+            &registry(),
+        )
+        .unwrap();
+        assert_eq!(jobs[0].catchup, Catchup::Window(Duration::from_secs(600)));
+        assert_eq!(jobs[0].jitter, Duration::from_secs(30));
+        assert_eq!(jobs[0].pause_after_failures, Some(3));
+        assert_eq!(jobs[1].catchup, Catchup::Skip);
+        assert_eq!(jobs[2].catchup, Catchup::Latest);
+        assert_eq!(
+            (jobs[1].jitter, jobs[1].pause_after_failures),
+            (Duration::ZERO, None)
+        );
+        for (entry, problem) in [
+            (
+                "catchup_window = \"10m\"\nmisfire_policy = \"skip\"",
+                "not both",
+            ),
+            ("catchup_window = \"soon\"", "catchup_window \"soon\""),
+            ("jitter = \"a bit\"", "jitter \"a bit\""),
+            (
+                "pause_after_failures = 0",
+                "pause_after_failures must be 1 to 1000",
+            ),
+        ] {
+            let errors = parse(
+                "s.toml",
+                Some(&format!("[agents.x]\nagent = \"hello\"\n{entry}\n")),
+                &registry(),
+            )
+            .unwrap_err();
+            assert!(
+                errors.0.len() == 1 && errors.0[0].contains(problem),
+                "{entry}: {errors}"
+            );
+        }
+    }
+
+    #[test]
     fn every_problem_is_one_line_naming_file_agent_and_problem() {
         let errors = parse(
             "schedules.toml",

@@ -438,15 +438,12 @@ async fn an_agent_known_only_by_its_expectation_has_a_page(db: Db) {
 /// API's own action, audited, answered by a redirect back.
 async fn the_forms_that_act_need_the_operate_scope_and_the_sessions_key(db: Db) {
     let app = TestApp::spawn(db).await;
-    let published = app
-        .client
-        .put(app.url("/expectations/scheduler"))
-        .bearer_auth(&app.token)
-        .json(&json!({"jobs": [{"job": "etl", "cron": "0 3 * * *", "timezone": "UTC", "enabled": true}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), StatusCode::OK);
+    let (status, _) = app
+        .publish_jobs(
+            json!([{"job": "etl", "cron": "0 3 * * *", "timezone": "UTC", "enabled": true}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let reader = app.token_for(&[Scope::Read], None);
     let operator = app.token_for(&[Scope::Operate], None);
     let read_view = page(&app, "/ui/agents/etl", Some(&reader)).await;
@@ -532,6 +529,33 @@ async fn the_forms_that_act_need_the_operate_scope_and_the_sessions_key(db: Db) 
     let audit = page(&app, "/ui/audit", Some(&reader)).await;
     assert_eq!(audit.status, StatusCode::OK);
     assert!(audit.body.contains("deploy"), "{}", audit.body);
+
+    // Run now with params that are not a JSON object: a page saying so, nothing asked for.
+    let refused = read(
+        client()
+            .post(app.url("/ui/jobs/etl/run"))
+            .header("cookie", format!("console_token={operator}"))
+            .header("origin", here.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("form_key={key}&params=%5B1%2C2%5D"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("not a JSON object"),
+        "{}",
+        refused.body
+    );
+    let asked: i64 = app.db.scalar("select count(*) from job_commands").await;
+    assert_eq!(asked, 0);
 }
 
 on_both_backends!(

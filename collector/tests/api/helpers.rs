@@ -305,6 +305,17 @@ impl TestApp {
         into_json(request.send().await.unwrap()).await
     }
 
+    /// `PUT /expectations/scheduler` `{"jobs": jobs}` with the all-powerful token, as a
+    /// scheduler publishes its schedule.
+    pub(crate) async fn publish_jobs(&self, jobs: Value) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .put(self.url("/expectations/scheduler"))
+            .bearer_auth(&self.token)
+            .json(&json!({ "jobs": jobs }));
+        into_json(request.send().await.unwrap()).await
+    }
+
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.get_with(path, Some(&self.token)).await
     }

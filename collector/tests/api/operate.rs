@@ -17,15 +17,8 @@ async fn publish(app: &TestApp, jobs: &[(&str, &str)]) {
         .iter()
         .map(|(job, cron)| json!({"job": job, "cron": cron, "timezone": "UTC", "enabled": true}))
         .collect();
-    let answer = app
-        .client
-        .put(app.url("/expectations/scheduler"))
-        .bearer_auth(&app.token)
-        .json(&json!({ "jobs": jobs }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
+    let (status, body) = app.publish_jobs(Value::Array(jobs)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// An operator's token: operate and read, every agent, subject `alice`.
@@ -720,21 +713,7 @@ async fn a_backfill_asks_for_the_slots_that_did_not_run(db: Db) {
 /// are refused naming the job's field.
 async fn jobs_show_their_catchup_window_and_jitter(db: Db) {
     let app = TestApp::spawn(db).await;
-    let put = |jobs: Value| {
-        let app = &app;
-        async move {
-            into_json(
-                app.client
-                    .put(app.url("/expectations/scheduler"))
-                    .bearer_auth(&app.token)
-                    .json(&json!({ "jobs": jobs }))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }
-    };
+    let put = |jobs: Value| app.publish_jobs(jobs);
     let (status, body) = put(json!([
         {"job": "a", "cron": "0 * * * *", "timezone": "UTC", "enabled": true,
          "catchup_window": "10m", "jitter": "30s"},
@@ -769,18 +748,13 @@ async fn jobs_show_their_catchup_window_and_jitter(db: Db) {
 /// incident resolves; three more failures do.
 async fn a_job_pauses_itself_after_failed_runs_in_a_row(db: Db) {
     let app = TestApp::spawn(db).await;
-    let answer = app
-        .client
-        .put(app.url("/expectations/scheduler"))
-        .bearer_auth(&app.token)
-        .json(
-            &json!({"jobs": [{"job": "flaky", "cron": "0 * * * *", "timezone": "UTC",
-                                "enabled": true, "pause_after_failures": 3}]}),
+    let (status, body) = app
+        .publish_jobs(
+            json!([{"job": "flaky", "cron": "0 * * * *", "timezone": "UTC",
+                              "enabled": true, "pause_after_failures": 3}]),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (_, jobs) = app.get("/jobs").await;
     assert_eq!(jobs["jobs"][0]["pause_after_failures"], 3);
     let pauses = "select count(*) from job_pauses where job = 'flaky'";
@@ -840,7 +814,42 @@ async fn a_job_pauses_itself_after_failed_runs_in_a_row(db: Db) {
     assert_eq!(jobs["jobs"][0]["pause"]["paused_by"], "scheduler");
 }
 
+/// A cancelled run is neither a success nor a failure: it breaks a run of failed runs, and a job
+/// with `pause_after_failures` needs that many failures after it.
+async fn a_cancelled_run_breaks_a_run_of_failures(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let (status, body) = app
+        .publish_jobs(
+            json!([{"job": "flaky", "cron": "0 * * * *", "timezone": "UTC",
+                              "enabled": true, "pause_after_failures": 2}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pauses = "select count(*) from job_pauses where job = 'flaky'";
+    let now = Utc::now();
+    app.push("flaky", now - TimeDelta::minutes(10), Some("boom"))
+        .await;
+    let mut cancelled = crate::helpers::report_at("flaky", now - TimeDelta::minutes(9), 5);
+    cancelled["error"] = json!("cancelled by alice");
+    cancelled["cancelled"] = json!(true);
+    let (status, body) = app.post_report(&cancelled).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.push("flaky", now - TimeDelta::minutes(8), Some("boom"))
+        .await;
+    app.watch_at(Utc::now()).await;
+    assert_eq!(
+        app.db.scalar::<i64>(pauses).await,
+        0,
+        "failed, cancelled, failed: not two in a row"
+    );
+    app.push("flaky", now - TimeDelta::minutes(7), Some("boom"))
+        .await;
+    app.watch_at(Utc::now()).await;
+    assert_eq!(app.db.scalar::<i64>(pauses).await, 1, "two in a row");
+}
+
 on_both_backends!(
+    a_cancelled_run_breaks_a_run_of_failures,
     a_job_pauses_itself_after_failed_runs_in_a_row,
     jobs_show_their_catchup_window_and_jitter,
     a_backfill_asks_for_the_slots_that_did_not_run,

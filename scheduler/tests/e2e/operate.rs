@@ -485,7 +485,65 @@ async fn catching_up_the_latest_slot_or_none(pool: sqlx::SqlitePool) {
     assert!(missed.len() >= 5 && ran.is_empty(), "{missed:?} {ran:?}");
 }
 
+/// A backfill of a `forbid` job (the default) with `max_parallel = 4`: its exclusive key lets one
+/// run at a time, a slot whose claim it refused is asked for again at the next poll, and every
+/// slot runs, once, one after another.
+async fn a_forbid_jobs_backfill_runs_one_slot_at_a_time(db: Db) {
+    let collector = Collector::start(db.clone(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ran");
+    let schedule = write_schedule(
+        dir.path(),
+        &format!(
+            "[agents.yearly]\nagent = \"command\"\ncron = \"0 0 1 1 *\"\ntimeout = \"30s\"\n\
+             params = {{ program = \"sh\", args = [\"-c\", \"echo \\\"$AGENT_SCHEDULED_FOR\\\" >> {}; sleep 1; echo {{}}\"] }}\n",
+            file.display()
+        ),
+    );
+    let replicas = replicas(&collector, &schedule, dir.path(), 2).await;
+    wait_for("the job published", Duration::from_secs(10), || async {
+        db.row::<(i64,)>("select count(*) from agent_expectations where name = 'yearly'")
+            .await
+            .0
+            == 1
+    })
+    .await;
+    let range =
+        json!({"from": "2022-01-01T00:00:00Z", "to": "2025-01-01T00:00:00Z", "max_parallel": 4});
+    let (status, body) = collector.operate("/jobs/yearly/backfill", range).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"slots": 4}));
+    let done = "select count(*) from agent_runs where agent_name = 'yearly' and status = 'success'";
+    wait_for(
+        "four slots, one after another",
+        Duration::from_secs(60),
+        || async { db.row::<(i64,)>(done).await.0 == 4 },
+    )
+    .await;
+    for replica in replicas {
+        let (status, logs) = replica.terminate().await;
+        assert!(status.success(), "{logs}");
+    }
+    let (mut slots, _) = effects(&file);
+    slots.sort_unstable();
+    let expected: Vec<DateTime<Utc>> = (2022..=2025)
+        .map(|year| format!("{year}-01-01T00:00:00Z").parse().unwrap())
+        .collect();
+    assert_eq!(slots, expected, "each slot once");
+    let mut runs: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = db
+        .rows("select started_at, finished_at from agent_runs where agent_name = 'yearly'")
+        .await;
+    runs.sort_unstable();
+    for pair in runs.windows(2) {
+        assert!(
+            pair[0].1.unwrap() <= pair[1].0,
+            "two runs of the forbid job overlapped: {runs:?}"
+        );
+    }
+}
+
 on_both_backends!(
+    a_forbid_jobs_backfill_runs_one_slot_at_a_time,
     a_backfill_runs_each_missing_slot_once,
     a_pause_outlasts_the_collector_going_away,
     a_pause_holds_every_replica_and_a_run_asked_for_runs_once,

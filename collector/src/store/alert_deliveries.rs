@@ -156,11 +156,11 @@ impl Store {
                 .iter()
                 .find(|s| s.holds(&event.agent_name, kind, event.created_at));
             let route = match (holding, event.silenced_by) {
-                (Some(silence), _) if silence.end() > now => Route::Hold {
-                    silence: silence.id(),
-                    until: silence.end(),
+                (Some(silence), _) if silence.end > now => Route::Hold {
+                    silence: silence.id,
+                    until: silence.end,
                 },
-                (Some(silence), _) => decide_held(&mut tx, event, silence.id()).await?,
+                (Some(silence), _) => decide_held(&mut tx, event, silence.id).await?,
                 (None, Some(silence)) => decide_held(&mut tx, event, silence).await?,
                 (None, None) => Route::Send,
             };

@@ -13,9 +13,31 @@ use crate::domain::AgentPattern;
 /// How long an ended silence is still listed and still decides the events it held.
 pub const SILENCES_KEPT: TimeDelta = TimeDelta::days(7);
 
+/// A silence as routing applies it to alert events.
+#[derive(Debug, Clone)]
+pub(super) struct SilenceRule {
+    pub(super) id: i64,
+    patterns: Vec<AgentPattern>,
+    /// Empty: every kind.
+    kinds: Vec<IncidentKind>,
+    since: DateTime<Utc>,
+    /// When it stops holding alerts: its `until`, or when it was ended before.
+    pub(super) end: DateTime<Utc>,
+}
+
+impl SilenceRule {
+    /// Whether it holds the alerts of `agent`'s incident of `kind` raised at `at`.
+    pub(super) fn holds(&self, agent: &str, kind: IncidentKind, at: DateTime<Utc>) -> bool {
+        self.since <= at
+            && at < self.end
+            && (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && self.patterns.iter().any(|p| p.matches(agent))
+    }
+}
+
 /// A silence as stored.
 #[derive(Debug, Clone, FromRow)]
-pub(super) struct SilenceRow {
+struct SilenceRow {
     id: i64,
     agents: String,
     kinds: Option<String>,
@@ -43,22 +65,20 @@ impl SilenceRow {
     }
 
     /// When it stops holding alerts.
-    pub(super) fn end(&self) -> DateTime<Utc> {
+    fn end(&self) -> DateTime<Utc> {
         self.ended_at
             .map_or(self.until, |ended| Ord::min(ended, self.until))
     }
 
-    /// Whether it holds the alerts of `agent`'s incident of `kind` raised at `at`.
-    pub(super) fn holds(&self, agent: &str, kind: IncidentKind, at: DateTime<Utc>) -> bool {
-        let kinds = self.kinds();
-        self.since <= at
-            && at < self.end()
-            && (kinds.is_empty() || kinds.contains(&kind))
-            && self.patterns().iter().any(|p| p.matches(agent))
-    }
-
-    pub(super) fn id(&self) -> i64 {
-        self.id
+    /// What routing needs of it, its lists read once.
+    fn rule(&self) -> SilenceRule {
+        SilenceRule {
+            id: self.id,
+            patterns: self.patterns(),
+            kinds: self.kinds(),
+            since: self.since,
+            end: self.end(),
+        }
     }
 
     fn view(&self, now: DateTime<Utc>) -> Silence {
@@ -246,8 +266,10 @@ impl Tx {
     pub(super) async fn recent_silences(
         &mut self,
         now: DateTime<Utc>,
-    ) -> Result<Vec<SilenceRow>, StoreError> {
-        self.fetch(&select_silences().cond_where(recent(now)).take())
-            .await
+    ) -> Result<Vec<SilenceRule>, StoreError> {
+        let rows: Vec<SilenceRow> = self
+            .fetch(&select_silences().cond_where(recent(now)).take())
+            .await?;
+        Ok(rows.iter().map(SilenceRow::rule).collect())
     }
 }

@@ -83,7 +83,7 @@ impl Engine {
         } = commands;
         let paused: Paused = paused
             .into_iter()
-            .filter(|p| self.job(&p.job).is_some())
+            .filter(|p| self.0.by_name.contains_key(&p.job))
             .map(|p| (p.job, p.until))
             .collect();
         {
@@ -148,10 +148,6 @@ impl Engine {
         lock(&self.0.paused)
             .get(job)
             .is_some_and(|until| until.is_none_or(|until| now < until))
-    }
-
-    fn job(&self, name: &str) -> Option<std::sync::Arc<super::JobState>> {
-        self.0.jobs.iter().find(|s| s.job.name == name).cloned()
     }
 }
 

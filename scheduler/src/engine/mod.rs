@@ -88,6 +88,8 @@ struct JobState {
 
 struct Inner {
     jobs: Vec<Arc<JobState>>,
+    /// The same jobs by name (commands and triggers name them).
+    by_name: HashMap<String, Arc<JobState>>,
     permits: Arc<Semaphore>,
     /// `None` when delivery is off (`serve --no-push`): runs are logged only.
     deliverer: Option<Deliverer>,
@@ -165,7 +167,7 @@ impl Engine {
         max_concurrent_runs: usize,
         claims: Claims,
     ) -> Self {
-        let jobs = jobs
+        let jobs: Vec<Arc<JobState>> = jobs
             .into_iter()
             .map(|job| {
                 Arc::new(JobState {
@@ -183,8 +185,13 @@ impl Engine {
                 })
             })
             .collect();
+        let by_name = jobs
+            .iter()
+            .map(|state| (state.job.name.clone(), state.clone()))
+            .collect();
         Self(Arc::new(Inner {
             jobs,
+            by_name,
             permits: Arc::new(Semaphore::new(max_concurrent_runs)),
             deliverer,
             high_availability: claims.high_availability,
@@ -256,14 +263,16 @@ impl Engine {
             return Err(TriggerError::ShuttingDown);
         }
         let state = self
-            .0
-            .jobs
-            .iter()
-            .find(|s| s.job.name == name)
+            .job(name)
             .ok_or_else(|| TriggerError::NoSuchJob(name.to_owned()))?;
         let run_key = Uuid::new_v4();
-        self.spawn_run(state.clone(), RunContext::new(name).with_run_key(run_key));
+        self.spawn_run(state, RunContext::new(name).with_run_key(run_key));
         Ok(run_key)
+    }
+
+    /// The job named `name`.
+    fn job(&self, name: &str) -> Option<Arc<JobState>> {
+        self.0.by_name.get(name).cloned()
     }
 
     /// Stops firing, gives running agents `grace` to finish, cancels the rest (reported as

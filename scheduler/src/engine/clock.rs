@@ -102,15 +102,11 @@ impl Engine {
             if self.0.stop_firing.is_cancelled() {
                 return;
             }
-            if self.is_paused(&job.name, Utc::now()) {
-                lock(&state.status).paused_ticks += 1;
+            if self.skipped_as_paused(&state, slot) {
                 continue;
             }
-            let ctx = RunContext::new(&job.name)
-                .scheduled(slot)
-                .with_run_key(run_key_of(&job.name, slot));
             let _ = self
-                .spawn_run_after(state.clone(), ctx, Duration::ZERO)
+                .spawn_run_after(state.clone(), slot_run(&job.name, slot), Duration::ZERO)
                 .await;
         }
     }
@@ -119,11 +115,7 @@ impl Engine {
     fn fire(&self, state: &Arc<JobState>, slot: DateTime<Utc>) {
         let job = &state.job;
         *lock(&state.last_fire) = Some(slot);
-        if self.is_paused(&job.name, Utc::now()) {
-            lock(&state.status).paused_ticks += 1;
-            metrics::counter!("scheduler_runs_not_run_total", "job" => job.name.clone(), "reason" => "paused")
-                .increment(1);
-            tracing::info!(job = %job.name, %slot, "job paused: slot skipped");
+        if self.skipped_as_paused(state, slot) {
             return;
         }
         match job.concurrency {
@@ -144,16 +136,28 @@ impl Engine {
         }
         let delay = jitter_of(&job.name, slot, job.jitter);
         // Not awaited: the clock goes on; the tracker waits for the run at shutdown.
-        drop(
-            self.spawn_run_after(
-                state.clone(),
-                RunContext::new(&job.name)
-                    .scheduled(slot)
-                    .with_run_key(run_key_of(&job.name, slot)),
-                delay,
-            ),
-        );
+        drop(self.spawn_run_after(state.clone(), slot_run(&job.name, slot), delay));
     }
+
+    /// Whether `slot` is skipped because the job is paused now (counted and logged then).
+    fn skipped_as_paused(&self, state: &JobState, slot: DateTime<Utc>) -> bool {
+        let job = &state.job;
+        if !self.is_paused(&job.name, Utc::now()) {
+            return false;
+        }
+        lock(&state.status).paused_ticks += 1;
+        metrics::counter!("scheduler_runs_not_run_total", "job" => job.name.clone(), "reason" => "paused")
+            .increment(1);
+        tracing::info!(job = %job.name, %slot, "job paused: slot skipped");
+        true
+    }
+}
+
+/// The run of `job`'s `slot`: scheduled, under the slot's key.
+fn slot_run(job: &str, slot: DateTime<Utc>) -> RunContext {
+    RunContext::new(job)
+        .scheduled(slot)
+        .with_run_key(run_key_of(job, slot))
 }
 
 /// How long after `slot` the job's run starts, within `jitter`: derived from the slot's run

@@ -523,7 +523,11 @@ async fn operate(client: &Client, platform: &Platform, keys: &TokenKeys, dir: &P
     client.goto(&platform.url("/ui/incidents")).await.unwrap();
     fill(client, "form#silence [name=agents]", "hello, team_a_*").await;
     fill(client, "form#silence [name=for]", "2h").await;
-    click(client, Locator::Css("form#silence [name=kind_failing]")).await;
+    click(
+        client,
+        Locator::Css("form#silence [name=kind][value=failing]"),
+    )
+    .await;
     fill(client, "form#silence [name=note]", "deploying").await;
     click(client, Locator::Css("form#silence button")).await;
     let listed = text_of(client, "table.silences td[data-label=Agents]").await;

@@ -160,17 +160,18 @@ impl IncidentKind {
         }
     }
 
+    /// Every kind, in the order pages list them.
+    pub const ALL: [Self; 6] = [
+        Self::Missed,
+        Self::Failing,
+        Self::Stale,
+        Self::Overdue,
+        Self::Slow,
+        Self::Paused,
+    ];
+
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::Missed,
-            Self::Failing,
-            Self::Stale,
-            Self::Overdue,
-            Self::Slow,
-            Self::Paused,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == value)
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
     }
 }
 

@@ -556,6 +556,35 @@ async fn the_forms_that_act_need_the_operate_scope_and_the_sessions_key(db: Db) 
     );
     let asked: i64 = app.db.scalar("select count(*) from job_commands").await;
     assert_eq!(asked, 0);
+
+    // A silence of two kinds, `paused` among them (every kind is a box of the form).
+    let incidents = page(&app, "/ui/incidents", Some(&operator)).await;
+    for kind in agent_sdk::wire::IncidentKind::ALL {
+        assert!(
+            incidents
+                .body
+                .contains(&format!(r#"name="kind" value="{}""#, kind.as_str())),
+            "{}",
+            kind.as_str()
+        );
+    }
+    let silenced = read(
+        client()
+            .post(app.url("/ui/silences"))
+            .header("cookie", format!("console_token={operator}"))
+            .header("origin", here.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "form_key={key}&agents=etl&for=2h&kind=paused&kind=failing&kind=bogus"
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(silenced.status, StatusCode::SEE_OTHER, "{}", silenced.body);
+    let kinds: Option<String> = app.db.scalar("select kinds from silences").await;
+    assert_eq!(kinds.as_deref(), Some(r#"["failing","paused"]"#));
 }
 
 on_both_backends!(

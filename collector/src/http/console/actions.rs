@@ -1,61 +1,69 @@
 //! The console's forms that act (scope `operate`): pause, resume and run a job now on its
-//! agent page, cancel a run on its page, silence and end a silence on the incidents page. Each is a POST from this origin (`same_origin`) with
-//! the session's form key (`Viewer::form_key`), makes the API's own action
-//! (`crate::http::jobs`), audited under the token's subject, and answers with a redirect back
-//! to the page it came from. No JavaScript is needed; a cancel asks for a ticked confirmation.
+//! agent page, cancel a run on its page, silence and end a silence on the incidents page. Each
+//! is a POST from this origin (`same_origin`) with the session's form key
+//! (`Viewer::form_key`), checked by the `Act` extractor, makes the API's own action
+//! (`crate::http::jobs`, `crate::http::silences`) for the session's grant, audited under the
+//! token's subject, and answers with a redirect back to the page it came from. No JavaScript is
+//! needed; a cancel asks for a ticked confirmation.
 
 use agent_sdk::wire::{IncidentKind, NoteRequest, PauseRequest, RunNowRequest, SilenceRequest};
 use axum::Form;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Redirect;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::pages::{PageError, Refusals};
 use super::{Viewer, same_origin};
+use crate::auth::Grant;
 use crate::http::AppState;
 use crate::http::api_error::ApiError;
 use crate::http::extract::ApiPath;
 use crate::http::{jobs, silences};
 
-/// What every action form sends: the key, and a note.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// What an action's form sends (each action reads its own fields): the key, and a note.
+#[derive(Debug, Default, utoipa::ToSchema)]
 pub(crate) struct ActionForm {
     /// The session's form key, from the page.
-    #[serde(default)]
     form_key: String,
     /// Why, for the audit log (and a cancelled run's error).
-    #[serde(default)]
     note: String,
-    /// A pause's length (`2h`, `30m`); empty: until resumed.
-    #[serde(default, rename = "for")]
+    /// A pause's or a silence's length (`2h`, `30m`); empty: until resumed.
+    #[schema(rename = "for")]
     pause_for: String,
     /// A run's params, as a JSON object; empty: the job's own.
-    #[serde(default)]
     params: String,
     /// A cancel's confirmation: `yes` when ticked.
-    #[serde(default)]
     confirm: String,
     /// A silence's agents: names or prefixes ending in `*`, comma-separated.
-    #[serde(default)]
     agents: String,
-    /// A silence's kinds, one box each (`yes` when ticked); none ticked: every kind.
-    #[serde(default)]
-    kind_missed: String,
-    #[serde(default)]
-    kind_failing: String,
-    #[serde(default)]
-    kind_stale: String,
-    #[serde(default)]
-    kind_overdue: String,
-    #[serde(default)]
-    kind_slow: String,
+    /// A silence's kinds, one field a kind ticked; none: every kind.
+    #[schema(rename = "kind")]
+    kinds: Vec<IncidentKind>,
 }
 
 impl ActionForm {
+    /// The form from its fields as posted (a kind may come several times; unknown fields and
+    /// kinds are passed over).
+    fn from_fields(fields: Vec<(String, String)>) -> Self {
+        let mut form = Self::default();
+        for (name, value) in fields {
+            match name.as_str() {
+                "form_key" => form.form_key = value,
+                "note" => form.note = value,
+                "for" => form.pause_for = value,
+                "params" => form.params = value,
+                "confirm" => form.confirm = value,
+                "agents" => form.agents = value,
+                "kind" => form.kinds.extend(IncidentKind::parse(&value)),
+                _ => {}
+            }
+        }
+        form
+    }
+
     fn note(&self) -> Option<String> {
         Some(self.note.trim().to_owned()).filter(|n| !n.is_empty())
     }
@@ -74,19 +82,32 @@ impl ActionForm {
                 }),
         }
     }
+}
 
-    fn kinds(&self) -> Vec<IncidentKind> {
-        [
-            (&self.kind_missed, IncidentKind::Missed),
-            (&self.kind_failing, IncidentKind::Failing),
-            (&self.kind_stale, IncidentKind::Stale),
-            (&self.kind_overdue, IncidentKind::Overdue),
-            (&self.kind_slow, IncidentKind::Slow),
-        ]
-        .into_iter()
-        .filter(|(ticked, _)| ticked.as_str() == "yes")
-        .map(|(_, kind)| kind)
-        .collect()
+/// An operator's action: the form a page of this site posted with the session's key, from a
+/// token that may act (the page's viewer, whose grant the action is made for).
+pub(crate) struct Act {
+    grant: Grant,
+    form: ActionForm,
+}
+
+impl FromRequest<AppState> for Act {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        // Not signed in: the sign-in page, as on every page of the console.
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let this_site = same_origin(&parts.headers);
+        let form =
+            Form::<Vec<(String, String)>>::from_request(Request::from_parts(parts, body), state)
+                .await;
+        checked(&viewer, this_site, form)
+            .map(|form| Self {
+                grant: viewer.grant,
+                form,
+            })
+            .map_err(IntoResponse::into_response)
     }
 }
 
@@ -94,16 +115,16 @@ impl ActionForm {
 /// that may act.
 fn checked(
     viewer: &Viewer,
-    headers: &HeaderMap,
-    form: Result<Form<ActionForm>, FormRejection>,
+    this_site: bool,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<ActionForm, PageError> {
     let forbidden = |message: &str| PageError::from(ApiError::forbidden(message));
-    if !same_origin(headers) {
+    if !this_site {
         return Err(forbidden(
             "Actions are accepted from this site's own forms only.",
         ));
     }
-    let Ok(Form(form)) = form else {
+    let Ok(Form(fields)) = form else {
         return Err(ApiError::client(
             StatusCode::BAD_REQUEST,
             "invalid_form",
@@ -111,6 +132,7 @@ fn checked(
         )
         .into());
     };
+    let form = ActionForm::from_fields(fields);
     if !viewer.can_operate() {
         return Err(forbidden(
             "This token cannot act: sign in with one of scope operate (collector token --scope operate --scope read).",
@@ -122,6 +144,12 @@ fn checked(
         ));
     }
     Ok(form)
+}
+
+/// The id of a path (`/ui/runs/{id}/...`): a number, else 404 as an unknown one, like the pages.
+fn path_id(id: &str, what: &str) -> Result<i64, PageError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("no {what} with id {id:?}")).into())
 }
 
 fn unprocessable(field: &str, message: String) -> PageError {
@@ -145,17 +173,14 @@ fn agent_page(job: &str) -> Redirect {
     security(("console_cookie" = [])))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
     ApiPath(job): ApiPath<String>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    Act { grant, form }: Act,
 ) -> Result<Redirect, PageError> {
-    let form = checked(&viewer, &headers, form)?;
     let request = PauseRequest {
         note: form.note(),
         until: form.until()?,
     };
-    jobs::pause(&state, &viewer.grant, &job, request).await?;
+    jobs::pause(&state, &grant, &job, request).await?;
     Ok(agent_page(&job))
 }
 
@@ -172,14 +197,11 @@ pub(crate) async fn pause(
     security(("console_cookie" = [])))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
     ApiPath(job): ApiPath<String>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    Act { grant, form }: Act,
 ) -> Result<Redirect, PageError> {
-    let form = checked(&viewer, &headers, form)?;
     let request = NoteRequest { note: form.note() };
-    jobs::resume(&state, &viewer.grant, &job, request).await?;
+    jobs::resume(&state, &grant, &job, request).await?;
     Ok(agent_page(&job))
 }
 
@@ -197,12 +219,9 @@ pub(crate) async fn resume(
     security(("console_cookie" = [])))]
 pub(crate) async fn run_now(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
     ApiPath(job): ApiPath<String>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    Act { grant, form }: Act,
 ) -> Result<Redirect, PageError> {
-    let form = checked(&viewer, &headers, form)?;
     let params = match form.params.trim() {
         "" => None,
         text => Some(
@@ -214,13 +233,13 @@ pub(crate) async fn run_now(
         params,
         note: form.note(),
     };
-    jobs::run_now(&state, &viewer.grant, &job, request).await?;
+    jobs::run_now(&state, &grant, &job, request).await?;
     Ok(agent_page(&job))
 }
 
 /// `POST /ui/runs/{id}/cancel`: cancels the run once confirmed, then back to its page.
 #[utoipa::path(post, path = "/ui/runs/{id}/cancel", tag = "console",
-    params(("id" = i64, Path, description = "The run's id")),
+    params(("id" = String, Path, description = "The run's id")),
     request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Asked for: back to the run's page"),
@@ -232,19 +251,17 @@ pub(crate) async fn run_now(
     security(("console_cookie" = [])))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<i64>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    ApiPath(id): ApiPath<String>,
+    Act { grant, form }: Act,
 ) -> Result<Redirect, PageError> {
-    let form = checked(&viewer, &headers, form)?;
     if form.confirm != "yes" {
         return Err(unprocessable(
             "confirm",
             "tick the box to confirm: the run is stopped, its process killed".into(),
         ));
     }
-    jobs::cancel(&state, &viewer.grant, id, NoteRequest { note: form.note() }).await?;
+    let id = path_id(&id, "run")?;
+    jobs::cancel(&state, &grant, id, NoteRequest { note: form.note() }).await?;
     Ok(Redirect::to(&format!("/ui/runs/{id}")))
 }
 
@@ -260,11 +277,8 @@ pub(crate) async fn cancel(
     security(("console_cookie" = [])))]
 pub(crate) async fn silence(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    form: Result<Form<ActionForm>, FormRejection>,
+    Act { grant, form }: Act,
 ) -> Result<Redirect, PageError> {
-    let form = checked(&viewer, &headers, form)?;
     let until = form
         .until()?
         .ok_or_else(|| unprocessable("for", "give the silence a length, such as 2h".into()))?;
@@ -276,17 +290,17 @@ pub(crate) async fn silence(
             .filter(|a| !a.is_empty())
             .map(str::to_owned)
             .collect(),
-        kinds: Some(form.kinds()),
-        until,
         note: form.note(),
+        kinds: Some(form.kinds),
+        until,
     };
-    silences::create(&state, &viewer.grant, request).await?;
+    silences::create(&state, &grant, request).await?;
     Ok(Redirect::to("/ui/incidents"))
 }
 
 /// `POST /ui/silences/{id}/end`: ends the silence now, then back to the incidents page.
 #[utoipa::path(post, path = "/ui/silences/{id}/end", tag = "console",
-    params(("id" = i64, Path, description = "The silence's id")),
+    params(("id" = String, Path, description = "The silence's id")),
     request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Ended: back to the incidents page"),
@@ -297,12 +311,10 @@ pub(crate) async fn silence(
     security(("console_cookie" = [])))]
 pub(crate) async fn end_silence(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<i64>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    ApiPath(id): ApiPath<String>,
+    Act { grant, form }: Act,
 ) -> Result<Redirect, PageError> {
-    let form = checked(&viewer, &headers, form)?;
-    silences::end(&state, &viewer.grant, id, NoteRequest { note: form.note() }).await?;
+    let id = path_id(&id, "silence")?;
+    silences::end(&state, &grant, id, NoteRequest { note: form.note() }).await?;
     Ok(Redirect::to("/ui/incidents"))
 }

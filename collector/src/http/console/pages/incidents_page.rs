@@ -101,8 +101,8 @@ fn silence_section(silences: &[Silence], viewer: &Viewer, now: DateTime<Utc>) ->
                         label { "For " input type="text" name="for" size="6" required placeholder="2h"; }
                         fieldset class="kinds" {
                             legend { "Kinds (none ticked: every kind)" }
-                            @for kind in [IncidentKind::Missed, IncidentKind::Failing, IncidentKind::Stale, IncidentKind::Overdue, IncidentKind::Slow] {
-                                label { input type="checkbox" name=(format!("kind_{}", kind.as_str())) value="yes"; " " (kind.as_str()) }
+                            @for kind in IncidentKind::ALL {
+                                label { input type="checkbox" name="kind" value=(kind.as_str()); " " (kind.as_str()) }
                             }
                         }
                         label { "Note " input type="text" name="note" maxlength="1000" placeholder="why"; }

@@ -116,8 +116,21 @@ impl Watcher {
             .into_iter()
             .map(|r| (r.agent_name.clone(), r))
             .collect();
-        let paused = tx.pauses_since(now - PAUSES_LOOKBACK).await?;
-        let pause_after = tx.pause_after_failures().await?;
+        // The jobs' pauses, read only by a pass with something to judge: slots, changed runs,
+        // or a `paused` incident to resolve. An idle pass reads nothing more than before.
+        let judges_pauses = !expectations.is_empty()
+            || !changed.is_empty()
+            || open.iter().any(|(_, kind)| *kind == IncidentKind::Paused);
+        let paused = if judges_pauses {
+            tx.pauses_since(now - PAUSES_LOOKBACK).await?
+        } else {
+            HashMap::new()
+        };
+        let pause_after = if changed.is_empty() {
+            HashMap::new()
+        } else {
+            tx.pause_after_failures().await?
+        };
         let mut pass = Pass {
             tx,
             known: Known {

@@ -163,6 +163,22 @@ async fn a_silence_ended_by_hand_releases_what_it_held(db: Db) {
     let (_, listed) = app.get("/silences").await;
     assert_eq!(listed["silences"][0]["active"], false);
     assert!(listed["silences"][0]["ended_at"].is_string());
+    // Listed for SILENCES_KEPT after it ended, then no more.
+    let kept = collector::store::SILENCES_KEPT;
+    let listed_at = |at| store.list_silences(at, |_| true);
+    assert_eq!(
+        listed_at(Utc::now() + kept - TimeDelta::minutes(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        listed_at(Utc::now() + kept + TimeDelta::minutes(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let (_, audit) = app.get("/audit").await;
     let actions: Vec<(&str, i64)> = audit["entries"]
         .as_array()
